@@ -1,0 +1,12 @@
+//! facegate: a face-recognition daemon for camera kiosks.
+//!
+//! Layers (dependencies point down only):
+//! `api`, `camera`, `sync` -> `gallery` -> `vision`, `index`, `store`; `vision` -> `runtime`.
+//! Nothing below `gallery` knows HTTP, MQTT or the camera.
+
+#![deny(unsafe_code)]
+
+pub mod config;
+pub mod runtime;
+pub mod telemetry;
+pub mod vision;

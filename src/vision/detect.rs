@@ -1,0 +1,302 @@
+//! BlazeFace (MediaPipe face detection): letterboxed input, SSD anchor decoding,
+//! weighted non-maximum suppression, and mapping back to image pixels.
+
+use image::RgbImage;
+
+use super::warp::{warp, Similarity};
+use super::{BoundingBox, Detection, Error, Keypoints, Point};
+use crate::runtime::Model;
+
+/// Which BlazeFace variant runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DetectorKind {
+    /// 128x128 input, faces within ~2 m of the camera.
+    ShortRange,
+    /// 192x192 input, faces up to ~5 m away.
+    FullRange,
+}
+
+impl DetectorKind {
+    pub fn file_name(self) -> &'static str {
+        match self {
+            DetectorKind::ShortRange => "face_detection_short_range.tflite",
+            DetectorKind::FullRange => "face_detection_full_range.tflite",
+        }
+    }
+
+    fn input_size(self) -> u32 {
+        match self {
+            DetectorKind::ShortRange => 128,
+            DetectorKind::FullRange => 192,
+        }
+    }
+
+    /// MediaPipe's SSD anchor layout for each model: (feature-map stride, anchors per
+    /// cell) per layer, all anchors of size 1 (the regressors carry the size).
+    fn anchor_layers(self) -> &'static [(u32, u32)] {
+        match self {
+            DetectorKind::ShortRange => &[(8, 2), (16, 6)],
+            DetectorKind::FullRange => &[(4, 1)],
+        }
+    }
+}
+
+/// Detector tuning (defaults follow MediaPipe's graphs).
+#[derive(Clone, Copy, Debug)]
+pub struct DetectorParams {
+    pub min_score: f32,
+    pub nms_iou: f32,
+}
+
+impl Default for DetectorParams {
+    fn default() -> Self {
+        DetectorParams {
+            min_score: 0.5,
+            nms_iou: 0.3,
+        }
+    }
+}
+
+/// Anchor centres in normalised input coordinates.
+pub fn anchors(kind: DetectorKind) -> Vec<Point> {
+    let size = kind.input_size();
+    let mut out = Vec::new();
+    for &(stride, per_cell) in kind.anchor_layers() {
+        let cells = size.div_ceil(stride);
+        for y in 0..cells {
+            for x in 0..cells {
+                for _ in 0..per_cell {
+                    out.push(Point {
+                        x: (x as f32 + 0.5) / cells as f32,
+                        y: (y as f32 + 0.5) / cells as f32,
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A loaded detector with its anchors.
+pub struct Detector {
+    kind: DetectorKind,
+    anchors: Vec<Point>,
+    params: DetectorParams,
+}
+
+impl Detector {
+    pub fn new(kind: DetectorKind, params: DetectorParams) -> Self {
+        Detector {
+            kind,
+            anchors: anchors(kind),
+            params,
+        }
+    }
+
+    /// Detects faces in `image` with `model` (a BlazeFace session of this kind).
+    pub fn detect(&self, model: &mut Model, image: &RgbImage) -> Result<Vec<Detection>, Error> {
+        let size = self.kind.input_size();
+        let (w, h) = (image.width() as f32, image.height() as f32);
+        // Letterbox: scale the longer side to `size`, centre, pad black.
+        let scale = size as f32 / w.max(h);
+        let (pad_x, pad_y) = ((size as f32 - w * scale) / 2.0, (size as f32 - h * scale) / 2.0);
+        let input_to_image = Similarity::scale_translate(1.0 / scale, -pad_x / scale, -pad_y / scale);
+        let letterboxed = warp(image, &input_to_image, size, size);
+        let tensor = model.input_f32_mut(0)?;
+        if tensor.len() != (size * size * 3) as usize {
+            return Err(Error::ModelOutput(format!(
+                "detector input holds {} values, expected {}",
+                tensor.len(),
+                size * size * 3
+            )));
+        }
+        for (t, &v) in tensor.iter_mut().zip(letterboxed.as_raw()) {
+            *t = f32::from(v) / 127.5 - 1.0;
+        }
+        model.run()?;
+        let (regressors, scores) = self.outputs(model)?;
+        let raw = self.decode(&regressors, &scores, size as f32);
+        let merged = weighted_nms(raw, self.params.nms_iou);
+        let to_image = |p: Point| Point {
+            x: (p.x * size as f32 - pad_x) / scale,
+            y: (p.y * size as f32 - pad_y) / scale,
+        };
+        let mut faces: Vec<Detection> = merged
+            .into_iter()
+            .map(|d| {
+                let tl = to_image(Point { x: d.bbox.x, y: d.bbox.y });
+                let br = to_image(Point {
+                    x: d.bbox.x + d.bbox.width,
+                    y: d.bbox.y + d.bbox.height,
+                });
+                let k = d.keypoints;
+                Detection {
+                    bbox: BoundingBox {
+                        x: tl.x,
+                        y: tl.y,
+                        width: br.x - tl.x,
+                        height: br.y - tl.y,
+                    },
+                    score: d.score,
+                    keypoints: Keypoints {
+                        right_eye: to_image(k.right_eye),
+                        left_eye: to_image(k.left_eye),
+                        nose_tip: to_image(k.nose_tip),
+                        mouth: to_image(k.mouth),
+                        right_ear: to_image(k.right_ear),
+                        left_ear: to_image(k.left_ear),
+                    },
+                }
+            })
+            .collect();
+        faces.sort_by(|a, b| b.bbox.area().total_cmp(&a.bbox.area()));
+        Ok(faces)
+    }
+
+    /// The two outputs, identified by size: regressors hold 16 values per anchor,
+    /// classificators one.
+    fn outputs(&self, model: &Model) -> Result<(Vec<f32>, Vec<f32>), Error> {
+        let n = self.anchors.len();
+        let (mut regressors, mut scores) = (None, None);
+        for i in 0..2 {
+            let values = model.output_dequantized(i)?;
+            if values.len() == n * 16 {
+                regressors = Some(values);
+            } else if values.len() == n {
+                scores = Some(values);
+            }
+        }
+        match (regressors, scores) {
+            (Some(r), Some(s)) => Ok((r, s)),
+            _ => Err(Error::ModelOutput(format!(
+                "detector outputs do not match {n} anchors"
+            ))),
+        }
+    }
+
+    /// Candidate detections in normalised letterbox coordinates.
+    fn decode(&self, regressors: &[f32], scores: &[f32], size: f32) -> Vec<Detection> {
+        let mut out = Vec::new();
+        // Logits are clipped as MediaPipe does (score_clipping_thresh = 100).
+        let min_logit = (self.params.min_score / (1.0 - self.params.min_score)).ln();
+        for (i, anchor) in self.anchors.iter().enumerate() {
+            let logit = scores[i].clamp(-100.0, 100.0);
+            if logit < min_logit {
+                continue;
+            }
+            let r = &regressors[i * 16..i * 16 + 16];
+            let point = |k: usize| Point {
+                x: r[k] / size + anchor.x,
+                y: r[k + 1] / size + anchor.y,
+            };
+            let c = point(0);
+            let (bw, bh) = (r[2] / size, r[3] / size);
+            if !(bw > 0.0 && bh > 0.0 && bw.is_finite() && bh.is_finite()) {
+                continue;
+            }
+            out.push(Detection {
+                bbox: BoundingBox {
+                    x: c.x - bw / 2.0,
+                    y: c.y - bh / 2.0,
+                    width: bw,
+                    height: bh,
+                },
+                score: 1.0 / (1.0 + (-logit).exp()),
+                keypoints: Keypoints {
+                    right_eye: point(4),
+                    left_eye: point(6),
+                    nose_tip: point(8),
+                    mouth: point(10),
+                    right_ear: point(12),
+                    left_ear: point(14),
+                },
+            });
+        }
+        out
+    }
+}
+
+/// MediaPipe's "weighted" NMS: each kept detection is the score-weighted average of the
+/// candidates that overlap it by more than `iou`, which steadies boxes and keypoints.
+pub fn weighted_nms(mut candidates: Vec<Detection>, iou: f32) -> Vec<Detection> {
+    candidates.sort_by(|a, b| b.score.total_cmp(&a.score));
+    let mut out = Vec::new();
+    while !candidates.is_empty() {
+        let best = candidates[0].bbox;
+        let (group, rest): (Vec<Detection>, Vec<Detection>) = candidates
+            .into_iter()
+            .partition(|d| d.bbox.iou(&best) > iou);
+        candidates = rest;
+        if group.is_empty() {
+            // Degenerate box (zero area): drop it rather than loop forever.
+            continue;
+        }
+        let total: f32 = group.iter().map(|d| d.score).sum();
+        let avg = |f: &dyn Fn(&Detection) -> f32| group.iter().map(|d| f(d) * d.score).sum::<f32>() / total;
+        let avg_point = |f: &dyn Fn(&Keypoints) -> Point| Point {
+            x: avg(&|d| f(&d.keypoints).x),
+            y: avg(&|d| f(&d.keypoints).y),
+        };
+        out.push(Detection {
+            bbox: BoundingBox {
+                x: avg(&|d| d.bbox.x),
+                y: avg(&|d| d.bbox.y),
+                width: avg(&|d| d.bbox.width),
+                height: avg(&|d| d.bbox.height),
+            },
+            score: group[0].score,
+            keypoints: Keypoints {
+                right_eye: avg_point(&|k| k.right_eye),
+                left_eye: avg_point(&|k| k.left_eye),
+                nose_tip: avg_point(&|k| k.nose_tip),
+                mouth: avg_point(&|k| k.mouth),
+                right_ear: avg_point(&|k| k.right_ear),
+                left_ear: avg_point(&|k| k.left_ear),
+            },
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn anchor_counts_match_the_models() {
+        assert_eq!(anchors(DetectorKind::ShortRange).len(), 896);
+        assert_eq!(anchors(DetectorKind::FullRange).len(), 2304);
+    }
+
+    fn det(x: f32, score: f32) -> Detection {
+        let p = Point { x, y: 0.0 };
+        Detection {
+            bbox: BoundingBox {
+                x,
+                y: 0.0,
+                width: 10.0,
+                height: 10.0,
+            },
+            score,
+            keypoints: Keypoints {
+                right_eye: p,
+                left_eye: p,
+                nose_tip: p,
+                mouth: p,
+                right_ear: p,
+                left_ear: p,
+            },
+        }
+    }
+
+    #[test]
+    fn weighted_nms_merges_overlaps_and_keeps_separate_faces() {
+        let out = weighted_nms(vec![det(0.0, 0.9), det(1.0, 0.3), det(50.0, 0.8)], 0.3);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].score, 0.9);
+        // Weighted towards the stronger candidate: (0*0.9 + 1*0.3) / 1.2 = 0.25.
+        assert!((out[0].bbox.x - 0.25).abs() < 1e-5);
+        assert_eq!(out[1].bbox.x, 50.0);
+    }
+}

@@ -1,0 +1,123 @@
+//! Recognition core: decode -> detect -> align -> quality -> mask -> embed.
+//!
+//! Public face: [`Pipeline`] (thread-safe, built once from [`PipelineOptions`]), the
+//! per-face result [`Face`], the [`Embedding`] type and the calibrated [`similarity`]
+//! mapping. Nothing here knows HTTP, MQTT or cameras.
+
+mod align;
+mod decode;
+mod detect;
+mod embed;
+mod mask;
+mod pipeline;
+mod similarity;
+mod warp;
+
+pub use decode::{decode_image, DecodeError, DecodeLimits};
+pub use detect::DetectorKind;
+pub use embed::{Embedding, EMBEDDING_DIM};
+pub use pipeline::{FaceSelection, Pipeline, PipelineOptions, StageTimings};
+pub use similarity::{similarity, Calibration, CALIBRATION, DEFAULT_THRESHOLD};
+
+/// An axis-aligned box in image pixels (origin top-left).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BoundingBox {
+    pub x: f32,
+    pub y: f32,
+    pub width: f32,
+    pub height: f32,
+}
+
+impl BoundingBox {
+    pub fn area(&self) -> f32 {
+        self.width.max(0.0) * self.height.max(0.0)
+    }
+
+    pub fn center(&self) -> Point {
+        Point {
+            x: self.x + self.width / 2.0,
+            y: self.y + self.height / 2.0,
+        }
+    }
+
+    pub fn iou(&self, other: &BoundingBox) -> f32 {
+        let x0 = self.x.max(other.x);
+        let y0 = self.y.max(other.y);
+        let x1 = (self.x + self.width).min(other.x + other.width);
+        let y1 = (self.y + self.height).min(other.y + other.height);
+        let inter = (x1 - x0).max(0.0) * (y1 - y0).max(0.0);
+        let union = self.area() + other.area() - inter;
+        if union <= 0.0 {
+            0.0
+        } else {
+            inter / union
+        }
+    }
+}
+
+/// A point in image pixels.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Point {
+    pub x: f32,
+    pub y: f32,
+}
+
+/// BlazeFace's six keypoints, in the detector's order.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Keypoints {
+    pub right_eye: Point,
+    pub left_eye: Point,
+    pub nose_tip: Point,
+    pub mouth: Point,
+    pub right_ear: Point,
+    pub left_ear: Point,
+}
+
+/// One detected face before recognition.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Detection {
+    pub bbox: BoundingBox,
+    /// Detector confidence, 0..1.
+    pub score: f32,
+    pub keypoints: Keypoints,
+}
+
+/// Image-quality facts about a face, for gates such as "face too small" (413).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct Quality {
+    /// Face size in source pixels: the larger side of the detector box.
+    pub face_px: f32,
+    pub detector_score: f32,
+    /// 0 (profile) .. 1 (frontal), from keypoint symmetry.
+    pub frontalness: f32,
+}
+
+/// A face fully analysed: detected, aligned, mask-classified and embedded.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Face {
+    pub detection: Detection,
+    pub quality: Quality,
+    /// Probability that the face wears a mask, 0..1.
+    pub mask_probability: f32,
+    /// `mask_probability >= PipelineOptions::mask_threshold`.
+    pub masked: bool,
+    #[serde(skip)]
+    pub embedding: Embedding,
+    /// The aligned crop the embedder saw (RGB, `ALIGNED_SIZE` square), kept so that a
+    /// model change can re-embed without the original photo.
+    #[serde(skip)]
+    pub aligned: image::RgbImage,
+}
+
+/// Side of the aligned face crop (dlib's chip size).
+pub const ALIGNED_SIZE: u32 = 150;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    #[error(transparent)]
+    Runtime(#[from] crate::runtime::Error),
+    #[error("model output malformed: {0}")]
+    ModelOutput(String),
+}

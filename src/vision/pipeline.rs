@@ -1,0 +1,324 @@
+//! The whole recognition pipeline behind one thread-safe type.
+//!
+//! LiteRT compiled models are not safe to run from two threads at once, so the pipeline
+//! owns a small pool of sessions (detector + embedder + mask model each); a call borrows
+//! one session, and waits when all are busy. The pool size is the number of inference
+//! workers; callers that need a bounded queue (the HTTP API) bound it themselves.
+
+use std::path::PathBuf;
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use image::RgbImage;
+use sha2::{Digest, Sha256};
+
+use super::align::{align, frontalness, ChipLayout};
+use super::detect::{Detector, DetectorKind, DetectorParams};
+use super::embed::{embed, Embedding};
+use super::mask::{input_side, mask_crop, mask_probability};
+use super::{decode_image, DecodeLimits, Detection, Error, Face, Quality};
+use crate::runtime::{Model, Runtime};
+
+/// Everything the pipeline needs to know; `config` fills it from the TOML file.
+#[derive(Clone, Debug)]
+pub struct PipelineOptions {
+    pub models_dir: PathBuf,
+    pub detector: DetectorKind,
+    pub embedder_file: String,
+    pub mask_file: String,
+    /// XNNPACK threads per model run.
+    pub threads_per_model: usize,
+    /// Sessions in the pool: how many images can be processed at once.
+    pub workers: usize,
+    pub min_detector_score: f32,
+    /// `Face::masked` is `mask_probability >= mask_threshold`.
+    pub mask_threshold: f32,
+    /// Extra margin around the detector box for the mask crop (0.3 = 30 % larger).
+    pub mask_margin: f32,
+    /// dlib chip padding (0.25 is dlib's default).
+    pub chip_padding: f32,
+    /// Average the embedding with that of the mirrored chip.
+    pub flip_average: bool,
+    pub decode_limits: DecodeLimits,
+}
+
+impl Default for PipelineOptions {
+    fn default() -> Self {
+        PipelineOptions {
+            models_dir: PathBuf::from("models-tflite"),
+            detector: DetectorKind::ShortRange,
+            embedder_file: "dlib_face_recognition_int8.tflite".into(),
+            mask_file: "mask_mobilenetv2_int8.tflite".into(),
+            threads_per_model: 1,
+            workers: 1,
+            min_detector_score: 0.5,
+            mask_threshold: 0.5,
+            mask_margin: 0.3,
+            chip_padding: 0.25,
+            flip_average: false,
+            decode_limits: DecodeLimits::default(),
+        }
+    }
+}
+
+/// Which detected faces to analyse further.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaceSelection {
+    /// Every face, largest first.
+    All,
+    /// The largest face only (the API's rule when several faces are in a picture).
+    Largest,
+    /// The face whose centre is nearest the image centre (LFW's convention).
+    NearestCenter,
+}
+
+/// Time spent in each stage of one analysis.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct StageTimings {
+    pub decode: Duration,
+    pub detect: Duration,
+    pub align: Duration,
+    pub mask: Duration,
+    pub embed: Duration,
+}
+
+struct Session {
+    detector: Model,
+    embedder: Model,
+    mask: Model,
+}
+
+pub struct Pipeline {
+    options: PipelineOptions,
+    detector: Detector,
+    chip: ChipLayout,
+    mask_side: u32,
+    fingerprint: String,
+    pool: Mutex<Vec<Session>>,
+    available: Condvar,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("options", &self.options)
+            .field("fingerprint", &self.fingerprint)
+            .finish()
+    }
+}
+
+impl Pipeline {
+    /// Loads and compiles every model `options.workers` times.
+    pub fn load(runtime: &Runtime, options: PipelineOptions) -> Result<Pipeline, Error> {
+        let dir = &options.models_dir;
+        let threads = options.threads_per_model.max(1);
+        let read = |file: &str| -> Result<Vec<u8>, Error> {
+            let path = dir.join(file);
+            std::fs::read(&path).map_err(|source| {
+                Error::Runtime(crate::runtime::Error::ModelFile { path, source })
+            })
+        };
+        let detector_bytes = read(options.detector.file_name())?;
+        let embedder_bytes = read(&options.embedder_file)?;
+        let mask_bytes = read(&options.mask_file)?;
+        let chip = ChipLayout {
+            padding: options.chip_padding,
+            ..ChipLayout::default()
+        };
+        let fingerprint = fingerprint(&embedder_bytes, &chip, options.flip_average);
+        let mut sessions = Vec::new();
+        for _ in 0..options.workers.max(1) {
+            sessions.push(Session {
+                detector: runtime.model_from_bytes(
+                    options.detector.file_name(),
+                    detector_bytes.clone(),
+                    threads,
+                )?,
+                embedder: runtime.model_from_bytes(
+                    &options.embedder_file,
+                    embedder_bytes.clone(),
+                    threads,
+                )?,
+                mask: runtime.model_from_bytes(&options.mask_file, mask_bytes.clone(), threads)?,
+            });
+        }
+        let mask_side = input_side(&sessions[0].mask)?;
+        let detector = Detector::new(
+            options.detector,
+            DetectorParams {
+                min_score: options.min_detector_score,
+                ..DetectorParams::default()
+            },
+        );
+        Ok(Pipeline {
+            options,
+            detector,
+            chip,
+            mask_side,
+            fingerprint,
+            pool: Mutex::new(sessions),
+            available: Condvar::new(),
+        })
+    }
+
+    pub fn options(&self) -> &PipelineOptions {
+        &self.options
+    }
+
+    /// Identifies the embedding space: embedder file bytes, chip layout and flip
+    /// averaging. Embeddings with different fingerprints must not be compared.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    pub fn decode(&self, bytes: &[u8]) -> Result<RgbImage, Error> {
+        Ok(decode_image(bytes, &self.options.decode_limits)?)
+    }
+
+    /// Faces in `image`, largest first, without recognition.
+    pub fn detect(&self, image: &RgbImage) -> Result<Vec<Detection>, Error> {
+        self.with_session(|s| self.detector.detect(&mut s.detector, image))
+    }
+
+    /// Decodes, detects and analyses the selected faces (largest first).
+    pub fn analyze_bytes(&self, bytes: &[u8], selection: FaceSelection) -> Result<Vec<Face>, Error> {
+        let image = self.decode(bytes)?;
+        self.analyze(&image, selection)
+    }
+
+    pub fn analyze(&self, image: &RgbImage, selection: FaceSelection) -> Result<Vec<Face>, Error> {
+        Ok(self.analyze_timed(image, selection)?.0)
+    }
+
+    /// As [`Pipeline::analyze`], also reporting the time of each stage.
+    pub fn analyze_timed(
+        &self,
+        image: &RgbImage,
+        selection: FaceSelection,
+    ) -> Result<(Vec<Face>, StageTimings), Error> {
+        self.with_session(|s| {
+            let mut t = StageTimings::default();
+            let start = Instant::now();
+            let detections = self.detector.detect(&mut s.detector, image)?;
+            t.detect = start.elapsed();
+            let chosen = select(detections, selection, image);
+            let mut faces = Vec::with_capacity(chosen.len());
+            for detection in chosen {
+                if let Some(face) = self.analyze_one(s, image, detection, &mut t)? {
+                    faces.push(face);
+                }
+            }
+            Ok((faces, t))
+        })
+    }
+
+    fn analyze_one(
+        &self,
+        s: &mut Session,
+        image: &RgbImage,
+        detection: Detection,
+        t: &mut StageTimings,
+    ) -> Result<Option<Face>, Error> {
+        let start = Instant::now();
+        let Some(aligned) = align(image, &detection, &self.chip) else {
+            return Ok(None);
+        };
+        let quality = Quality {
+            face_px: detection.bbox.width.max(detection.bbox.height),
+            detector_score: detection.score,
+            frontalness: frontalness(&detection),
+        };
+        t.align += start.elapsed();
+        let start = Instant::now();
+        let crop = mask_crop(image, &detection.bbox, self.options.mask_margin, self.mask_side);
+        let mask_probability = mask_probability(&mut s.mask, &crop)?;
+        t.mask += start.elapsed();
+        let start = Instant::now();
+        let embedding = embed(&mut s.embedder, &aligned, self.options.flip_average)?;
+        t.embed += start.elapsed();
+        Ok(Some(Face {
+            detection,
+            quality,
+            mask_probability,
+            masked: mask_probability >= self.options.mask_threshold,
+            embedding,
+            aligned,
+        }))
+    }
+
+    /// Embeds an aligned chip stored earlier (re-embedding after a model change).
+    pub fn embed_chip(&self, chip: &RgbImage) -> Result<Embedding, Error> {
+        if chip.dimensions() != (self.chip.size, self.chip.size) {
+            return Err(Error::ModelOutput(format!(
+                "chip is {:?}, expected {}x{}",
+                chip.dimensions(),
+                self.chip.size,
+                self.chip.size
+            )));
+        }
+        self.with_session(|s| embed(&mut s.embedder, chip, self.options.flip_average))
+    }
+
+    /// Mask probability of a whole picture (for tight face crops the detector misses).
+    pub fn mask_probability_whole(&self, image: &RgbImage) -> Result<f32, Error> {
+        let bbox = super::BoundingBox {
+            x: 0.0,
+            y: 0.0,
+            width: image.width() as f32,
+            height: image.height() as f32,
+        };
+        let crop = mask_crop(image, &bbox, 0.0, self.mask_side);
+        self.with_session(|s| mask_probability(&mut s.mask, &crop))
+    }
+
+    fn with_session<T>(&self, work: impl FnOnce(&mut Session) -> Result<T, Error>) -> Result<T, Error> {
+        let mut session = {
+            // A poisoned lock only means another thread panicked while holding the
+            // pool; the Vec itself is still consistent, so keep going.
+            let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+            loop {
+                if let Some(s) = pool.pop() {
+                    break s;
+                }
+                pool = self.available.wait(pool).unwrap_or_else(|e| e.into_inner());
+            }
+        };
+        let result = work(&mut session);
+        self.pool
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(session);
+        self.available.notify_one();
+        result
+    }
+}
+
+fn select(mut detections: Vec<Detection>, selection: FaceSelection, image: &RgbImage) -> Vec<Detection> {
+    match selection {
+        FaceSelection::All => detections,
+        FaceSelection::Largest => {
+            detections.truncate(1);
+            detections
+        }
+        FaceSelection::NearestCenter => {
+            let (cx, cy) = (image.width() as f32 / 2.0, image.height() as f32 / 2.0);
+            let dist = |d: &Detection| {
+                let c = d.bbox.center();
+                (c.x - cx).powi(2) + (c.y - cy).powi(2)
+            };
+            detections
+                .into_iter()
+                .min_by(|a, b| dist(a).total_cmp(&dist(b)))
+                .into_iter()
+                .collect()
+        }
+    }
+}
+
+fn fingerprint(embedder: &[u8], chip: &ChipLayout, flip: bool) -> String {
+    let mut h = Sha256::new();
+    h.update(embedder);
+    h.update(format!("chip={}x{} pad={} flip={}", chip.size, chip.size, chip.padding, flip));
+    let digest = h.finalize();
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}

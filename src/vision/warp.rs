@@ -1,0 +1,245 @@
+//! Affine resampling shared by the letterbox (detector input), the face alignment
+//! (embedder input) and the mask crop. Coordinates are continuous: pixel `i` covers
+//! `[i, i + 1)`, so its centre is `i + 0.5`.
+
+use image::{Rgb, RgbImage};
+
+use super::Point;
+
+/// `dst = [a -b; b a] * src + [tx; ty]`: rotation, uniform scale and translation.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Similarity {
+    pub a: f32,
+    pub b: f32,
+    pub tx: f32,
+    pub ty: f32,
+}
+
+impl Similarity {
+    pub fn scale_translate(scale: f32, tx: f32, ty: f32) -> Self {
+        Similarity {
+            a: scale,
+            b: 0.0,
+            tx,
+            ty,
+        }
+    }
+
+    /// Least-squares fit of `dst ≈ T(src)` (Umeyama's method without reflection).
+    /// `None` when the source points coincide.
+    pub fn fit(src: &[Point], dst: &[Point]) -> Option<Self> {
+        let n = src.len().min(dst.len());
+        if n < 2 {
+            return None;
+        }
+        let mean = |pts: &[Point]| {
+            let (sx, sy) = pts[..n]
+                .iter()
+                .fold((0.0, 0.0), |(x, y), p| (x + p.x, y + p.y));
+            Point {
+                x: sx / n as f32,
+                y: sy / n as f32,
+            }
+        };
+        let (ms, md) = (mean(src), mean(dst));
+        let (mut num_a, mut num_b, mut den) = (0.0f32, 0.0f32, 0.0f32);
+        for (s, d) in src.iter().zip(dst).take(n) {
+            let (sx, sy) = (s.x - ms.x, s.y - ms.y);
+            let (dx, dy) = (d.x - md.x, d.y - md.y);
+            num_a += sx * dx + sy * dy;
+            num_b += sx * dy - sy * dx;
+            den += sx * sx + sy * sy;
+        }
+        if den <= f32::EPSILON {
+            return None;
+        }
+        let (a, b) = (num_a / den, num_b / den);
+        Some(Similarity {
+            a,
+            b,
+            tx: md.x - (a * ms.x - b * ms.y),
+            ty: md.y - (b * ms.x + a * ms.y),
+        })
+    }
+
+    pub fn apply(&self, p: Point) -> Point {
+        Point {
+            x: self.a * p.x - self.b * p.y + self.tx,
+            y: self.b * p.x + self.a * p.y + self.ty,
+        }
+    }
+
+    pub fn scale(&self) -> f32 {
+        (self.a * self.a + self.b * self.b).sqrt()
+    }
+
+    pub fn inverse(&self) -> Option<Self> {
+        let det = self.a * self.a + self.b * self.b;
+        if det <= f32::EPSILON {
+            return None;
+        }
+        let (a, b) = (self.a / det, -self.b / det);
+        Some(Similarity {
+            a,
+            b,
+            tx: -(a * self.tx - b * self.ty),
+            ty: -(b * self.tx + a * self.ty),
+        })
+    }
+}
+
+/// Renders `out_w x out_h` pixels whose centres map to source positions through
+/// `dst_to_src`; positions outside the source read black. When one output pixel spans
+/// more than two source pixels, the needed source region is first box-averaged by an
+/// integer factor so that bilinear sampling does not alias.
+pub fn warp(src: &RgbImage, dst_to_src: &Similarity, out_w: u32, out_h: u32) -> RgbImage {
+    let factor = dst_to_src.scale().floor() as u32;
+    if factor >= 2 {
+        let corners = [(0.0, 0.0), (out_w as f32, 0.0), (0.0, out_h as f32), (out_w as f32, out_h as f32)]
+            .map(|(x, y)| dst_to_src.apply(Point { x, y }));
+        let x0 = corners.iter().map(|p| p.x).fold(f32::INFINITY, f32::min).floor().max(0.0) as u32;
+        let y0 = corners.iter().map(|p| p.y).fold(f32::INFINITY, f32::min).floor().max(0.0) as u32;
+        let x1 = (corners.iter().map(|p| p.x).fold(f32::NEG_INFINITY, f32::max).ceil() as i64)
+            .clamp(0, i64::from(src.width())) as u32;
+        let y1 = (corners.iter().map(|p| p.y).fold(f32::NEG_INFINITY, f32::max).ceil() as i64)
+            .clamp(0, i64::from(src.height())) as u32;
+        if x1 > x0 && y1 > y0 {
+            let small = box_downsample(src, x0, y0, x1 - x0, y1 - y0, factor);
+            // Source position p maps to (p - origin) / factor in the small image.
+            let k = factor as f32;
+            let adjusted = Similarity {
+                a: dst_to_src.a / k,
+                b: dst_to_src.b / k,
+                tx: (dst_to_src.tx - x0 as f32) / k,
+                ty: (dst_to_src.ty - y0 as f32) / k,
+            };
+            return sample(&small, &adjusted, out_w, out_h);
+        }
+    }
+    sample(src, dst_to_src, out_w, out_h)
+}
+
+fn sample(src: &RgbImage, m: &Similarity, out_w: u32, out_h: u32) -> RgbImage {
+    let mut out = RgbImage::new(out_w, out_h);
+    let (w, h) = (src.width() as i64, src.height() as i64);
+    let raw = src.as_raw();
+    let stride = src.width() as usize * 3;
+    let fetch = |x: i64, y: i64| -> [f32; 3] {
+        if x < 0 || y < 0 || x >= w || y >= h {
+            return [0.0; 3];
+        }
+        let i = y as usize * stride + x as usize * 3;
+        [raw[i] as f32, raw[i + 1] as f32, raw[i + 2] as f32]
+    };
+    for v in 0..out_h {
+        for u in 0..out_w {
+            let p = m.apply(Point {
+                x: u as f32 + 0.5,
+                y: v as f32 + 0.5,
+            });
+            // Index space: pixel i's centre is at i + 0.5.
+            let (fx, fy) = (p.x - 0.5, p.y - 0.5);
+            let (x0, y0) = (fx.floor(), fy.floor());
+            let (dx, dy) = (fx - x0, fy - y0);
+            let (xi, yi) = (x0 as i64, y0 as i64);
+            let (p00, p10, p01, p11) = (fetch(xi, yi), fetch(xi + 1, yi), fetch(xi, yi + 1), fetch(xi + 1, yi + 1));
+            let mut px = [0u8; 3];
+            for c in 0..3 {
+                let top = p00[c] + (p10[c] - p00[c]) * dx;
+                let bottom = p01[c] + (p11[c] - p01[c]) * dx;
+                px[c] = (top + (bottom - top) * dy).round().clamp(0.0, 255.0) as u8;
+            }
+            out.put_pixel(u, v, Rgb(px));
+        }
+    }
+    out
+}
+
+/// Averages `factor x factor` blocks of the region (x0, y0, w, h); partial blocks at the
+/// right and bottom edges average what they cover.
+fn box_downsample(src: &RgbImage, x0: u32, y0: u32, w: u32, h: u32, factor: u32) -> RgbImage {
+    let (ow, oh) = (w.div_ceil(factor), h.div_ceil(factor));
+    let mut sums = vec![0u32; (ow * oh * 3) as usize];
+    let mut counts = vec![0u32; (ow * oh) as usize];
+    let raw = src.as_raw();
+    let stride = src.width() as usize * 3;
+    for y in 0..h {
+        let row = (y0 + y) as usize * stride;
+        let oy = (y / factor) * ow;
+        for x in 0..w {
+            let i = row + (x0 + x) as usize * 3;
+            let o = (oy + x / factor) as usize;
+            sums[o * 3] += u32::from(raw[i]);
+            sums[o * 3 + 1] += u32::from(raw[i + 1]);
+            sums[o * 3 + 2] += u32::from(raw[i + 2]);
+            counts[o] += 1;
+        }
+    }
+    let mut out = RgbImage::new(ow, oh);
+    for (o, px) in out.pixels_mut().enumerate() {
+        let n = counts[o].max(1);
+        *px = Rgb([
+            ((sums[o * 3] + n / 2) / n) as u8,
+            ((sums[o * 3 + 1] + n / 2) / n) as u8,
+            ((sums[o * 3 + 2] + n / 2) / n) as u8,
+        ]);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pt(x: f32, y: f32) -> Point {
+        Point { x, y }
+    }
+
+    #[test]
+    fn fit_recovers_a_known_similarity() {
+        let t = Similarity {
+            a: 0.8,
+            b: 0.3,
+            tx: 12.0,
+            ty: -4.0,
+        };
+        let src = [pt(10.0, 20.0), pt(50.0, 22.0), pt(30.0, 60.0)];
+        let dst: Vec<Point> = src.iter().map(|&p| t.apply(p)).collect();
+        let fit = Similarity::fit(&src, &dst).unwrap();
+        assert!((fit.a - t.a).abs() < 1e-4 && (fit.b - t.b).abs() < 1e-4);
+        assert!((fit.tx - t.tx).abs() < 1e-3 && (fit.ty - t.ty).abs() < 1e-3);
+        let back = fit.inverse().unwrap().apply(dst[2]);
+        assert!((back.x - 30.0).abs() < 1e-3 && (back.y - 60.0).abs() < 1e-3);
+    }
+
+    #[test]
+    fn coincident_points_do_not_fit() {
+        assert!(Similarity::fit(&[pt(1.0, 1.0), pt(1.0, 1.0)], &[pt(0.0, 0.0), pt(2.0, 2.0)]).is_none());
+    }
+
+    #[test]
+    fn identity_warp_copies_pixels() {
+        let mut img = RgbImage::new(8, 6);
+        for (i, p) in img.pixels_mut().enumerate() {
+            *p = Rgb([i as u8, (i * 3) as u8, 7]);
+        }
+        let out = warp(&img, &Similarity::scale_translate(1.0, 0.0, 0.0), 8, 6);
+        assert_eq!(out, img);
+    }
+
+    #[test]
+    fn downscale_averages_instead_of_aliasing() {
+        // A one-pixel checkerboard shrunk 4x must come out mid-grey, not black or white.
+        let img = RgbImage::from_fn(64, 64, |x, y| {
+            if (x + y) % 2 == 0 {
+                Rgb([255, 255, 255])
+            } else {
+                Rgb([0, 0, 0])
+            }
+        });
+        let out = warp(&img, &Similarity::scale_translate(4.0, 0.0, 0.0), 16, 16);
+        for p in out.pixels() {
+            assert!((100..=155).contains(&p.0[0]), "{p:?}");
+        }
+    }
+}
