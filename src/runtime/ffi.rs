@@ -82,7 +82,17 @@ macro_rules! api_table {
                 // SAFETY: loading a shared library runs its initialisers. The path is the
                 // LiteRT library chosen by the operator; we have no way to validate its
                 // code, only its exported symbols, which is what the lookups below do.
-                let library = unsafe { Library::new(path) }.map_err(|e| e.to_string())?;
+                // RTLD_NODELETE: LiteRT registers process-wide state (accelerator
+                // registry, XNNPACK caches) that its static destructors tear down at exit;
+                // unmapping the library earlier makes those destructors crash.
+                let library: Library = unsafe {
+                    libloading::os::unix::Library::open(
+                        Some(path),
+                        libloading::os::unix::RTLD_NOW | libc_rtld_nodelete(),
+                    )
+                }
+                .map_err(|e| e.to_string())?
+                .into();
                 $(
                     // SAFETY: the symbol's type is the C prototype from the LiteRT 2.1.4
                     // headers; the pointer is only used while `_library` is alive (it is
@@ -128,6 +138,11 @@ api_table! {
     LiteRtDestroyTensorBuffer: fn(Handle);
 }
 
+/// `RTLD_NODELETE` from glibc's <dlfcn.h> (same value on x86_64 and aarch64).
+const fn libc_rtld_nodelete() -> std::ffi::c_int {
+    0x01000
+}
+
 /// Names of `LiteRtStatus` codes (litert_common.h). The library does not export
 /// `LiteRtGetStatusString`, so the table lives here.
 pub fn status_text(status: Status) -> String {
@@ -168,8 +183,8 @@ const HOST_ALIGNMENT: usize = 64;
 impl HostTensor {
     pub fn new(api: &Api, tensor_type: &RankedTensorType, len: usize) -> Result<Self, String> {
         let size = len.max(1).div_ceil(HOST_ALIGNMENT) * HOST_ALIGNMENT;
-        let layout = std::alloc::Layout::from_size_align(size, HOST_ALIGNMENT)
-            .map_err(|e| e.to_string())?;
+        let layout =
+            std::alloc::Layout::from_size_align(size, HOST_ALIGNMENT).map_err(|e| e.to_string())?;
         // SAFETY: `layout` has a non-zero size (at least HOST_ALIGNMENT bytes).
         let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
         if ptr.is_null() {
@@ -282,9 +297,43 @@ impl TensorInfo {
 
 /// One compiled model with its own environment and host tensors. Nothing in it is
 /// shared with another `Session`, which is what makes sending it to another thread sound.
+/// The LiteRT environment, created once per process and shared by every model.
+pub struct Environment {
+    pub api: Api,
+    handle: Handle,
+}
+
+// SAFETY: after creation the environment is only read by LiteRT (compiled models keep a
+// pointer to it and look up the registered CPU accelerator); facegate never mutates it.
+// It is destroyed once, in Drop, when the last Arc holder (a Runtime or Session) is gone.
+unsafe impl Send for Environment {}
+// SAFETY: as above; concurrent compilation of models against one environment is how
+// LiteRT's own C++ API is used (one Environment per process).
+unsafe impl Sync for Environment {}
+
+impl Environment {
+    pub fn new(api: Api) -> Result<Environment, String> {
+        let mut handle: Handle = std::ptr::null_mut();
+        // SAFETY: no options are passed (count 0, null pointer); `handle` is a valid
+        // out-pointer.
+        check(
+            unsafe { (api.LiteRtCreateEnvironment)(0, std::ptr::null(), &mut handle) },
+            "create environment",
+        )?;
+        Ok(Environment { api, handle })
+    }
+}
+
+impl Drop for Environment {
+    fn drop(&mut self) {
+        // SAFETY: created in `new`, destroyed once; every Session holds an Arc to this
+        // Environment, so no compiled model outlives it.
+        unsafe { (self.api.LiteRtDestroyEnvironment)(self.handle) };
+    }
+}
+
 pub struct Session {
-    api: std::sync::Arc<Api>,
-    env: Handle,
+    env: std::sync::Arc<Environment>,
     model: Handle,
     compiled: Handle,
     // Kept alive for `model`: LiteRtCreateModelFromBuffer does not copy the bytes.
@@ -308,13 +357,12 @@ fn check(status: Status, what: &str) -> Result<(), String> {
 
 impl Session {
     pub fn new(
-        api: std::sync::Arc<Api>,
+        env: std::sync::Arc<Environment>,
         model_bytes: Vec<u8>,
         threads: usize,
     ) -> Result<Session, String> {
         let mut session = Session {
-            api,
-            env: std::ptr::null_mut(),
+            env,
             model: std::ptr::null_mut(),
             compiled: std::ptr::null_mut(),
             _model_bytes: model_bytes,
@@ -327,15 +375,12 @@ impl Session {
     }
 
     fn build(&mut self, threads: usize) -> Result<(), String> {
-        let api = self.api.clone();
+        let env = self.env.clone();
+        let api = &env.api;
         // SAFETY (all calls in this function): each out-pointer is a valid local or
         // field; handles passed in were returned by LiteRT above and not destroyed yet;
         // `_model_bytes` lives as long as `self.model`.
         unsafe {
-            check(
-                (api.LiteRtCreateEnvironment)(0, std::ptr::null(), &mut self.env),
-                "create environment",
-            )?;
             check(
                 (api.LiteRtCreateModelFromBuffer)(
                     self._model_bytes.as_ptr().cast(),
@@ -399,7 +444,8 @@ impl Session {
     /// # Safety
     /// `options` must be a live LiteRtOptions handle owned by the caller.
     unsafe fn compile_with(&mut self, options: Handle, threads: usize) -> Result<(), String> {
-        let api = self.api.clone();
+        let env = self.env.clone();
+        let api = &env.api;
         // SAFETY: see the function's contract; the payload string is handed over with
         // its destructor, and LiteRtAddOpaqueOptions takes ownership of the opaque
         // options (litert_options.h), so neither is freed here.
@@ -425,9 +471,17 @@ impl Session {
                 free_c_string(payload_ptr.cast());
                 return check(status, "CPU options");
             }
-            check((api.LiteRtAddOpaqueOptions)(options, cpu), "add CPU options")?;
             check(
-                (api.LiteRtCreateCompiledModel)(self.env, self.model, options, &mut self.compiled),
+                (api.LiteRtAddOpaqueOptions)(options, cpu),
+                "add CPU options",
+            )?;
+            check(
+                (api.LiteRtCreateCompiledModel)(
+                    env.handle,
+                    self.model,
+                    options,
+                    &mut self.compiled,
+                ),
                 "compile model",
             )
         }
@@ -436,7 +490,7 @@ impl Session {
     /// # Safety
     /// `tensor` must be a tensor handle of `self.model`.
     unsafe fn host_tensor(&self, tensor: Handle) -> Result<(TensorInfo, HostTensor), String> {
-        let api = &self.api;
+        let api = &self.env.api;
         let mut ranked = RankedTensorType {
             element_type: 0,
             layout: Layout {
@@ -447,12 +501,17 @@ impl Session {
         };
         // SAFETY: see the function's contract; out-pointers are valid locals.
         unsafe {
-            check((api.LiteRtGetRankedTensorType)(tensor, &mut ranked), "tensor type")?;
+            check(
+                (api.LiteRtGetRankedTensorType)(tensor, &mut ranked),
+                "tensor type",
+            )?;
             let mut name_ptr: *const c_char = std::ptr::null();
             let name = if (api.LiteRtGetTensorName)(tensor, &mut name_ptr) == STATUS_OK
                 && !name_ptr.is_null()
             {
-                std::ffi::CStr::from_ptr(name_ptr).to_string_lossy().into_owned()
+                std::ffi::CStr::from_ptr(name_ptr)
+                    .to_string_lossy()
+                    .into_owned()
             } else {
                 String::new()
             };
@@ -462,7 +521,10 @@ impl Session {
                 && quant_kind == QUANTIZATION_PER_TENSOR
             {
                 let mut q = QuantizationPerTensor::default();
-                check((api.LiteRtGetPerTensorQuantization)(tensor, &mut q), "quantization")?;
+                check(
+                    (api.LiteRtGetPerTensorQuantization)(tensor, &mut q),
+                    "quantization",
+                )?;
                 quantization = Some((q.scale, q.zero_point));
             }
             let rank = ranked.layout.rank().min(MAX_RANK);
@@ -487,7 +549,7 @@ impl Session {
         // SAFETY: `compiled` and every buffer handle are live and owned by `self`;
         // `&mut self` guarantees no slice of their memory is borrowed during the run.
         let status = unsafe {
-            (self.api.LiteRtRunCompiledModel)(
+            (self.env.api.LiteRtRunCompiledModel)(
                 self.compiled,
                 0,
                 ins.len(),
@@ -502,21 +564,19 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
-        let api = self.api.clone();
+        let env = self.env.clone();
+        let api = &env.api;
         for (_, t) in self.inputs.iter_mut().chain(self.outputs.iter_mut()) {
-            t.destroy(&api);
+            t.destroy(api);
         }
-        // SAFETY: each handle was created by LiteRT, is destroyed once, in reverse order
-        // of creation (compiled model before model and environment).
+        // SAFETY: each handle was created by LiteRT and is destroyed once, compiled model
+        // before model; the environment is dropped with the last Arc.
         unsafe {
             if !self.compiled.is_null() {
                 (api.LiteRtDestroyCompiledModel)(self.compiled);
             }
             if !self.model.is_null() {
                 (api.LiteRtDestroyModel)(self.model);
-            }
-            if !self.env.is_null() {
-                (api.LiteRtDestroyEnvironment)(self.env);
             }
         }
     }

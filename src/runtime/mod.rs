@@ -49,7 +49,7 @@ pub enum Error {
 /// A loaded LiteRT library.
 #[derive(Clone)]
 pub struct Runtime {
-    api: Arc<ffi::Api>,
+    env: Arc<ffi::Environment>,
     path: PathBuf,
 }
 
@@ -79,8 +79,12 @@ impl Runtime {
             path: path.to_path_buf(),
             reason,
         })?;
+        let env = ffi::Environment::new(api).map_err(|reason| Error::Load {
+            path: path.to_path_buf(),
+            reason,
+        })?;
         Ok(Runtime {
-            api: Arc::new(api),
+            env: Arc::new(env),
             path: path.to_path_buf(),
         })
     }
@@ -109,11 +113,9 @@ impl Runtime {
         threads: usize,
     ) -> Result<Model, Error> {
         let session =
-            ffi::Session::new(self.api.clone(), bytes, threads).map_err(|reason| {
-                Error::Model {
-                    model: name.to_string(),
-                    reason,
-                }
+            ffi::Session::new(self.env.clone(), bytes, threads).map_err(|reason| Error::Model {
+                model: name.to_string(),
+                reason,
             })?;
         Ok(Model {
             name: name.to_string(),
@@ -241,9 +243,14 @@ pub fn candidate_paths(env_override: Option<&Path>, configured: Option<&Path>) -
     if let Some(p) = configured {
         out.push(p.to_path_buf());
     }
-    let local = Path::new(".litert").join(std::env::consts::ARCH).join("libLiteRt.so");
+    let local = Path::new(".litert")
+        .join(std::env::consts::ARCH)
+        .join("libLiteRt.so");
     out.push(local.clone());
-    if let Some(dir) = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)) {
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
         out.push(dir.join("libLiteRt.so"));
         for up in dir.ancestors().skip(1).take(3) {
             out.push(up.join(&local));

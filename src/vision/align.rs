@@ -10,9 +10,18 @@ use super::{Detection, Point, ALIGNED_SIZE};
 
 /// dlib's mean-face positions (unit square) of the right eye, left eye and mouth centre.
 const TEMPLATE: [Point; 3] = [
-    Point { x: 0.2273, y: 0.2214 },
-    Point { x: 0.7528, y: 0.2212 },
-    Point { x: 0.4901, y: 0.8075 },
+    Point {
+        x: 0.2273,
+        y: 0.2214,
+    },
+    Point {
+        x: 0.7528,
+        y: 0.2212,
+    },
+    Point {
+        x: 0.4901,
+        y: 0.8075,
+    },
 ];
 
 /// Crop geometry: dlib's `get_face_chip_details(..., size, padding)`.

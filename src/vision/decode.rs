@@ -36,7 +36,9 @@ pub enum DecodeError {
     UnsupportedFormat,
     #[error("image is broken or truncated: {0}")]
     Corrupt(String),
-    #[error("image is too large: {width}x{height} (limit {max_side} per side, {max_pixels} pixels)")]
+    #[error(
+        "image is too large: {width}x{height} (limit {max_side} per side, {max_pixels} pixels)"
+    )]
     TooLarge {
         width: u32,
         height: u32,
@@ -154,7 +156,10 @@ mod tests {
 
     #[test]
     fn empty_input_is_empty() {
-        assert_eq!(decode_image(&[], &DecodeLimits::default()), Err(DecodeError::Empty));
+        assert_eq!(
+            decode_image(&[], &DecodeLimits::default()),
+            Err(DecodeError::Empty)
+        );
     }
 
     #[test]
@@ -165,7 +170,10 @@ mod tests {
 
     #[test]
     fn gif_is_an_unsupported_format() {
-        let err = decode_image(b"GIF89a\x01\x00\x01\x00\x00\x00\x00;", &DecodeLimits::default());
+        let err = decode_image(
+            b"GIF89a\x01\x00\x01\x00\x00\x00\x00;",
+            &DecodeLimits::default(),
+        );
         assert_eq!(err, Err(DecodeError::UnsupportedFormat));
     }
 

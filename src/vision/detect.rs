@@ -100,8 +100,12 @@ impl Detector {
         let (w, h) = (image.width() as f32, image.height() as f32);
         // Letterbox: scale the longer side to `size`, centre, pad black.
         let scale = size as f32 / w.max(h);
-        let (pad_x, pad_y) = ((size as f32 - w * scale) / 2.0, (size as f32 - h * scale) / 2.0);
-        let input_to_image = Similarity::scale_translate(1.0 / scale, -pad_x / scale, -pad_y / scale);
+        let (pad_x, pad_y) = (
+            (size as f32 - w * scale) / 2.0,
+            (size as f32 - h * scale) / 2.0,
+        );
+        let input_to_image =
+            Similarity::scale_translate(1.0 / scale, -pad_x / scale, -pad_y / scale);
         let letterboxed = warp(image, &input_to_image, size, size);
         let tensor = model.input_f32_mut(0)?;
         if tensor.len() != (size * size * 3) as usize {
@@ -125,7 +129,10 @@ impl Detector {
         let mut faces: Vec<Detection> = merged
             .into_iter()
             .map(|d| {
-                let tl = to_image(Point { x: d.bbox.x, y: d.bbox.y });
+                let tl = to_image(Point {
+                    x: d.bbox.x,
+                    y: d.bbox.y,
+                });
                 let br = to_image(Point {
                     x: d.bbox.x + d.bbox.width,
                     y: d.bbox.y + d.bbox.height,
@@ -233,7 +240,9 @@ pub fn weighted_nms(mut candidates: Vec<Detection>, iou: f32) -> Vec<Detection> 
             continue;
         }
         let total: f32 = group.iter().map(|d| d.score).sum();
-        let avg = |f: &dyn Fn(&Detection) -> f32| group.iter().map(|d| f(d) * d.score).sum::<f32>() / total;
+        let avg = |f: &dyn Fn(&Detection) -> f32| {
+            group.iter().map(|d| f(d) * d.score).sum::<f32>() / total
+        };
         let avg_point = |f: &dyn Fn(&Keypoints) -> Point| Point {
             x: avg(&|d| f(&d.keypoints).x),
             y: avg(&|d| f(&d.keypoints).y),

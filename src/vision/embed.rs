@@ -65,7 +65,8 @@ pub fn embed(model: &mut Model, chip: &RgbImage, flip: bool) -> Result<Embedding
             *s += m;
         }
     }
-    Embedding::from_raw(&sum).ok_or_else(|| Error::ModelOutput("embedding is zero or not finite".into()))
+    Embedding::from_raw(&sum)
+        .ok_or_else(|| Error::ModelOutput("embedding is zero or not finite".into()))
 }
 
 fn run_once(model: &mut Model, chip: &RgbImage, mirrored: bool) -> Result<Vec<f32>, Error> {
@@ -99,7 +100,10 @@ fn run_once(model: &mut Model, chip: &RgbImage, mirrored: bool) -> Result<Vec<f3
     model.run()?;
     let out = model.output_dequantized(0)?;
     if out.len() != EMBEDDING_DIM {
-        return Err(Error::ModelOutput(format!("embedding has {} values", out.len())));
+        return Err(Error::ModelOutput(format!(
+            "embedding has {} values",
+            out.len()
+        )));
     }
     Ok(out)
 }

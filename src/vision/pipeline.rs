@@ -114,9 +114,8 @@ impl Pipeline {
         let threads = options.threads_per_model.max(1);
         let read = |file: &str| -> Result<Vec<u8>, Error> {
             let path = dir.join(file);
-            std::fs::read(&path).map_err(|source| {
-                Error::Runtime(crate::runtime::Error::ModelFile { path, source })
-            })
+            std::fs::read(&path)
+                .map_err(|source| Error::Runtime(crate::runtime::Error::ModelFile { path, source }))
         };
         let detector_bytes = read(options.detector.file_name())?;
         let embedder_bytes = read(&options.embedder_file)?;
@@ -181,7 +180,11 @@ impl Pipeline {
     }
 
     /// Decodes, detects and analyses the selected faces (largest first).
-    pub fn analyze_bytes(&self, bytes: &[u8], selection: FaceSelection) -> Result<Vec<Face>, Error> {
+    pub fn analyze_bytes(
+        &self,
+        bytes: &[u8],
+        selection: FaceSelection,
+    ) -> Result<Vec<Face>, Error> {
         let image = self.decode(bytes)?;
         self.analyze(&image, selection)
     }
@@ -230,7 +233,12 @@ impl Pipeline {
         };
         t.align += start.elapsed();
         let start = Instant::now();
-        let crop = mask_crop(image, &detection.bbox, self.options.mask_margin, self.mask_side);
+        let crop = mask_crop(
+            image,
+            &detection.bbox,
+            self.options.mask_margin,
+            self.mask_side,
+        );
         let mask_probability = mask_probability(&mut s.mask, &crop)?;
         t.mask += start.elapsed();
         let start = Instant::now();
@@ -271,7 +279,10 @@ impl Pipeline {
         self.with_session(|s| mask_probability(&mut s.mask, &crop))
     }
 
-    fn with_session<T>(&self, work: impl FnOnce(&mut Session) -> Result<T, Error>) -> Result<T, Error> {
+    fn with_session<T>(
+        &self,
+        work: impl FnOnce(&mut Session) -> Result<T, Error>,
+    ) -> Result<T, Error> {
         let mut session = {
             // A poisoned lock only means another thread panicked while holding the
             // pool; the Vec itself is still consistent, so keep going.
@@ -293,7 +304,11 @@ impl Pipeline {
     }
 }
 
-fn select(mut detections: Vec<Detection>, selection: FaceSelection, image: &RgbImage) -> Vec<Detection> {
+fn select(
+    mut detections: Vec<Detection>,
+    selection: FaceSelection,
+    image: &RgbImage,
+) -> Vec<Detection> {
     match selection {
         FaceSelection::All => detections,
         FaceSelection::Largest => {
@@ -318,7 +333,10 @@ fn select(mut detections: Vec<Detection>, selection: FaceSelection, image: &RgbI
 fn fingerprint(embedder: &[u8], chip: &ChipLayout, flip: bool) -> String {
     let mut h = Sha256::new();
     h.update(embedder);
-    h.update(format!("chip={}x{} pad={} flip={}", chip.size, chip.size, chip.padding, flip));
+    h.update(format!(
+        "chip={}x{} pad={} flip={}",
+        chip.size, chip.size, chip.padding, flip
+    ));
     let digest = h.finalize();
     digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }

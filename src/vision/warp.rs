@@ -95,13 +95,36 @@ impl Similarity {
 pub fn warp(src: &RgbImage, dst_to_src: &Similarity, out_w: u32, out_h: u32) -> RgbImage {
     let factor = dst_to_src.scale().floor() as u32;
     if factor >= 2 {
-        let corners = [(0.0, 0.0), (out_w as f32, 0.0), (0.0, out_h as f32), (out_w as f32, out_h as f32)]
-            .map(|(x, y)| dst_to_src.apply(Point { x, y }));
-        let x0 = corners.iter().map(|p| p.x).fold(f32::INFINITY, f32::min).floor().max(0.0) as u32;
-        let y0 = corners.iter().map(|p| p.y).fold(f32::INFINITY, f32::min).floor().max(0.0) as u32;
-        let x1 = (corners.iter().map(|p| p.x).fold(f32::NEG_INFINITY, f32::max).ceil() as i64)
+        let corners = [
+            (0.0, 0.0),
+            (out_w as f32, 0.0),
+            (0.0, out_h as f32),
+            (out_w as f32, out_h as f32),
+        ]
+        .map(|(x, y)| dst_to_src.apply(Point { x, y }));
+        let x0 = corners
+            .iter()
+            .map(|p| p.x)
+            .fold(f32::INFINITY, f32::min)
+            .floor()
+            .max(0.0) as u32;
+        let y0 = corners
+            .iter()
+            .map(|p| p.y)
+            .fold(f32::INFINITY, f32::min)
+            .floor()
+            .max(0.0) as u32;
+        let x1 = (corners
+            .iter()
+            .map(|p| p.x)
+            .fold(f32::NEG_INFINITY, f32::max)
+            .ceil() as i64)
             .clamp(0, i64::from(src.width())) as u32;
-        let y1 = (corners.iter().map(|p| p.y).fold(f32::NEG_INFINITY, f32::max).ceil() as i64)
+        let y1 = (corners
+            .iter()
+            .map(|p| p.y)
+            .fold(f32::NEG_INFINITY, f32::max)
+            .ceil() as i64)
             .clamp(0, i64::from(src.height())) as u32;
         if x1 > x0 && y1 > y0 {
             let small = box_downsample(src, x0, y0, x1 - x0, y1 - y0, factor);
@@ -142,7 +165,12 @@ fn sample(src: &RgbImage, m: &Similarity, out_w: u32, out_h: u32) -> RgbImage {
             let (x0, y0) = (fx.floor(), fy.floor());
             let (dx, dy) = (fx - x0, fy - y0);
             let (xi, yi) = (x0 as i64, y0 as i64);
-            let (p00, p10, p01, p11) = (fetch(xi, yi), fetch(xi + 1, yi), fetch(xi, yi + 1), fetch(xi + 1, yi + 1));
+            let (p00, p10, p01, p11) = (
+                fetch(xi, yi),
+                fetch(xi + 1, yi),
+                fetch(xi, yi + 1),
+                fetch(xi + 1, yi + 1),
+            );
             let mut px = [0u8; 3];
             for c in 0..3 {
                 let top = p00[c] + (p10[c] - p00[c]) * dx;
@@ -214,7 +242,9 @@ mod tests {
 
     #[test]
     fn coincident_points_do_not_fit() {
-        assert!(Similarity::fit(&[pt(1.0, 1.0), pt(1.0, 1.0)], &[pt(0.0, 0.0), pt(2.0, 2.0)]).is_none());
+        assert!(
+            Similarity::fit(&[pt(1.0, 1.0), pt(1.0, 1.0)], &[pt(0.0, 0.0), pt(2.0, 2.0)]).is_none()
+        );
     }
 
     #[test]

@@ -1,0 +1,44 @@
+//! `facegate config default|check`.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use clap::Subcommand;
+use facegate::config;
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Print the embedded default configuration (every key, documented).
+    Default,
+    /// Validate the config file merged with the environment, and print the result.
+    Check,
+}
+
+pub fn run(command: &ConfigCommand, file: Option<&Path>) -> anyhow::Result<ExitCode> {
+    match command {
+        ConfigCommand::Default => print!("{}", config::DEFAULT_TOML),
+        ConfigCommand::Check => {
+            let merged = super::load_config(file)?;
+            let models = config::resolve_models_dir(&merged.models.dir);
+            for file in [
+                merged.models.detector.file_name(),
+                &merged.models.embedder,
+                &merged.models.mask,
+            ] {
+                let path = models.join(file);
+                anyhow::ensure!(
+                    path.is_file(),
+                    "model file {} does not exist",
+                    path.display()
+                );
+            }
+            println!(
+                "config ok: {}",
+                file.map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "<embedded default>".into())
+            );
+            println!("{merged:#?}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

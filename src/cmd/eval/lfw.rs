@@ -1,0 +1,237 @@
+//! The LFW verification protocol on a pairs file.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use facegate::config::Config;
+use facegate::vision::{self, Embedding, FaceSelection, CALIBRATION};
+use serde_json::json;
+
+use super::metrics::{self, ScoredPair};
+
+#[derive(Args, Debug)]
+pub struct LfwArgs {
+    /// Folder with `<Name>/<Name>_<NNNN>.jpg`.
+    #[arg(long)]
+    images: PathBuf,
+    /// Pairs file; its first line is `FOLDS N` or a single `N` (see --help of eval).
+    #[arg(long)]
+    pairs: PathBuf,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+    /// Threads (default: runtime.workers).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+#[derive(Debug, PartialEq)]
+pub struct Pair {
+    pub a: String,
+    pub b: String,
+    pub same: bool,
+    pub fold: usize,
+}
+
+/// Parses a pairs file. `FOLDS N`: FOLDS blocks of N same then N different lines.
+/// `N`: N same then N different lines, split into ten folds of N/10 of each kind.
+pub fn parse_pairs(text: &str) -> anyhow::Result<Vec<Pair>> {
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let header: Vec<usize> = lines
+        .next()
+        .context("empty pairs file")?
+        .split_whitespace()
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .context("pairs header")?;
+    let body: Vec<Vec<&str>> = lines.map(|l| l.split_whitespace().collect()).collect();
+    let (folds, per_kind, blocked) = match header.as_slice() {
+        [folds, n] => (*folds, *n, true),
+        [n] => (10, *n, false),
+        _ => bail!("pairs header must be `FOLDS N` or `N`"),
+    };
+    let expected = if blocked {
+        folds * per_kind * 2
+    } else {
+        per_kind * 2
+    };
+    if body.len() != expected || folds == 0 {
+        bail!(
+            "pairs file has {} pair lines, its header promises {expected}",
+            body.len()
+        );
+    }
+    let file = |name: &str, n: &str| -> anyhow::Result<String> {
+        let n: u32 = n.parse().with_context(|| format!("image number {n}"))?;
+        Ok(format!("{name}/{name}_{n:04}.jpg"))
+    };
+    let mut out = Vec::with_capacity(body.len());
+    for (i, f) in body.iter().enumerate() {
+        let (same, fold) = if blocked {
+            let block = i / (2 * per_kind);
+            (i % (2 * per_kind) < per_kind, block)
+        } else {
+            let same = i < per_kind;
+            let index = if same { i } else { i - per_kind };
+            (same, (index * folds / per_kind).min(folds - 1))
+        };
+        let pair = match (f.as_slice(), same) {
+            ([name, i, j], true) => Pair {
+                a: file(name, i)?,
+                b: file(name, j)?,
+                same,
+                fold,
+            },
+            ([n1, i, n2, j], false) => Pair {
+                a: file(n1, i)?,
+                b: file(n2, j)?,
+                same,
+                fold,
+            },
+            _ => bail!("pair line {} does not fit its position: {:?}", i + 2, f),
+        };
+        out.push(pair);
+    }
+    Ok(out)
+}
+
+pub fn run(config: &Config, args: &LfwArgs) -> anyhow::Result<ExitCode> {
+    let text =
+        std::fs::read_to_string(&args.pairs).with_context(|| args.pairs.display().to_string())?;
+    let pairs = parse_pairs(&text)?;
+    let images: Vec<String> = pairs
+        .iter()
+        .flat_map(|p| [p.a.clone(), p.b.clone()])
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let pipeline = crate::cmd::load_pipeline(config)?;
+    let threads = args.threads.unwrap_or(config.runtime.workers);
+    let bar = crate::cmd::progress::bar(images.len() as u64, "embedding");
+    let start = Instant::now();
+    let embeddings = super::parallel_map(&images, threads, &bar, |name| {
+        embed(&pipeline, &args.images, name)
+    });
+    let elapsed = start.elapsed();
+    bar.finish_and_clear();
+    let by_name: BTreeMap<&str, &Option<Embedding>> = images
+        .iter()
+        .map(String::as_str)
+        .zip(embeddings.iter())
+        .collect();
+    let failed_images: Vec<&str> = by_name
+        .iter()
+        .filter(|(_, e)| e.is_none())
+        .map(|(n, _)| *n)
+        .collect();
+    let scored: Vec<ScoredPair> = pairs
+        .iter()
+        .map(|p| ScoredPair {
+            same: p.same,
+            fold: p.fold,
+            score: match (by_name[p.a.as_str()], by_name[p.b.as_str()]) {
+                (Some(a), Some(b)) => Some(a.cosine(b)),
+                _ => None,
+            },
+        })
+        .collect();
+    let folds = scored.iter().map(|p| p.fold).max().map_or(0, |m| m + 1);
+    let per_fold = metrics::k_fold(&scored, folds);
+    let accs: Vec<f64> = per_fold.iter().map(|f| f.1).collect();
+    let (accuracy, accuracy_std) = metrics::mean_std(&accs);
+    let (far_t, tar) = metrics::tar_at_far(&scored, 1e-3);
+    let all: Vec<&ScoredPair> = scored.iter().collect();
+    let best_cosine = metrics::best_threshold(&all);
+    let default_cosine = CALIBRATION.cosine_for(config.recognition.verify_threshold);
+    let (far, frr) = metrics::far_frr(&scored, default_cosine);
+    let failed_pairs = scored.iter().filter(|p| p.score.is_none()).count();
+    let report = json!({
+        "pairs": scored.len(),
+        "folds": folds,
+        "accuracy": accuracy,
+        "accuracy_std": accuracy_std,
+        "fold_accuracies": accs,
+        "tar_at_far_1e-3": tar,
+        "threshold_cosine_at_far_1e-3": far_t,
+        "detection_failures": failed_images.len(),
+        "failed_images": failed_images,
+        "failed_pairs": failed_pairs,
+        "best_threshold_cosine_all_pairs": best_cosine,
+        "default_threshold": {
+            "similarity": config.recognition.verify_threshold,
+            "cosine": default_cosine,
+            "far": far,
+            "frr": frr,
+            "accuracy": metrics::accuracy(&all, default_cosine),
+        },
+        "images": images.len(),
+        "images_per_second": images.len() as f64 / elapsed.as_secs_f64(),
+        "threads": threads,
+        "embedder": config.models.embedder,
+        "flip_average": config.recognition.flip_average,
+        "chip_padding": config.recognition.chip_padding,
+        "fingerprint": pipeline.fingerprint(),
+    });
+    if args.json {
+        println!("{report}");
+    } else {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn embed(pipeline: &vision::Pipeline, dir: &Path, name: &str) -> Option<Embedding> {
+    let bytes = std::fs::read(dir.join(name)).ok()?;
+    let faces = pipeline
+        .analyze_bytes(&bytes, FaceSelection::NearestCenter)
+        .ok()?;
+    faces.into_iter().next().map(|f| f.embedding)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn single_count_header_splits_into_ten_folds() {
+        let mut text = String::from("20\n");
+        for i in 0..20 {
+            text.push_str(&format!("A\t{}\t{}\n", i + 1, i + 2));
+        }
+        for i in 0..20 {
+            text.push_str(&format!("A\t{}\tB\t{}\n", i + 1, i + 1));
+        }
+        let pairs = parse_pairs(&text).unwrap();
+        assert_eq!(pairs.len(), 40);
+        assert_eq!(pairs[0].a, "A/A_0001.jpg");
+        assert!(pairs[..20].iter().all(|p| p.same));
+        for fold in 0..10 {
+            assert_eq!(pairs.iter().filter(|p| p.fold == fold && p.same).count(), 2);
+            assert_eq!(
+                pairs.iter().filter(|p| p.fold == fold && !p.same).count(),
+                2
+            );
+        }
+    }
+
+    #[test]
+    fn blocked_header_assigns_blocks_to_folds() {
+        let mut text = String::from("2 1\n");
+        text.push_str("A 1 2\nA 1 B 1\nC 1 2\nC 1 D 3\n");
+        let pairs = parse_pairs(&text).unwrap();
+        assert_eq!(
+            pairs.iter().map(|p| (p.same, p.fold)).collect::<Vec<_>>(),
+            vec![(true, 0), (false, 0), (true, 1), (false, 1)]
+        );
+    }
+
+    #[test]
+    fn a_count_that_does_not_match_is_an_error() {
+        assert!(parse_pairs("3\nA 1 2\n").is_err());
+        assert!(parse_pairs("").is_err());
+    }
+}

@@ -1,0 +1,59 @@
+//! `facegate eval lfw` and `facegate eval mask`.
+
+mod lfw;
+mod mask;
+mod metrics;
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use clap::Subcommand;
+use facegate::config::Config;
+
+#[derive(Subcommand, Debug)]
+pub enum EvalCommand {
+    /// LFW verification: 10-fold accuracy, TAR at FAR 1e-3, detection failures.
+    Lfw(lfw::LfwArgs),
+    /// Mask classification accuracy on folders of masked and unmasked photos.
+    Mask(mask::MaskArgs),
+}
+
+pub fn run(config: &Config, command: &EvalCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        EvalCommand::Lfw(args) => lfw::run(config, args),
+        EvalCommand::Mask(args) => mask::run(config, args),
+    }
+}
+
+/// Runs `work` over `items` on `threads` threads, in any order, returning results in
+/// item order and ticking `bar` after each.
+pub fn parallel_map<T: Sync, R: Send>(
+    items: &[T],
+    threads: usize,
+    bar: &indicatif::ProgressBar,
+    work: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
+    let next = AtomicUsize::new(0);
+    let mut results: Vec<Option<R>> = (0..items.len()).map(|_| None).collect();
+    let chunks: Vec<Vec<(usize, R)>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads.max(1))
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut out = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(item) = items.get(i) else { break };
+                        out.push((i, work(item)));
+                        bar.inc(1);
+                    }
+                    out
+                })
+            })
+            .collect();
+        handles.into_iter().filter_map(|h| h.join().ok()).collect()
+    });
+    for (i, r) in chunks.into_iter().flatten() {
+        results[i] = Some(r);
+    }
+    results.into_iter().flatten().collect()
+}

@@ -1,0 +1,88 @@
+//! Subcommands. Each lives in its own file; this one holds the command line and the
+//! dispatch. `anyhow` is used here, at the binary's edge, and nowhere in the library.
+
+mod bench;
+mod compare;
+mod config_cmd;
+mod eval;
+mod progress;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use facegate::config::{self, Config};
+use facegate::runtime::Runtime;
+use facegate::vision::Pipeline;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "facegate",
+    version,
+    about = "Face recognition for camera kiosks"
+)]
+pub struct Cli {
+    /// Config file (keys override the embedded default; see `facegate config default`).
+    #[arg(long, global = true, env = "FACEGATE_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Detect faces in an image: box, score, keypoints, mask probability.
+    Detect(compare::DetectArgs),
+    /// Compare the largest face of two images.
+    Compare(compare::CompareArgs),
+    /// Measure accuracy on labelled data.
+    #[command(subcommand)]
+    Eval(eval::EvalCommand),
+    /// Per-stage latency of the recognition pipeline.
+    Bench(bench::BenchArgs),
+    /// Print or check the configuration.
+    #[command(subcommand)]
+    Config(config_cmd::ConfigCommand),
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Command::Config(c) = &cli.command {
+        return config_cmd::run(c, cli.config.as_deref());
+    }
+    let config = load_config(cli.config.as_deref())?;
+    match cli.command {
+        Command::Detect(args) => compare::detect(&config, &args),
+        Command::Compare(args) => compare::compare(&config, &args),
+        Command::Eval(c) => eval::run(&config, &c),
+        Command::Bench(args) => bench::run(&config, &args),
+        Command::Config(_) => unreachable!("handled above"),
+    }
+}
+
+pub fn load_config(file: Option<&std::path::Path>) -> anyhow::Result<Config> {
+    config::load(file, &config::ProcessEnv).context("configuration")
+}
+
+/// Loads the LiteRT library and the models the configuration names.
+pub fn load_pipeline(config: &Config) -> anyhow::Result<Pipeline> {
+    let runtime = Runtime::locate_and_load(config.runtime_library())?;
+    Ok(Pipeline::load(&runtime, config.pipeline_options())?)
+}
+
+/// Exit codes: 64 (EX_USAGE) for configuration errors, 69 (EX_UNAVAILABLE) when the
+/// runtime or models cannot be loaded, 1 otherwise.
+pub fn exit_code(error: &anyhow::Error) -> u8 {
+    if error.downcast_ref::<config::Error>().is_some() {
+        64
+    } else if error.downcast_ref::<facegate::runtime::Error>().is_some()
+        || matches!(
+            error.downcast_ref::<facegate::vision::Error>(),
+            Some(facegate::vision::Error::Runtime(_))
+        )
+    {
+        69
+    } else {
+        1
+    }
+}

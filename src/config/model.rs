@@ -1,0 +1,310 @@
+//! The configuration's shape. Every key is documented in configs/facegate.toml; the
+//! `Default` impls must equal that file (a test checks it).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::Error;
+use crate::vision::{DecodeLimits, DetectorKind, PipelineOptions};
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub runtime: RuntimeConfig,
+    pub models: ModelsConfig,
+    pub recognition: RecognitionConfig,
+    pub images: ImagesConfig,
+    pub server: ServerConfig,
+    pub store: StoreConfig,
+    pub quota: QuotaConfig,
+    pub logging: LoggingConfig,
+    pub sync: SyncConfig,
+    pub camera: CameraConfig,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeConfig {
+    pub library: PathBuf,
+    pub threads_per_model: usize,
+    pub workers: usize,
+    pub queue: usize,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            library: PathBuf::new(),
+            threads_per_model: 1,
+            workers: 2,
+            queue: 16,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ModelsConfig {
+    pub dir: PathBuf,
+    pub detector: DetectorKind,
+    pub embedder: String,
+    pub mask: String,
+}
+
+impl Default for ModelsConfig {
+    fn default() -> Self {
+        ModelsConfig {
+            dir: PathBuf::from("models-tflite"),
+            detector: DetectorKind::ShortRange,
+            embedder: "dlib_face_recognition_int8.tflite".into(),
+            mask: "mask_mobilenetv2_int8.tflite".into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RecognitionConfig {
+    pub min_detector_score: f32,
+    pub verify_threshold: f32,
+    pub identify_threshold: f32,
+    pub ktp_minimum_similarity: f32,
+    pub mask_threshold: f32,
+    pub mask_margin: f32,
+    pub chip_padding: f32,
+    pub flip_average: bool,
+    pub min_face_px: f32,
+}
+
+impl Default for RecognitionConfig {
+    fn default() -> Self {
+        RecognitionConfig {
+            min_detector_score: 0.5,
+            verify_threshold: 0.75,
+            identify_threshold: 0.75,
+            ktp_minimum_similarity: 0.75,
+            mask_threshold: 0.5,
+            mask_margin: 0.3,
+            chip_padding: 0.25,
+            flip_average: false,
+            min_face_px: 80.0,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ImagesConfig {
+    pub max_side: u32,
+    pub max_pixels: u64,
+}
+
+impl Default for ImagesConfig {
+    fn default() -> Self {
+        ImagesConfig {
+            max_side: 12_000,
+            max_pixels: 50_000_000,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Envelope {
+    Risetai,
+    Flat,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum HttpStatusRule {
+    Mirror,
+    #[serde(rename = "always_200")]
+    Always200,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub body_limit_bytes: usize,
+    pub envelope: Envelope,
+    pub http_status: HttpStatusRule,
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            body_limit_bytes: 7_340_032,
+            envelope: Envelope::Risetai,
+            http_status: HttpStatusRule::Mirror,
+            shutdown_grace_secs: 10,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    pub data_dir: PathBuf,
+    pub map_size_mb: usize,
+    pub keep_crops: bool,
+    pub max_templates_per_user: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            data_dir: PathBuf::from("data"),
+            map_size_mb: 64,
+            keep_crops: true,
+            max_templates_per_user: 5,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaConfig {
+    pub api_hits: u64,
+    pub faces: u64,
+    pub galleries: u64,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LoggingConfig {
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        LoggingConfig {
+            level: "info".into(),
+            format: LogFormat::Human,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SyncConfig {
+    pub url: String,
+    pub device_id: String,
+    pub topic_prefix: String,
+    pub username: String,
+    pub password: String,
+    pub outbox_limit: usize,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        SyncConfig {
+            url: String::new(),
+            device_id: String::new(),
+            topic_prefix: "facegate".into(),
+            username: String::new(),
+            password: String::new(),
+            outbox_limit: 100_000,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CameraConfig {
+    pub source: String,
+    pub gallery: String,
+    pub fps: u32,
+    pub width: u32,
+    pub height: u32,
+}
+
+impl Default for CameraConfig {
+    fn default() -> Self {
+        CameraConfig {
+            source: String::new(),
+            gallery: String::new(),
+            fps: 10,
+            width: 640,
+            height: 480,
+        }
+    }
+}
+
+impl Config {
+    pub fn validate(&self) -> Result<(), Error> {
+        let unit = |name: &str, v: f32| {
+            if (0.0..=1.0).contains(&v) {
+                Ok(())
+            } else {
+                Err(Error::Invalid(format!("{name} = {v} must be within 0..1")))
+            }
+        };
+        let r = &self.recognition;
+        unit("recognition.min_detector_score", r.min_detector_score)?;
+        unit("recognition.verify_threshold", r.verify_threshold)?;
+        unit("recognition.identify_threshold", r.identify_threshold)?;
+        unit(
+            "recognition.ktp_minimum_similarity",
+            r.ktp_minimum_similarity,
+        )?;
+        unit("recognition.mask_threshold", r.mask_threshold)?;
+        if !(0.0..=2.0).contains(&r.mask_margin) || !(0.0..=1.0).contains(&r.chip_padding) {
+            return Err(Error::Invalid(
+                "recognition.mask_margin must be 0..2 and chip_padding 0..1".into(),
+            ));
+        }
+        if self.runtime.workers == 0 || self.runtime.threads_per_model == 0 {
+            return Err(Error::Invalid(
+                "runtime.workers and runtime.threads_per_model must be at least 1".into(),
+            ));
+        }
+        if self.store.max_templates_per_user == 0 {
+            return Err(Error::Invalid(
+                "store.max_templates_per_user must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The vision pipeline's options from this configuration.
+    pub fn pipeline_options(&self) -> PipelineOptions {
+        let r = &self.recognition;
+        PipelineOptions {
+            models_dir: super::resolve_models_dir(&self.models.dir),
+            detector: self.models.detector,
+            embedder_file: self.models.embedder.clone(),
+            mask_file: self.models.mask.clone(),
+            threads_per_model: self.runtime.threads_per_model,
+            workers: self.runtime.workers,
+            min_detector_score: r.min_detector_score,
+            mask_threshold: r.mask_threshold,
+            mask_margin: r.mask_margin,
+            chip_padding: r.chip_padding,
+            flip_average: r.flip_average,
+            decode_limits: DecodeLimits {
+                max_side: self.images.max_side,
+                max_pixels: self.images.max_pixels,
+                ..DecodeLimits::default()
+            },
+        }
+    }
+
+    /// The configured LiteRT library, if one is set.
+    pub fn runtime_library(&self) -> Option<&std::path::Path> {
+        (!self.runtime.library.as_os_str().is_empty()).then_some(self.runtime.library.as_path())
+    }
+}
