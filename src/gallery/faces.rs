@@ -282,9 +282,9 @@ impl Gallery {
         })
     }
 
-    /// (user_id, user_name) of every user in a gallery.
+    /// (user_id, user_name) of every user in a gallery, sorted by user_id.
     pub fn list_faces(&self, client: &str, gallery: &str) -> Result<Vec<(String, String)>, Error> {
-        self.store.read(|r| {
+        let mut users: Vec<(String, String)> = self.store.read(|r| {
             if r.gallery(client, gallery)?.is_none() {
                 return Err(Error::GalleryNotFound);
             }
@@ -292,7 +292,9 @@ impl Gallery {
                 .into_iter()
                 .map(|(id, u)| (id, u.user_name))
                 .collect())
-        })
+        })?;
+        users.sort();
+        Ok(users)
     }
 
     pub fn delete_face(&self, client: &str, gallery: &str, user_id: &str) -> Result<(), Error> {

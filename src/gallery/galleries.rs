@@ -4,9 +4,11 @@ use super::{Change, Error, Gallery, QuotaKind};
 use crate::store::{self, GalleryRecord, Writer};
 
 impl Gallery {
-    /// Gallery ids of a client.
+    /// Gallery ids of a client, sorted.
     pub fn galleries(&self, client: &str) -> Result<Vec<String>, Error> {
-        Ok(self.store.read(|r| r.galleries(client))?)
+        let mut ids = self.store.read(|r| r.galleries(client))?;
+        ids.sort();
+        Ok(ids)
     }
 
     pub fn create_gallery(&self, client: &str, gallery: &str) -> Result<(), Error> {
@@ -62,7 +64,8 @@ impl Gallery {
         self.commit(
             Change::ClientDeleted { client },
             |w| {
-                let galleries = w.reader().galleries(client)?;
+                let mut galleries = w.reader().galleries(client)?;
+                galleries.sort();
                 for g in &galleries {
                     remove_gallery(w, client, g)?;
                 }

@@ -42,9 +42,10 @@ fn hostile_requests_get_answers_and_the_server_keeps_serving() {
     // Text, HTML and a PDF where a picture should be.
     assert_eq!(identify(b64(b"<html><body>hi</body></html>")).status(), 491);
     assert_eq!(identify(b64(b"%PDF-1.4 ...")).status(), 491);
-    // Truncated JPEG, JPEG magic only, a single byte.
+    // Truncated JPEG (the decoder keeps the rows it got, so this is a picture without
+    // a face, or a broken one), JPEG magic only, a single byte.
     let jpg = jpeg(&load("amy1.png"));
-    assert_eq!(identify(b64(&jpg[..jpg.len() / 3])).status(), 493);
+    assert!(matches!(identify(b64(&jpg[..jpg.len() / 3])).status(), 412 | 493));
     assert_eq!(identify(b64(&[0xFF, 0xD8, 0xFF])).status(), 493);
     assert_eq!(identify(b64(&[0x00])).status(), 491);
     // Wrong JSON types for every field.
