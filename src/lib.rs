@@ -10,7 +10,7 @@ pub mod api;
 pub mod config;
 pub mod gallery;
 pub mod index;
-pub mod store;
 pub mod runtime;
+pub mod store;
 pub mod telemetry;
 pub mod vision;

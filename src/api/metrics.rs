@@ -48,7 +48,12 @@ impl Metrics {
         let mut out = String::new();
         out.push_str("# HELP facegate_requests_total API requests by endpoint and body status.\n");
         out.push_str("# TYPE facegate_requests_total counter\n");
-        for ((endpoint, status), n) in self.requests.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        for ((endpoint, status), n) in self
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
             let _ = writeln!(
                 out,
                 "facegate_requests_total{{endpoint=\"{endpoint}\",status=\"{status}\"}} {n}"
@@ -56,7 +61,12 @@ impl Metrics {
         }
         out.push_str("# HELP facegate_request_seconds API request latency.\n");
         out.push_str("# TYPE facegate_request_seconds histogram\n");
-        for (endpoint, h) in self.latency.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        for (endpoint, h) in self
+            .latency
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
             for (bound, n) in BUCKETS.iter().zip(h.counts) {
                 let _ = writeln!(
                     out,
@@ -68,11 +78,22 @@ impl Metrics {
                 "facegate_request_seconds_bucket{{endpoint=\"{endpoint}\",le=\"+Inf\"}} {}",
                 h.count
             );
-            let _ = writeln!(out, "facegate_request_seconds_sum{{endpoint=\"{endpoint}\"}} {}", h.sum);
-            let _ = writeln!(out, "facegate_request_seconds_count{{endpoint=\"{endpoint}\"}} {}", h.count);
+            let _ = writeln!(
+                out,
+                "facegate_request_seconds_sum{{endpoint=\"{endpoint}\"}} {}",
+                h.sum
+            );
+            let _ = writeln!(
+                out,
+                "facegate_request_seconds_count{{endpoint=\"{endpoint}\"}} {}",
+                h.count
+            );
         }
         for (name, help, value) in gauges {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+            );
         }
         out
     }

@@ -35,9 +35,12 @@ pub(super) async fn token(State(s): State<Arc<ApiState>>, uri: Uri, body: Bytes)
     let (client, password) = (field(&fields, "client_id"), field(&fields, "password"));
     let gallery = s.gallery.clone();
     let issued =
-        tokio::task::spawn_blocking(move || gallery.accounts().issue_token(&client, &password)).await;
+        tokio::task::spawn_blocking(move || gallery.accounts().issue_token(&client, &password))
+            .await;
     match issued {
-        Ok(Ok(token)) => axum::Json(json!({"access_token": token, "token_type": "Bearer"})).into_response(),
+        Ok(Ok(token)) => {
+            axum::Json(json!({"access_token": token, "token_type": "Bearer"})).into_response()
+        }
         _ => unauthorized(),
     }
 }
@@ -61,7 +64,9 @@ pub(super) async fn revoke(
     })
     .await;
     match revoked {
-        Ok(Ok(())) => axum::Json(json!({"status": "200", "status_message": "Token revoked"})).into_response(),
+        Ok(Ok(())) => {
+            axum::Json(json!({"status": "200", "status_message": "Token revoked"})).into_response()
+        }
         _ => unauthorized(),
     }
 }

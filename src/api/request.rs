@@ -206,7 +206,10 @@ mod tests {
         let expect = Some(bytes.clone());
         assert_eq!(decode_base64(&std), expect);
         assert_eq!(decode_base64(std.trim_end_matches('=')), expect);
-        assert_eq!(decode_base64(&format!("data:image/png;base64,{std}")), expect);
+        assert_eq!(
+            decode_base64(&format!("data:image/png;base64,{std}")),
+            expect
+        );
         let wrapped: String = std
             .as_bytes()
             .chunks(76)
@@ -224,15 +227,25 @@ mod tests {
     fn fields_over_120_characters_are_malformed() {
         let long = "x".repeat(121);
         let f = Fields::parse(format!("{{\"user_id\":\"{long}\"}}").as_bytes(), None).unwrap();
-        assert_eq!(f.text("user_id", Status::USER_ID_MISSING), Err(Status::MALFORMED));
+        assert_eq!(
+            f.text("user_id", Status::USER_ID_MISSING),
+            Err(Status::MALFORMED)
+        );
         let f = Fields::parse(b"{\"user_id\":null}", None).unwrap();
-        assert_eq!(f.text("user_id", Status::USER_ID_MISSING), Err(Status::USER_ID_MISSING));
+        assert_eq!(
+            f.text("user_id", Status::USER_ID_MISSING),
+            Err(Status::USER_ID_MISSING)
+        );
     }
 
     #[test]
     fn query_parameters_fill_fields_the_body_lacks() {
         let f = Fields::parse(b"", Some("facegallery_id=g%40x&trx_id=t1")).unwrap();
-        assert_eq!(f.text("facegallery_id", Status::GALLERY_ID_MISSING).unwrap(), "g@x");
+        assert_eq!(
+            f.text("facegallery_id", Status::GALLERY_ID_MISSING)
+                .unwrap(),
+            "g@x"
+        );
         assert_eq!(Fields::parse(b"[1]", None).err(), Some(Status::MALFORMED));
         assert_eq!(Fields::parse(b"{bad", None).err(), Some(Status::MALFORMED));
     }

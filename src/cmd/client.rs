@@ -37,7 +37,11 @@ pub fn run(config: &Config, command: &ClientCommand) -> anyhow::Result<ExitCode>
     let accounts = Accounts::new(store, Settings::from_config(config).quota);
     match command {
         ClientCommand::Add { name, password } => {
-            let password = if *password { Some(read_password()?) } else { None };
+            let password = if *password {
+                Some(read_password()?)
+            } else {
+                None
+            };
             let token = accounts.add_client(name, password.as_deref())?;
             println!("client {name} created; its access token (shown once):");
             println!("{token}");

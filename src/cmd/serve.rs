@@ -44,7 +44,10 @@ pub fn run(config: &Config, _args: &ServeArgs) -> anyhow::Result<ExitCode> {
             let _ = stopped.changed().await;
         }));
         shutdown_signal().await;
-        tracing::info!(grace_secs = grace.as_secs(), "shutting down: finishing in-flight requests");
+        tracing::info!(
+            grace_secs = grace.as_secs(),
+            "shutting down: finishing in-flight requests"
+        );
         let _ = stop_tx.send(true);
         match tokio::time::timeout(grace, server).await {
             Ok(joined) => joined.context("server task")?.context("server")?,

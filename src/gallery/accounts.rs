@@ -143,7 +143,8 @@ impl Accounts {
     pub fn issue_token(&self, client: &str, password: &str) -> Result<String, Error> {
         self.check_password(client, password)?;
         let token = new_token();
-        self.store.write(|w| put_token(w, client, &token, "oauth"))?;
+        self.store
+            .write(|w| put_token(w, client, &token, "oauth"))?;
         Ok(token)
     }
 
@@ -223,7 +224,12 @@ fn check_name(name: &str) -> Result<(), Error> {
     Ok(())
 }
 
-fn put_token(w: &mut store::Writer<'_, '_>, client: &str, token: &str, origin: &str) -> Result<(), Error> {
+fn put_token(
+    w: &mut store::Writer<'_, '_>,
+    client: &str,
+    token: &str,
+    origin: &str,
+) -> Result<(), Error> {
     let record = TokenRecord {
         client: client.to_string(),
         sha256: hex(&Sha256::digest(token.as_bytes())),

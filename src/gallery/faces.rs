@@ -60,7 +60,12 @@ pub struct CompareOutcome {
 }
 
 impl Gallery {
-    fn faces(&self, bytes: &[u8], role: ImageRole, selection: FaceSelection) -> Result<Vec<Face>, Error> {
+    fn faces(
+        &self,
+        bytes: &[u8],
+        role: ImageRole,
+        selection: FaceSelection,
+    ) -> Result<Vec<Face>, Error> {
         let picture: RgbImage = self
             .pipeline
             .decode(bytes)
@@ -204,13 +209,21 @@ impl Gallery {
     }
 
     /// 1:1: the picture's largest face against the user's best template.
-    pub fn verify(&self, client: &str, gallery: &str, user_id: &str, image: &[u8]) -> Result<VerifyOutcome, Error> {
+    pub fn verify(
+        &self,
+        client: &str,
+        gallery: &str,
+        user_id: &str,
+        image: &[u8],
+    ) -> Result<VerifyOutcome, Error> {
         let fingerprint = self.pipeline.fingerprint();
         let (user, templates) = self.store.read(|r| {
             if r.gallery(client, gallery)?.is_none() {
                 return Err(Error::GalleryNotFound);
             }
-            let user = r.user(client, gallery, user_id)?.ok_or(Error::UserNotFound)?;
+            let user = r
+                .user(client, gallery, user_id)?
+                .ok_or(Error::UserNotFound)?;
             Ok((user, r.templates_of(client, gallery, user_id)?))
         })?;
         let face = self.largest_face(image, ImageRole::Image)?;
@@ -220,7 +233,11 @@ impl Gallery {
             .filter_map(|(_, t)| vision::Embedding::from_raw(&t.embedding))
             .map(|e| face.embedding.cosine(&e))
             .fold(f32::NEG_INFINITY, f32::max);
-        let similarity = if best.is_finite() { vision::similarity(best) } else { 0.0 };
+        let similarity = if best.is_finite() {
+            vision::similarity(best)
+        } else {
+            0.0
+        };
         Ok(VerifyOutcome {
             user_name: user.user_name,
             similarity,
@@ -230,7 +247,12 @@ impl Gallery {
     }
 
     /// 1:N: the best match in the gallery, if it reaches the identify threshold.
-    pub fn identify(&self, client: &str, gallery: &str, image: &[u8]) -> Result<Option<IdentifyMatch>, Error> {
+    pub fn identify(
+        &self,
+        client: &str,
+        gallery: &str,
+        image: &[u8],
+    ) -> Result<Option<IdentifyMatch>, Error> {
         self.require_gallery(client, gallery)?;
         let face = self.largest_face(image, ImageRole::Image)?;
         let Some(found) = self.index.search(client, gallery, &face.embedding.0) else {
@@ -240,7 +262,9 @@ impl Gallery {
         if confidence < self.settings.identify_threshold {
             return Ok(None);
         }
-        let user = self.store.read(|r| r.user(client, gallery, &found.user_id))?;
+        let user = self
+            .store
+            .read(|r| r.user(client, gallery, &found.user_id))?;
         // The index and the store are updated under one lock; a user missing here was
         // deleted between the search and this read: no match.
         let Some(user) = user else {

@@ -80,7 +80,12 @@ impl Gallery {
     }
 }
 
-fn add_gallery(w: &mut Writer<'_, '_>, client: &str, gallery: &str, quota: u64) -> Result<(), Error> {
+fn add_gallery(
+    w: &mut Writer<'_, '_>,
+    client: &str,
+    gallery: &str,
+    quota: u64,
+) -> Result<(), Error> {
     let mut counters = w.reader().counters(client)?;
     if quota > 0 && counters.galleries >= quota {
         return Err(Error::QuotaExhausted(QuotaKind::Galleries));

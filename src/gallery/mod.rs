@@ -68,11 +68,27 @@ impl Settings {
 /// A local change, as the sync outbox (issue 4) will publish it.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Change<'a> {
-    GalleryCreated { client: &'a str, gallery: &'a str },
-    GalleryDeleted { client: &'a str, gallery: &'a str },
-    FaceEnrolled { client: &'a str, gallery: &'a str, user_id: &'a str },
-    FaceDeleted { client: &'a str, gallery: &'a str, user_id: &'a str },
-    ClientDeleted { client: &'a str },
+    GalleryCreated {
+        client: &'a str,
+        gallery: &'a str,
+    },
+    GalleryDeleted {
+        client: &'a str,
+        gallery: &'a str,
+    },
+    FaceEnrolled {
+        client: &'a str,
+        gallery: &'a str,
+        user_id: &'a str,
+    },
+    FaceDeleted {
+        client: &'a str,
+        gallery: &'a str,
+        user_id: &'a str,
+    },
+    ClientDeleted {
+        client: &'a str,
+    },
 }
 
 pub struct Gallery {
@@ -98,14 +114,24 @@ impl std::fmt::Debug for Gallery {
 impl Gallery {
     /// Builds the in-memory index from every stored template of the pipeline's
     /// embedding space (templates of another space wait for `facegate reembed`).
-    pub fn open(store: Arc<Store>, pipeline: Arc<Pipeline>, settings: Settings) -> Result<Gallery, Error> {
+    pub fn open(
+        store: Arc<Store>,
+        pipeline: Arc<Pipeline>,
+        settings: Settings,
+    ) -> Result<Gallery, Error> {
         let index = Index::new();
         let fingerprint = pipeline.fingerprint().to_string();
         let mut foreign = 0usize;
         store.read(|r| {
             r.for_each_template(|row| {
                 if row.record.fingerprint == fingerprint {
-                    index.insert(&row.client, &row.gallery, &row.user_id, row.id, &row.record.embedding);
+                    index.insert(
+                        &row.client,
+                        &row.gallery,
+                        &row.user_id,
+                        row.id,
+                        &row.record.embedding,
+                    );
                 } else {
                     foreign += 1;
                 }

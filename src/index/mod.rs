@@ -50,7 +50,14 @@ impl Index {
     }
 
     /// Adds a template (the embedding is normalised here).
-    pub fn insert(&self, client: &str, gallery: &str, user_id: &str, template_id: u64, embedding: &[f32]) {
+    pub fn insert(
+        &self,
+        client: &str,
+        gallery: &str,
+        user_id: &str,
+        template_id: u64,
+        embedding: &[f32],
+    ) {
         let g = self.get_or_create(client, gallery);
         let mut g = g.write().unwrap_or_else(|e| e.into_inner());
         g.insert(user_id, template_id, embedding);
@@ -121,8 +128,14 @@ mod tests {
         let index = Index::new();
         index.insert("c1", "g", "alice", 1, &unit(0));
         index.insert("c2", "g", "bob", 2, &unit(0));
-        assert_eq!(index.search("c1", "g", &unit(0)).unwrap().user_id.as_ref(), "alice");
-        assert_eq!(index.search("c2", "g", &unit(0)).unwrap().user_id.as_ref(), "bob");
+        assert_eq!(
+            index.search("c1", "g", &unit(0)).unwrap().user_id.as_ref(),
+            "alice"
+        );
+        assert_eq!(
+            index.search("c2", "g", &unit(0)).unwrap().user_id.as_ref(),
+            "bob"
+        );
         assert!(index.search("c3", "g", &unit(0)).is_none());
         index.remove_gallery("c1", "g");
         assert!(index.search("c1", "g", &unit(0)).is_none());

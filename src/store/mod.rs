@@ -100,7 +100,8 @@ impl Store {
         let wtxn = env.write_txn()?;
         let dbs = env
             .create_databases_and_commit(wtxn, |opener, wtxn| -> Result<_, Error> {
-                let mut open = |name: &str| opener.create_database::<Bytes, Bytes>(wtxn, Some(name));
+                let mut open =
+                    |name: &str| opener.create_database::<Bytes, Bytes>(wtxn, Some(name));
                 let dbs = (
                     open("meta")?,
                     open("clients")?,
@@ -248,7 +249,8 @@ fn resize_map(env: &Env, size: usize) -> Result<(), Error> {
     // SAFETY: LMDB allows mdb_env_set_mapsize when no transaction of this process is
     // active. Every transaction in this process runs under `Store::gate` (shared), and
     // callers hold it exclusively here; `Store::open` calls it before any transaction.
-    Ok(unsafe { env.resize(size)? })
+    unsafe { env.resize(size)? };
+    Ok(())
 }
 
 /// Seconds since the Unix epoch.

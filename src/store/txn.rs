@@ -89,14 +89,23 @@ impl<'t> Reader<'t> {
         Ok(out)
     }
 
-    pub fn user(&self, client: &str, gallery: &str, user: &str) -> Result<Option<UserRecord>, Error> {
+    pub fn user(
+        &self,
+        client: &str,
+        gallery: &str,
+        user: &str,
+    ) -> Result<Option<UserRecord>, Error> {
         self.json(self.dbs.users, &key(&[client, gallery, user]))
     }
 
     /// (user_id, record) of every user in a gallery.
     pub fn users(&self, client: &str, gallery: &str) -> Result<Vec<(String, UserRecord)>, Error> {
         let mut out = Vec::new();
-        for item in self.dbs.users.prefix_iter(self.txn, &key(&[client, gallery]))? {
+        for item in self
+            .dbs
+            .users
+            .prefix_iter(self.txn, &key(&[client, gallery]))?
+        {
             let (k, v) = item?;
             out.push((part(k, 3, 2)?, from_json(v)?));
         }
@@ -128,7 +137,8 @@ impl<'t> Reader<'t> {
     ) -> Result<(), Error> {
         for item in self.dbs.templates.iter(self.txn)? {
             let (k, v) = item?;
-            let (mut parts, id) = split(k, 3).ok_or_else(|| Error::Corrupt("template key".into()))?;
+            let (mut parts, id) =
+                split(k, 3).ok_or_else(|| Error::Corrupt("template key".into()))?;
             let id = id.ok_or_else(|| Error::Corrupt("template key without id".into()))?;
             let user_id = parts.pop().unwrap_or_default();
             let gallery = parts.pop().unwrap_or_default();
@@ -262,7 +272,11 @@ impl<'a, 'e> Writer<'a, 'e> {
         gallery: &str,
         record: &GalleryRecord,
     ) -> Result<(), Error> {
-        self.put(self.dbs.galleries, &key(&[client, gallery]), &to_json(record)?)
+        self.put(
+            self.dbs.galleries,
+            &key(&[client, gallery]),
+            &to_json(record)?,
+        )
     }
 
     /// Deletes a gallery with its users and templates; returns how many users it had.
@@ -281,11 +295,20 @@ impl<'a, 'e> Writer<'a, 'e> {
         user: &str,
         record: &UserRecord,
     ) -> Result<(), Error> {
-        self.put(self.dbs.users, &key(&[client, gallery, user]), &to_json(record)?)
+        self.put(
+            self.dbs.users,
+            &key(&[client, gallery, user]),
+            &to_json(record)?,
+        )
     }
 
     /// Deletes a user and their templates; returns the deleted template ids.
-    pub fn delete_user(&mut self, client: &str, gallery: &str, user: &str) -> Result<Vec<u64>, Error> {
+    pub fn delete_user(
+        &mut self,
+        client: &str,
+        gallery: &str,
+        user: &str,
+    ) -> Result<Vec<u64>, Error> {
         let k = key(&[client, gallery, user]);
         self.del(self.dbs.users, &k)?;
         let keys = self.del_prefix(self.dbs.templates, &k)?;
@@ -328,7 +351,10 @@ impl<'a, 'e> Writer<'a, 'e> {
         user: &str,
         id: u64,
     ) -> Result<bool, Error> {
-        self.del(self.dbs.templates, &key_with_id(&[client, gallery, user], id))
+        self.del(
+            self.dbs.templates,
+            &key_with_id(&[client, gallery, user], id),
+        )
     }
 
     pub fn put_counters(&mut self, client: &str, counters: &Counters) -> Result<(), Error> {

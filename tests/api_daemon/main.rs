@@ -17,7 +17,11 @@ use support::*;
 const BIN: &str = env!("CARGO_BIN_EXE_facegate");
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn facegate(data: &Path, args: &[&str]) -> Command {
@@ -32,8 +36,17 @@ fn facegate(data: &Path, args: &[&str]) -> Command {
 /// Runs an admin command; returns the last line of stdout.
 fn admin(data: &Path, args: &[&str]) -> String {
     let out = facegate(data, args).output().unwrap();
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().lines().last().unwrap_or("").to_string()
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap_or("")
+        .to_string()
 }
 
 struct Daemon {
@@ -67,11 +80,17 @@ impl Daemon {
     }
 
     fn client(&self, token: &str) -> Client {
-        Client { addr: self.addr, token: token.to_string(), prefix: "/risetai/face-api".into() }
+        Client {
+            addr: self.addr,
+            token: token.to_string(),
+            prefix: "/risetai/face-api".into(),
+        }
     }
 
     fn terminate(mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         self.child.wait().unwrap()
     }
 
@@ -94,7 +113,11 @@ fn client_commands_provision_list_rotate_and_revoke_tokens_on_a_live_daemon() {
     let daemon = Daemon::start(dir.path());
     // Added while the daemon runs: works at once.
     let token = admin(dir.path(), &["client", "add", "kiosk"]);
-    assert_eq!(token.len(), 43, "the token alone on the last line: {token:?}");
+    assert_eq!(
+        token.len(),
+        43,
+        "the token alone on the last line: {token:?}"
+    );
     let c = daemon.client(&token);
     assert_eq!(c.post("client/register", Value::Null).status(), 200);
     let list = facegate(dir.path(), &["client", "list"]).output().unwrap();
@@ -122,7 +145,11 @@ fn client_commands_provision_list_rotate_and_revoke_tokens_on_a_live_daemon() {
         b"client_id=app&password=hunter2",
     );
     assert_eq!(r.http, 200, "{:?}", r.raw);
-    assert!(!facegate(dir.path(), &["client", "add", "kiosk"]).output().unwrap().status.success());
+    assert!(!facegate(dir.path(), &["client", "add", "kiosk"])
+        .output()
+        .unwrap()
+        .status
+        .success());
     assert!(daemon.terminate().success());
 }
 
@@ -133,10 +160,21 @@ fn a_restart_keeps_galleries_faces_counters_and_tokens() {
     let daemon = Daemon::start(dir.path());
     let c = daemon.client(&token);
     assert_eq!(c.create_gallery("door").status(), 200);
-    for (user, file) in [("amy", "amy1.png"), ("raj", "raj1.png"), ("penny", "penny1.png")] {
+    for (user, file) in [
+        ("amy", "amy1.png"),
+        ("raj", "raj1.png"),
+        ("penny", "penny1.png"),
+    ] {
         assert_eq!(c.enroll("door", user, user, &photo(file)).status(), 200);
     }
-    assert_eq!(c.post("facegallery/delete-face", json!({"facegallery_id": "door", "user_id": "penny"})).status(), 200);
+    assert_eq!(
+        c.post(
+            "facegallery/delete-face",
+            json!({"facegallery_id": "door", "user_id": "penny"})
+        )
+        .status(),
+        200
+    );
     let counters = c.post("client/get-counters", json!({})).body()["remaining_limit"].clone();
     assert!(daemon.terminate().success(), "SIGTERM exits cleanly");
 
@@ -144,9 +182,17 @@ fn a_restart_keeps_galleries_faces_counters_and_tokens() {
     let c = daemon.client(&token);
     assert_eq!(c.list_faces("door"), ["amy", "raj"]);
     let r = c.identify("door", &photo("amy2.png"));
-    assert_eq!(r.body()["return"][0]["user_id"], "amy", "index rebuilt from LMDB: {:?}", r.raw);
+    assert_eq!(
+        r.body()["return"][0]["user_id"],
+        "amy",
+        "index rebuilt from LMDB: {:?}",
+        r.raw
+    );
     assert_eq!(c.identify("door", &photo("penny2.png")).status(), 411);
-    assert_eq!(c.post("client/get-counters", json!({})).body()["remaining_limit"], counters);
+    assert_eq!(
+        c.post("client/get-counters", json!({})).body()["remaining_limit"],
+        counters
+    );
     assert!(daemon.terminate().success());
 }
 
@@ -157,7 +203,14 @@ fn enrollment_survives_kill_9_mid_stream() {
     let daemon = Daemon::start(dir.path());
     let c = daemon.client(&token);
     assert_eq!(c.create_gallery("door").status(), 200);
-    let photos = ["amy1.png", "sheldon1.png", "penny1.png", "leonard1.png", "howard1.png", "raj1.png"];
+    let photos = [
+        "amy1.png",
+        "sheldon1.png",
+        "penny1.png",
+        "leonard1.png",
+        "howard1.png",
+        "raj1.png",
+    ];
     let images: Vec<String> = photos.iter().map(|p| photo(p)).collect();
     let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
     let done = Arc::new(AtomicUsize::new(0));
@@ -193,14 +246,21 @@ fn enrollment_survives_kill_9_mid_stream() {
     let c = daemon.client(&token);
     let listed = c.list_faces("door");
     for user in &acknowledged {
-        assert!(listed.contains(user), "{user} got 200 but is missing after kill -9");
+        assert!(
+            listed.contains(user),
+            "{user} got 200 but is missing after kill -9"
+        );
     }
     // At most the requests in flight at the kill were committed without an answer.
     assert!(listed.len() <= acknowledged.len() + 2);
     let h = http(daemon.addr, "GET", "/healthz", &[], b"");
     assert_eq!(h.raw["templates"], json!(listed.len()));
     // The store takes writes again.
-    assert_eq!(c.enroll("door", "after", "After", &photo("amy2.png")).status(), 200);
+    assert_eq!(
+        c.enroll("door", "after", "After", &photo("amy2.png"))
+            .status(),
+        200
+    );
     assert!(daemon.terminate().success());
 }
 
@@ -220,7 +280,15 @@ fn try_post(c: &Client, endpoint: &str, body: &Value) -> Option<Resp> {
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).ok()?;
     let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let http: u16 = String::from_utf8_lossy(&raw[..split]).split_whitespace().nth(1)?.parse().ok()?;
+    let http: u16 = String::from_utf8_lossy(&raw[..split])
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
     let raw: Value = serde_json::from_slice(&raw[split + 4..]).ok()?;
-    Some(Resp { http, headers: String::new(), raw })
+    Some(Resp {
+        http,
+        headers: String::new(),
+        raw,
+    })
 }

@@ -21,7 +21,11 @@ fn crc32(data: &[u8]) -> u32 {
     for &b in data {
         crc ^= u32::from(b);
         for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
@@ -45,7 +49,10 @@ fn hostile_requests_get_answers_and_the_server_keeps_serving() {
     // Truncated JPEG (the decoder keeps the rows it got, so this is a picture without
     // a face, or a broken one), JPEG magic only, a single byte.
     let jpg = jpeg(&load("amy1.png"));
-    assert!(matches!(identify(b64(&jpg[..jpg.len() / 3])).status(), 412 | 493));
+    assert!(matches!(
+        identify(b64(&jpg[..jpg.len() / 3])).status(),
+        412 | 493
+    ));
     assert_eq!(identify(b64(&[0xFF, 0xD8, 0xFF])).status(), 493);
     assert_eq!(identify(b64(&[0x00])).status(), 491);
     // Wrong JSON types for every field.
@@ -70,7 +77,13 @@ fn hostile_requests_get_answers_and_the_server_keeps_serving() {
     assert_eq!(r.status(), 400);
     // Deeply nested JSON.
     let nested = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
-    let r = http(server.addr, "POST", "/face-api/facegallery/list-faces", &[("Accesstoken", &c.token)], nested.as_bytes());
+    let r = http(
+        server.addr,
+        "POST",
+        "/face-api/facegallery/list-faces",
+        &[("Accesstoken", &c.token)],
+        nested.as_bytes(),
+    );
     assert_eq!(r.status(), 400);
     // A body that stops before its Content-Length: the server waits, the client gives
     // up; nothing breaks.
@@ -86,7 +99,8 @@ fn hostile_requests_get_answers_and_the_server_keeps_serving() {
     {
         use std::io::Write;
         let mut s = std::net::TcpStream::connect(server.addr).unwrap();
-        let _ = s.write_all(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 not http at all\r\n\r\n");
+        let _ =
+            s.write_all(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 not http at all\r\n\r\n");
         let _ = read_response_or_close(&mut s);
     }
     // Still serving, and recognition still works.

@@ -16,15 +16,32 @@ fn missing_or_unknown_token_is_401() {
     let (server, c) = setup();
     let r = http(server.addr, "POST", "/face-api/client/register", &[], b"");
     assert_eq!((r.http, r.status()), (401, 401));
-    let bad = Client { token: "x".repeat(43), ..c.clone() };
+    let bad = Client {
+        token: "x".repeat(43),
+        ..c.clone()
+    };
     assert_eq!(bad.post("client/register", Value::Null).status(), 401);
     let mut forged = c.token.clone();
     forged.pop();
     forged.push(if c.token.ends_with('A') { 'B' } else { 'A' });
-    assert_eq!(Client { token: forged, ..c.clone() }.post("client/register", Value::Null).status(), 401);
+    assert_eq!(
+        Client {
+            token: forged,
+            ..c.clone()
+        }
+        .post("client/register", Value::Null)
+        .status(),
+        401
+    );
     // Authorization: Bearer works as well.
     let auth = format!("Bearer {}", c.token);
-    let r = http(server.addr, "POST", "/face-api/client/register", &[("Authorization", &auth)], b"");
+    let r = http(
+        server.addr,
+        "POST",
+        "/face-api/client/register",
+        &[("Authorization", &auth)],
+        b"",
+    );
     assert_eq!(r.status(), 200);
 }
 
@@ -52,7 +69,11 @@ fn missing_fields_answer_451_to_456() {
     assert_eq!(cmp(json!({"source_image": photo("amy1.png")})), 455);
     assert_eq!(cmp(json!({"target_image": photo("amy1.png")})), 456);
     assert_eq!(c.post("facegallery/list-faces", json!({})).status(), 454);
-    assert_eq!(c.post("facegallery/create-facegallery", json!({"trx_id": "x"})).status(), 454);
+    assert_eq!(
+        c.post("facegallery/create-facegallery", json!({"trx_id": "x"}))
+            .status(),
+        454
+    );
 }
 
 #[test]
@@ -67,7 +88,11 @@ fn image_problems_answer_490_to_496() {
     assert_eq!(c.identify("door", &truncated).status(), 493);
     assert_eq!(c.identify("door", &photo("white.png")).status(), 412);
     let cmp = |s: &str, t: &str| {
-        c.post("compare-images", json!({"source_image": s, "target_image": t})).status()
+        c.post(
+            "compare-images",
+            json!({"source_image": s, "target_image": t}),
+        )
+        .status()
     };
     let amy = photo("amy1.png");
     assert_eq!(cmp(&amy, not_base64), 492);
@@ -83,12 +108,26 @@ fn unknown_user_is_415_unknown_gallery_is_416_duplicate_gallery_is_409() {
     let (_server, c) = setup();
     assert_eq!(c.verify("door", "nobody", &photo("amy1.png")).status(), 415);
     assert_eq!(
-        c.post("facegallery/delete-face", json!({"facegallery_id": "door", "user_id": "nobody"})).status(),
+        c.post(
+            "facegallery/delete-face",
+            json!({"facegallery_id": "door", "user_id": "nobody"})
+        )
+        .status(),
         415
     );
     assert_eq!(c.identify("nowhere", &photo("amy1.png")).status(), 416);
-    assert_eq!(c.enroll("nowhere", "u", "n", &photo("amy1.png")).status(), 416);
-    assert_eq!(c.post("facegallery/delete-facegallery", json!({"facegallery_id": "nowhere"})).status(), 416);
+    assert_eq!(
+        c.enroll("nowhere", "u", "n", &photo("amy1.png")).status(),
+        416
+    );
+    assert_eq!(
+        c.post(
+            "facegallery/delete-facegallery",
+            json!({"facegallery_id": "nowhere"})
+        )
+        .status(),
+        416
+    );
     let r = c.create_gallery("door");
     assert_eq!((r.http, r.status()), (409, 409));
     // client/register twice is fine: the default gallery is simply returned.
@@ -114,9 +153,31 @@ fn malformed_requests_are_400() {
     assert_eq!(send("POST", b"\"door\""), 400);
     assert_eq!(send("POST", &[0xff, 0xfe, 0x00]), 400);
     assert_eq!(send("PUT", b"{}"), 400);
-    assert_eq!(send("POST", json!({"facegallery_id": {"a": 1}}).to_string().as_bytes()), 400);
-    assert_eq!(send("POST", json!({"facegallery_id": "x".repeat(121)}).to_string().as_bytes()), 400);
-    assert_eq!(send("POST", json!({"facegallery_id": "door", "trx_id": "t".repeat(121)}).to_string().as_bytes()), 400);
+    assert_eq!(
+        send(
+            "POST",
+            json!({"facegallery_id": {"a": 1}}).to_string().as_bytes()
+        ),
+        400
+    );
+    assert_eq!(
+        send(
+            "POST",
+            json!({"facegallery_id": "x".repeat(121)})
+                .to_string()
+                .as_bytes()
+        ),
+        400
+    );
+    assert_eq!(
+        send(
+            "POST",
+            json!({"facegallery_id": "door", "trx_id": "t".repeat(121)})
+                .to_string()
+                .as_bytes()
+        ),
+        400
+    );
     let r = c.post(
         "facegallery/enroll-face",
         json!({"user_id": "u", "user_name": "n", "facegallery_id": "door", "image": photo("amy1.png"), "force_register": "maybe"}),
@@ -133,7 +194,11 @@ fn malformed_requests_are_400() {
 fn a_busy_server_answers_503_with_retry_after() {
     let server = TestServer::start_with(|c| c.runtime.queue = 0);
     let c = server.client("kiosk");
-    assert_eq!(c.create_gallery("door").status(), 200, "non-image endpoints still work");
+    assert_eq!(
+        c.create_gallery("door").status(),
+        200,
+        "non-image endpoints still work"
+    );
     let r = c.identify("door", &photo("amy1.png"));
     assert_eq!((r.http, r.status()), (503, 503));
     assert!(r.headers.to_ascii_lowercase().contains("retry-after: 1"));
@@ -144,10 +209,16 @@ fn a_body_over_the_limit_is_498_in_the_body_and_413_on_the_status_line() {
     let server = TestServer::start_with(|c| c.server.body_limit_bytes = 64 * 1024);
     let c = server.client("kiosk");
     let big = "A".repeat(100 * 1024);
-    let r = c.post("facegallery/identify-face", json!({"facegallery_id": "door", "image": big}));
+    let r = c.post(
+        "facegallery/identify-face",
+        json!({"facegallery_id": "door", "image": big}),
+    );
     assert_eq!((r.http, r.status()), (413, 498), "{:?}", r.raw);
     // Just under the limit is read normally.
-    let r = c.post("facegallery/identify-face", json!({"facegallery_id": "door", "image": "A".repeat(60 * 1024)}));
+    let r = c.post(
+        "facegallery/identify-face",
+        json!({"facegallery_id": "door", "image": "A".repeat(60 * 1024)}),
+    );
     assert_eq!(r.status(), 416);
 }
 

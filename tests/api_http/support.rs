@@ -78,7 +78,8 @@ impl TestServer {
         config.store.data_dir = dir.path().to_path_buf();
         config.store.map_size_mb = 1;
         tweak(&mut config);
-        let store = Arc::new(Store::open(&config.store.data_dir, config.store.map_size_mb).unwrap());
+        let store =
+            Arc::new(Store::open(&config.store.data_dir, config.store.map_size_mb).unwrap());
         let gallery =
             Arc::new(Gallery::open(store, pipeline(), Settings::from_config(&config)).unwrap());
         let state = ApiState::new(gallery.clone(), ServerOptions::from_config(&config));
@@ -154,7 +155,13 @@ impl Resp {
 }
 
 /// Sends one HTTP/1.1 request over a new connection and reads the whole answer.
-pub fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+pub fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Resp {
     let mut stream = TcpStream::connect(addr).expect("connect");
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
@@ -183,17 +190,22 @@ pub fn read_response(stream: &mut TcpStream) -> Resp {
         .and_then(|s| s.parse().ok())
         .expect("status line");
     let mut body = raw[split + 4..].to_vec();
-    if headers.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    if headers
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         body = dechunk(&body);
     }
-    let raw = serde_json::from_slice(&body).unwrap_or(Value::String(String::from_utf8_lossy(&body).into()));
+    let raw = serde_json::from_slice(&body)
+        .unwrap_or(Value::String(String::from_utf8_lossy(&body).into()));
     Resp { http, headers, raw }
 }
 
 fn dechunk(mut data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     while let Some(eol) = data.windows(2).position(|w| w == b"\r\n") {
-        let size = usize::from_str_radix(std::str::from_utf8(&data[..eol]).unwrap().trim(), 16).unwrap_or(0);
+        let size = usize::from_str_radix(std::str::from_utf8(&data[..eol]).unwrap().trim(), 16)
+            .unwrap_or(0);
         if size == 0 {
             break;
         }
@@ -213,12 +225,19 @@ pub struct Client {
 
 impl Client {
     pub fn call(&self, method: &str, endpoint: &str, body: &Value) -> Resp {
-        let bytes = if body.is_null() { Vec::new() } else { body.to_string().into_bytes() };
+        let bytes = if body.is_null() {
+            Vec::new()
+        } else {
+            body.to_string().into_bytes()
+        };
         http(
             self.addr,
             method,
             &format!("{}/{endpoint}", self.prefix),
-            &[("Accesstoken", &self.token), ("Content-Type", "application/json")],
+            &[
+                ("Accesstoken", &self.token),
+                ("Content-Type", "application/json"),
+            ],
             &bytes,
         )
     }
@@ -228,7 +247,10 @@ impl Client {
     }
 
     pub fn create_gallery(&self, id: &str) -> Resp {
-        self.post("facegallery/create-facegallery", json!({"facegallery_id": id, "trx_id": "t"}))
+        self.post(
+            "facegallery/create-facegallery",
+            json!({"facegallery_id": id, "trx_id": "t"}),
+        )
     }
 
     pub fn enroll(&self, gallery: &str, user: &str, name: &str, image: &str) -> Resp {
