@@ -1,11 +1,106 @@
-//! `facegate bench`: filled in below.
+//! `facegate bench`: median latency of each pipeline stage on one image, single
+//! thread, next to the bare model runs (`Model::run` alone) of the same model files.
+//! `tests/bench/stages_vs_litert.sh` puts these next to LiteRT's own Python interpreter.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
 use clap::Args;
 use facegate::config::Config;
-use std::process::ExitCode;
+use facegate::runtime::{Model, Runtime};
+use facegate::vision::Pipeline;
+use serde_json::json;
 
 #[derive(Args, Debug)]
-pub struct BenchArgs {}
+pub struct BenchArgs {
+    /// Image to analyse (default: tests/fixtures/vision/group_640x480.jpg).
+    #[arg(long)]
+    image: Option<PathBuf>,
+    /// Iterations per stage.
+    #[arg(long, default_value_t = 200)]
+    iterations: usize,
+    #[arg(long)]
+    json: bool,
+}
 
-pub fn run(_config: &Config, _args: &BenchArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("bench is not implemented yet")
+fn median_ms(mut samples: Vec<Duration>) -> f64 {
+    samples.sort();
+    samples
+        .get(samples.len() / 2)
+        .map_or(0.0, |d| d.as_secs_f64() * 1e3)
+}
+
+pub fn run(config: &Config, args: &BenchArgs) -> anyhow::Result<ExitCode> {
+    let mut config = config.clone();
+    // Single-thread figures: one session, one XNNPACK thread.
+    config.runtime.workers = 1;
+    config.runtime.threads_per_model = 1;
+    let image = args
+        .image
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("tests/fixtures/vision/group_640x480.jpg"));
+    let bytes = std::fs::read(&image).with_context(|| image.display().to_string())?;
+    let runtime = Runtime::locate_and_load(config.runtime_library())?;
+    let options = config.pipeline_options();
+    let models_dir = options.models_dir.clone();
+    let pipeline = Pipeline::load(&runtime, options)?;
+    let decoded = pipeline.decode(&bytes)?;
+
+    let n = args.iterations.max(1);
+    let bar = super::progress::bar(n as u64, "pipeline stages");
+    let samples = pipeline.measure_stages(&bytes, n, &|| bar.inc(1))?;
+    bar.finish_and_clear();
+    let stage = |f: fn(&facegate::vision::StageTimings) -> Duration| {
+        median_ms(samples.iter().map(f).collect())
+    };
+
+    let files = [
+        config.models.detector.file_name().to_string(),
+        config.models.embedder.clone(),
+        config.models.mask.clone(),
+    ];
+    let mut model_runs = serde_json::Map::new();
+    for file in &files {
+        let ms = time_model_runs(&runtime, &models_dir.join(file), n)?;
+        model_runs.insert(file.clone(), json!(ms));
+    }
+    let report = json!({
+        "image": image.display().to_string(),
+        "width": decoded.width(),
+        "height": decoded.height(),
+        "iterations": n,
+        "flip_average": config.recognition.flip_average,
+        "stages_median_ms": {
+            "decode": stage(|t| t.decode),
+            "detect": stage(|t| t.detect),
+            "align": stage(|t| t.align),
+            "mask": stage(|t| t.mask),
+            "embed": stage(|t| t.embed),
+        },
+        "model_run_median_ms": model_runs,
+    });
+    if args.json {
+        println!("{report}");
+    } else {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Median of `Model::run` alone on zeroed inputs: the runtime's own cost, comparable
+/// with LiteRT's Python `Interpreter.invoke()` on the same file.
+fn time_model_runs(runtime: &Runtime, path: &Path, n: usize) -> anyhow::Result<f64> {
+    let mut model: Model = runtime.load_model(path, 1)?;
+    for _ in 0..10 {
+        model.run()?;
+    }
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        let start = Instant::now();
+        model.run()?;
+        samples.push(start.elapsed());
+    }
+    Ok(median_ms(samples))
 }

@@ -74,11 +74,58 @@ pub fn decode_image(bytes: &[u8], limits: &DecodeLimits) -> Result<RgbImage, Dec
     let (width, height) = decoder.dimensions();
     check_size(width, height, limits)?;
     let orientation = decoder.orientation().ok();
-    let mut image = DynamicImage::from_decoder(decoder).map_err(|e| map_error(e, limits))?;
+    let mut image = match format {
+        ImageFormat::Jpeg => DynamicImage::ImageRgb8(decode_jpeg(bytes, width, height, limits)?),
+        _ => DynamicImage::from_decoder(decoder).map_err(|e| map_error(e, limits))?,
+    };
     if let Some(orientation) = orientation {
         image.apply_orientation(orientation);
     }
     Ok(image.into_rgb8())
+}
+
+/// JPEG pixels through zune-jpeg directly: its lenient mode (what the `image` crate
+/// uses) fills a truncated file with grey and reports success, which would let a cut
+/// upload through as a valid picture. Strict mode refuses that; files that only strict
+/// mode dislikes (minor deviations some cameras produce) are accepted leniently when
+/// they are complete, i.e. end with the EOI marker.
+fn decode_jpeg(
+    bytes: &[u8],
+    width: u32,
+    height: u32,
+    limits: &DecodeLimits,
+) -> Result<RgbImage, DecodeError> {
+    use zune_core::bytestream::ZCursor;
+    use zune_core::colorspace::ColorSpace;
+    use zune_core::options::DecoderOptions;
+    let options = |strict: bool| {
+        DecoderOptions::default()
+            .set_strict_mode(strict)
+            .set_max_width(limits.max_side as usize)
+            .set_max_height(limits.max_side as usize)
+            .jpeg_set_out_colorspace(ColorSpace::RGB)
+    };
+    let decode = |strict: bool| {
+        zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), options(strict)).decode()
+    };
+    let pixels = match decode(true) {
+        Ok(pixels) => pixels,
+        Err(strict_error) if ends_with_eoi(bytes) => {
+            decode(false).map_err(|_| DecodeError::Corrupt(strict_error.to_string()))?
+        }
+        Err(strict_error) => return Err(DecodeError::Corrupt(strict_error.to_string())),
+    };
+    RgbImage::from_raw(width, height, pixels)
+        .ok_or_else(|| DecodeError::Corrupt("decoded JPEG size does not match its header".into()))
+}
+
+fn ends_with_eoi(bytes: &[u8]) -> bool {
+    // Some encoders pad after EOI with zeros or a newline.
+    let end = bytes
+        .iter()
+        .rposition(|&b| b != 0 && b != b'\n' && b != b'\r')
+        .map_or(0, |i| i + 1);
+    bytes[..end].ends_with(&[0xFF, 0xD9])
 }
 
 fn check_size(width: u32, height: u32, limits: &DecodeLimits) -> Result<(), DecodeError> {

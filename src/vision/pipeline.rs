@@ -279,6 +279,55 @@ impl Pipeline {
         self.with_session(|s| mask_probability(&mut s.mask, &crop))
     }
 
+    /// Runs each stage of one analysis `iterations` times in isolation on one session
+    /// and returns every sample, for `facegate bench` and the criterion benches.
+    /// `tick` is called once per iteration (progress output).
+    pub fn measure_stages(
+        &self,
+        jpeg_or_png: &[u8],
+        iterations: usize,
+        tick: &dyn Fn(),
+    ) -> Result<Vec<StageTimings>, Error> {
+        let image = self.decode(jpeg_or_png)?;
+        self.with_session(|s| {
+            let detection = self
+                .detector
+                .detect(&mut s.detector, &image)?
+                .into_iter()
+                .next()
+                .ok_or_else(|| Error::ModelOutput("benchmark image has no face".into()))?;
+            let mut samples = Vec::with_capacity(iterations);
+            for _ in 0..iterations {
+                let mut t = StageTimings::default();
+                let start = Instant::now();
+                std::hint::black_box(self.decode(jpeg_or_png)?);
+                t.decode = start.elapsed();
+                let start = Instant::now();
+                std::hint::black_box(self.detector.detect(&mut s.detector, &image)?);
+                t.detect = start.elapsed();
+                let start = Instant::now();
+                let chip = align(&image, &detection, &self.chip)
+                    .ok_or_else(|| Error::ModelOutput("degenerate keypoints".into()))?;
+                t.align = start.elapsed();
+                let start = Instant::now();
+                let crop = mask_crop(
+                    &image,
+                    &detection.bbox,
+                    self.options.mask_margin,
+                    self.mask_side,
+                );
+                std::hint::black_box(mask_probability(&mut s.mask, &crop)?);
+                t.mask = start.elapsed();
+                let start = Instant::now();
+                std::hint::black_box(embed(&mut s.embedder, &chip, self.options.flip_average)?);
+                t.embed = start.elapsed();
+                samples.push(t);
+                tick();
+            }
+            Ok(samples)
+        })
+    }
+
     fn with_session<T>(
         &self,
         work: impl FnOnce(&mut Session) -> Result<T, Error>,

@@ -2,7 +2,7 @@
 //! (embedder input) and the mask crop. Coordinates are continuous: pixel `i` covers
 //! `[i, i + 1)`, so its centre is `i + 0.5`.
 
-use image::{Rgb, RgbImage};
+use image::RgbImage;
 
 use super::Point;
 
@@ -143,81 +143,96 @@ pub fn warp(src: &RgbImage, dst_to_src: &Similarity, out_w: u32, out_h: u32) -> 
 }
 
 fn sample(src: &RgbImage, m: &Similarity, out_w: u32, out_h: u32) -> RgbImage {
-    let mut out = RgbImage::new(out_w, out_h);
     let (w, h) = (src.width() as i64, src.height() as i64);
     let raw = src.as_raw();
     let stride = src.width() as usize * 3;
-    let fetch = |x: i64, y: i64| -> [f32; 3] {
+    let mut out = vec![0u8; out_w as usize * out_h as usize * 3];
+    // Reads a pixel, black outside the image.
+    let fetch = |x: i64, y: i64, c: usize| -> f32 {
         if x < 0 || y < 0 || x >= w || y >= h {
-            return [0.0; 3];
+            0.0
+        } else {
+            f32::from(raw[y as usize * stride + x as usize * 3 + c])
         }
-        let i = y as usize * stride + x as usize * 3;
-        [raw[i] as f32, raw[i + 1] as f32, raw[i + 2] as f32]
     };
     for v in 0..out_h {
-        for u in 0..out_w {
-            let p = m.apply(Point {
-                x: u as f32 + 0.5,
-                y: v as f32 + 0.5,
-            });
+        // The map is affine: along a row, the source position advances by (a, b).
+        let p0 = m.apply(Point {
+            x: 0.5,
+            y: v as f32 + 0.5,
+        });
+        let row = &mut out[v as usize * out_w as usize * 3..(v as usize + 1) * out_w as usize * 3];
+        for (u, px) in row.chunks_exact_mut(3).enumerate() {
             // Index space: pixel i's centre is at i + 0.5.
-            let (fx, fy) = (p.x - 0.5, p.y - 0.5);
+            let fx = p0.x + m.a * u as f32 - 0.5;
+            let fy = p0.y + m.b * u as f32 - 0.5;
             let (x0, y0) = (fx.floor(), fy.floor());
             let (dx, dy) = (fx - x0, fy - y0);
             let (xi, yi) = (x0 as i64, y0 as i64);
-            let (p00, p10, p01, p11) = (
-                fetch(xi, yi),
-                fetch(xi + 1, yi),
-                fetch(xi, yi + 1),
-                fetch(xi + 1, yi + 1),
-            );
-            let mut px = [0u8; 3];
-            for c in 0..3 {
-                let top = p00[c] + (p10[c] - p00[c]) * dx;
-                let bottom = p01[c] + (p11[c] - p01[c]) * dx;
-                px[c] = (top + (bottom - top) * dy).round().clamp(0.0, 255.0) as u8;
+            if xi >= 0 && yi >= 0 && xi + 1 < w && yi + 1 < h {
+                // Fast path: all four neighbours inside.
+                let i = yi as usize * stride + xi as usize * 3;
+                let (r0, r1) = (&raw[i..i + 6], &raw[i + stride..i + stride + 6]);
+                for c in 0..3 {
+                    let top = f32::from(r0[c]) + (f32::from(r0[c + 3]) - f32::from(r0[c])) * dx;
+                    let bottom = f32::from(r1[c]) + (f32::from(r1[c + 3]) - f32::from(r1[c])) * dx;
+                    px[c] = (top + (bottom - top) * dy + 0.5) as u8;
+                }
+            } else {
+                for (c, out) in px.iter_mut().enumerate() {
+                    let top = fetch(xi, yi, c) + (fetch(xi + 1, yi, c) - fetch(xi, yi, c)) * dx;
+                    let bottom = fetch(xi, yi + 1, c)
+                        + (fetch(xi + 1, yi + 1, c) - fetch(xi, yi + 1, c)) * dx;
+                    *out = (top + (bottom - top) * dy).round().clamp(0.0, 255.0) as u8;
+                }
             }
-            out.put_pixel(u, v, Rgb(px));
         }
     }
-    out
+    // The buffer has exactly out_w * out_h * 3 bytes by construction.
+    RgbImage::from_raw(out_w, out_h, out).unwrap_or_else(|| RgbImage::new(out_w, out_h))
 }
 
 /// Averages `factor x factor` blocks of the region (x0, y0, w, h); partial blocks at the
 /// right and bottom edges average what they cover.
 fn box_downsample(src: &RgbImage, x0: u32, y0: u32, w: u32, h: u32, factor: u32) -> RgbImage {
-    let (ow, oh) = (w.div_ceil(factor), h.div_ceil(factor));
-    let mut sums = vec![0u32; (ow * oh * 3) as usize];
-    let mut counts = vec![0u32; (ow * oh) as usize];
+    let (ow, oh) = (w.div_ceil(factor) as usize, h.div_ceil(factor) as usize);
     let raw = src.as_raw();
     let stride = src.width() as usize * 3;
-    for y in 0..h {
-        let row = (y0 + y) as usize * stride;
-        let oy = (y / factor) * ow;
-        for x in 0..w {
-            let i = row + (x0 + x) as usize * 3;
-            let o = (oy + x / factor) as usize;
-            sums[o * 3] += u32::from(raw[i]);
-            sums[o * 3 + 1] += u32::from(raw[i + 1]);
-            sums[o * 3 + 2] += u32::from(raw[i + 2]);
-            counts[o] += 1;
+    let mut out = vec![0u8; ow * oh * 3];
+    let mut sums = vec![0u32; ow * 3];
+    let mut counts = vec![0u32; ow];
+    for oy in 0..oh {
+        sums.iter_mut().for_each(|s| *s = 0);
+        counts.iter_mut().for_each(|c| *c = 0);
+        let y_end = ((oy + 1) * factor as usize).min(h as usize);
+        for y in oy * factor as usize..y_end {
+            let row = &raw[(y0 as usize + y) * stride + x0 as usize * 3..][..w as usize * 3];
+            for (ox, block) in row.chunks(factor as usize * 3).enumerate() {
+                for px in block.chunks_exact(3) {
+                    sums[ox * 3] += u32::from(px[0]);
+                    sums[ox * 3 + 1] += u32::from(px[1]);
+                    sums[ox * 3 + 2] += u32::from(px[2]);
+                }
+                counts[ox] += (block.len() / 3) as u32;
+            }
+        }
+        let dst = &mut out[oy * ow * 3..(oy + 1) * ow * 3];
+        for ox in 0..ow {
+            let n = counts[ox].max(1);
+            for c in 0..3 {
+                dst[ox * 3 + c] = ((sums[ox * 3 + c] + n / 2) / n) as u8;
+            }
         }
     }
-    let mut out = RgbImage::new(ow, oh);
-    for (o, px) in out.pixels_mut().enumerate() {
-        let n = counts[o].max(1);
-        *px = Rgb([
-            ((sums[o * 3] + n / 2) / n) as u8,
-            ((sums[o * 3 + 1] + n / 2) / n) as u8,
-            ((sums[o * 3 + 2] + n / 2) / n) as u8,
-        ]);
-    }
-    out
+    // The buffer has exactly ow * oh * 3 bytes by construction.
+    RgbImage::from_raw(ow as u32, oh as u32, out)
+        .unwrap_or_else(|| RgbImage::new(ow as u32, oh as u32))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use image::Rgb;
 
     fn pt(x: f32, y: f32) -> Point {
         Point { x, y }

