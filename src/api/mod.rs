@@ -41,8 +41,8 @@ pub struct ServerOptions {
     pub envelope: Envelope,
     pub http_status: HttpStatusRule,
     pub body_limit_bytes: usize,
-    /// Inference requests in flight (running or waiting for a model session) before
-    /// the API answers 503. 0 refuses every image request (maintenance).
+    /// Image requests in flight (running on a model session or waiting for one)
+    /// before the API answers 503: `runtime.workers + runtime.queue`.
     pub inference_slots: usize,
 }
 
@@ -52,7 +52,7 @@ impl ServerOptions {
             envelope: config.server.envelope,
             http_status: config.server.http_status,
             body_limit_bytes: config.server.body_limit_bytes,
-            inference_slots: config.runtime.queue,
+            inference_slots: config.runtime.workers + config.runtime.queue,
         }
     }
 }

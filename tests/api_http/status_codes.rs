@@ -192,7 +192,9 @@ fn malformed_requests_are_400() {
 
 #[test]
 fn a_busy_server_answers_503_with_retry_after() {
-    let server = TestServer::start_with(|c| c.runtime.queue = 0);
+    // Every inference slot taken is modelled by a server with none (the load run in
+    // tests/bench/load.sh shows 503s under real overload).
+    let server = TestServer::start_with_options(|_| {}, |o| o.inference_slots = 0);
     let c = server.client("kiosk");
     assert_eq!(
         c.create_gallery("door").status(),

@@ -73,6 +73,14 @@ impl TestServer {
     }
 
     pub fn start_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
+        TestServer::start_with_options(tweak, |_| {})
+    }
+
+    /// As `start_with`, also adjusting the server options derived from the config.
+    pub fn start_with_options(
+        tweak: impl FnOnce(&mut Config),
+        tweak_options: impl FnOnce(&mut ServerOptions),
+    ) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = default_config();
         config.store.data_dir = dir.path().to_path_buf();
@@ -82,7 +90,9 @@ impl TestServer {
             Arc::new(Store::open(&config.store.data_dir, config.store.map_size_mb).unwrap());
         let gallery =
             Arc::new(Gallery::open(store, pipeline(), Settings::from_config(&config)).unwrap());
-        let state = ApiState::new(gallery.clone(), ServerOptions::from_config(&config));
+        let mut options = ServerOptions::from_config(&config);
+        tweak_options(&mut options);
+        let state = ApiState::new(gallery.clone(), options);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
