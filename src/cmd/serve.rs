@@ -29,7 +29,9 @@ pub fn run(config: &Config, _args: &ServeArgs) -> anyhow::Result<ExitCode> {
     )?);
     let state = ApiState::new(gallery, ServerOptions::from_config(config));
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
+    // Blocking threads run the use cases (each may hold an LMDB reader slot): bounded.
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(64)
         .enable_all()
         .build()
         .context("tokio runtime")?;

@@ -235,7 +235,7 @@ impl Store {
 #[allow(unsafe_code)]
 fn open_env(dir: &Path, map_size: usize) -> Result<Env, Error> {
     let mut options = EnvOpenOptions::new();
-    options.map_size(map_size).max_dbs(16).max_readers(256);
+    options.map_size(map_size).max_dbs(16).max_readers(1024);
     // SAFETY: the environment is opened once per process per path (heed itself refuses
     // a second open of the same path with EnvAlreadyOpened), with LMDB's default, safe
     // flags (locking and syncing on), on a local folder, and nothing in facegate
