@@ -55,7 +55,7 @@ impl Default for PipelineOptions {
             mask_threshold: 0.5,
             mask_margin: 0.3,
             chip_padding: 0.25,
-            flip_average: false,
+            flip_average: true,
             decode_limits: DecodeLimits::default(),
         }
     }
