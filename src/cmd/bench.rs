@@ -55,6 +55,17 @@ pub fn run(config: &Config, args: &BenchArgs) -> anyhow::Result<ExitCode> {
     let stage = |f: fn(&facegate::vision::StageTimings) -> Duration| {
         median_ms(samples.iter().map(f).collect())
     };
+    let runs_per_embed = if config.recognition.flip_average {
+        2.0
+    } else {
+        1.0
+    };
+    // Per iteration: stage time over the bare model run(s) timed right after it.
+    let ratio = |f: &dyn Fn(&facegate::vision::StageTimings) -> f64| {
+        let mut r: Vec<f64> = samples.iter().map(f).collect();
+        r.sort_by(f64::total_cmp);
+        r.get(r.len() / 2).copied().unwrap_or(0.0)
+    };
 
     let files = [
         config.models.detector.file_name().to_string(),
@@ -66,6 +77,7 @@ pub fn run(config: &Config, args: &BenchArgs) -> anyhow::Result<ExitCode> {
         let ms = time_model_runs(&runtime, &models_dir.join(file), n)?;
         model_runs.insert(file.clone(), json!(ms));
     }
+    let interleaved = time_interleaved_runs(&runtime, &models_dir, &files, n)?;
     let report = json!({
         "image": image.display().to_string(),
         "width": decoded.width(),
@@ -79,7 +91,13 @@ pub fn run(config: &Config, args: &BenchArgs) -> anyhow::Result<ExitCode> {
             "mask": stage(|t| t.mask),
             "embed": stage(|t| t.embed),
         },
+        "stage_over_model_run_median": {
+            "detect": ratio(&|t| t.detect.as_secs_f64() / t.detect_model_run.as_secs_f64()),
+            "mask": ratio(&|t| t.mask.as_secs_f64() / t.mask_model_run.as_secs_f64()),
+            "embed": ratio(&|t| t.embed.as_secs_f64() / (runs_per_embed * t.embed_model_run.as_secs_f64())),
+        },
         "model_run_median_ms": model_runs,
+        "model_run_interleaved_median_ms": interleaved,
     });
     if args.json {
         println!("{report}");
@@ -103,4 +121,33 @@ fn time_model_runs(runtime: &Runtime, path: &Path, n: usize) -> anyhow::Result<f
         samples.push(start.elapsed());
     }
     Ok(median_ms(samples))
+}
+
+/// Medians of `Model::run` when the models run in turn, as in the pipeline: each model's
+/// weights are no longer hot in the CPU caches when its turn comes again.
+fn time_interleaved_runs(
+    runtime: &Runtime,
+    dir: &Path,
+    files: &[String],
+    n: usize,
+) -> anyhow::Result<serde_json::Map<String, serde_json::Value>> {
+    let mut models = files
+        .iter()
+        .map(|f| runtime.load_model(&dir.join(f), 1))
+        .collect::<Result<Vec<Model>, _>>()?;
+    let mut samples = vec![Vec::with_capacity(n); models.len()];
+    for i in 0..n + 10 {
+        for (k, model) in models.iter_mut().enumerate() {
+            let start = Instant::now();
+            model.run()?;
+            if i >= 10 {
+                samples[k].push(start.elapsed());
+            }
+        }
+    }
+    Ok(files
+        .iter()
+        .zip(samples)
+        .map(|(f, s)| (f.clone(), json!(median_ms(s))))
+        .collect())
 }
