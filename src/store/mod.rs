@@ -19,7 +19,7 @@ use heed::{CommitOrAbort, Database, Env, EnvOpenOptions};
 
 pub use records::{ClientRecord, Counters, GalleryRecord, TemplateRecord, TokenRecord, UserRecord};
 pub use schema::SCHEMA_VERSION;
-pub use txn::{Reader, TemplateRow, Writer};
+pub use txn::{EntityVersion, Reader, TemplateRow, Writer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -64,6 +64,12 @@ pub(crate) struct Dbs {
     /// Reserved for sync (issue 4): outgoing events written in the same transaction as
     /// the local change they describe.
     pub outbox: Db,
+    /// Sync: ids of remote operations already applied (op id -> version), so that a
+    /// redelivered operation is applied once.
+    pub sync_seen: Db,
+    /// Sync: the newest version applied per user / gallery (key -> version, origin), so
+    /// that a stale operation never overwrites a newer state. Deletions keep theirs.
+    pub sync_versions: Db,
 }
 
 /// Largest map the store grows to (1 TiB of address space; LMDB only uses what it writes).
@@ -111,6 +117,8 @@ impl Store {
                     open("templates")?,
                     open("counters")?,
                     open("outbox")?,
+                    open("sync_seen")?,
+                    open("sync_versions")?,
                 );
                 Ok(CommitOrAbort::<_, ()>::Commit(dbs))
             })?
@@ -126,6 +134,8 @@ impl Store {
                 templates: dbs.5,
                 counters: dbs.6,
                 outbox: dbs.7,
+                sync_seen: dbs.8,
+                sync_versions: dbs.9,
             },
             gate: RwLock::new(()),
             grow: Mutex::new(()),

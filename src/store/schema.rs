@@ -8,6 +8,8 @@
 use super::{Error, Store, Writer};
 
 /// Version 1: clients, tokens, galleries, users, templates (layout 1), counters, outbox.
+/// The sync databases `sync_seen` and `sync_versions` are additive (created empty at open,
+/// ignored by builds that do not know them), so they need no version step.
 pub const SCHEMA_VERSION: u32 = 1;
 
 const KEY: &str = "schema_version";

@@ -10,6 +10,21 @@ use super::{
     ClientRecord, Counters, Dbs, Error, GalleryRecord, TemplateRecord, TokenRecord, UserRecord,
 };
 
+/// The newest version applied to one user or gallery, and which device produced it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EntityVersion {
+    pub version: u64,
+    pub origin: String,
+}
+
+impl EntityVersion {
+    /// Whether `(version, origin)` is newer than this one (ties go to the larger origin,
+    /// so every device orders the same two operations the same way).
+    pub fn is_older_than(&self, version: u64, origin: &str) -> bool {
+        (self.version, self.origin.as_str()) < (version, origin)
+    }
+}
+
 /// A stored template with where it belongs.
 #[derive(Clone, Debug)]
 pub struct TemplateRow {
@@ -163,6 +178,59 @@ impl<'t> Reader<'t> {
     /// Number of events waiting in the outbox.
     pub fn outbox_len(&self) -> Result<u64, Error> {
         Ok(self.dbs.outbox.len(self.txn)?)
+    }
+
+    /// Up to `limit` outbox events with a sequence number above `after`, oldest first.
+    pub fn outbox_after(&self, after: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, Error> {
+        let start = after.saturating_add(1).to_be_bytes();
+        let mut out = Vec::new();
+        let range = (
+            std::ops::Bound::Included(&start[..]),
+            std::ops::Bound::Unbounded,
+        );
+        for item in self.dbs.outbox.range(self.txn, &range)? {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = item?;
+            let seq = <[u8; 8]>::try_from(k)
+                .map(u64::from_be_bytes)
+                .map_err(|_| Error::Corrupt("outbox key".into()))?;
+            out.push((seq, v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Whether a remote operation with this id was already applied.
+    pub fn op_seen(&self, op_id: &str) -> Result<bool, Error> {
+        Ok(self
+            .dbs
+            .sync_seen
+            .get(self.txn, op_id.as_bytes())?
+            .is_some())
+    }
+
+    /// The newest version applied to a user (`user` non-empty) or a gallery (`user` empty).
+    pub fn entity_version(
+        &self,
+        client: &str,
+        gallery: &str,
+        user: &str,
+    ) -> Result<Option<EntityVersion>, Error> {
+        let Some(v) = self
+            .dbs
+            .sync_versions
+            .get(self.txn, &key(&[client, gallery, user]))?
+        else {
+            return Ok(None);
+        };
+        let (head, origin) = v
+            .split_first_chunk::<8>()
+            .ok_or_else(|| Error::Corrupt("sync version".into()))?;
+        Ok(Some(EntityVersion {
+            version: u64::from_be_bytes(*head),
+            origin: String::from_utf8_lossy(origin).into_owned(),
+        }))
     }
 
     fn json<T: for<'de> serde::Deserialize<'de>>(
@@ -370,5 +438,36 @@ impl<'a, 'e> Writer<'a, 'e> {
         let seq = self.next_seq("outbox_seq")?;
         self.put(self.dbs.outbox, &seq.to_be_bytes(), event)?;
         Ok(seq)
+    }
+
+    /// Removes one outbox event (after the broker acknowledged it); false if absent.
+    pub fn outbox_delete(&mut self, seq: u64) -> Result<bool, Error> {
+        self.del(self.dbs.outbox, &seq.to_be_bytes())
+    }
+
+    /// Removes the oldest outbox event (when the outbox is full); returns its sequence.
+    pub fn outbox_drop_oldest(&mut self) -> Result<Option<u64>, Error> {
+        let Some(seq) = self.reader().outbox_after(0, 1)?.pop().map(|(s, _)| s) else {
+            return Ok(None);
+        };
+        self.outbox_delete(seq)?;
+        Ok(Some(seq))
+    }
+
+    /// Remembers that a remote operation was applied (or refused for good).
+    pub fn mark_op_seen(&mut self, op_id: &str, version: u64) -> Result<(), Error> {
+        self.put(self.dbs.sync_seen, op_id.as_bytes(), &version.to_be_bytes())
+    }
+
+    pub fn set_entity_version(
+        &mut self,
+        client: &str,
+        gallery: &str,
+        user: &str,
+        version: &EntityVersion,
+    ) -> Result<(), Error> {
+        let mut v = version.version.to_be_bytes().to_vec();
+        v.extend_from_slice(version.origin.as_bytes());
+        self.put(self.dbs.sync_versions, &key(&[client, gallery, user]), &v)
     }
 }
