@@ -134,6 +134,20 @@ impl Gallery {
         })
     }
 
+    /// Enrolls a face already analysed by the pipeline (the camera, the tests); the same
+    /// write path as [`Gallery::enroll`] without the size gate.
+    pub fn enroll_face(
+        &self,
+        client: &str,
+        gallery: &str,
+        user_id: &str,
+        user_name: &str,
+        face: &Face,
+    ) -> Result<EnrollOutcome, Error> {
+        self.require_gallery(client, gallery)?;
+        self.store_face(client, gallery, user_id, user_name, face)
+    }
+
     fn store_face(
         &self,
         client: &str,

@@ -12,7 +12,9 @@ mod error;
 mod faces;
 mod galleries;
 mod reembed;
+mod replica;
 
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 use crate::index::Index;
@@ -25,6 +27,10 @@ pub use faces::{
     CompareOutcome, EnrollOutcome, EnrollRequest, IdentifyMatch, KtpOutcome, VerifyOutcome,
 };
 pub use reembed::{reembed, ReembedReport};
+pub use replica::{
+    decode_embedding, encode_embedding, Applied, Op, OpKind, OutboxSettings, Refusal, WireTemplate,
+    OP_NAMES, PROTOCOL_VERSION,
+};
 
 /// Limits and thresholds, from the configuration.
 #[derive(Clone, Debug, PartialEq)]
@@ -36,6 +42,9 @@ pub struct Settings {
     pub keep_crops: bool,
     pub max_templates_per_user: usize,
     pub quota: Quota,
+    /// Sync on: the device id and outbox bound; every local change then writes its
+    /// operation to the outbox in its own transaction. None: sync off, no outbox.
+    pub outbox: Option<OutboxSettings>,
 }
 
 /// Per-client quotas; 0 means unlimited.
@@ -61,11 +70,15 @@ impl Settings {
                 faces: config.quota.faces,
                 galleries: config.quota.galleries,
             },
+            outbox: (!config.sync.url.is_empty()).then(|| OutboxSettings {
+                origin: config.sync.device_id.clone(),
+                limit: config.sync.outbox_limit,
+            }),
         }
     }
 }
 
-/// A local change, as the sync outbox (issue 4) will publish it.
+/// A local change, as the sync outbox (issue 4) publishes it.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Change<'a> {
     GalleryCreated {
@@ -100,6 +113,8 @@ pub struct Gallery {
     /// Held from the store commit to the index update, so that the index applies
     /// changes in commit order.
     write: Mutex<()>,
+    /// Outbox events dropped because the outbox was full (since start).
+    outbox_dropped: AtomicU64,
 }
 
 impl std::fmt::Debug for Gallery {
@@ -153,6 +168,7 @@ impl Gallery {
             accounts,
             settings,
             write: Mutex::new(()),
+            outbox_dropped: AtomicU64::new(0),
         })
     }
 
@@ -183,9 +199,14 @@ impl Gallery {
     ) -> Result<T, Error> {
         let _order = self.write.lock().unwrap_or_else(|e| e.into_inner());
         let value = self.store.write(|w| {
+            let before = match (&change, &self.settings.outbox) {
+                (Change::ClientDeleted { client }, Some(_)) => w.reader().galleries(client)?,
+                _ => Vec::new(),
+            };
             let value = f(w)?;
-            // Issue 4 (sync) adds here: w.outbox_push(&change.encode())?;
-            let _ = &change;
+            if let Some(out) = &self.settings.outbox {
+                self.write_outbox(w, out, &change, &before)?;
+            }
             Ok::<_, Error>(value)
         })?;
         index_update(&value, &self.index);
