@@ -12,5 +12,6 @@ pub mod gallery;
 pub mod index;
 pub mod runtime;
 pub mod store;
+pub mod sync;
 pub mod telemetry;
 pub mod vision;

@@ -1,5 +1,6 @@
 //! `facegate serve`: open the store, load the models, build the index, serve HTTP
-//! until SIGTERM or Ctrl-C, then give in-flight requests `shutdown_grace_secs`.
+//! (and, with `[sync] url` set, the MQTT fleet sync) until SIGTERM or Ctrl-C, then give
+//! in-flight requests `shutdown_grace_secs`.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -21,13 +22,14 @@ pub fn run(config: &Config, _args: &ServeArgs) -> anyhow::Result<ExitCode> {
         Store::open(&config.store.data_dir, config.store.map_size_mb)
             .with_context(|| format!("data folder {}", config.store.data_dir.display()))?,
     );
+    let sync_options = facegate::sync::SyncOptions::from_config(config).context("[sync]")?;
     let pipeline = Arc::new(super::load_pipeline(config)?);
     let gallery = Arc::new(Gallery::open(
         store.clone(),
         pipeline,
         Settings::from_config(config),
     )?);
-    let state = ApiState::new(gallery, ServerOptions::from_config(config));
+    let state = ApiState::new(gallery.clone(), ServerOptions::from_config(config));
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
     // Blocking threads run the use cases (each may hold an LMDB reader slot): bounded.
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -40,6 +42,7 @@ pub fn run(config: &Config, _args: &ServeArgs) -> anyhow::Result<ExitCode> {
             .await
             .with_context(|| format!("cannot listen on {}", config.server.listen))?;
         tracing::info!(listen = %listener.local_addr()?, "facegate serving");
+        let sync = sync_options.map(|o| facegate::sync::start(gallery.clone(), o));
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut stopped = stop_rx.clone();
         let server = tokio::spawn(api::serve(listener, state, async move {
@@ -54,6 +57,9 @@ pub fn run(config: &Config, _args: &ServeArgs) -> anyhow::Result<ExitCode> {
         match tokio::time::timeout(grace, server).await {
             Ok(joined) => joined.context("server task")?.context("server")?,
             Err(_) => tracing::warn!("grace period over: stopping with requests in flight"),
+        }
+        if let Some(sync) = sync {
+            sync.stop(Duration::from_secs(3)).await;
         }
         anyhow::Ok(())
     })?;

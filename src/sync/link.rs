@@ -1,0 +1,260 @@
+//! The MQTT connection: one task owns the rumqttc event loop, publishes the outbox in
+//! order with QoS 1, deletes an event when its PUBACK arrives, and applies incoming
+//! operations before acknowledging them (manual acks: an operation interrupted by a
+//! crash is redelivered, and applying it twice is harmless).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, Incoming, LastWill, MqttOptions, Outgoing, Publish, QoS};
+use tracing::Instrument;
+
+use super::inbound::{self, Inbound};
+use super::{SyncMetrics, SyncOptions, Topics};
+use crate::gallery::{Applied, Gallery};
+
+/// Outbox events published and not yet acknowledged, at most.
+const WINDOW: usize = 64;
+/// How often the outbox is looked at when nothing else happens.
+const TICK: Duration = Duration::from_millis(50);
+
+const ONLINE: &[u8] = br#"{"state":"online"}"#;
+const OFFLINE: &[u8] = br#"{"state":"offline"}"#;
+
+/// Tracks which outbox event a packet id stands for.
+#[derive(Default)]
+struct Inflight {
+    /// Publishes handed to rumqttc, in order, not yet given a packet id
+    /// (None: a status message).
+    sent: VecDeque<Option<u64>>,
+    /// Packet id -> outbox sequence, waiting for PUBACK.
+    by_pkid: HashMap<u16, u64>,
+    /// Highest outbox sequence handed to rumqttc in this connection.
+    cursor: u64,
+}
+
+impl Inflight {
+    fn len(&self) -> usize {
+        self.sent.len() + self.by_pkid.len()
+    }
+}
+
+pub(super) async fn run(
+    gallery: Arc<Gallery>,
+    options: SyncOptions,
+    metrics: Arc<SyncMetrics>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let span = tracing::info_span!("sync", device = %options.device_id);
+    async move {
+        let topics = Topics::new(&options.topic_prefix, &options.device_id);
+        let mut mqtt = MqttOptions::new(
+            format!("facegate-{}", options.device_id),
+            options.host.clone(),
+            options.port,
+        );
+        mqtt.set_keep_alive(Duration::from_secs(5))
+            // A persistent session: the broker keeps operations for us while we are away.
+            .set_clean_session(false)
+            .set_manual_acks(true)
+            .set_max_packet_size(2 * inbound::MAX_OP_BYTES + 4096, 2 * inbound::MAX_OP_BYTES)
+            .set_last_will(LastWill::new(topics.status(), OFFLINE, QoS::AtLeastOnce, true));
+        if !options.username.is_empty() {
+            mqtt.set_credentials(options.username.clone(), options.password.clone());
+        }
+        let (client, mut eventloop) = AsyncClient::new(mqtt, 4 * WINDOW);
+        let mut inflight = Inflight::default();
+        let mut connected = false;
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tracing::info!(broker = %format!("{}:{}", options.host, options.port), "sync starting");
+        loop {
+            tokio::select! {
+                event = eventloop.poll() => match event {
+                    Ok(event) => {
+                        handle_event(
+                            event, &gallery, &client, &topics, &metrics,
+                            &mut inflight, &mut connected,
+                        ).await;
+                    }
+                    Err(e) => {
+                        if connected {
+                            tracing::warn!(error = %e, "broker connection lost; outbox keeps growing");
+                        } else {
+                            tracing::debug!(error = %e, "broker unreachable");
+                        }
+                        connected = false;
+                        metrics.connected.store(false, Ordering::Relaxed);
+                        metrics.subscribed.store(false, Ordering::Relaxed);
+                        // Forget what was in flight: after reconnecting, the outbox is
+                        // published again from its oldest event, in order.
+                        eventloop.pending.clear();
+                        inflight = Inflight::default();
+                        tokio::select! {
+                            _ = tokio::time::sleep(options.reconnect_delay) => {}
+                            _ = stop.changed() => break,
+                        }
+                    }
+                },
+                _ = tick.tick(), if connected => {}
+                _ = stop.changed() => break,
+            }
+            if connected {
+                top_up(&gallery, &client, &topics, &mut inflight).await;
+            }
+        }
+        if connected {
+            let _ = client.try_publish(topics.status(), QoS::AtLeastOnce, true, OFFLINE);
+            let _ = client.try_disconnect();
+            // Let the event loop send the status and the disconnect.
+            let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                while eventloop.poll().await.is_ok() {}
+            })
+            .await;
+        }
+        tracing::info!("sync stopped");
+    }
+    .instrument(span)
+    .await
+}
+
+async fn handle_event(
+    event: Event,
+    gallery: &Arc<Gallery>,
+    client: &AsyncClient,
+    topics: &Topics,
+    metrics: &SyncMetrics,
+    inflight: &mut Inflight,
+    connected: &mut bool,
+) {
+    match event {
+        Event::Incoming(Incoming::ConnAck(ack)) => {
+            tracing::info!(session_present = ack.session_present, "connected to broker");
+            *connected = true;
+            metrics.connected.store(true, Ordering::Relaxed);
+            metrics.connects.fetch_add(1, Ordering::Relaxed);
+            let filters = topics
+                .subscriptions()
+                .map(|t| rumqttc::SubscribeFilter::new(t, QoS::AtLeastOnce));
+            if let Err(e) = client.try_subscribe_many(filters) {
+                tracing::warn!(error = %e, "cannot subscribe");
+            }
+            match client.try_publish(topics.status(), QoS::AtLeastOnce, true, ONLINE) {
+                Ok(()) => inflight.sent.push_back(None),
+                Err(e) => tracing::warn!(error = %e, "cannot publish status"),
+            }
+        }
+        Event::Incoming(Incoming::SubAck(_)) => {
+            metrics.subscribed.store(true, Ordering::Relaxed);
+        }
+        Event::Outgoing(Outgoing::Publish(pkid)) => {
+            if let Some(Some(seq)) = inflight.sent.pop_front() {
+                inflight.by_pkid.insert(pkid, seq);
+            }
+        }
+        Event::Incoming(Incoming::PubAck(ack)) => {
+            if let Some(seq) = inflight.by_pkid.remove(&ack.pkid) {
+                let g = gallery.clone();
+                match tokio::task::spawn_blocking(move || g.outbox_acknowledged(seq)).await {
+                    Ok(Ok(())) => {
+                        metrics.published.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(Err(e)) => {
+                        tracing::error!(seq, error = %e, "cannot delete acknowledged event")
+                    }
+                    Err(e) => tracing::error!(seq, error = %e, "outbox task failed"),
+                }
+            }
+        }
+        Event::Incoming(Incoming::Publish(publish)) => {
+            receive(publish, gallery, client, topics, metrics).await;
+        }
+        _ => {}
+    }
+}
+
+async fn receive(
+    publish: Publish,
+    gallery: &Arc<Gallery>,
+    client: &AsyncClient,
+    topics: &Topics,
+    metrics: &SyncMetrics,
+) {
+    match inbound::check(topics, &publish.topic, &publish.payload) {
+        Ok(Inbound::Own) => {}
+        Ok(Inbound::Apply(op)) => {
+            let g = gallery.clone();
+            let op_id = op.op_id.clone();
+            let origin = op.origin.clone();
+            match tokio::task::spawn_blocking(move || g.apply_op(&op)).await {
+                Ok(Ok(applied)) => {
+                    let counter = match &applied {
+                        Applied::Applied => &metrics.applied,
+                        Applied::Duplicate => &metrics.duplicates,
+                        Applied::Stale => &metrics.stale,
+                        Applied::Ignored => &metrics.duplicates,
+                        Applied::Refused(_) => &metrics.refused,
+                    };
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(%op_id, %origin, ?applied, "operation handled");
+                }
+                Ok(Err(e)) => {
+                    // Not acknowledged: the broker redelivers it on the next connection.
+                    tracing::error!(%op_id, %origin, error = %e, "cannot apply operation");
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!(%op_id, error = %e, "apply task failed");
+                    return;
+                }
+            }
+        }
+        Err(rejection) => {
+            metrics.rejected.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(topic = %publish.topic, reason = %rejection, "message rejected");
+        }
+    }
+    if let Err(e) = client.try_ack(&publish) {
+        tracing::warn!(error = %e, "cannot acknowledge");
+    }
+}
+
+/// Hands the next outbox events to rumqttc, oldest first, up to the window.
+async fn top_up(
+    gallery: &Arc<Gallery>,
+    client: &AsyncClient,
+    topics: &Topics,
+    inflight: &mut Inflight,
+) {
+    let room = WINDOW.saturating_sub(inflight.len());
+    if room == 0 {
+        return;
+    }
+    let g = gallery.clone();
+    let after = inflight.cursor;
+    let batch = match tokio::task::spawn_blocking(move || g.outbox_after(after, room)).await {
+        Ok(Ok(batch)) => batch,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "cannot read outbox");
+            return;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "outbox task failed");
+            return;
+        }
+    };
+    for (seq, payload) in batch {
+        match client.try_publish(topics.events(), QoS::AtLeastOnce, false, payload) {
+            Ok(()) => {
+                inflight.sent.push_back(Some(seq));
+                inflight.cursor = seq;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "request queue full; publishing later");
+                return;
+            }
+        }
+    }
+}
