@@ -1,0 +1,717 @@
+//! Fleet sync against a real MQTT broker (rumqttd in-process on a free loopback port),
+//! real LMDB stores in temp dirs and the real recognition pipeline. No mocks; waits poll
+//! for a condition with a generous bound instead of sleeping a fixed time.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use facegate::gallery::{
+    encode_embedding, Applied, Gallery, Op, OpKind, OutboxSettings, Quota, Settings, WireTemplate,
+};
+use facegate::runtime::Runtime;
+use facegate::store::Store;
+use facegate::sync::{SyncHandle, SyncOptions};
+use facegate::vision::{Face, FaceSelection, Pipeline, PipelineOptions};
+use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
+
+const CLIENT: &str = "acme";
+const GALLERY: &str = "lobby";
+const PREFIX: &str = "fg";
+const WAIT: Duration = Duration::from_secs(60);
+
+fn fixture(name: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/vision")
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn pipeline() -> Arc<Pipeline> {
+    static PIPELINE: OnceLock<Arc<Pipeline>> = OnceLock::new();
+    PIPELINE
+        .get_or_init(|| {
+            let runtime =
+                Runtime::locate_and_load(None).expect("LiteRT library (run cross/fetch-litert.sh)");
+            let options = PipelineOptions {
+                models_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models-tflite"),
+                ..PipelineOptions::default()
+            };
+            Arc::new(Pipeline::load(&runtime, options).expect("models load"))
+        })
+        .clone()
+}
+
+fn face(name: &str) -> Face {
+    pipeline()
+        .analyze_bytes(&fixture(name), FaceSelection::Largest)
+        .unwrap()
+        .remove(0)
+}
+
+/// Waits until `condition` holds, polling; panics with `what` after [`WAIT`].
+async fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !condition() {
+        assert!(start.elapsed() < WAIT, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts rumqttd on a free loopback port (it runs until the test process ends).
+fn start_broker() -> u16 {
+    let port = free_port();
+    let mut v4 = HashMap::new();
+    v4.insert(
+        "1".to_string(),
+        rumqttd::ServerSettings {
+            name: "v4-1".into(),
+            listen: format!("127.0.0.1:{port}").parse().unwrap(),
+            tls: None,
+            next_connection_delay_ms: 1,
+            connections: rumqttd::ConnectionSettings {
+                connection_timeout_ms: 60_000,
+                max_payload_size: 4 << 20,
+                max_inflight_count: 500,
+                auth: None,
+                external_auth: None,
+                dynamic_filters: true,
+            },
+        },
+    );
+    let config = rumqttd::Config {
+        id: 0,
+        router: rumqttd::RouterConfig {
+            max_connections: 100,
+            max_outgoing_packet_count: 200,
+            max_segment_size: 100 << 20,
+            max_segment_count: 10,
+            ..Default::default()
+        },
+        v4: Some(v4),
+        ..Default::default()
+    };
+    std::thread::spawn(move || {
+        let mut broker = rumqttd::Broker::new(config);
+        let _ = broker.start();
+    });
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(start.elapsed() < WAIT, "broker did not start");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    port
+}
+
+/// A TCP relay in front of the broker that can cut the link (closing every connection
+/// and refusing new ones) and restore it: the broker is unreachable for the device.
+struct Link {
+    port: u16,
+    up: Arc<AtomicBool>,
+    live: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Link {
+    fn new(broker: u16) -> Link {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let up = Arc::new(AtomicBool::new(true));
+        let live = Arc::new(Mutex::new(Vec::new()));
+        let (up2, live2) = (up.clone(), live.clone());
+        std::thread::spawn(move || {
+            for inbound in listener.incoming() {
+                let Ok(inbound) = inbound else { continue };
+                if !up2.load(Ordering::SeqCst) {
+                    let _ = inbound.shutdown(Shutdown::Both);
+                    continue;
+                }
+                let Ok(outbound) = TcpStream::connect(("127.0.0.1", broker)) else {
+                    continue;
+                };
+                let mut live = live2.lock().unwrap();
+                live.push(inbound.try_clone().unwrap());
+                live.push(outbound.try_clone().unwrap());
+                pipe(inbound.try_clone().unwrap(), outbound.try_clone().unwrap());
+                pipe(outbound, inbound);
+            }
+        });
+        Link { port, up, live }
+    }
+
+    fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        for s in self.live.lock().unwrap().drain(..) {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+    }
+
+    fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+fn pipe(mut from: TcpStream, mut to: TcpStream) {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            match from.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if to.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = to.shutdown(Shutdown::Both);
+    });
+}
+
+struct Device {
+    gallery: Arc<Gallery>,
+    sync: Option<SyncHandle>,
+    _dir: tempfile::TempDir,
+}
+
+impl Device {
+    fn open(id: &str, port: u16) -> Device {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path(), 4).unwrap());
+        let settings = Settings {
+            verify_threshold: 0.8,
+            identify_threshold: 0.8,
+            ktp_minimum_similarity: 0.7,
+            min_face_px: 40.0,
+            keep_crops: true,
+            max_templates_per_user: 3,
+            quota: Quota::default(),
+            outbox: Some(OutboxSettings {
+                origin: id.into(),
+                limit: 100_000,
+            }),
+        };
+        let gallery = Arc::new(Gallery::open(store, pipeline(), settings).unwrap());
+        gallery.accounts().add_client(CLIENT, None).unwrap();
+        let options = SyncOptions {
+            host: "127.0.0.1".into(),
+            port,
+            device_id: id.into(),
+            topic_prefix: PREFIX.into(),
+            username: String::new(),
+            password: String::new(),
+            reconnect_delay: Duration::from_millis(200),
+        };
+        let sync = Some(facegate::sync::start(gallery.clone(), options));
+        Device {
+            gallery,
+            sync,
+            _dir: dir,
+        }
+    }
+
+    fn metrics(&self) -> facegate::sync::MetricsSnapshot {
+        self.sync.as_ref().unwrap().metrics().snapshot()
+    }
+
+    fn outbox(&self) -> u64 {
+        self.gallery.outbox_len().unwrap()
+    }
+
+    /// user id -> (name, embeddings) of the test gallery.
+    fn contents(&self) -> BTreeMap<String, (String, Vec<Vec<f32>>)> {
+        self.gallery
+            .store()
+            .read(|r| {
+                let mut out = BTreeMap::new();
+                if r.gallery(CLIENT, GALLERY)?.is_none() {
+                    return Ok::<_, facegate::store::Error>(out);
+                }
+                for (id, user) in r.users(CLIENT, GALLERY)? {
+                    let templates = r
+                        .templates_of(CLIENT, GALLERY, &id)?
+                        .into_iter()
+                        .map(|(_, t)| t.embedding)
+                        .collect();
+                    out.insert(id, (user.user_name, templates));
+                }
+                Ok(out)
+            })
+            .unwrap()
+    }
+
+    async fn stop(mut self) {
+        if let Some(sync) = self.sync.take() {
+            sync.stop(Duration::from_secs(5)).await;
+        }
+    }
+}
+
+/// (topic, payload) of every message received.
+type Received = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
+/// A raw MQTT subscriber (persistent session) counting what arrives on `filter`.
+struct Consumer {
+    received: Received,
+    ready: Arc<AtomicBool>,
+}
+
+impl Consumer {
+    async fn start(port: u16, id: &str, filter: &str) -> Consumer {
+        let mut options = MqttOptions::new(id, "127.0.0.1", port);
+        options
+            .set_clean_session(false)
+            .set_max_packet_size(4 << 20, 4 << 20);
+        let (client, mut eventloop) = AsyncClient::new(options, 100);
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let ready = Arc::new(AtomicBool::new(false));
+        let (r, ready2, filter) = (received.clone(), ready.clone(), filter.to_string());
+        tokio::spawn(async move {
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Incoming::ConnAck(_))) => {
+                        let _ = client.subscribe(filter.clone(), QoS::AtLeastOnce).await;
+                    }
+                    Ok(Event::Incoming(Incoming::SubAck(_))) => {
+                        ready2.store(true, Ordering::SeqCst)
+                    }
+                    Ok(Event::Incoming(Incoming::Publish(p))) => {
+                        r.lock()
+                            .unwrap()
+                            .push((p.topic.clone(), p.payload.to_vec()));
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        });
+        let c = Consumer { received, ready };
+        let ready = c.ready.clone();
+        wait_for("consumer subscribed", || ready.load(Ordering::SeqCst)).await;
+        c
+    }
+
+    fn ops(&self) -> Vec<Op> {
+        self.received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|(_, p)| serde_json::from_slice(p).ok())
+            .collect()
+    }
+
+    fn payloads(&self) -> Vec<Vec<u8>> {
+        self.received
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, p)| p.clone())
+            .collect()
+    }
+}
+
+async fn publisher(port: u16, id: &str) -> AsyncClient {
+    let mut options = MqttOptions::new(id, "127.0.0.1", port);
+    options.set_max_packet_size(4 << 20, 4 << 20);
+    let (client, mut eventloop) = AsyncClient::new(options, 100);
+    tokio::spawn(async move {
+        loop {
+            if eventloop.poll().await.is_err() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    });
+    client
+}
+
+fn central_upsert(user_id: &str, model: &str, face: &Face, crop: bool, version: u64) -> Op {
+    Op {
+        v: 1,
+        op_id: format!("central-{user_id}-{version}-{model}-{crop}"),
+        origin: "central".into(),
+        version,
+        ts: 1,
+        client: CLIENT.into(),
+        gallery: GALLERY.into(),
+        model: model.into(),
+        kind: OpKind::UpsertUser {
+            user_id: user_id.into(),
+            user_name: format!("name of {user_id}"),
+            templates: vec![WireTemplate {
+                embedding: encode_embedding(&face.embedding.0),
+                crop: None,
+                masked: false,
+            }],
+        },
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enrollment_at_one_device_is_identified_at_the_other_and_not_echoed() {
+    let port = start_broker();
+    let a = Device::open("door-a", port);
+    let b = Device::open("door-b", port);
+    wait_for("both connected", || {
+        a.metrics().subscribed && b.metrics().subscribed
+    })
+    .await;
+
+    a.gallery.create_gallery(CLIENT, GALLERY).unwrap();
+    let amy = face("amy1.png");
+    a.gallery
+        .enroll_face(CLIENT, GALLERY, "amy", "Amy", &amy)
+        .unwrap();
+    wait_for("amy at door-b", || b.contents().contains_key("amy")).await;
+
+    let probe = face("amy2.png");
+    let found = b
+        .gallery
+        .index()
+        .search(CLIENT, GALLERY, &probe.embedding.0);
+    assert_eq!(
+        found.map(|m| m.user_id.to_string()),
+        Some("amy".to_string())
+    );
+    assert_eq!(a.contents(), b.contents());
+    wait_for("door-a outbox drained", || a.outbox() == 0).await;
+    // door-b applied two operations and wrote nothing of its own: no echo.
+    assert_eq!(b.metrics().applied, 2);
+    assert_eq!(b.outbox(), 0);
+    assert_eq!(a.metrics().applied, 0);
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_made_while_the_broker_is_unreachable_arrive_once_after_it_returns() {
+    let n: usize = std::env::var("FACEGATE_SYNC_TEST_ENROLLMENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let port = start_broker();
+    let link = Link::new(port);
+    let consumer = Consumer::start(
+        port,
+        "central-consumer",
+        &format!("{PREFIX}/devices/door-a/events"),
+    )
+    .await;
+    let a = Device::open("door-a", link.port);
+    let b = Device::open("door-b", port);
+    wait_for("both connected", || {
+        a.metrics().subscribed && b.metrics().subscribed
+    })
+    .await;
+    a.gallery.create_gallery(CLIENT, GALLERY).unwrap();
+    let amy = face("amy1.png");
+
+    link.cut();
+    wait_for("door-a sees the link down", || !a.metrics().connected).await;
+    for i in 0..n {
+        a.gallery
+            .enroll_face(CLIENT, GALLERY, &format!("user-{i:04}"), "Someone", &amy)
+            .unwrap();
+        if i == n / 2 {
+            // The local API keeps working; the outbox holds what was not acknowledged.
+            assert!(a.outbox() as usize > i);
+        }
+    }
+    assert!(a.outbox() as usize >= n);
+    link.restore();
+
+    wait_for("door-a outbox drained", || a.outbox() == 0).await;
+    wait_for("every event at the consumer", || {
+        let mut ids: Vec<String> = consumer.ops().into_iter().map(|o| o.op_id).collect();
+        ids.sort();
+        ids.dedup();
+        ids.len() == n + 1
+    })
+    .await;
+    wait_for("door-b has everyone", || b.contents().len() == n).await;
+
+    let ops = consumer.ops();
+    let mut ids: Vec<&str> = ops.iter().map(|o| o.op_id.as_str()).collect();
+    let total = ids.len();
+    ids.sort();
+    ids.dedup();
+    eprintln!(
+        "events: {} distinct, {} received (QoS 1 redeliveries: {})",
+        ids.len(),
+        total,
+        total - ids.len()
+    );
+    assert_eq!(ids.len(), n + 1);
+    // Events arrive in the order they were made (the outbox drains oldest first).
+    let users: Vec<String> = ops
+        .iter()
+        .filter_map(|o| match &o.kind {
+            OpKind::UpsertUser { user_id, .. } => Some(user_id.clone()),
+            _ => None,
+        })
+        .collect();
+    let mut first_seen: Vec<&String> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for u in &users {
+        if seen.insert(u) {
+            first_seen.push(u);
+        }
+    }
+    assert!(
+        first_seen.windows(2).all(|w| w[0] < w[1]),
+        "an event arrived before an older one"
+    );
+
+    // No operation applied twice: door-b applied each distinct op once.
+    wait_for("door-b applied all", || {
+        b.metrics().applied as usize == n + 1
+    })
+    .await;
+    let m = b.metrics();
+    assert_eq!(m.applied as usize, n + 1);
+    assert_eq!(a.contents(), b.contents());
+    assert_eq!(b.outbox(), 0);
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_retained_status_is_online_while_connected_and_offline_when_the_link_drops() {
+    let port = start_broker();
+    let link = Link::new(port);
+    let a = Device::open("door-s", link.port);
+    wait_for("connected", || a.metrics().subscribed).await;
+    let status = format!("{PREFIX}/devices/door-s/status");
+    let watcher = Consumer::start(port, "status-watch-1", &status).await;
+    wait_for("online", || {
+        watcher.payloads().last().map(|p| p.as_slice()) == Some(br#"{"state":"online"}"#.as_slice())
+    })
+    .await;
+    link.cut();
+    wait_for("offline (last will)", || {
+        watcher.payloads().last().map(|p| p.as_slice())
+            == Some(br#"{"state":"offline"}"#.as_slice())
+    })
+    .await;
+    link.restore();
+    wait_for("online again", || {
+        watcher.payloads().last().map(|p| p.as_slice()) == Some(br#"{"state":"online"}"#.as_slice())
+    })
+    .await;
+    // Retained: a subscriber that comes later gets it too.
+    let late = Consumer::start(port, "status-watch-2", &status).await;
+    wait_for("late subscriber sees online", || {
+        !late.payloads().is_empty()
+    })
+    .await;
+    a.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_messages_are_rejected_counted_and_the_device_keeps_applying() {
+    let port = start_broker();
+    let a = Device::open("door-h", port);
+    wait_for("connected", || a.metrics().subscribed).await;
+    let central = publisher(port, "central").await;
+    let ops = format!("{PREFIX}/ops/{CLIENT}");
+    let amy = face("amy1.png");
+    let fingerprint = pipeline().fingerprint().to_string();
+
+    central
+        .publish(&ops, QoS::AtLeastOnce, false, b"{not json".to_vec())
+        .await
+        .unwrap();
+    let mut unknown =
+        serde_json::to_value(central_upsert("x", &fingerprint, &amy, false, 1)).unwrap();
+    unknown["op"] = "format_disk".into();
+    central
+        .publish(
+            &ops,
+            QoS::AtLeastOnce,
+            false,
+            serde_json::to_vec(&unknown).unwrap(),
+        )
+        .await
+        .unwrap();
+    central
+        .publish(&ops, QoS::AtLeastOnce, false, vec![b' '; 2 << 20])
+        .await
+        .unwrap();
+    let mut other = central_upsert("x", &fingerprint, &amy, false, 2);
+    other.client = "someone-else".into();
+    central
+        .publish(
+            &ops,
+            QoS::AtLeastOnce,
+            false,
+            serde_json::to_vec(&other).unwrap(),
+        )
+        .await
+        .unwrap();
+    // Another model and no crop: refused, reported as an event.
+    let foreign = central_upsert("mallory", "another-model", &amy, false, 3);
+    central
+        .publish(
+            &ops,
+            QoS::AtLeastOnce,
+            false,
+            serde_json::to_vec(&foreign).unwrap(),
+        )
+        .await
+        .unwrap();
+    let good = central_upsert("amy", &fingerprint, &amy, false, 4);
+    central
+        .publish(
+            &ops,
+            QoS::AtLeastOnce,
+            false,
+            serde_json::to_vec(&good).unwrap(),
+        )
+        .await
+        .unwrap();
+
+    wait_for("amy applied", || a.contents().contains_key("amy")).await;
+    wait_for("all counted", || {
+        let m = a.metrics();
+        m.rejected == 4 && m.refused == 1
+    })
+    .await;
+    assert!(!a.contents().contains_key("mallory"));
+    assert!(!a.contents().contains_key("x"));
+    a.stop().await;
+}
+
+fn open_plain(dir: &Path) -> Gallery {
+    let store = Arc::new(Store::open(dir, 4).unwrap());
+    let settings = Settings {
+        verify_threshold: 0.8,
+        identify_threshold: 0.8,
+        ktp_minimum_similarity: 0.7,
+        min_face_px: 40.0,
+        keep_crops: false,
+        max_templates_per_user: 3,
+        quota: Quota::default(),
+        outbox: Some(OutboxSettings {
+            origin: "door-x".into(),
+            limit: 3,
+        }),
+    };
+    let g = Gallery::open(store, pipeline(), settings).unwrap();
+    g.accounts().add_client(CLIENT, None).unwrap();
+    g
+}
+
+#[test]
+fn a_stale_operation_never_overwrites_a_newer_one_and_an_op_applies_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = open_plain(dir.path());
+    let fp = pipeline().fingerprint().to_string();
+    let amy = face("amy1.png");
+    let newer = central_upsert("u", &fp, &amy, false, 200);
+    let mut older = central_upsert("u", &fp, &face("sheldon1.png"), false, 100);
+    if let OpKind::UpsertUser { user_name, .. } = &mut older.kind {
+        *user_name = "old name".into();
+    }
+    assert_eq!(g.apply_op(&newer).unwrap(), Applied::Applied);
+    assert_eq!(g.apply_op(&newer).unwrap(), Applied::Duplicate);
+    assert_eq!(g.apply_op(&older).unwrap(), Applied::Stale);
+    let name = g
+        .store()
+        .read(|r| r.user(CLIENT, GALLERY, "u"))
+        .unwrap()
+        .unwrap()
+        .user_name;
+    assert_eq!(name, "name of u");
+    // Applied operations are not written to the outbox (no echo).
+    assert_eq!(g.outbox_len().unwrap(), 0);
+}
+
+#[test]
+fn a_deleted_user_is_not_brought_back_by_an_older_upsert() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = open_plain(dir.path());
+    let fp = pipeline().fingerprint().to_string();
+    let amy = face("amy1.png");
+    g.apply_op(&central_upsert("u", &fp, &amy, false, 100))
+        .unwrap();
+    let delete = Op {
+        op_id: "del-1".into(),
+        version: 300,
+        kind: OpKind::DeleteUser {
+            user_id: "u".into(),
+        },
+        ..central_upsert("u", &fp, &amy, false, 300)
+    };
+    assert_eq!(g.apply_op(&delete).unwrap(), Applied::Applied);
+    let late = central_upsert("u", &fp, &amy, false, 200);
+    assert_eq!(g.apply_op(&late).unwrap(), Applied::Stale);
+    assert!(g
+        .store()
+        .read(|r| r.user(CLIENT, GALLERY, "u"))
+        .unwrap()
+        .is_none());
+}
+
+#[test]
+fn an_op_from_another_model_with_a_crop_is_reembedded_and_without_one_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = open_plain(dir.path());
+    let amy = face("amy1.png");
+    let without = central_upsert("u1", "another-model", &amy, false, 1);
+    assert!(matches!(g.apply_op(&without).unwrap(), Applied::Refused(_)));
+    // Reported back as a `refused` event.
+    let report: Op = serde_json::from_slice(&g.outbox_after(0, 10).unwrap()[0].1).unwrap();
+    assert!(
+        matches!(report.kind, OpKind::Refused { ref refused_op_id, .. } if *refused_op_id == without.op_id)
+    );
+
+    let mut with = central_upsert("u2", "another-model", &amy, true, 2);
+    let jpeg = facegate_crop_jpeg(&amy);
+    if let OpKind::UpsertUser { templates, .. } = &mut with.kind {
+        templates[0].crop = Some(jpeg);
+        templates[0].embedding = encode_embedding(&[0.5; 8]);
+    }
+    assert_eq!(g.apply_op(&with).unwrap(), Applied::Applied);
+    let found = g
+        .index()
+        .search(CLIENT, GALLERY, &face("amy2.png").embedding.0);
+    assert_eq!(found.map(|m| m.user_id.to_string()), Some("u2".to_string()));
+}
+
+/// The aligned crop of a face as base64 JPEG, as a device with crops kept sends it.
+fn facegate_crop_jpeg(face: &Face) -> String {
+    use base64::Engine;
+    let mut bytes = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 95)
+        .encode_image(&face.aligned)
+        .unwrap();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+#[test]
+fn the_outbox_is_bounded_and_drops_its_oldest_event_with_a_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = open_plain(dir.path());
+    g.create_gallery(CLIENT, GALLERY).unwrap();
+    let amy = face("amy1.png");
+    for i in 0..5 {
+        g.enroll_face(CLIENT, GALLERY, &format!("u{i}"), "n", &amy)
+            .unwrap();
+    }
+    // limit 3: six events made, three kept (the newest), three dropped.
+    let kept = g.outbox_after(0, 10).unwrap();
+    assert_eq!(kept.len(), 3);
+    assert_eq!(g.outbox_dropped(), 3);
+    let last: Op = serde_json::from_slice(&kept[2].1).unwrap();
+    assert!(matches!(last.kind, OpKind::UpsertUser { ref user_id, .. } if user_id == "u4"));
+}
