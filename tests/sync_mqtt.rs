@@ -663,6 +663,48 @@ fn a_deleted_user_is_not_brought_back_by_an_older_upsert() {
 }
 
 #[test]
+fn only_a_gallery_deletion_makes_older_user_operations_stale() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = open_plain(dir.path());
+    let fp = pipeline().fingerprint().to_string();
+    let amy = face("amy1.png");
+    let gallery_op = |id: &str, version: u64, kind: OpKind| Op {
+        op_id: id.into(),
+        version,
+        kind,
+        ..central_upsert("-", &fp, &amy, false, version)
+    };
+    assert_eq!(
+        g.apply_op(&gallery_op("create", 1000, OpKind::CreateGallery))
+            .unwrap(),
+        Applied::Applied
+    );
+    // Made before the gallery's creation reached this device: still applies.
+    assert_eq!(
+        g.apply_op(&central_upsert("u", &fp, &amy, false, 500))
+            .unwrap(),
+        Applied::Applied
+    );
+    assert_eq!(
+        g.apply_op(&gallery_op("delete", 2000, OpKind::DeleteGallery))
+            .unwrap(),
+        Applied::Applied
+    );
+    assert_eq!(
+        g.apply_op(&central_upsert("v", &fp, &amy, false, 1500))
+            .unwrap(),
+        Applied::Stale
+    );
+    assert!(g.galleries(CLIENT).unwrap().is_empty());
+    assert_eq!(
+        g.apply_op(&central_upsert("w", &fp, &amy, false, 2500))
+            .unwrap(),
+        Applied::Applied
+    );
+    assert_eq!(g.list_faces(CLIENT, GALLERY).unwrap().len(), 1);
+}
+
+#[test]
 fn an_op_from_another_model_with_a_crop_is_reembedded_and_without_one_refused() {
     let dir = tempfile::tempdir().unwrap();
     let g = open_plain(dir.path());

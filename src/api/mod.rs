@@ -183,6 +183,16 @@ async fn metrics(State(s): State<Arc<ApiState>>) -> Response {
             "Approximate memory of the in-memory index.",
             s.gallery.index().memory_bytes() as f64,
         ),
+        (
+            "facegate_sync_outbox_events",
+            "Sync events waiting for the broker's acknowledgement.",
+            s.gallery.outbox_len().unwrap_or(0) as f64,
+        ),
+        (
+            "facegate_sync_outbox_dropped",
+            "Sync events dropped since start because the outbox was full.",
+            s.gallery.outbox_dropped() as f64,
+        ),
     ]);
     (
         [(

@@ -99,6 +99,10 @@ pub enum Refusal {
     BadTemplate(String),
 }
 
+/// The pseudo user under which a gallery's deletion version is kept: a user operation
+/// older than the gallery's last deletion is stale (user ids never contain NUL).
+const GALLERY_DELETED: &str = "\u{0}deleted";
+
 /// Where the device's own changes go: its id and the outbox bound.
 #[derive(Clone, Debug, PartialEq)]
 pub struct OutboxSettings {
@@ -191,6 +195,17 @@ impl Gallery {
                     origin: out.origin.clone(),
                 },
             )?;
+            if matches!(kind, OpKind::DeleteGallery) {
+                w.set_entity_version(
+                    client,
+                    gallery,
+                    GALLERY_DELETED,
+                    &EntityVersion {
+                        version,
+                        origin: out.origin.clone(),
+                    },
+                )?;
+            }
             ops.push(Op {
                 v: PROTOCOL_VERSION,
                 op_id: uuid::Uuid::new_v4().to_string(),
@@ -320,21 +335,20 @@ impl Gallery {
                 v.is_some_and(|v| !v.is_older_than(op.version, &op.origin))
             };
             if newer(r.entity_version(&op.client, &op.gallery, user)?)
-                || (!user.is_empty() && newer(r.entity_version(&op.client, &op.gallery, "")?))
+                || newer(r.entity_version(&op.client, &op.gallery, GALLERY_DELETED)?)
             {
                 w.mark_op_seen(&op.op_id, op.version)?;
                 return Ok((Applied::Stale, None));
             }
             let index_change = apply_in_txn(w, op, prepared.as_deref())?;
-            w.set_entity_version(
-                &op.client,
-                &op.gallery,
-                user,
-                &EntityVersion {
-                    version: op.version,
-                    origin: op.origin.clone(),
-                },
-            )?;
+            let version = EntityVersion {
+                version: op.version,
+                origin: op.origin.clone(),
+            };
+            w.set_entity_version(&op.client, &op.gallery, user, &version)?;
+            if matches!(op.kind, OpKind::DeleteGallery) {
+                w.set_entity_version(&op.client, &op.gallery, GALLERY_DELETED, &version)?;
+            }
             w.mark_op_seen(&op.op_id, op.version)?;
             Ok::<_, Error>((Applied::Applied, Some(index_change)))
         })?;
