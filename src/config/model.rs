@@ -300,6 +300,7 @@ impl Config {
                 max_pixels: self.images.max_pixels,
                 ..DecodeLimits::default()
             },
+            ..PipelineOptions::default()
         }
     }
 
