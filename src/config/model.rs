@@ -59,7 +59,7 @@ impl Default for ModelsConfig {
             dir: PathBuf::from("models-tflite"),
             detector: DetectorKind::ShortRange,
             embedder: "dlib_face_recognition_int8.tflite".into(),
-            mask: "mask_mobilenetv2_int8.tflite".into(),
+            mask: "mask_mnv2_128_int8.tflite".into(),
         }
     }
 }
@@ -88,7 +88,7 @@ impl Default for RecognitionConfig {
             identify_threshold: 0.75,
             ktp_minimum_similarity: 0.75,
             mask_threshold: 0.5,
-            mask_margin: 0.3,
+            mask_margin: 0.5,
             chip_padding: 0.25,
             flip_average: true,
             min_face_px: 80.0,

@@ -57,7 +57,7 @@ impl Default for PipelineOptions {
             min_detector_score: 0.5,
             detector_zoom_out: ZOOM_OUT_RETRY,
             mask_threshold: 0.5,
-            mask_margin: 0.3,
+            mask_margin: 0.5,
             chip_padding: 0.25,
             flip_average: true,
             decode_limits: DecodeLimits::default(),
