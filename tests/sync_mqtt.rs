@@ -182,13 +182,19 @@ fn pipe(mut from: TcpStream, mut to: TcpStream) {
 struct Device {
     gallery: Arc<Gallery>,
     sync: Option<SyncHandle>,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Device {
     fn open(id: &str, port: u16) -> Device {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Store::open(dir.path(), 4).unwrap());
+        let mut device = Device::open_at(id, port, dir.path());
+        device._dir = Some(dir);
+        device
+    }
+
+    fn open_at(id: &str, port: u16, path: &Path) -> Device {
+        let store = Arc::new(Store::open(path, 4).unwrap());
         let settings = Settings {
             verify_threshold: 0.8,
             identify_threshold: 0.8,
@@ -203,7 +209,9 @@ impl Device {
             }),
         };
         let gallery = Arc::new(Gallery::open(store, pipeline(), settings).unwrap());
-        gallery.accounts().add_client(CLIENT, None).unwrap();
+        if gallery.accounts().list_clients().unwrap().is_empty() {
+            gallery.accounts().add_client(CLIENT, None).unwrap();
+        }
         let options = SyncOptions {
             host: "127.0.0.1".into(),
             port,
@@ -217,7 +225,7 @@ impl Device {
         Device {
             gallery,
             sync,
-            _dir: dir,
+            _dir: None,
         }
     }
 
@@ -756,4 +764,96 @@ fn the_outbox_is_bounded_and_drops_its_oldest_event_with_a_count() {
     assert_eq!(g.outbox_dropped(), 3);
     let last: Op = serde_json::from_slice(&kept[2].1).unwrap();
     assert!(matches!(last.kind, OpKind::UpsertUser { ref user_id, .. } if user_id == "u4"));
+}
+
+/// Set for the child process of the kill test: "DATA_DIR PORT DEVICE_ID".
+const CHILD_ENV: &str = "FACEGATE_SYNC_TEST_CHILD";
+
+/// Runs a device until it is killed, when started by the kill test; otherwise nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_process_for_the_kill_test() {
+    let Ok(spec) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let parts: Vec<&str> = spec.split(' ').collect();
+    let device = Device::open_at(parts[2], parts[1].parse().unwrap(), Path::new(parts[0]));
+    let _device = device;
+    std::future::pending::<()>().await;
+}
+
+fn users_in(store: &Store) -> Vec<(String, usize)> {
+    store
+        .read(|r| {
+            let mut out = Vec::new();
+            if r.gallery(CLIENT, GALLERY)?.is_none() {
+                return Ok::<_, facegate::store::Error>(out);
+            }
+            for (id, _) in r.users(CLIENT, GALLERY)? {
+                let n = r.templates_of(CLIENT, GALLERY, &id)?.len();
+                out.push((id, n));
+            }
+            Ok(out)
+        })
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_killed_while_applying_a_batch_converges_after_restart() {
+    const N: usize = 400;
+    let port = start_broker();
+    let dir = tempfile::tempdir().unwrap();
+    let status = format!("{PREFIX}/devices/door-k/status");
+    let watcher = Consumer::start(port, "kill-status-watch", &status).await;
+    let spawn = || {
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "device_process_for_the_kill_test", "--nocapture"])
+            .env(CHILD_ENV, format!("{} {port} door-k", dir.path().display()))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let online = br#"{"state":"online"}"#.as_slice();
+    let mut child = spawn();
+    wait_for("child online", || {
+        watcher.payloads().last().map(|p| p.as_slice()) == Some(online)
+    })
+    .await;
+    // The same LMDB environment, read from this process (LMDB is multi-process).
+    let store = Store::open(dir.path(), 4).unwrap();
+
+    let central = publisher(port, "central-kill").await;
+    let fp = pipeline().fingerprint().to_string();
+    let amy = face("amy1.png");
+    let ops = format!("{PREFIX}/ops/{CLIENT}");
+    for i in 0..N {
+        let op = central_upsert(&format!("user-{i:04}"), &fp, &amy, false, 10 + i as u64);
+        central
+            .publish(
+                &ops,
+                QoS::AtLeastOnce,
+                false,
+                serde_json::to_vec(&op).unwrap(),
+            )
+            .await
+            .unwrap();
+    }
+    wait_for("child applying the batch", || {
+        users_in(&store).len() >= N / 10
+    })
+    .await;
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let at_kill = users_in(&store).len();
+    eprintln!("killed with {at_kill} of {N} operations applied");
+
+    let mut child = spawn();
+    wait_for("every user after restart", || users_in(&store).len() == N).await;
+    // Each upsert applied as one transaction: one template per user, the face counter
+    // counts each user once.
+    assert!(users_in(&store).iter().all(|(_, n)| *n == 1));
+    let faces = store.read(|r| r.counters(CLIENT)).unwrap().faces;
+    assert_eq!(faces as usize, N);
+    child.kill().unwrap();
+    child.wait().unwrap();
 }
