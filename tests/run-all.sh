@@ -5,7 +5,8 @@
 #   tests/run-all.sh
 #
 # Real parts only: the LiteRT library from the pinned PyPI wheel, the committed models,
-# real LMDB files in temporary folders, real HTTP on 127.0.0.1.
+# real LMDB files in temporary folders, real HTTP on 127.0.0.1, real MQTT brokers
+# (rumqttd in-process, Debian's mosquitto).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +14,13 @@ step() { printf '\n== %s\n' "$*"; }
 
 step "LiteRT runtime (ai-edge-litert==2.1.4 from PyPI)"
 cross/fetch-litert.sh "$(uname -m)"
+
+step "mosquitto (Debian) for the sync tests"
+if ! command -v mosquitto >/dev/null 2>&1; then
+    apt-get update -qq && apt-get install -y -qq mosquitto >/dev/null
+fi
+# The broker-restart test starts its own mosquitto: required here, not skipped.
+export FACEGATE_REQUIRE_MOSQUITTO=1
 
 step "toolchain components"
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
@@ -25,5 +33,8 @@ cargo clippy --all-targets -- -D warnings
 
 step "tests"
 cargo test --all-targets 2>&1 | tee target/test-output.txt
+
+step "sync tests against mosquitto"
+tests/with-mosquitto.sh cargo test --test sync_mqtt 2>&1 | tee -a target/test-output.txt
 # The closing lines for the CI log: every `test result:` line summed up.
 awk '/^test result:/ { p += $4; f += $6; i += $8 } END { printf "%d passed, %d failed, %d skipped\n", p, f, i }' target/test-output.txt

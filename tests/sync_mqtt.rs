@@ -21,7 +21,6 @@ use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
 
 const CLIENT: &str = "acme";
 const GALLERY: &str = "lobby";
-const PREFIX: &str = "fg";
 const WAIT: Duration = Duration::from_secs(60);
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -68,6 +67,48 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// The broker of one test, and names unique to that test (so that tests can share an
+/// external broker: topic prefix, device and MQTT client ids).
+struct Net {
+    port: u16,
+    prefix: String,
+    tag: String,
+}
+
+impl Net {
+    /// `FACEGATE_TEST_MQTT_PORT` set: the broker already listening on that loopback port
+    /// (mosquitto in CI); otherwise a new in-process rumqttd.
+    fn start() -> Net {
+        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let port = match std::env::var("FACEGATE_TEST_MQTT_PORT") {
+            Ok(p) => p.parse().expect("FACEGATE_TEST_MQTT_PORT"),
+            Err(_) => start_broker(),
+        };
+        let tag = format!(
+            "-{}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis()
+        );
+        Net {
+            port,
+            prefix: format!("fg{tag}"),
+            tag,
+        }
+    }
+
+    fn id(&self, name: &str) -> String {
+        format!("{name}{}", self.tag)
+    }
+
+    fn topic(&self, rest: &str) -> String {
+        format!("{}/{rest}", self.prefix)
+    }
 }
 
 /// Starts rumqttd on a free loopback port (it runs until the test process ends).
@@ -186,14 +227,14 @@ struct Device {
 }
 
 impl Device {
-    fn open(id: &str, port: u16) -> Device {
+    fn open(net: &Net, name: &str, port: u16) -> Device {
         let dir = tempfile::tempdir().unwrap();
-        let mut device = Device::open_at(id, port, dir.path());
+        let mut device = Device::open_at(&net.id(name), port, dir.path(), &net.prefix);
         device._dir = Some(dir);
         device
     }
 
-    fn open_at(id: &str, port: u16, path: &Path) -> Device {
+    fn open_at(id: &str, port: u16, path: &Path, prefix: &str) -> Device {
         let store = Arc::new(Store::open(path, 4).unwrap());
         let settings = Settings {
             verify_threshold: 0.8,
@@ -216,7 +257,7 @@ impl Device {
             host: "127.0.0.1".into(),
             port,
             device_id: id.into(),
-            topic_prefix: PREFIX.into(),
+            topic_prefix: prefix.into(),
             username: String::new(),
             password: String::new(),
             reconnect_delay: Duration::from_millis(200),
@@ -367,9 +408,10 @@ fn central_upsert(user_id: &str, model: &str, face: &Face, crop: bool, version: 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_enrollment_at_one_device_is_identified_at_the_other_and_not_echoed() {
-    let port = start_broker();
-    let a = Device::open("door-a", port);
-    let b = Device::open("door-b", port);
+    let net = Net::start();
+    let port = net.port;
+    let a = Device::open(&net, "door-a", port);
+    let b = Device::open(&net, "door-b", port);
     wait_for("both connected", || {
         a.metrics().subscribed && b.metrics().subscribed
     })
@@ -407,16 +449,17 @@ async fn events_made_while_the_broker_is_unreachable_arrive_once_after_it_return
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1000);
-    let port = start_broker();
+    let net = Net::start();
+    let port = net.port;
     let link = Link::new(port);
     let consumer = Consumer::start(
         port,
-        "central-consumer",
-        &format!("{PREFIX}/devices/door-a/events"),
+        &net.id("central-consumer"),
+        &net.topic(&format!("devices/{}/events", net.id("door-a"))),
     )
     .await;
-    let a = Device::open("door-a", link.port);
-    let b = Device::open("door-b", port);
+    let a = Device::open(&net, "door-a", link.port);
+    let b = Device::open(&net, "door-b", port);
     wait_for("both connected", || {
         a.metrics().subscribed && b.metrics().subscribed
     })
@@ -495,12 +538,13 @@ async fn events_made_while_the_broker_is_unreachable_arrive_once_after_it_return
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_retained_status_is_online_while_connected_and_offline_when_the_link_drops() {
-    let port = start_broker();
+    let net = Net::start();
+    let port = net.port;
     let link = Link::new(port);
-    let a = Device::open("door-s", link.port);
+    let a = Device::open(&net, "door-s", link.port);
     wait_for("connected", || a.metrics().subscribed).await;
-    let status = format!("{PREFIX}/devices/door-s/status");
-    let watcher = Consumer::start(port, "status-watch-1", &status).await;
+    let status = net.topic(&format!("devices/{}/status", net.id("door-s")));
+    let watcher = Consumer::start(port, &net.id("status-watch-1"), &status).await;
     wait_for("online", || {
         watcher.payloads().last().map(|p| p.as_slice()) == Some(br#"{"state":"online"}"#.as_slice())
     })
@@ -517,7 +561,7 @@ async fn the_retained_status_is_online_while_connected_and_offline_when_the_link
     })
     .await;
     // Retained: a subscriber that comes later gets it too.
-    let late = Consumer::start(port, "status-watch-2", &status).await;
+    let late = Consumer::start(port, &net.id("status-watch-2"), &status).await;
     wait_for("late subscriber sees online", || {
         !late.payloads().is_empty()
     })
@@ -527,11 +571,12 @@ async fn the_retained_status_is_online_while_connected_and_offline_when_the_link
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_messages_are_rejected_counted_and_the_device_keeps_applying() {
-    let port = start_broker();
-    let a = Device::open("door-h", port);
+    let net = Net::start();
+    let port = net.port;
+    let a = Device::open(&net, "door-h", port);
     wait_for("connected", || a.metrics().subscribed).await;
-    let central = publisher(port, "central").await;
-    let ops = format!("{PREFIX}/ops/{CLIENT}");
+    let central = publisher(port, &net.id("central")).await;
+    let ops = net.topic(&format!("ops/{CLIENT}"));
     let amy = face("amy1.png");
     let fingerprint = pipeline().fingerprint().to_string();
 
@@ -766,7 +811,7 @@ fn the_outbox_is_bounded_and_drops_its_oldest_event_with_a_count() {
     assert!(matches!(last.kind, OpKind::UpsertUser { ref user_id, .. } if user_id == "u4"));
 }
 
-/// Set for the child process of the kill test: "DATA_DIR PORT DEVICE_ID".
+/// Set for the child process of the kill test: "DATA_DIR PORT DEVICE_ID PREFIX".
 const CHILD_ENV: &str = "FACEGATE_SYNC_TEST_CHILD";
 
 /// Runs a device until it is killed, when started by the kill test; otherwise nothing.
@@ -776,7 +821,12 @@ async fn device_process_for_the_kill_test() {
         return;
     };
     let parts: Vec<&str> = spec.split(' ').collect();
-    let device = Device::open_at(parts[2], parts[1].parse().unwrap(), Path::new(parts[0]));
+    let device = Device::open_at(
+        parts[2],
+        parts[1].parse().unwrap(),
+        Path::new(parts[0]),
+        parts[3],
+    );
     let _device = device;
     std::future::pending::<()>().await;
 }
@@ -800,14 +850,23 @@ fn users_in(store: &Store) -> Vec<(String, usize)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_device_killed_while_applying_a_batch_converges_after_restart() {
     const N: usize = 400;
-    let port = start_broker();
+    let net = Net::start();
+    let port = net.port;
     let dir = tempfile::tempdir().unwrap();
-    let status = format!("{PREFIX}/devices/door-k/status");
-    let watcher = Consumer::start(port, "kill-status-watch", &status).await;
+    let status = net.topic(&format!("devices/{}/status", net.id("door-k")));
+    let watcher = Consumer::start(port, &net.id("kill-status-watch"), &status).await;
     let spawn = || {
         std::process::Command::new(std::env::current_exe().unwrap())
             .args(["--exact", "device_process_for_the_kill_test", "--nocapture"])
-            .env(CHILD_ENV, format!("{} {port} door-k", dir.path().display()))
+            .env(
+                CHILD_ENV,
+                format!(
+                    "{} {port} {} {}",
+                    dir.path().display(),
+                    net.id("door-k"),
+                    net.prefix
+                ),
+            )
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -822,10 +881,10 @@ async fn a_device_killed_while_applying_a_batch_converges_after_restart() {
     // The same LMDB environment, read from this process (LMDB is multi-process).
     let store = Store::open(dir.path(), 4).unwrap();
 
-    let central = publisher(port, "central-kill").await;
+    let central = publisher(port, &net.id("central-kill")).await;
     let fp = pipeline().fingerprint().to_string();
     let amy = face("amy1.png");
-    let ops = format!("{PREFIX}/ops/{CLIENT}");
+    let ops = net.topic(&format!("ops/{CLIENT}"));
     for i in 0..N {
         let op = central_upsert(&format!("user-{i:04}"), &fp, &amy, false, 10 + i as u64);
         central
@@ -856,4 +915,140 @@ async fn a_device_killed_while_applying_a_batch_converges_after_restart() {
     assert_eq!(faces as usize, N);
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+/// A mosquitto process of this test, with persistence, that can be stopped and started
+/// again on the same port.
+struct Mosquitto {
+    conf: PathBuf,
+    child: Option<std::process::Child>,
+    port: u16,
+}
+
+impl Mosquitto {
+    /// None when mosquitto is not installed (and `FACEGATE_REQUIRE_MOSQUITTO` is unset).
+    fn new(dir: &Path) -> Option<Mosquitto> {
+        let found = std::process::Command::new("mosquitto")
+            .arg("-h")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok();
+        if !found {
+            assert!(
+                std::env::var_os("FACEGATE_REQUIRE_MOSQUITTO").is_none(),
+                "mosquitto is required (apt-get install mosquitto)"
+            );
+            return None;
+        }
+        let port = free_port();
+        let conf = dir.join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\nuser root\n\
+                 persistence true\npersistence_location {}/\nmax_queued_messages 100000\n",
+                dir.display()
+            ),
+        )
+        .unwrap();
+        let mut m = Mosquitto {
+            conf,
+            child: None,
+            port,
+        };
+        m.start();
+        Some(m)
+    }
+
+    fn start(&mut self) {
+        let child = std::process::Command::new("mosquitto")
+            .arg("-c")
+            .arg(&self.conf)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let start = Instant::now();
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(start.elapsed() < WAIT, "mosquitto did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM (mosquitto saves its sessions and queued messages), then waits.
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            child.wait().unwrap();
+        }
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_made_while_the_broker_is_stopped_arrive_once_after_it_restarts() {
+    const N: usize = 1000;
+    let dir = tempfile::tempdir().unwrap();
+    let Some(mut broker) = Mosquitto::new(dir.path()) else {
+        eprintln!("SKIPPED: mosquitto not installed");
+        return;
+    };
+    let mut net = Net::start();
+    net.port = broker.port;
+    let port = net.port;
+    let events = net.topic(&format!("devices/{}/events", net.id("door-a")));
+    let consumer = Consumer::start(port, &net.id("central-consumer"), &events).await;
+    let a = Device::open(&net, "door-a", port);
+    let b = Device::open(&net, "door-b", port);
+    wait_for("both subscribed", || {
+        a.metrics().subscribed && b.metrics().subscribed
+    })
+    .await;
+    a.gallery.create_gallery(CLIENT, GALLERY).unwrap();
+    wait_for("gallery at door-b", || {
+        b.gallery.galleries(CLIENT).unwrap().len() == 1
+    })
+    .await;
+
+    broker.stop();
+    wait_for("door-a sees the broker gone", || !a.metrics().connected).await;
+    let amy = face("amy1.png");
+    for i in 0..N {
+        a.gallery
+            .enroll_face(CLIENT, GALLERY, &format!("user-{i:04}"), "Someone", &amy)
+            .unwrap();
+    }
+    assert!(a.outbox() as usize >= N);
+    broker.start();
+
+    wait_for("door-a outbox drained", || a.outbox() == 0).await;
+    let distinct = || {
+        let mut ids: Vec<String> = consumer.ops().into_iter().map(|o| o.op_id).collect();
+        ids.sort();
+        ids.dedup();
+        ids.len()
+    };
+    wait_for("every event at the consumer", || distinct() == N + 1).await;
+    wait_for("door-b has everyone", || b.contents().len() == N).await;
+    let received = consumer.ops().len();
+    eprintln!(
+        "broker restart: {} distinct events, {received} received",
+        distinct()
+    );
+    assert_eq!(b.metrics().applied as usize, N + 1);
+    assert_eq!(a.contents(), b.contents());
+    a.stop().await;
+    b.stop().await;
 }
