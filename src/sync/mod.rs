@@ -23,6 +23,8 @@ pub use topics::Topics;
 pub enum Error {
     #[error("sync url {0:?}: expected mqtt://HOST:PORT")]
     BadUrl(String),
+    #[error("sync url {0:?}: TLS (mqtts://) is not supported yet")]
+    TlsUnsupported(String),
     #[error("sync needs a device id ([sync] device_id or FACEGATE_DEVICE_ID)")]
     NoDeviceId,
     #[error("device id {0:?} must not contain '/', '+' or '#'")]
@@ -49,6 +51,9 @@ impl SyncOptions {
         if s.url.is_empty() {
             return Ok(None);
         }
+        if s.url.starts_with("mqtts://") || s.url.starts_with("ssl://") {
+            return Err(Error::TlsUnsupported(s.url.clone()));
+        }
         let rest = s
             .url
             .strip_prefix("mqtt://")
@@ -62,16 +67,24 @@ impl SyncOptions {
         if host.is_empty() {
             return Err(Error::BadUrl(s.url.clone()));
         }
-        if s.device_id.is_empty() {
+        // Empty: the host name, as the default config documents.
+        let device_id = if s.device_id.is_empty() {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_default()
+        } else {
+            s.device_id.clone()
+        };
+        if device_id.is_empty() {
             return Err(Error::NoDeviceId);
         }
-        if s.device_id.contains(['/', '+', '#']) {
-            return Err(Error::BadDeviceId(s.device_id.clone()));
+        if device_id.contains(['/', '+', '#']) {
+            return Err(Error::BadDeviceId(device_id));
         }
         Ok(Some(SyncOptions {
             host: host.to_string(),
             port,
-            device_id: s.device_id.clone(),
+            device_id,
             topic_prefix: s.topic_prefix.clone(),
             username: s.username.clone(),
             password: s.password.clone(),
@@ -160,5 +173,46 @@ pub fn start(gallery: Arc<Gallery>, options: SyncOptions) -> SyncHandle {
         metrics,
         stop,
         task,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn with(url: &str, device: &str) -> Result<Option<SyncOptions>, Error> {
+        let mut config = Config::default();
+        config.sync.url = url.into();
+        config.sync.device_id = device.into();
+        SyncOptions::from_config(&config)
+    }
+
+    #[test]
+    fn an_empty_url_turns_sync_off() {
+        assert_eq!(with("", "d").unwrap(), None);
+    }
+
+    #[test]
+    fn a_broker_url_gives_host_port_and_device() {
+        let o = with("mqtt://10.0.0.5:1884", "door-1").unwrap().unwrap();
+        assert_eq!((o.host.as_str(), o.port), ("10.0.0.5", 1884));
+        assert_eq!(o.device_id, "door-1");
+        let o = with("mqtt://broker", "door-1").unwrap().unwrap();
+        assert_eq!(o.port, 1883);
+    }
+
+    #[test]
+    fn bad_urls_tls_and_wildcard_device_ids_are_configuration_errors() {
+        assert!(matches!(with("http://x:1", "d"), Err(Error::BadUrl(_))));
+        assert!(matches!(with("mqtt://x:port", "d"), Err(Error::BadUrl(_))));
+        assert!(matches!(
+            with("mqtts://x:8883", "d"),
+            Err(Error::TlsUnsupported(_))
+        ));
+        assert!(matches!(
+            with("mqtt://x:1", "a/b"),
+            Err(Error::BadDeviceId(_))
+        ));
     }
 }
