@@ -35,6 +35,6 @@ step "tests"
 cargo test --all-targets 2>&1 | tee target/test-output.txt
 
 step "sync tests against mosquitto"
-tests/with-mosquitto.sh cargo test --test sync_mqtt 2>&1 | tee -a target/test-output.txt
+tests/with-mosquitto.sh cargo test --test sync_mqtt --test sync_daemons 2>&1 | tee -a target/test-output.txt
 # The closing lines for the CI log: every `test result:` line summed up.
 awk '/^test result:/ { p += $4; f += $6; i += $8 } END { printf "%d passed, %d failed, %d skipped\n", p, f, i }' target/test-output.txt

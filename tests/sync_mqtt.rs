@@ -2,7 +2,7 @@
 //! real LMDB stores in temp dirs and the real recognition pipeline. No mocks; waits poll
 //! for a condition with a generous bound instead of sleeping a fixed time.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -18,6 +18,10 @@ use facegate::store::Store;
 use facegate::sync::{SyncHandle, SyncOptions};
 use facegate::vision::{Face, FaceSelection, Pipeline, PipelineOptions};
 use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
+
+#[path = "sync_support/broker.rs"]
+mod broker;
+use broker::{free_port, start_broker};
 
 const CLIENT: &str = "acme";
 const GALLERY: &str = "lobby";
@@ -61,14 +65,6 @@ async fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The broker of one test, and names unique to that test (so that tests can share an
 /// external broker: topic prefix, device and MQTT client ids).
 struct Net {
@@ -109,51 +105,6 @@ impl Net {
     fn topic(&self, rest: &str) -> String {
         format!("{}/{rest}", self.prefix)
     }
-}
-
-/// Starts rumqttd on a free loopback port (it runs until the test process ends).
-fn start_broker() -> u16 {
-    let port = free_port();
-    let mut v4 = HashMap::new();
-    v4.insert(
-        "1".to_string(),
-        rumqttd::ServerSettings {
-            name: "v4-1".into(),
-            listen: format!("127.0.0.1:{port}").parse().unwrap(),
-            tls: None,
-            next_connection_delay_ms: 1,
-            connections: rumqttd::ConnectionSettings {
-                connection_timeout_ms: 60_000,
-                max_payload_size: 4 << 20,
-                max_inflight_count: 500,
-                auth: None,
-                external_auth: None,
-                dynamic_filters: true,
-            },
-        },
-    );
-    let config = rumqttd::Config {
-        id: 0,
-        router: rumqttd::RouterConfig {
-            max_connections: 100,
-            max_outgoing_packet_count: 200,
-            max_segment_size: 100 << 20,
-            max_segment_count: 10,
-            ..Default::default()
-        },
-        v4: Some(v4),
-        ..Default::default()
-    };
-    std::thread::spawn(move || {
-        let mut broker = rumqttd::Broker::new(config);
-        let _ = broker.start();
-    });
-    let start = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(start.elapsed() < WAIT, "broker did not start");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    port
 }
 
 /// A TCP relay in front of the broker that can cut the link (closing every connection
