@@ -17,6 +17,8 @@ use crate::gallery::{Applied, Gallery};
 
 /// Outbox events published and not yet acknowledged, at most.
 const WINDOW: usize = 64;
+/// Largest incoming MQTT packet the client reads.
+const MAX_PACKET: usize = 16 << 20;
 /// How often the outbox is looked at when nothing else happens.
 const TICK: Duration = Duration::from_millis(50);
 
@@ -59,7 +61,10 @@ pub(super) async fn run(
             // A persistent session: the broker keeps operations for us while we are away.
             .set_clean_session(false)
             .set_manual_acks(true)
-            .set_max_packet_size(2 * inbound::MAX_OP_BYTES + 4096, 2 * inbound::MAX_OP_BYTES)
+            // Far above MAX_OP_BYTES, so that an oversized operation is read, rejected and
+            // acknowledged instead of breaking the connection (and being redelivered on
+            // every reconnect). Brokers should cap packets below this (docs/sync.md).
+            .set_max_packet_size(MAX_PACKET, 2 * inbound::MAX_OP_BYTES)
             .set_last_will(LastWill::new(topics.status(), OFFLINE, QoS::AtLeastOnce, true));
         if !options.username.is_empty() {
             mqtt.set_credentials(options.username.clone(), options.password.clone());
@@ -194,7 +199,7 @@ async fn receive(
                         Applied::Applied => &metrics.applied,
                         Applied::Duplicate => &metrics.duplicates,
                         Applied::Stale => &metrics.stale,
-                        Applied::Ignored => &metrics.duplicates,
+                        Applied::Ignored => &metrics.ignored,
                         Applied::Refused(_) => &metrics.refused,
                     };
                     counter.fetch_add(1, Ordering::Relaxed);

@@ -105,6 +105,8 @@ pub struct SyncMetrics {
     pub applied: AtomicU64,
     pub duplicates: AtomicU64,
     pub stale: AtomicU64,
+    /// Refusal reports of other devices (nothing to apply).
+    pub ignored: AtomicU64,
     /// Operations refused by the gallery (unknown client, model mismatch, bad template).
     pub refused: AtomicU64,
     /// Messages rejected before reaching the gallery (bad JSON, unknown op, too large,
@@ -122,6 +124,7 @@ pub struct MetricsSnapshot {
     pub applied: u64,
     pub duplicates: u64,
     pub stale: u64,
+    pub ignored: u64,
     pub refused: u64,
     pub rejected: u64,
 }
@@ -137,6 +140,7 @@ impl SyncMetrics {
             applied: l(&self.applied),
             duplicates: l(&self.duplicates),
             stale: l(&self.stale),
+            ignored: l(&self.ignored),
             refused: l(&self.refused),
             rejected: l(&self.rejected),
         }
