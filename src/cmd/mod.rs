@@ -6,6 +6,7 @@ mod client;
 mod compare;
 mod config_cmd;
 mod eval;
+mod gallery;
 mod progress;
 mod reembed;
 mod serve;
@@ -54,6 +55,9 @@ enum Command {
     Client(client::ClientCommand),
     /// Re-embed stored face crops with the configured model (daemon stopped).
     Reembed(reembed::ReembedArgs),
+    /// Export or import a gallery (file format: docs/sync.md).
+    #[command(subcommand)]
+    Gallery(gallery::GalleryCommand),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -69,6 +73,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve::run(&config, &args),
         Command::Client(c) => client::run(&config, &c),
         Command::Reembed(args) => reembed::run(&config, &args),
+        Command::Gallery(c) => gallery::run(&config, &c),
         Command::Config(_) => unreachable!("handled above"),
     }
 }

@@ -9,6 +9,7 @@
 mod accounts;
 mod crop;
 mod error;
+mod export;
 mod faces;
 mod galleries;
 mod reembed;
@@ -23,6 +24,7 @@ use crate::vision::Pipeline;
 
 pub use accounts::{Accounts, ClientSummary, Remaining, UNLIMITED_REPORTED};
 pub use error::{Error, ImageRole, QuotaKind};
+pub use export::{read_export, write_export, ExportError, ExportHeader};
 pub use faces::{
     CompareOutcome, EnrollOutcome, EnrollRequest, IdentifyMatch, KtpOutcome, VerifyOutcome,
 };

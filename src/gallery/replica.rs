@@ -140,7 +140,7 @@ pub fn decode_embedding(text: &str) -> Result<Vec<f32>, Refusal> {
     Ok(values)
 }
 
-fn wire(record: &TemplateRecord) -> WireTemplate {
+pub(super) fn wire(record: &TemplateRecord) -> WireTemplate {
     WireTemplate {
         embedding: encode_embedding(&record.embedding),
         crop: record.crop_jpeg.as_ref().map(|c| b64().encode(c)),
@@ -148,7 +148,7 @@ fn wire(record: &TemplateRecord) -> WireTemplate {
     }
 }
 
-fn now_ms() -> u64 {
+pub(super) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)

@@ -199,4 +199,68 @@ fn an_enrollment_at_one_daemon_is_identified_at_the_other_and_a_central_push_rea
     });
     assert_eq!(ca.list_faces("door"), ["amy", "penny"]);
     assert_eq!(cb.list_faces("door"), ["amy", "penny"]);
+
+    // Exports of both devices (taken while they run) hold the same users and embeddings,
+    // and importing one into a new device gives the same gallery again.
+    let export_a = export(&data_a, &config, &work.path().join("a.fgx"));
+    let export_b = export(&data_b, &config, &work.path().join("b.fgx"));
+    assert_eq!(export_a.len(), 2);
+    assert_eq!(export_a, export_b);
+    let data_c = work.path().join("c");
+    add_client(&data_c, "acme");
+    let out = facegate(&data_c, &["gallery", "import"])
+        .arg(work.path().join("a.fgx"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        export(&data_c, &config, &work.path().join("c.fgx")),
+        export_a
+    );
+}
+
+/// (user id, name, embeddings) of gallery acme/door, from `facegate gallery export`.
+fn export(data: &Path, config: &Path, file: &Path) -> Vec<(String, String, Vec<String>)> {
+    let out = facegate(
+        data,
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "gallery",
+            "export",
+            "--client",
+            "acme",
+            "--gallery",
+            "door",
+        ],
+    )
+    .arg(file)
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reader = std::io::BufReader::new(std::fs::File::open(file).unwrap());
+    let (header, ops) = facegate::gallery::read_export(reader).unwrap();
+    assert_eq!(header.users, ops.len() - 1);
+    ops.into_iter()
+        .filter_map(|op| match op.kind {
+            OpKind::UpsertUser {
+                user_id,
+                user_name,
+                templates,
+            } => Some((
+                user_id,
+                user_name,
+                templates.into_iter().map(|t| t.embedding).collect(),
+            )),
+            _ => None,
+        })
+        .collect()
 }

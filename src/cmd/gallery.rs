@@ -1,0 +1,91 @@
+//! `facegate gallery export|import`: a gallery as a versioned file of replication
+//! operations (docs/sync.md), to move it between devices, push it to a fleet
+//! (`facegate push`) or compare two devices.
+
+use std::io::{BufReader, BufWriter};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use facegate::config::Config;
+use facegate::gallery::{read_export, write_export, Applied, Gallery, Settings};
+use facegate::store::Store;
+
+#[derive(Subcommand, Debug)]
+pub enum GalleryCommand {
+    /// Write a gallery (users, embeddings, crops, names) to a file.
+    Export(ExportArgs),
+    /// Apply an export file to this device's store (as operations from elsewhere:
+    /// idempotent, never over newer data, not republished).
+    Import(ImportArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    #[arg(long)]
+    client: String,
+    #[arg(long)]
+    gallery: String,
+    /// Output file.
+    file: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    file: PathBuf,
+}
+
+fn open(config: &Config) -> anyhow::Result<Gallery> {
+    let store = Arc::new(
+        Store::open(&config.store.data_dir, config.store.map_size_mb)
+            .with_context(|| format!("data folder {}", config.store.data_dir.display()))?,
+    );
+    let pipeline = Arc::new(super::load_pipeline(config)?);
+    Ok(Gallery::open(
+        store,
+        pipeline,
+        Settings::from_config(config),
+    )?)
+}
+
+pub fn run(config: &Config, command: &GalleryCommand) -> anyhow::Result<ExitCode> {
+    let gallery = open(config)?;
+    match command {
+        GalleryCommand::Export(a) => {
+            let origin = if config.sync.device_id.is_empty() {
+                "export".to_string()
+            } else {
+                config.sync.device_id.clone()
+            };
+            let (header, ops) = gallery.export_ops(&a.client, &a.gallery, &origin)?;
+            let file = std::fs::File::create(&a.file)
+                .with_context(|| format!("cannot create {}", a.file.display()))?;
+            write_export(&mut BufWriter::new(file), &header, &ops)?;
+            println!("exported {} user(s) to {}", header.users, a.file.display());
+        }
+        GalleryCommand::Import(a) => {
+            let file = std::fs::File::open(&a.file)
+                .with_context(|| format!("cannot open {}", a.file.display()))?;
+            let (_, ops) = read_export(BufReader::new(file))
+                .with_context(|| format!("{}", a.file.display()))?;
+            let (mut applied, mut skipped, mut refused) = (0, 0, 0);
+            for op in &ops {
+                match gallery.apply_op(op)? {
+                    Applied::Applied => applied += 1,
+                    Applied::Refused(reason) => {
+                        refused += 1;
+                        eprintln!("refused {}: {reason}", op.op_id);
+                    }
+                    _ => skipped += 1,
+                }
+            }
+            println!(
+                "applied {applied} operation(s); {skipped} already present or older; {refused} refused"
+            );
+        }
+    }
+    gallery.store().sync()?;
+    Ok(ExitCode::SUCCESS)
+}
