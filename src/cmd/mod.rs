@@ -8,6 +8,7 @@ mod config_cmd;
 mod eval;
 mod gallery;
 mod progress;
+mod push;
 mod reembed;
 mod serve;
 
@@ -55,6 +56,8 @@ enum Command {
     Client(client::ClientCommand),
     /// Re-embed stored face crops with the configured model (daemon stopped).
     Reembed(reembed::ReembedArgs),
+    /// Publish a gallery export to every device, as the central server (docs/sync.md).
+    Push(push::PushArgs),
     /// Export or import a gallery (file format: docs/sync.md).
     #[command(subcommand)]
     Gallery(gallery::GalleryCommand),
@@ -74,6 +77,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Client(c) => client::run(&config, &c),
         Command::Reembed(args) => reembed::run(&config, &args),
         Command::Gallery(c) => gallery::run(&config, &c),
+        Command::Push(args) => push::run(&config, &args),
         Command::Config(_) => unreachable!("handled above"),
     }
 }

@@ -8,6 +8,7 @@
 
 mod inbound;
 mod link;
+mod push;
 mod topics;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -17,6 +18,7 @@ use std::time::Duration;
 use crate::gallery::Gallery;
 
 pub use inbound::MAX_OP_BYTES;
+pub use push::{push, PushError};
 pub use topics::Topics;
 
 #[derive(Debug, thiserror::Error)]
