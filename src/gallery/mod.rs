@@ -12,6 +12,7 @@ mod error;
 mod faces;
 mod galleries;
 mod reembed;
+mod visits;
 
 use std::sync::{Arc, Mutex};
 
@@ -25,6 +26,7 @@ pub use faces::{
     CompareOutcome, EnrollOutcome, EnrollRequest, IdentifyMatch, KtpOutcome, VerifyOutcome,
 };
 pub use reembed::{reembed, ReembedReport};
+pub use visits::{rfc3339_millis, Sighting, Visit};
 
 /// Limits and thresholds, from the configuration.
 #[derive(Clone, Debug, PartialEq)]
@@ -36,6 +38,8 @@ pub struct Settings {
     pub keep_crops: bool,
     pub max_templates_per_user: usize,
     pub quota: Quota,
+    /// Camera visits kept in the store; older ones are pruned (`camera.history`).
+    pub visit_history: usize,
 }
 
 /// Per-client quotas; 0 means unlimited.
@@ -61,6 +65,7 @@ impl Settings {
                 faces: config.quota.faces,
                 galleries: config.quota.galleries,
             },
+            visit_history: config.camera.history.max(1),
         }
     }
 }
@@ -89,6 +94,12 @@ pub(crate) enum Change<'a> {
     ClientDeleted {
         client: &'a str,
     },
+    /// A camera kiosk visit (user_id None: unknown person).
+    Visit {
+        client: &'a str,
+        gallery: &'a str,
+        user_id: Option<&'a str>,
+    },
 }
 
 pub struct Gallery {
@@ -100,6 +111,8 @@ pub struct Gallery {
     /// Held from the store commit to the index update, so that the index applies
     /// changes in commit order.
     write: Mutex<()>,
+    /// Live camera visits, sent after they are committed.
+    visits: tokio::sync::broadcast::Sender<Visit>,
 }
 
 impl std::fmt::Debug for Gallery {
@@ -153,6 +166,7 @@ impl Gallery {
             accounts,
             settings,
             write: Mutex::new(()),
+            visits: tokio::sync::broadcast::channel(visits::BROADCAST_CAPACITY).0,
         })
     }
 

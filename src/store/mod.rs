@@ -17,7 +17,9 @@ use std::sync::{Mutex, RwLock};
 use heed::types::Bytes;
 use heed::{CommitOrAbort, Database, Env, EnvOpenOptions};
 
-pub use records::{ClientRecord, Counters, GalleryRecord, TemplateRecord, TokenRecord, UserRecord};
+pub use records::{
+    ClientRecord, Counters, GalleryRecord, TemplateRecord, TokenRecord, UserRecord, VisitRecord,
+};
 pub use schema::SCHEMA_VERSION;
 pub use txn::{Reader, TemplateRow, Writer};
 
@@ -64,6 +66,8 @@ pub(crate) struct Dbs {
     /// Reserved for sync (issue 4): outgoing events written in the same transaction as
     /// the local change they describe.
     pub outbox: Db,
+    /// Camera kiosk visits (schema 2), keyed by a big-endian u64 sequence number.
+    pub visits: Db,
 }
 
 /// Largest map the store grows to (1 TiB of address space; LMDB only uses what it writes).
@@ -111,6 +115,7 @@ impl Store {
                     open("templates")?,
                     open("counters")?,
                     open("outbox")?,
+                    open("visits")?,
                 );
                 Ok(CommitOrAbort::<_, ()>::Commit(dbs))
             })?
@@ -126,6 +131,7 @@ impl Store {
                 templates: dbs.5,
                 counters: dbs.6,
                 outbox: dbs.7,
+                visits: dbs.8,
             },
             gate: RwLock::new(()),
             grow: Mutex::new(()),
