@@ -51,6 +51,7 @@ impl CameraOptions {
                 fps: c.fps,
                 width: c.width,
                 height: c.height,
+                realtime: c.dir_realtime,
             },
             reconnect_min: Duration::from_millis(c.reconnect_min_ms),
             reconnect_max: Duration::from_millis(c.reconnect_max_ms),

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use facegate::api::{self, ApiState, ServerOptions};
+use facegate::api::{self, ApiState, KioskHooks, ServerOptions};
+use facegate::camera::{Camera, CameraOptions};
 use facegate::config::Config;
 use facegate::gallery::{Gallery, Settings};
 use facegate::store::Store;
@@ -27,7 +28,30 @@ pub fn run(config: &Config, _args: &ServeArgs) -> anyhow::Result<ExitCode> {
         pipeline,
         Settings::from_config(config),
     )?);
-    let state = ApiState::new(gallery, ServerOptions::from_config(config));
+    // Camera kiosk mode: its own capture and inference threads; a camera that is
+    // missing or unplugged is retried in the background while the API serves.
+    let camera = match CameraOptions::from_config(config)? {
+        Some(options) => {
+            tracing::info!(source = %config.camera.source, gallery = %config.camera.gallery, "camera kiosk mode");
+            Some(Arc::new(Camera::start(gallery.clone(), options)?))
+        }
+        None => None,
+    };
+    let hooks = match &camera {
+        Some(camera) => {
+            let live = camera.clone();
+            let metrics = camera.clone();
+            KioskHooks {
+                live_frame: Some((
+                    camera.client().to_string(),
+                    Arc::new(move || live.live_jpeg()),
+                )),
+                metrics: Some(Arc::new(move || metrics.metrics_text())),
+            }
+        }
+        None => KioskHooks::default(),
+    };
+    let state = ApiState::with_kiosk(gallery, ServerOptions::from_config(config), hooks);
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
     // Blocking threads run the use cases (each may hold an LMDB reader slot): bounded.
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -58,6 +82,9 @@ pub fn run(config: &Config, _args: &ServeArgs) -> anyhow::Result<ExitCode> {
         anyhow::Ok(())
     })?;
     runtime.shutdown_timeout(Duration::from_secs(1));
+    if let Some(camera) = camera.and_then(|c| Arc::try_unwrap(c).ok()) {
+        camera.stop();
+    }
     store.sync()?;
     tracing::info!("stopped; store synced");
     Ok(ExitCode::SUCCESS)

@@ -230,6 +230,7 @@ pub struct CameraConfig {
     pub fps: u32,
     pub width: u32,
     pub height: u32,
+    pub dir_realtime: bool,
     pub detect_every: u32,
     pub min_face_px: f32,
     pub track_iou: f32,
@@ -251,6 +252,7 @@ impl Default for CameraConfig {
             fps: 10,
             width: 640,
             height: 480,
+            dir_realtime: true,
             detect_every: 1,
             min_face_px: 125.0,
             track_iou: 0.3,
@@ -320,9 +322,9 @@ impl Config {
                 )));
             }
         }
-        if c.detect_every == 0 || c.decide_frames == 0 || c.history == 0 {
+        if c.fps == 0 || c.detect_every == 0 || c.decide_frames == 0 || c.history == 0 {
             return Err(Error::Invalid(
-                "camera.detect_every, decide_frames and history must be at least 1".into(),
+                "camera.fps, detect_every, decide_frames and history must be at least 1".into(),
             ));
         }
         if !(0.0..=1.0).contains(&c.track_iou) || c.width == 0 || c.height == 0 {

@@ -1,5 +1,7 @@
-//! `dir:PATH`: the JPEG and PNG files of a folder in file-name order, at the configured
-//! frame rate (or as fast as asked at fps 0), then the end of the source.
+//! `dir:PATH`: the JPEG and PNG files of a folder in file-name order, then the end of
+//! the source. Frame `i` is stamped `start + i / fps` (recorded footage keeps its
+//! timing); in real time the source also waits for that moment, otherwise it hands
+//! frames over as fast as the loop takes them (replays, tests, benchmarks).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -11,7 +13,7 @@ pub struct DirSource {
     options: CaptureOptions,
     files: Vec<PathBuf>,
     position: usize,
-    started: Option<Instant>,
+    started: Option<(Instant, u64)>,
 }
 
 impl DirSource {
@@ -56,11 +58,13 @@ impl FrameSource for DirSource {
             let Some(path) = self.files.get(self.position).cloned() else {
                 return Ok(None);
             };
-            if self.options.fps > 0 {
-                let started = *self.started.get_or_insert_with(Instant::now);
-                let due = started
-                    + Duration::from_secs_f64(self.position as f64 / f64::from(self.options.fps));
-                std::thread::sleep(due.saturating_duration_since(Instant::now()));
+            let (started, started_ms) = *self
+                .started
+                .get_or_insert_with(|| (Instant::now(), super::unix_ms()));
+            let offset =
+                Duration::from_secs_f64(self.position as f64 / f64::from(self.options.fps.max(1)));
+            if self.options.realtime {
+                std::thread::sleep((started + offset).saturating_duration_since(Instant::now()));
             }
             self.position += 1;
             let bytes = match std::fs::read(&path) {
@@ -73,7 +77,13 @@ impl FrameSource for DirSource {
                 }
             };
             match decode_picture(&bytes, &self.options) {
-                Ok(image) => return Ok(Some(Frame::now(image))),
+                Ok(image) => {
+                    return Ok(Some(Frame {
+                        image,
+                        timestamp_ms: started_ms + offset.as_millis() as u64,
+                        captured: Instant::now(),
+                    }))
+                }
                 // One bad file is skipped; reopening would replay the same file.
                 Err(e) => tracing::warn!(file = %path.display(), error = %e, "frame skipped"),
             }
@@ -81,7 +91,7 @@ impl FrameSource for DirSource {
     }
 
     fn paced(&self) -> bool {
-        self.options.fps > 0
+        self.options.realtime
     }
 
     fn describe(&self) -> String {

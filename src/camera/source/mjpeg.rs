@@ -353,6 +353,7 @@ mod tests {
             fps: 10,
             width: 640,
             height: 480,
+            realtime: true,
         };
         let s = MjpegSource::new("http://10.0.0.5:81/stream", options).unwrap();
         assert_eq!(

@@ -76,7 +76,7 @@ pub trait FrameSource: Send {
     /// Blocks until the next frame. `Ok(None)`: the source has ended for good (a
     /// folder replayed to its last picture).
     fn next_frame(&mut self) -> Result<Option<Frame>, SourceError>;
-    /// False when the source produces a frame whenever asked (a folder read at fps 0):
+    /// False when the source produces a frame whenever asked (a folder not in real time):
     /// the loop then waits for the previous frame instead of dropping frames.
     fn paced(&self) -> bool {
         true
@@ -109,11 +109,13 @@ impl SourceSpec {
 /// Capture settings shared by every source.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct CaptureOptions {
-    /// Frames per second (dir: 0 = as fast as asked).
+    /// Frames per second.
     pub fps: u32,
     /// Frames larger than this are scaled down to fit (v4l: the requested size).
     pub width: u32,
     pub height: u32,
+    /// dir: wait for each frame's time (false: as fast as the loop takes frames).
+    pub realtime: bool,
 }
 
 /// Opens the source a spec names (not yet connected: call `open`).
@@ -320,6 +322,7 @@ mod tests {
             fps: 10,
             width: 640,
             height: 480,
+            realtime: true,
         };
         assert_eq!(
             fit(RgbImage::new(1280, 720), &options).dimensions(),

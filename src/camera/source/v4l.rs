@@ -150,6 +150,7 @@ mod tests {
             fps: 10,
             width: 640,
             height: 480,
+            realtime: true,
         };
         let mut source = V4lSource::new(97, options);
         assert!(matches!(
