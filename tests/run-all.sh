@@ -25,5 +25,9 @@ cargo clippy --all-targets -- -D warnings
 
 step "tests"
 cargo test --all-targets 2>&1 | tee target/test-output.txt
+
+step "kiosk page in headless Chromium (camera on the dir: source)"
+tests/kiosk-chromium.sh
+
 # The closing lines for the CI log: every `test result:` line summed up.
 awk '/^test result:/ { p += $4; f += $6; i += $8 } END { printf "%d passed, %d failed, %d skipped\n", p, f, i }' target/test-output.txt

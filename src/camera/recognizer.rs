@@ -167,7 +167,7 @@ impl Recognizer {
             captured: frame.captured,
         };
         let image = Arc::new(frame.image);
-        if (self.frames - 1) % u64::from(self.options.detect_every) != 0 {
+        if !(self.frames - 1).is_multiple_of(u64::from(self.options.detect_every)) {
             self.view.0 = Some(image);
             return Ok(Vec::new());
         }
@@ -208,7 +208,7 @@ impl Recognizer {
             }
             self.states.remove(&track.id);
         }
-        self.view = (Some(image), self.boxes());
+        self.view = (Some(image), self.boxes(meta.timestamp_ms));
         Ok(emitted)
     }
 
@@ -233,10 +233,12 @@ impl Recognizer {
         Ok(emitted)
     }
 
-    fn boxes(&self) -> Vec<LabelledBox> {
+    /// The boxes of the tracks seen in the frame captured at `now_ms`.
+    fn boxes(&self, now_ms: u64) -> Vec<LabelledBox> {
         self.tracker
             .tracks()
             .iter()
+            .filter(|t| t.last_seen_ms == now_ms)
             .map(|t| LabelledBox {
                 bbox: t.bbox,
                 label: self

@@ -313,7 +313,6 @@ fn capture_loop(shared: &Shared, driver: &mut Reconnecting) {
 }
 
 fn inference_loop(shared: &Shared, recognizer: &mut Recognizer) {
-    let mut errors_logged = 0u64;
     let mut last_ms = unix_ms();
     loop {
         let frame = {
@@ -347,12 +346,12 @@ fn inference_loop(shared: &Shared, recognizer: &mut Recognizer) {
             prune(&mut recent);
         }
         *shared.view.lock().unwrap_or_else(|e| e.into_inner()) = recognizer.view();
-        report(shared, recognizer, outcome, &mut errors_logged);
+        report(shared, recognizer, outcome);
     }
     if !shared.stop.load(Ordering::Acquire) {
         let outcome = recognizer.finish(last_ms.max(unix_ms()));
         *shared.view.lock().unwrap_or_else(|e| e.into_inner()) = recognizer.view();
-        report(shared, recognizer, outcome, &mut errors_logged);
+        report(shared, recognizer, outcome);
     }
     shared.idle.store(true, Ordering::Release);
 }
@@ -361,7 +360,6 @@ fn report(
     shared: &Shared,
     recognizer: &Recognizer,
     outcome: Result<Vec<super::recognizer::Emitted>, Error>,
-    errors_logged: &mut u64,
 ) {
     let c = &shared.counters;
     match outcome {
@@ -384,8 +382,7 @@ fn report(
             let n = c.errors.fetch_add(1, Ordering::Relaxed);
             // Log the first errors and then every 100th: a missing gallery must not
             // flood the log at 10 frames per second.
-            if n < 5 || n % 100 == 0 {
-                *errors_logged += 1;
+            if n < 5 || n.is_multiple_of(100) {
                 tracing::warn!(error = %e, errors = n + 1, "camera frame not recognized");
             }
         }
