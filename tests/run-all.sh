@@ -17,14 +17,29 @@ cross/fetch-litert.sh "$(uname -m)"
 step "toolchain components"
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 
+step "clang/libclang for the camera-v4l feature (nokhwa's V4L2 bindings)"
+if ! command -v clang >/dev/null || ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq && apt-get install -y -qq clang libclang-dev >/dev/null
+    else
+        echo "missing clang libclang-dev (apt-get install clang libclang-dev)" >&2
+        exit 1
+    fi
+fi
+
 step "format"
 cargo fmt --check
 
 step "lint"
 cargo clippy --all-targets -- -D warnings
+cargo clippy --all-targets --features camera-v4l -- -D warnings
 
 step "tests"
-cargo test --all-targets 2>&1 | tee target/test-output.txt
+{
+    cargo test --all-targets
+    # The V4L2 camera source: its MJPEG/YUYV decoding and missing-camera path.
+    cargo test --features camera-v4l --lib camera::source::v4l
+} 2>&1 | tee target/test-output.txt
 
 step "kiosk page in headless Chromium (camera on the dir: source)"
 tests/kiosk-chromium.sh

@@ -310,6 +310,34 @@ mod tests {
     }
 
     #[test]
+    fn visit_history_is_bounded_and_the_oldest_are_pruned() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1).unwrap();
+        let visit = |t: u64| VisitRecord {
+            client: "c".into(),
+            gallery: "g".into(),
+            device_id: "d".into(),
+            user_id: t.is_multiple_of(2).then(|| format!("u{t}")),
+            user_name: None,
+            similarity: 0.5,
+            mask: false,
+            timestamp_ms: t,
+            face_jpeg: vec![0xFF, 0xD8],
+        };
+        for t in 1..=7 {
+            store.write(|w| w.add_visit(&visit(t), 5)).unwrap();
+        }
+        let kept = store.read(|r| r.visits_after(0, 100)).unwrap();
+        let ids: Vec<u64> = kept.iter().map(|(id, _)| *id).collect();
+        assert_eq!(ids, [3, 4, 5, 6, 7]);
+        assert_eq!(kept[0].1, visit(3));
+        let recent = store.read(|r| r.visits_since(6, 100)).unwrap();
+        assert_eq!(recent.iter().map(|(id, _)| *id).collect::<Vec<_>>(), [6, 7]);
+        let after = store.read(|r| r.visits_after(5, 1)).unwrap();
+        assert_eq!(after[0].0, 6);
+    }
+
+    #[test]
     fn data_survives_reopening_the_environment() {
         let dir = tempfile::tempdir().unwrap();
         {

@@ -317,6 +317,35 @@ mod tests {
     }
 
     #[test]
+    fn a_source_that_cannot_open_is_retried_with_backoff_until_stopped() {
+        let options = CaptureOptions {
+            fps: 10,
+            width: 640,
+            height: 480,
+            realtime: true,
+        };
+        let missing = DirSource::new(PathBuf::from("/nonexistent/facegate/frames"), options);
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut driver = Reconnecting::new(
+            Box::new(missing),
+            Backoff::new(Duration::from_millis(1), Duration::from_millis(4)),
+            stop.clone(),
+        );
+        let stats = driver.stats();
+        let watcher = std::thread::spawn(move || {
+            while stats.failures.load(Ordering::SeqCst) < 3 {
+                std::thread::yield_now();
+            }
+            stop.store(true, Ordering::SeqCst);
+            stats
+        });
+        assert!(driver.next_frame().is_none());
+        let stats = watcher.join().unwrap();
+        assert!(stats.failures.load(Ordering::SeqCst) >= 3);
+        assert!(!stats.up.load(Ordering::SeqCst));
+    }
+
+    #[test]
     fn large_frames_are_scaled_down_to_fit_and_small_ones_kept() {
         let options = CaptureOptions {
             fps: 10,

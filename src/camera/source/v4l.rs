@@ -2,6 +2,8 @@
 //! as the fallback. Built only with the cargo feature `camera-v4l` (nokhwa's bindings
 //! need clang/libclang at build time).
 
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+
 use image::RgbImage;
 use nokhwa::pixel_format::RgbFormat;
 use nokhwa::utils::{
@@ -11,10 +13,12 @@ use nokhwa::{Buffer, Camera};
 
 use super::{fit, CaptureOptions, Frame, FrameSource, SourceError};
 
+/// nokhwa's `Camera` is not `Send`, so each opened camera lives on its own thread,
+/// which hands decoded frames over a one-place channel.
 pub struct V4lSource {
     index: u32,
     options: CaptureOptions,
-    camera: Option<Camera>,
+    frames: Option<Receiver<Result<RgbImage, SourceError>>>,
 }
 
 impl V4lSource {
@@ -22,29 +26,68 @@ impl V4lSource {
         V4lSource {
             index,
             options,
-            camera: None,
+            frames: None,
         }
     }
+}
 
-    fn error(&self, e: impl std::fmt::Display) -> SourceError {
-        SourceError::Camera {
-            index: self.index,
-            message: e.to_string(),
-        }
+fn camera_error(index: u32, e: impl std::fmt::Display) -> SourceError {
+    SourceError::Camera {
+        index,
+        message: e.to_string(),
     }
+}
 
-    fn open_with(&self, format: FrameFormat) -> Result<Camera, SourceError> {
-        let wanted = CameraFormat::new(
-            Resolution::new(self.options.width, self.options.height),
-            format,
-            self.options.fps.max(1),
-        );
-        let formats = [format];
-        let request = RequestedFormat::with_formats(RequestedFormatType::Closest(wanted), &formats);
-        let mut camera =
-            Camera::new(CameraIndex::Index(self.index), request).map_err(|e| self.error(e))?;
-        camera.open_stream().map_err(|e| self.error(e))?;
-        Ok(camera)
+fn open_camera(
+    index: u32,
+    options: &CaptureOptions,
+    format: FrameFormat,
+) -> Result<Camera, SourceError> {
+    let wanted = CameraFormat::new(
+        Resolution::new(options.width, options.height),
+        format,
+        options.fps.max(1),
+    );
+    let formats = [format];
+    let request = RequestedFormat::with_formats(RequestedFormatType::Closest(wanted), &formats);
+    let mut camera =
+        Camera::new(CameraIndex::Index(index), request).map_err(|e| camera_error(index, e))?;
+    camera.open_stream().map_err(|e| camera_error(index, e))?;
+    Ok(camera)
+}
+
+/// The camera thread: opens the camera (MJPEG, else YUYV), reports the outcome on
+/// `opened`, then sends frames until an error or until the source is dropped.
+fn capture(
+    index: u32,
+    options: CaptureOptions,
+    opened: SyncSender<Result<(), SourceError>>,
+    frames: SyncSender<Result<RgbImage, SourceError>>,
+) {
+    let camera = open_camera(index, &options, FrameFormat::MJPEG).or_else(|mjpeg| {
+        tracing::debug!(error = %mjpeg, "no MJPEG mode; trying YUYV");
+        open_camera(index, &options, FrameFormat::YUYV)
+    });
+    let mut camera = match camera {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = opened.send(Err(e));
+            return;
+        }
+    };
+    tracing::info!(index, format = %camera.camera_format(), "camera streaming");
+    if opened.send(Ok(())).is_err() {
+        return;
+    }
+    loop {
+        let frame = camera
+            .frame()
+            .map_err(|e| camera_error(index, e))
+            .and_then(|buffer| decode_buffer(&buffer));
+        let failed = frame.is_err();
+        if frames.send(frame).is_err() || failed {
+            return;
+        }
     }
 }
 
@@ -60,32 +103,40 @@ pub fn decode_buffer(buffer: &Buffer) -> Result<RgbImage, SourceError> {
 
 impl FrameSource for V4lSource {
     fn open(&mut self) -> Result<(), SourceError> {
-        self.camera = None;
-        let camera = match self.open_with(FrameFormat::MJPEG) {
-            Ok(c) => c,
-            Err(mjpeg) => {
-                tracing::debug!(error = %mjpeg, "no MJPEG mode; trying YUYV");
-                self.open_with(FrameFormat::YUYV)?
+        // Dropping the old receiver ends the old camera thread at its next frame.
+        self.frames = None;
+        let (opened_tx, opened_rx) = sync_channel(1);
+        let (frames_tx, frames_rx) = sync_channel(1);
+        let (index, options) = (self.index, self.options);
+        std::thread::Builder::new()
+            .name(format!("camera-v4l-{index}"))
+            .spawn(move || capture(index, options, opened_tx, frames_tx))
+            .map_err(|e| camera_error(index, e))?;
+        match opened_rx.recv() {
+            Ok(Ok(())) => {
+                self.frames = Some(frames_rx);
+                Ok(())
             }
-        };
-        tracing::info!(index = self.index, format = %camera.camera_format(), "camera streaming");
-        self.camera = Some(camera);
-        Ok(())
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(camera_error(index, "camera thread ended")),
+        }
     }
 
     fn next_frame(&mut self) -> Result<Option<Frame>, SourceError> {
-        let Some(camera) = self.camera.as_mut() else {
-            return Err(self.error("not open"));
+        let Some(frames) = self.frames.as_ref() else {
+            return Err(camera_error(self.index, "not open"));
         };
-        let buffer = match camera.frame() {
-            Ok(b) => b,
-            Err(e) => {
-                self.camera = None;
-                return Err(self.error(e));
+        match frames.recv() {
+            Ok(Ok(image)) => Ok(Some(Frame::now(fit(image, &self.options)))),
+            Ok(Err(e)) => {
+                self.frames = None;
+                Err(e)
             }
-        };
-        let image = decode_buffer(&buffer)?;
-        Ok(Some(Frame::now(fit(image, &self.options))))
+            Err(_) => {
+                self.frames = None;
+                Err(camera_error(self.index, "camera thread ended"))
+            }
+        }
     }
 
     fn describe(&self) -> String {
@@ -120,8 +171,7 @@ mod tests {
     #[test]
     fn yuyv_buffers_decode_to_rgb() {
         // Mid-grey: Y = 128, U = V = 128 (no colour) for every pixel pair.
-        let yuyv: Vec<u8> = std::iter::repeat([128u8, 128, 128, 128])
-            .take(32 * 24)
+        let yuyv: Vec<u8> = std::iter::repeat_n([128u8, 128, 128, 128], 32 * 24)
             .flatten()
             .collect();
         let buffer = Buffer::new(Resolution::new(64, 24), &yuyv, FrameFormat::YUYV);
@@ -158,5 +208,35 @@ mod tests {
             Err(SourceError::Camera { index: 97, .. })
         ));
         assert!(source.next_frame().is_err());
+    }
+
+    #[test]
+    fn a_missing_camera_is_retried_until_stopped() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        use std::time::Duration;
+
+        let options = CaptureOptions {
+            fps: 10,
+            width: 640,
+            height: 480,
+            realtime: true,
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut driver = super::super::Reconnecting::new(
+            Box::new(V4lSource::new(97, options)),
+            super::super::Backoff::new(Duration::from_millis(1), Duration::from_millis(4)),
+            stop.clone(),
+        );
+        let stats = driver.stats();
+        let watcher = std::thread::spawn(move || {
+            while stats.failures.load(Ordering::SeqCst) < 2 {
+                std::thread::yield_now();
+            }
+            stop.store(true, Ordering::SeqCst);
+        });
+        assert!(driver.next_frame().is_none());
+        watcher.join().unwrap();
+        assert!(driver.stats().failures.load(Ordering::SeqCst) >= 2);
     }
 }
