@@ -23,6 +23,9 @@ pub struct BenchArgs {
     iterations: usize,
     #[arg(long)]
     json: bool,
+    /// XNNPACK threads per model run (the figures of record use 1).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
 }
 
 fn median_ms(mut samples: Vec<Duration>) -> f64 {
@@ -34,9 +37,9 @@ fn median_ms(mut samples: Vec<Duration>) -> f64 {
 
 pub fn run(config: &Config, args: &BenchArgs) -> anyhow::Result<ExitCode> {
     let mut config = config.clone();
-    // Single-thread figures: one session, one XNNPACK thread.
+    // One session; one XNNPACK thread unless asked otherwise.
     config.runtime.workers = 1;
-    config.runtime.threads_per_model = 1;
+    config.runtime.threads_per_model = args.threads.max(1);
     let image = args
         .image
         .clone()
@@ -55,6 +58,17 @@ pub fn run(config: &Config, args: &BenchArgs) -> anyhow::Result<ExitCode> {
     let stage = |f: fn(&facegate::vision::StageTimings) -> Duration| {
         median_ms(samples.iter().map(f).collect())
     };
+    let runs_per_embed = if config.recognition.flip_average {
+        2.0
+    } else {
+        1.0
+    };
+    // Per iteration: stage time over the bare model run(s) timed right after it.
+    let ratio = |f: &dyn Fn(&facegate::vision::StageTimings) -> f64| {
+        let mut r: Vec<f64> = samples.iter().map(f).collect();
+        r.sort_by(f64::total_cmp);
+        r.get(r.len() / 2).copied().unwrap_or(0.0)
+    };
 
     let files = [
         config.models.detector.file_name().to_string(),
@@ -63,14 +77,16 @@ pub fn run(config: &Config, args: &BenchArgs) -> anyhow::Result<ExitCode> {
     ];
     let mut model_runs = serde_json::Map::new();
     for file in &files {
-        let ms = time_model_runs(&runtime, &models_dir.join(file), n)?;
+        let ms = time_model_runs(&runtime, &models_dir.join(file), n, args.threads.max(1))?;
         model_runs.insert(file.clone(), json!(ms));
     }
+    let interleaved = time_interleaved_runs(&runtime, &models_dir, &files, n)?;
     let report = json!({
         "image": image.display().to_string(),
         "width": decoded.width(),
         "height": decoded.height(),
         "iterations": n,
+        "threads_per_model": config.runtime.threads_per_model,
         "flip_average": config.recognition.flip_average,
         "stages_median_ms": {
             "decode": stage(|t| t.decode),
@@ -79,7 +95,13 @@ pub fn run(config: &Config, args: &BenchArgs) -> anyhow::Result<ExitCode> {
             "mask": stage(|t| t.mask),
             "embed": stage(|t| t.embed),
         },
+        "stage_over_model_run_median": {
+            "detect": ratio(&|t| t.detect.as_secs_f64() / t.detect_model_run.as_secs_f64()),
+            "mask": ratio(&|t| t.mask.as_secs_f64() / t.mask_model_run.as_secs_f64()),
+            "embed": ratio(&|t| t.embed.as_secs_f64() / (runs_per_embed * t.embed_model_run.as_secs_f64())),
+        },
         "model_run_median_ms": model_runs,
+        "model_run_interleaved_median_ms": interleaved,
     });
     if args.json {
         println!("{report}");
@@ -91,8 +113,13 @@ pub fn run(config: &Config, args: &BenchArgs) -> anyhow::Result<ExitCode> {
 
 /// Median of `Model::run` alone on zeroed inputs: the runtime's own cost, comparable
 /// with LiteRT's Python `Interpreter.invoke()` on the same file.
-fn time_model_runs(runtime: &Runtime, path: &Path, n: usize) -> anyhow::Result<f64> {
-    let mut model: Model = runtime.load_model(path, 1)?;
+fn time_model_runs(
+    runtime: &Runtime,
+    path: &Path,
+    n: usize,
+    threads: usize,
+) -> anyhow::Result<f64> {
+    let mut model: Model = runtime.load_model(path, threads)?;
     for _ in 0..10 {
         model.run()?;
     }
@@ -103,4 +130,33 @@ fn time_model_runs(runtime: &Runtime, path: &Path, n: usize) -> anyhow::Result<f
         samples.push(start.elapsed());
     }
     Ok(median_ms(samples))
+}
+
+/// Medians of `Model::run` when the models run in turn, as in the pipeline: each model's
+/// weights are no longer hot in the CPU caches when its turn comes again.
+fn time_interleaved_runs(
+    runtime: &Runtime,
+    dir: &Path,
+    files: &[String],
+    n: usize,
+) -> anyhow::Result<serde_json::Map<String, serde_json::Value>> {
+    let mut models = files
+        .iter()
+        .map(|f| runtime.load_model(&dir.join(f), 1))
+        .collect::<Result<Vec<Model>, _>>()?;
+    let mut samples = vec![Vec::with_capacity(n); models.len()];
+    for i in 0..n + 10 {
+        for (k, model) in models.iter_mut().enumerate() {
+            let start = Instant::now();
+            model.run()?;
+            if i >= 10 {
+                samples[k].push(start.elapsed());
+            }
+        }
+    }
+    Ok(files
+        .iter()
+        .zip(samples)
+        .map(|(f, s)| (f.clone(), json!(median_ms(s))))
+        .collect())
 }

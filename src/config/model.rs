@@ -88,7 +88,7 @@ impl Default for RecognitionConfig {
             mask_threshold: 0.5,
             mask_margin: 0.3,
             chip_padding: 0.25,
-            flip_average: false,
+            flip_average: true,
             min_face_px: 80.0,
         }
     }

@@ -21,6 +21,8 @@ pub struct GalleryIndex {
     users: Vec<Arc<str>>,
     /// template id -> row.
     rows: HashMap<u64, usize>,
+    /// Interned user ids with their number of templates (one allocation per user).
+    user_refs: HashMap<Arc<str>, u32>,
 }
 
 impl GalleryIndex {
@@ -51,13 +53,11 @@ impl GalleryIndex {
         self.vectors.extend(embedding.iter().map(|v| v * scale));
         self.rows.insert(template_id, self.ids.len());
         self.ids.push(template_id);
-        let user = self
-            .users
-            .iter()
-            .rev()
-            .find(|u| u.as_ref() == user_id)
-            .cloned()
-            .unwrap_or_else(|| Arc::from(user_id));
+        let user = match self.user_refs.get_key_value(user_id) {
+            Some((user, _)) => user.clone(),
+            None => Arc::from(user_id),
+        };
+        *self.user_refs.entry(user.clone()).or_insert(0) += 1;
         self.users.push(user);
     }
 
@@ -75,7 +75,14 @@ impl GalleryIndex {
         }
         self.vectors.truncate(last * self.dim);
         self.ids.pop();
-        self.users.pop();
+        if let Some(user) = self.users.pop() {
+            if let Some(n) = self.user_refs.get_mut(&user) {
+                *n -= 1;
+                if *n == 0 {
+                    self.user_refs.remove(&user);
+                }
+            }
+        }
         true
     }
 
@@ -123,6 +130,11 @@ impl GalleryIndex {
             + self.ids.capacity() * 8
             + self.users.capacity() * 16
             + self.rows.capacity() * 24
+            + self
+                .user_refs
+                .keys()
+                .map(|u| u.len() + 16 + 16 + 4)
+                .sum::<usize>()
     }
 }
 
@@ -189,6 +201,20 @@ mod tests {
                 assert_eq!(m.template_id, i);
             }
         }
+    }
+
+    #[test]
+    fn user_ids_are_interned_and_released_with_their_last_template() {
+        let mut g = GalleryIndex::new();
+        g.insert("amy", 1, &v(1));
+        g.insert("amy", 2, &v(2));
+        g.insert("raj", 3, &v(3));
+        assert_eq!(g.user_refs.len(), 2);
+        assert_eq!(g.user_refs["amy"], 2);
+        g.remove_user("amy");
+        assert_eq!(g.user_refs.len(), 1);
+        g.remove_template(3);
+        assert!(g.user_refs.is_empty() && g.is_empty());
     }
 
     #[test]

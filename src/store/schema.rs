@@ -43,7 +43,10 @@ pub(crate) fn migrate(store: &Store) -> Result<(), Error> {
         });
     }
     while found < SCHEMA_VERSION {
-        let step = MIGRATIONS[(found - 1) as usize];
+        let step = found
+            .checked_sub(1)
+            .and_then(|i| MIGRATIONS.get(i as usize))
+            .ok_or_else(|| Error::Corrupt(format!("schema version {found}")))?;
         let next = found + 1;
         store.write(|w| {
             step(w)?;

@@ -55,7 +55,7 @@ impl Default for PipelineOptions {
             mask_threshold: 0.5,
             mask_margin: 0.3,
             chip_padding: 0.25,
-            flip_average: false,
+            flip_average: true,
             decode_limits: DecodeLimits::default(),
         }
     }
@@ -80,6 +80,11 @@ pub struct StageTimings {
     pub align: Duration,
     pub mask: Duration,
     pub embed: Duration,
+    /// Bare model runs timed right after their stage (only from `measure_stages`), so
+    /// that stage / model ratios are taken under the same machine load.
+    pub detect_model_run: Duration,
+    pub mask_model_run: Duration,
+    pub embed_model_run: Duration,
 }
 
 struct Session {
@@ -319,6 +324,7 @@ impl Pipeline {
                 let start = Instant::now();
                 std::hint::black_box(self.detector.detect(&mut s.detector, &image)?);
                 t.detect = start.elapsed();
+                t.detect_model_run = time_run(&mut s.detector)?;
                 let start = Instant::now();
                 let chip = align(&image, &detection, &self.chip)
                     .ok_or_else(|| Error::ModelOutput("degenerate keypoints".into()))?;
@@ -332,9 +338,11 @@ impl Pipeline {
                 );
                 std::hint::black_box(mask_probability(&mut s.mask, &crop)?);
                 t.mask = start.elapsed();
+                t.mask_model_run = time_run(&mut s.mask)?;
                 let start = Instant::now();
                 std::hint::black_box(embed(&mut s.embedder, &chip, self.options.flip_average)?);
                 t.embed = start.elapsed();
+                t.embed_model_run = time_run(&mut s.embedder)?;
                 samples.push(t);
                 tick();
             }
@@ -365,6 +373,12 @@ impl Pipeline {
         self.available.notify_one();
         result
     }
+}
+
+fn time_run(model: &mut Model) -> Result<Duration, Error> {
+    let start = Instant::now();
+    model.run()?;
+    Ok(start.elapsed())
 }
 
 fn select(

@@ -22,7 +22,7 @@ pub struct Calibration {
 
 /// Calibration of the shipped embedder (dlib ResNet, int8; see models-tflite/MANIFEST.toml).
 pub const CALIBRATION: Calibration = Calibration {
-    threshold_cosine: 0.907,
+    threshold_cosine: 0.917,
     zero_cosine: 0.5,
 };
 

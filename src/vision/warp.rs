@@ -166,18 +166,22 @@ fn sample(src: &RgbImage, m: &Similarity, out_w: u32, out_h: u32) -> RgbImage {
             // Index space: pixel i's centre is at i + 0.5.
             let fx = p0.x + m.a * u as f32 - 0.5;
             let fy = p0.y + m.b * u as f32 - 0.5;
-            let (x0, y0) = (fx.floor(), fy.floor());
-            let (dx, dy) = (fx - x0, fy - y0);
-            let (xi, yi) = (x0 as i64, y0 as i64);
+            let (xi, yi) = (fast_floor(fx), fast_floor(fy));
+            let (dx, dy) = (fx - xi as f32, fy - yi as f32);
             if xi >= 0 && yi >= 0 && xi + 1 < w && yi + 1 < h {
-                // Fast path: all four neighbours inside.
+                // Fast path, all four neighbours inside: 8-bit fixed-point weights.
+                let wx = (dx * 256.0) as u32;
+                let wy = (dy * 256.0) as u32;
                 let i = yi as usize * stride + xi as usize * 3;
                 let (r0, r1) = (&raw[i..i + 6], &raw[i + stride..i + stride + 6]);
                 for c in 0..3 {
-                    let top = f32::from(r0[c]) + (f32::from(r0[c + 3]) - f32::from(r0[c])) * dx;
-                    let bottom = f32::from(r1[c]) + (f32::from(r1[c + 3]) - f32::from(r1[c])) * dx;
-                    px[c] = (top + (bottom - top) * dy + 0.5) as u8;
+                    let top = u32::from(r0[c]) * (256 - wx) + u32::from(r0[c + 3]) * wx;
+                    let bottom = u32::from(r1[c]) * (256 - wx) + u32::from(r1[c + 3]) * wx;
+                    px[c] = ((top * (256 - wy) + bottom * wy + (1 << 15)) >> 16) as u8;
                 }
+            } else if xi + 1 < 0 || yi + 1 < 0 || xi >= w || yi >= h {
+                // Entirely outside (letterbox padding): black.
+                px.fill(0);
             } else {
                 for (c, out) in px.iter_mut().enumerate() {
                     let top = fetch(xi, yi, c) + (fetch(xi + 1, yi, c) - fetch(xi, yi, c)) * dx;
@@ -190,6 +194,18 @@ fn sample(src: &RgbImage, m: &Similarity, out_w: u32, out_h: u32) -> RgbImage {
     }
     // The buffer has exactly out_w * out_h * 3 bytes by construction.
     RgbImage::from_raw(out_w, out_h, out).unwrap_or_else(|| RgbImage::new(out_w, out_h))
+}
+
+/// `x.floor() as i64` without a libm call: baseline x86_64 has no rounding instruction,
+/// and `f32::floor` there is a function call per use (it dominated the warp's time).
+#[inline]
+fn fast_floor(x: f32) -> i64 {
+    let t = x as i64;
+    if (t as f32) > x {
+        t - 1
+    } else {
+        t
+    }
 }
 
 /// Averages `factor x factor` blocks of the region (x0, y0, w, h); partial blocks at the
@@ -212,8 +228,8 @@ fn box_downsample(src: &RgbImage, x0: u32, y0: u32, w: u32, h: u32, factor: u32)
                     sums[ox * 3] += u32::from(px[0]);
                     sums[ox * 3 + 1] += u32::from(px[1]);
                     sums[ox * 3 + 2] += u32::from(px[2]);
+                    counts[ox] += 1;
                 }
-                counts[ox] += (block.len() / 3) as u32;
             }
         }
         let dst = &mut out[oy * ow * 3..(oy + 1) * ow * 3];

@@ -55,11 +55,17 @@ struct Daemon {
 }
 
 impl Daemon {
-    /// Starts `facegate serve` and waits (bounded) until /healthz answers.
+    /// Starts `facegate serve` and waits (bounded) until it listens.
     fn start(data: &Path) -> Daemon {
+        Daemon::start_with(data, &[])
+    }
+
+    /// As `start`, with global arguments before `serve` (e.g. `--config FILE`).
+    fn start_with(data: &Path, args: &[&str]) -> Daemon {
         let port = free_port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let child = facegate(data, &["serve"])
+        let args: Vec<&str> = args.iter().copied().chain(["serve"]).collect();
+        let child = facegate(data, &args)
             .env("FACEGATE_LISTEN", addr.to_string())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -261,6 +267,42 @@ fn enrollment_survives_kill_9_mid_stream() {
             .status(),
         200
     );
+    assert!(daemon.terminate().success());
+}
+
+#[test]
+fn reembed_makes_faces_enrolled_with_another_model_searchable_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = admin(dir.path(), &["client", "add", "kiosk"]);
+    let daemon = Daemon::start(dir.path());
+    let c = daemon.client(&token);
+    c.create_gallery("door");
+    for (user, file) in [("amy", "amy1.png"), ("raj", "raj1.png")] {
+        assert_eq!(c.enroll("door", user, user, &photo(file)).status(), 200);
+    }
+    assert!(daemon.terminate().success());
+
+    // The float embedder is another embedding space: the int8 templates are not searched.
+    let float = dir.path().join("float.toml");
+    std::fs::write(
+        &float,
+        "[models]\nembedder = \"dlib_face_recognition_float.tflite\"\n",
+    )
+    .unwrap();
+    let config = float.to_str().unwrap();
+    let start_float = || Daemon::start_with(dir.path(), &["--config", config]);
+    let daemon = start_float();
+    let c = daemon.client(&token);
+    assert_eq!(c.identify("door", &photo("amy2.png")).status(), 411);
+    assert_eq!(c.list_faces("door"), ["amy", "raj"], "users are kept");
+    assert!(daemon.terminate().success());
+
+    let out = admin(dir.path(), &["--config", config, "reembed"]);
+    assert!(out.starts_with("re-embedded 2 template(s)"), "{out}");
+    let daemon = start_float();
+    let c = daemon.client(&token);
+    let r = c.identify("door", &photo("amy2.png"));
+    assert_eq!(r.body()["return"][0]["user_id"], "amy", "{:?}", r.raw);
     assert!(daemon.terminate().success());
 }
 
