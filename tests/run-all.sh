@@ -25,5 +25,14 @@ cargo clippy --all-targets -- -D warnings
 
 step "tests"
 cargo test --all-targets 2>&1 | tee target/test-output.txt
+
+step "aarch64: cross build, real inference under qemu, systemd unit, .deb"
+# FACEGATE_CROSS=0 skips it on a developer's machine; CI always runs it.
+if [ "${FACEGATE_CROSS:-1}" != 0 ] || [ -n "${CI:-}" ]; then
+  tests/cross-aarch64.sh
+else
+  echo "skipped (FACEGATE_CROSS=0)"
+fi
+
 # The closing lines for the CI log: every `test result:` line summed up.
 awk '/^test result:/ { p += $4; f += $6; i += $8 } END { printf "%d passed, %d failed, %d skipped\n", p, f, i }' target/test-output.txt

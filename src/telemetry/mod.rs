@@ -1,1 +1,3 @@
-//! Logging set-up.
+//! Logging set-up, and readiness reports to systemd ([`notify`]).
+
+pub mod notify;
