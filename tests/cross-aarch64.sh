@@ -2,7 +2,7 @@
 # The ARM build, proven on this x86_64 machine (called by tests/run-all.sh):
 #
 #  1. builds facegate for aarch64 with rustup's target and Debian's cross gcc
-#     (cross/build.sh aarch64 --profile cross-ci) and fetches the aarch64 libLiteRt.so;
+#     (cross/build.sh aarch64) and fetches the aarch64 libLiteRt.so;
 #  2. runs it under `qemu-aarch64 -cpu cortex-a72` (a Raspberry Pi 4 core) with that
 #     library alone in its folder and the real models: `facegate compare` on two fixture
 #     photos must give the x86_64 build's verdict and a similarity within 1e-3;
@@ -52,8 +52,8 @@ rustup target add aarch64-unknown-linux-gnu >/dev/null 2>&1 \
   || fail "rustup target add aarch64-unknown-linux-gnu failed"
 lap "tools"
 
-step "build aarch64 (profile cross-ci) and fetch its LiteRT"
-nice -n 5 cross/build.sh aarch64 --profile cross-ci
+step "build aarch64 (release) and fetch its LiteRT"
+nice -n 5 cross/build.sh aarch64
 lap "aarch64 build + LiteRT fetch"
 
 step "x86_64 reference binary"
