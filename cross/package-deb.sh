@@ -42,6 +42,7 @@ glibc_lib=$(min_glibc "$dist/libLiteRt.so")
 glibc=$(printf '%s\n%s\n' "$glibc_bin" "$glibc_lib" | sort -t. -k1,1n -k2,2n | tail -1)
 
 pkg=$(mktemp -d)
+chmod 0755 "$pkg"
 trap 'rm -rf "$pkg"' EXIT
 install -D -m 0755 "$dist/facegate" "$pkg/usr/bin/facegate"
 install -D -m 0644 "$dist/libLiteRt.so" "$pkg/usr/lib/facegate/libLiteRt.so"
