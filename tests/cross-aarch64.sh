@@ -83,15 +83,22 @@ step "compare under qemu-aarch64 -cpu cortex-a72 vs x86_64"
 compare_both() {
   local x y
   x=$(cd "$work" && FACEGATE_LITERT_LIB=$root/.litert/x86_64/libLiteRt.so \
-    FACEGATE_MODELS_DIR=$root/models-tflite "$host_bin" compare "$1" "$2" --json)
-  y=$(cd "$work" && "${qemu[@]}" "$dist/facegate" compare "$1" "$2" --json)
-  echo "x86_64:            $x"
-  echo "aarch64 (qemu a72): $y"
+    FACEGATE_MODELS_DIR=$root/models-tflite "$host_bin" compare "$1" "$2" --json 2>"$work/x86.err") \
+    || { cat "$work/x86.err" >&2; return 1; }
+  y=$(cd "$work" && "${qemu[@]}" "$dist/facegate" compare "$1" "$2" --json 2>"$work/qemu.err") \
+    || { cat "$work/qemu.err" >&2; return 1; }
+  echo "compare $(basename "$1") $(basename "$2")"
   python3 - "$x" "$y" <<'PY'
 import json, sys
 x, y = (json.loads(s) for s in sys.argv[1:3])
+for name, r in (("x86_64", x), ("aarch64 (qemu cortex-a72)", y)):
+    print(f"  {name:26} similarity {r['similarity']:.7f}  cosine {r['cosine']:.7f}  "
+          f"verified {r['verified']}  masker {r['masker']}")
+kp = max(abs(x[f]["keypoints"][k][c] - y[f]["keypoints"][k][c])
+         for f in "ab" for k in x["a"]["keypoints"] for c in "xy")
 d = abs(x["similarity"] - y["similarity"])
-print(f"similarity difference: {d:.3g} (cosine difference {abs(x['cosine'] - y['cosine']):.3g})")
+print(f"  similarity difference {d:.3g}, cosine difference {abs(x['cosine'] - y['cosine']):.3g}, "
+      f"largest keypoint difference {kp:.3g} px")
 assert x["verified"] == y["verified"], "verdicts differ"
 assert x["masker"] == y["masker"], "mask verdicts differ"
 assert d <= 1e-3, f"similarity differs by {d} > 1e-3"
@@ -169,9 +176,11 @@ else
 fi
 
 step "MemoryDenyWriteExecute: x86_64 compare under systemd's seccomp rules"
-(cd "$work" && FACEGATE_LITERT_LIB=$root/.litert/x86_64/libLiteRt.so \
-  FACEGATE_MODELS_DIR=$root/models-tflite "$root/cross/mdwe-run.py" "$host_bin" compare "$A" "$B" --json) \
-  || fail "facegate compare fails under MemoryDenyWriteExecute rules"
+mdwe=$(cd "$work" && FACEGATE_LITERT_LIB=$root/.litert/x86_64/libLiteRt.so \
+  FACEGATE_MODELS_DIR=$root/models-tflite "$root/cross/mdwe-run.py" "$host_bin" compare "$A" "$B" --json \
+  2>"$work/mdwe.err") || { cat "$work/mdwe.err" >&2; fail "facegate compare fails under MemoryDenyWriteExecute rules"; }
+grep '^mdwe-run' "$work/mdwe.err"
+echo "compare under MemoryDenyWriteExecute rules: $(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print("similarity", r["similarity"], "verified", r["verified"])' "$mdwe")"
 lap "MemoryDenyWriteExecute check"
 
 step "systemd-analyze verify + security (offline)"
@@ -185,7 +194,6 @@ echo "${verify_out:-systemd-analyze verify: no findings}"
 security=$(systemd-analyze security --offline=true --threshold=20 "$unit" 2>&1) \
   || { echo "$security"; fail "systemd-analyze security: exposure above 2.0"; }
 echo "$security" | grep -E '^(✗|→ Overall)' || true
-echo "$security" | tail -1
 lap "systemd-analyze"
 
 step "arm64 .deb"
