@@ -230,6 +230,19 @@ def main():
                          f"devtest_accuracy = {r['devtest_accuracy']}, "
                          f"devtest_10fold = {r['devtest_10fold_mean']} }}")
         lines.append("")
+    # What the daemon ships with, measured by the Rust pipeline itself (facegate eval lfw
+    # --pairs pairsDevTrain.txt / pairsDevTest.txt, release build; docs/accuracy.md).
+    lines += ["[shipped]",
+              f"embedder = {q('dlib_face_recognition_int8.tflite')}",
+              f"detector = {q('face_detection_short_range.tflite')}",
+              f"mask = {q('mask_mobilenetv2_int8.tflite')}",
+              "chip_padding = 0.25", "flip_average = true",
+              "threshold_cosine = 0.917  # = API similarity 0.75, best accuracy on DevTrain",
+              "facegate_eval_devtrain = { accuracy_10fold = 0.990, far = 0.0064, frr = 0.0118, tar_at_far_1e-3 = 0.959 }",
+              "facegate_eval_devtest = { accuracy_10fold = 0.988, accuracy_std = 0.0087, accuracy_at_default = 0.987, "
+              "far = 0.008, frr = 0.016, tar_at_far_1e-3 = 0.952, detection_failures = 1 }",
+              f"measured_by = {q('facegate eval lfw --images lfw-dev/images --pairs lfw-dev/pairsDev{Train,Test}.txt --json')}",
+              ""]
     with open(os.path.join(OUT, "MANIFEST.toml"), "w") as fh:
         fh.write("\n".join(lines))
     print("wrote", os.path.join(OUT, "MANIFEST.toml"))

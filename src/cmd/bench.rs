@@ -23,6 +23,9 @@ pub struct BenchArgs {
     iterations: usize,
     #[arg(long)]
     json: bool,
+    /// XNNPACK threads per model run (the figures of record use 1).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
 }
 
 fn median_ms(mut samples: Vec<Duration>) -> f64 {
@@ -34,9 +37,9 @@ fn median_ms(mut samples: Vec<Duration>) -> f64 {
 
 pub fn run(config: &Config, args: &BenchArgs) -> anyhow::Result<ExitCode> {
     let mut config = config.clone();
-    // Single-thread figures: one session, one XNNPACK thread.
+    // One session; one XNNPACK thread unless asked otherwise.
     config.runtime.workers = 1;
-    config.runtime.threads_per_model = 1;
+    config.runtime.threads_per_model = args.threads.max(1);
     let image = args
         .image
         .clone()
@@ -74,7 +77,7 @@ pub fn run(config: &Config, args: &BenchArgs) -> anyhow::Result<ExitCode> {
     ];
     let mut model_runs = serde_json::Map::new();
     for file in &files {
-        let ms = time_model_runs(&runtime, &models_dir.join(file), n)?;
+        let ms = time_model_runs(&runtime, &models_dir.join(file), n, args.threads.max(1))?;
         model_runs.insert(file.clone(), json!(ms));
     }
     let interleaved = time_interleaved_runs(&runtime, &models_dir, &files, n)?;
@@ -83,6 +86,7 @@ pub fn run(config: &Config, args: &BenchArgs) -> anyhow::Result<ExitCode> {
         "width": decoded.width(),
         "height": decoded.height(),
         "iterations": n,
+        "threads_per_model": config.runtime.threads_per_model,
         "flip_average": config.recognition.flip_average,
         "stages_median_ms": {
             "decode": stage(|t| t.decode),
@@ -109,8 +113,13 @@ pub fn run(config: &Config, args: &BenchArgs) -> anyhow::Result<ExitCode> {
 
 /// Median of `Model::run` alone on zeroed inputs: the runtime's own cost, comparable
 /// with LiteRT's Python `Interpreter.invoke()` on the same file.
-fn time_model_runs(runtime: &Runtime, path: &Path, n: usize) -> anyhow::Result<f64> {
-    let mut model: Model = runtime.load_model(path, 1)?;
+fn time_model_runs(
+    runtime: &Runtime,
+    path: &Path,
+    n: usize,
+    threads: usize,
+) -> anyhow::Result<f64> {
+    let mut model: Model = runtime.load_model(path, threads)?;
     for _ in 0..10 {
         model.run()?;
     }
