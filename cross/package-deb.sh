@@ -40,6 +40,14 @@ min_glibc() {
 glibc_bin=$(min_glibc "$dist/facegate")
 glibc_lib=$(min_glibc "$dist/libLiteRt.so")
 glibc=$(printf '%s\n%s\n' "$glibc_bin" "$glibc_lib" | sort -t. -k1,1n -k2,2n | tail -1)
+# libstdc++ (only the library uses it): GLIBCXX_3.4.N -> the GCC release that added it.
+glibcxx=$("${tools}objdump" -T "$dist/libLiteRt.so" | { grep -o 'GLIBCXX_3\.4\.[0-9]*' || true; } \
+  | sed 's/GLIBCXX_3\.4\.//' | sort -n | tail -1)
+case "$glibcxx" in
+  32) stdcxx="libstdc++6 (>= 14)" ;; 31) stdcxx="libstdc++6 (>= 13)" ;;
+  30) stdcxx="libstdc++6 (>= 12)" ;; 29) stdcxx="libstdc++6 (>= 11)" ;;
+  28) stdcxx="libstdc++6 (>= 10)" ;; *) stdcxx="libstdc++6" ;;
+esac
 
 pkg=$(mktemp -d)
 chmod 0755 "$pkg"
@@ -92,7 +100,7 @@ Architecture: $debarch
 Maintainer: facegate maintainers <facegate@localhost>
 Section: net
 Priority: optional
-Depends: libc6 (>= $glibc), libstdc++6, libgcc-s1, adduser
+Depends: libc6 (>= $glibc), $stdcxx, libgcc-s1, adduser
 Installed-Size: $(du -sk --exclude=DEBIAN "$pkg" | cut -f1)
 Description: face recognition daemon for camera kiosks
  Serves the Face API (galleries, enroll, verify 1:1, identify 1:N, compare, mask
@@ -141,4 +149,4 @@ chmod 0755 "$pkg/DEBIAN/postinst" "$pkg/DEBIAN/prerm" "$pkg/DEBIAN/postrm"
 
 out=dist/facegate_${version}_${debarch}.deb
 dpkg-deb --root-owner-group -Zxz --build "$pkg" "$out" >/dev/null
-echo "package-deb: $out ($(du -h "$out" | cut -f1); Depends libc6 >= $glibc: binary $glibc_bin, libLiteRt.so $glibc_lib)"
+echo "package-deb: $out ($(du -h "$out" | cut -f1); Depends libc6 >= $glibc: binary $glibc_bin, libLiteRt.so $glibc_lib; libLiteRt.so needs GLIBCXX_3.4.${glibcxx:-?})"
