@@ -58,7 +58,7 @@ start=$(date +%s)
 "$cargo" build --locked --profile "$profile" --target "$target" --bin facegate
 echo "build.sh: built in $(( $(date +%s) - start )) s"
 # Cargo names the release profile's folder `release` and any other profile by its name.
-built=target/$target/$profile/facegate
+built=${CARGO_TARGET_DIR:-target}/$target/$profile/facegate
 
 echo "== LiteRT for $arch"
 cross/fetch-litert.sh "$arch"

@@ -58,7 +58,7 @@ lap "aarch64 build + LiteRT fetch"
 
 step "x86_64 reference binary"
 cargo build --quiet --bin facegate
-host_bin=$root/target/debug/facegate
+host_bin=${CARGO_TARGET_DIR:-$root/target}/debug/facegate
 lap "x86_64 build (usually already built)"
 
 dist=$root/dist/aarch64
@@ -212,6 +212,9 @@ dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./conffiles | grep -qx /etc/facegate/fa
   || fail "/etc/facegate/facegate.toml is not a conffile"
 dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./postinst | grep -q 'adduser --system' \
   || fail "postinst does not create the system user"
+dpkg-deb --fsys-tarfile "$deb" | tar -xO ./etc/facegate/facegate.toml > "$work/conffile.toml"
+"$host_bin" --config "$work/conffile.toml" config check >/dev/null \
+  || fail "the packaged /etc/facegate/facegate.toml fails config check"
 echo "$deb: $(grep -c '' "$work/contents") entries, Depends: $(dpkg-deb -f "$deb" Depends)"
 lap ".deb build + check"
 
