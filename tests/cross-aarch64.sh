@@ -162,7 +162,9 @@ notes = open(notify_log).read() if os.path.exists(notify_log) else ""
 if "READY=1" in notes:
     print("systemd notify: " + notes.strip().replace("\n", " | "))
 else:
-    print("systemd notify: serve sent no READY=1 (call telemetry::notify::ready in serve)")
+    # The unit is Type=notify: without READY=1 systemd kills the service at TimeoutStartSec.
+    sys.exit("serve sent no READY=1 to NOTIFY_SOCKET: call facegate::telemetry::notify::ready "
+             "once the listener is bound (docs/boards.md, systemd section)")
 PY
   kill -TERM "$serve_pid"
   wait "$serve_pid" || fail "serve under qemu exited with $? after SIGTERM"
