@@ -6,7 +6,11 @@
 
 #![deny(unsafe_code)]
 
+pub mod api;
 pub mod config;
+pub mod gallery;
+pub mod index;
 pub mod runtime;
+pub mod store;
 pub mod telemetry;
 pub mod vision;

@@ -2,10 +2,13 @@
 //! dispatch. `anyhow` is used here, at the binary's edge, and nowhere in the library.
 
 mod bench;
+mod client;
 mod compare;
 mod config_cmd;
 mod eval;
 mod progress;
+mod reembed;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -44,6 +47,13 @@ enum Command {
     /// Print or check the configuration.
     #[command(subcommand)]
     Config(config_cmd::ConfigCommand),
+    /// Serve the Face API over HTTP.
+    Serve(serve::ServeArgs),
+    /// Provision API clients and their tokens.
+    #[command(subcommand)]
+    Client(client::ClientCommand),
+    /// Re-embed stored face crops with the configured model (daemon stopped).
+    Reembed(reembed::ReembedArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -56,6 +66,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Compare(args) => compare::compare(&config, &args),
         Command::Eval(c) => eval::run(&config, &c),
         Command::Bench(args) => bench::run(&config, &args),
+        Command::Serve(args) => serve::run(&config, &args),
+        Command::Client(c) => client::run(&config, &c),
+        Command::Reembed(args) => reembed::run(&config, &args),
         Command::Config(_) => unreachable!("handled above"),
     }
 }

@@ -1,0 +1,50 @@
+//! 1:N search in one gallery of 1k / 10k / 100k / 1M synthetic templates (random unit
+//! vectors, 128-d): the index part of identify-face. Also prints the index's memory.
+//!
+//!   cargo bench --bench index_search
+
+use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
+use facegate::index::GalleryIndex;
+
+/// Deterministic pseudo-random vector.
+fn vector(seed: u64) -> Vec<f32> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..128)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        })
+        .collect()
+}
+
+fn search(c: &mut Criterion) {
+    let mut group = c.benchmark_group("index_search");
+    group.sample_size(20);
+    // `cargo bench` passes --bench; `cargo test --all-targets` runs each size once: keep
+    // that quick.
+    let sizes: &[u64] = if std::env::args().any(|a| a == "--bench") {
+        &[1_000, 10_000, 100_000, 1_000_000]
+    } else {
+        &[1_000, 10_000]
+    };
+    for &n in sizes {
+        let mut index = GalleryIndex::new();
+        for i in 0..n {
+            index.insert(&format!("user{}", i / 2), i, &vector(i));
+        }
+        eprintln!(
+            "templates={n} index_memory_mb={:.1}",
+            index.memory_bytes() as f64 / (1024.0 * 1024.0)
+        );
+        let query = vector(u64::MAX / 3);
+        group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
+            b.iter(|| black_box(index.search(black_box(&query))))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, search);
+criterion_main!(benches);

@@ -1,0 +1,205 @@
+//! The Face API over HTTP (axum on hyper): routes under `/face-api/` and
+//! `/risetai/face-api/`, wire types, the envelope, status codes and the one mapping
+//! from domain errors to them ([`Status::of`]); `/healthz`, `/metrics`,
+//! `/openapi.json`, the OAuth token endpoints; bounded inference; graceful shutdown.
+//!
+//! Public face: [`ApiState`], [`ServerOptions`], [`router`], [`serve`], [`Status`].
+
+mod endpoints;
+mod handlers;
+mod metrics;
+mod oauth;
+mod openapi;
+mod reply;
+mod request;
+mod status;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use axum::Router;
+use tokio::sync::Semaphore;
+use tracing::{field, Instrument};
+
+use crate::config::{Config, Envelope, HttpStatusRule};
+use crate::gallery::Gallery;
+pub use endpoints::Endpoint;
+use metrics::Metrics;
+pub use reply::Reply;
+pub use request::{decode_base64, MAX_FIELD_CHARS};
+pub use status::Status;
+
+/// How the server answers; from the `[server]` and `[runtime]` configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServerOptions {
+    pub envelope: Envelope,
+    pub http_status: HttpStatusRule,
+    pub body_limit_bytes: usize,
+    /// Image requests in flight (running on a model session or waiting for one)
+    /// before the API answers 503: `runtime.workers + runtime.queue`.
+    pub inference_slots: usize,
+}
+
+impl ServerOptions {
+    pub fn from_config(config: &Config) -> ServerOptions {
+        ServerOptions {
+            envelope: config.server.envelope,
+            http_status: config.server.http_status,
+            body_limit_bytes: config.server.body_limit_bytes,
+            inference_slots: config.runtime.workers + config.runtime.queue,
+        }
+    }
+}
+
+pub struct ApiState {
+    gallery: Arc<Gallery>,
+    options: ServerOptions,
+    permits: Arc<Semaphore>,
+    metrics: Metrics,
+}
+
+impl ApiState {
+    pub fn new(gallery: Arc<Gallery>, options: ServerOptions) -> Arc<ApiState> {
+        Arc::new(ApiState {
+            permits: Arc::new(Semaphore::new(options.inference_slots)),
+            gallery,
+            options,
+            metrics: Metrics::default(),
+        })
+    }
+}
+
+/// Every route.
+pub fn router(state: Arc<ApiState>) -> Router {
+    let mut app = Router::new();
+    for prefix in ["/face-api", "/risetai/face-api"] {
+        for ep in Endpoint::ALL {
+            let handler = move |State(s): State<Arc<ApiState>>,
+                                method: Method,
+                                uri: Uri,
+                                headers: HeaderMap,
+                                body: Body| async move {
+                handle(ep, s, method, uri, headers, body).await
+            };
+            app = app.route(&format!("{prefix}/{}", ep.path()), any(handler));
+        }
+    }
+    for prefix in ["", "/risetai"] {
+        app = app
+            .route(&format!("{prefix}/oauth/client/token"), post(oauth::token))
+            .route(&format!("{prefix}/oauth/token/revoke"), post(oauth::revoke));
+    }
+    app.route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+/// Serves on `listener` until `shutdown` completes, then lets in-flight requests
+/// finish (the caller bounds that wait with its grace period).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<ApiState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn handle(
+    ep: Endpoint,
+    state: Arc<ApiState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let span = tracing::info_span!(
+        "request",
+        endpoint = ep.path(),
+        trx_id = field::Empty,
+        client = field::Empty
+    );
+    let reply = handlers::run(ep, &state, method, uri, headers, body)
+        .instrument(span.clone())
+        .await
+        .unwrap_or_else(|e| e);
+    let elapsed = started.elapsed();
+    state.metrics.observe(ep.path(), reply.status.0, elapsed);
+    span.in_scope(|| {
+        tracing::info!(
+            status = reply.status.0,
+            latency_ms = elapsed.as_secs_f64() * 1000.0,
+            "answered"
+        )
+    });
+    reply.render(state.options.envelope, state.options.http_status)
+}
+
+async fn healthz(State(s): State<Arc<ApiState>>) -> Response {
+    let ok = matches!(s.gallery.store().read(|r| r.schema_version()), Ok(Some(_)));
+    let body = serde_json::json!({
+        "status": if ok { "ok" } else { "store unavailable" },
+        "templates": s.gallery.index().len(),
+    });
+    let code = if ok { 200 } else { 503 };
+    (
+        axum::http::StatusCode::from_u16(code).unwrap_or_default(),
+        axum::Json(body),
+    )
+        .into_response()
+}
+
+async fn metrics(State(s): State<Arc<ApiState>>) -> Response {
+    let slots = s.options.inference_slots;
+    let in_use = slots.saturating_sub(s.permits.available_permits());
+    let text = s.metrics.render(&[
+        (
+            "facegate_inference_in_flight",
+            "Image requests running or waiting for a model session.",
+            in_use as f64,
+        ),
+        (
+            "facegate_inference_slots",
+            "Image requests allowed in flight before 503.",
+            slots as f64,
+        ),
+        (
+            "facegate_index_templates",
+            "Templates in the in-memory index.",
+            s.gallery.index().len() as f64,
+        ),
+        (
+            "facegate_index_bytes",
+            "Approximate memory of the in-memory index.",
+            s.gallery.index().memory_bytes() as f64,
+        ),
+    ]);
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+async fn openapi() -> Response {
+    axum::Json(openapi::document()).into_response()
+}
+
+async fn not_found(State(s): State<Arc<ApiState>>) -> Response {
+    Reply::from(Status(404))
+        .message("Not found")
+        .render(s.options.envelope, s.options.http_status)
+}

@@ -1,0 +1,72 @@
+//! The original service's token endpoints, for apps that fetch their token themselves:
+//! `POST /oauth/client/token` and `POST /oauth/token/revoke` (form fields `client_id`,
+//! `password`). Answers are plain JSON (no envelope), as the original's.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::request::form_fields;
+use super::ApiState;
+
+fn field(fields: &[(String, String)], name: &str) -> String {
+    fields
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default()
+}
+
+fn unauthorized() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        axum::Json(json!({"error": "invalid_client", "status": "401",
+            "status_message": "client_id or password not valid"})),
+    )
+        .into_response()
+}
+
+pub(super) async fn token(State(s): State<Arc<ApiState>>, uri: Uri, body: Bytes) -> Response {
+    let fields = form_fields(&body, uri.query());
+    let (client, password) = (field(&fields, "client_id"), field(&fields, "password"));
+    let gallery = s.gallery.clone();
+    let issued =
+        tokio::task::spawn_blocking(move || gallery.accounts().issue_token(&client, &password))
+            .await;
+    match issued {
+        Ok(Ok(token)) => {
+            axum::Json(json!({"access_token": token, "token_type": "Bearer"})).into_response()
+        }
+        _ => unauthorized(),
+    }
+}
+
+pub(super) async fn revoke(
+    State(s): State<Arc<ApiState>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let fields = form_fields(&body, uri.query());
+    let (client, password) = (field(&fields, "client_id"), field(&fields, "password"));
+    let token = headers
+        .get("accesstoken")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .unwrap_or_default();
+    let gallery = s.gallery.clone();
+    let revoked = tokio::task::spawn_blocking(move || {
+        gallery.accounts().revoke_token(&token, &client, &password)
+    })
+    .await;
+    match revoked {
+        Ok(Ok(())) => {
+            axum::Json(json!({"status": "200", "status_message": "Token revoked"})).into_response()
+        }
+        _ => unauthorized(),
+    }
+}

@@ -1,0 +1,90 @@
+//! `facegate client add|list|revoke|rotate`: local provisioning of API clients. Works
+//! on the same data folder as a running `facegate serve` (LMDB allows it); tokens take
+//! effect at once.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Subcommand;
+use facegate::config::Config;
+use facegate::gallery::{Accounts, Settings};
+use facegate::store::Store;
+
+#[derive(Subcommand, Debug)]
+pub enum ClientCommand {
+    /// Create a client; prints its new token alone on the last line.
+    Add {
+        name: String,
+        /// Also set a password for /oauth/client/token (read from stdin, or from
+        /// FACEGATE_CLIENT_PASSWORD).
+        #[arg(long)]
+        password: bool,
+    },
+    /// List clients with their token count and usage.
+    List,
+    /// Revoke every token of a client.
+    Revoke { name: String },
+    /// Revoke every token of a client and print a new one on the last line.
+    Rotate { name: String },
+}
+
+pub fn run(config: &Config, command: &ClientCommand) -> anyhow::Result<ExitCode> {
+    let store = Arc::new(
+        Store::open(&config.store.data_dir, config.store.map_size_mb)
+            .with_context(|| format!("data folder {}", config.store.data_dir.display()))?,
+    );
+    let accounts = Accounts::new(store, Settings::from_config(config).quota);
+    match command {
+        ClientCommand::Add { name, password } => {
+            let password = if *password {
+                Some(read_password()?)
+            } else {
+                None
+            };
+            let token = accounts.add_client(name, password.as_deref())?;
+            println!("client {name} created; its access token (shown once):");
+            println!("{token}");
+        }
+        ClientCommand::List => {
+            println!("name\ttokens\tpassword\tgalleries\tfaces\tapi_hits\tcreated_at");
+            for c in accounts.list_clients()? {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    c.name,
+                    c.tokens,
+                    if c.has_password { "yes" } else { "no" },
+                    c.galleries,
+                    c.faces,
+                    c.api_hits,
+                    c.created_at
+                );
+            }
+        }
+        ClientCommand::Revoke { name } => {
+            let n = accounts.revoke_all(name)?;
+            println!("revoked {n} token(s) of {name}");
+        }
+        ClientCommand::Rotate { name } => {
+            let token = accounts.rotate(name)?;
+            println!("old tokens of {name} revoked; new access token:");
+            println!("{token}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_password() -> anyhow::Result<String> {
+    if let Ok(p) = std::env::var("FACEGATE_CLIENT_PASSWORD") {
+        if !p.is_empty() {
+            return Ok(p);
+        }
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("reading the password from stdin")?;
+    let password = line.trim_end_matches(['\r', '\n']).to_string();
+    anyhow::ensure!(!password.is_empty(), "empty password");
+    Ok(password)
+}

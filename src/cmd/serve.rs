@@ -1,0 +1,93 @@
+//! `facegate serve`: open the store, load the models, build the index, serve HTTP
+//! until SIGTERM or Ctrl-C, then give in-flight requests `shutdown_grace_secs`.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use facegate::api::{self, ApiState, ServerOptions};
+use facegate::config::Config;
+use facegate::gallery::{Gallery, Settings};
+use facegate::store::Store;
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {}
+
+pub fn run(config: &Config, _args: &ServeArgs) -> anyhow::Result<ExitCode> {
+    facegate::telemetry::init(&config.logging)?;
+    let store = Arc::new(
+        Store::open(&config.store.data_dir, config.store.map_size_mb)
+            .with_context(|| format!("data folder {}", config.store.data_dir.display()))?,
+    );
+    let pipeline = Arc::new(super::load_pipeline(config)?);
+    let gallery = Arc::new(Gallery::open(
+        store.clone(),
+        pipeline,
+        Settings::from_config(config),
+    )?);
+    let state = ApiState::new(gallery, ServerOptions::from_config(config));
+    let grace = Duration::from_secs(config.server.shutdown_grace_secs);
+    // Blocking threads run the use cases (each may hold an LMDB reader slot): bounded.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(64)
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(config.server.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+        let listen = listener.local_addr()?;
+        tracing::info!(%listen, "facegate serving");
+        // systemd's Type=notify (systemd/facegate.service): the store is open, the models
+        // are loaded and the listener is bound. Outside systemd this does nothing.
+        if let Err(e) = facegate::telemetry::notify::ready(&format!("serving on {listen}")) {
+            tracing::warn!(error = %e, "cannot report readiness to systemd");
+        }
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let mut stopped = stop_rx.clone();
+        let server = tokio::spawn(api::serve(listener, state, async move {
+            let _ = stopped.changed().await;
+        }));
+        shutdown_signal().await;
+        let _ = facegate::telemetry::notify::stopping();
+        tracing::info!(
+            grace_secs = grace.as_secs(),
+            "shutting down: finishing in-flight requests"
+        );
+        let _ = stop_tx.send(true);
+        match tokio::time::timeout(grace, server).await {
+            Ok(joined) => joined.context("server task")?.context("server")?,
+            Err(_) => tracing::warn!("grace period over: stopping with requests in flight"),
+        }
+        anyhow::Ok(())
+    })?;
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    store.sync()?;
+    tracing::info!("stopped; store synced");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for SIGTERM; Ctrl-C only");
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

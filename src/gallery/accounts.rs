@@ -1,0 +1,354 @@
+//! Clients, access tokens, passwords and quotas. Needs no models, so the admin commands
+//! (`facegate client ...`) use it on the daemon's data folder directly.
+//!
+//! A token is 43 URL-safe characters; its first 12 are its public id (the key it is
+//! stored under) and only its SHA-256 is stored, compared in constant time. Passwords
+//! are stored as PBKDF2-HMAC-SHA256 with a random salt.
+
+use std::sync::Arc;
+
+use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::{Error, Quota, QuotaKind};
+use crate::store::{self, ClientRecord, Counters, Store, TokenRecord};
+
+const TOKEN_ID_LEN: usize = 12;
+const PBKDF2_ROUNDS: u32 = 200_000;
+
+/// What get-counters reports for an unlimited quota (fits a signed 32-bit integer).
+pub const UNLIMITED_REPORTED: u64 = i32::MAX as u64;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientSummary {
+    pub name: String,
+    pub created_at: u64,
+    pub tokens: usize,
+    pub has_password: bool,
+    pub galleries: u64,
+    pub faces: u64,
+    pub api_hits: u64,
+}
+
+/// Remaining quota, as client/get-counters reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Remaining {
+    pub api_hits: u64,
+    pub faces: u64,
+    pub galleries: u64,
+}
+
+#[derive(Debug)]
+pub struct Accounts {
+    store: Arc<Store>,
+    quota: Quota,
+}
+
+impl Accounts {
+    pub fn new(store: Arc<Store>, quota: Quota) -> Accounts {
+        Accounts { store, quota }
+    }
+
+    /// Creates a client and returns its first token.
+    pub fn add_client(&self, name: &str, password: Option<&str>) -> Result<String, Error> {
+        check_name(name)?;
+        let password_hash = password.map(hash_password);
+        let token = new_token();
+        self.store.write(|w| {
+            if w.reader().client(name)?.is_some() {
+                return Err(Error::ClientExists(name.to_string()));
+            }
+            w.put_client(&ClientRecord {
+                name: name.to_string(),
+                created_at: store::now(),
+                password_hash: password_hash.clone(),
+            })?;
+            put_token(w, name, &token, "cli")?;
+            Ok(())
+        })?;
+        Ok(token)
+    }
+
+    pub fn list_clients(&self) -> Result<Vec<ClientSummary>, Error> {
+        self.store.read(|r| {
+            let mut out = Vec::new();
+            for c in r.clients()? {
+                let counters = r.counters(&c.name)?;
+                out.push(ClientSummary {
+                    tokens: r.tokens_of(&c.name)?.len(),
+                    has_password: c.password_hash.is_some(),
+                    galleries: counters.galleries,
+                    faces: counters.faces,
+                    api_hits: counters.api_hits,
+                    name: c.name,
+                    created_at: c.created_at,
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    /// Revokes every token of a client; returns how many there were.
+    pub fn revoke_all(&self, name: &str) -> Result<usize, Error> {
+        self.store.write(|w| {
+            if w.reader().client(name)?.is_none() {
+                return Err(Error::UnknownClient(name.to_string()));
+            }
+            let tokens = w.reader().tokens_of(name)?;
+            for (id, _) in &tokens {
+                w.delete_token(id)?;
+            }
+            Ok(tokens.len())
+        })
+    }
+
+    /// Revokes every token of a client and issues a new one.
+    pub fn rotate(&self, name: &str) -> Result<String, Error> {
+        let token = new_token();
+        self.store.write(|w| {
+            if w.reader().client(name)?.is_none() {
+                return Err(Error::UnknownClient(name.to_string()));
+            }
+            for (id, _) in w.reader().tokens_of(name)? {
+                w.delete_token(&id)?;
+            }
+            put_token(w, name, &token, "cli")
+        })?;
+        Ok(token)
+    }
+
+    /// The client a token belongs to.
+    pub fn authenticate(&self, token: &str) -> Result<String, Error> {
+        let token = normalize(token).ok_or(Error::Unauthorized)?;
+        let digest = Sha256::digest(token.as_bytes());
+        self.store.read(|r| {
+            let Some(record) = r.token(&token[..TOKEN_ID_LEN])? else {
+                return Err(Error::Unauthorized);
+            };
+            let stored = hex_decode(&record.sha256);
+            if stored.len() != digest.len() || !bool::from(stored.ct_eq(digest.as_slice())) {
+                return Err(Error::Unauthorized);
+            }
+            if r.client(&record.client)?.is_none() {
+                return Err(Error::Unauthorized);
+            }
+            Ok(record.client)
+        })
+    }
+
+    /// `/oauth/client/token`: a new token for a client that has a password.
+    pub fn issue_token(&self, client: &str, password: &str) -> Result<String, Error> {
+        self.check_password(client, password)?;
+        let token = new_token();
+        self.store
+            .write(|w| put_token(w, client, &token, "oauth"))?;
+        Ok(token)
+    }
+
+    /// `/oauth/token/revoke`: the token stops working (it must belong to the client).
+    pub fn revoke_token(&self, token: &str, client: &str, password: &str) -> Result<(), Error> {
+        self.check_password(client, password)?;
+        if self.authenticate(token)? != client {
+            return Err(Error::Unauthorized);
+        }
+        let id = normalize(token).ok_or(Error::Unauthorized)?[..TOKEN_ID_LEN].to_string();
+        self.store.write(|w| w.delete_token(&id).map(|_| ()))?;
+        Ok(())
+    }
+
+    fn check_password(&self, client: &str, password: &str) -> Result<(), Error> {
+        let record = self.store.read(|r| r.client(client))?;
+        let hash = record.and_then(|c| c.password_hash);
+        match hash {
+            Some(h) if verify_password(password, &h) => Ok(()),
+            _ => Err(Error::Unauthorized),
+        }
+    }
+
+    /// Counts one API hit; refuses it when the api_hits quota is used up.
+    pub fn hit(&self, client: &str) -> Result<(), Error> {
+        let limit = self.quota.api_hits;
+        self.store.write(|w| {
+            let mut c = w.reader().counters(client)?;
+            if limit > 0 && c.api_hits >= limit {
+                return Err(Error::QuotaExhausted(QuotaKind::ApiHits));
+            }
+            c.api_hits += 1;
+            w.put_counters(client, &c)?;
+            Ok(())
+        })
+    }
+
+    pub fn remaining(&self, client: &str) -> Result<Remaining, Error> {
+        let c: Counters = self.store.read(|r| r.counters(client))?;
+        let left = |limit: u64, used: u64| {
+            if limit == 0 {
+                UNLIMITED_REPORTED
+            } else {
+                limit.saturating_sub(used)
+            }
+        };
+        Ok(Remaining {
+            api_hits: left(self.quota.api_hits, c.api_hits),
+            faces: left(self.quota.faces, c.faces),
+            galleries: left(self.quota.galleries, c.galleries),
+        })
+    }
+
+    pub(crate) fn quota(&self) -> Quota {
+        self.quota
+    }
+}
+
+/// The token without surrounding spaces or a `Bearer ` prefix, if it can be one of ours
+/// (ASCII, so slicing its id is safe).
+fn normalize(token: &str) -> Option<&str> {
+    let token = token.trim();
+    let token = token
+        .strip_prefix("Bearer ")
+        .or_else(|| token.strip_prefix("bearer "))
+        .unwrap_or(token)
+        .trim();
+    (token.len() >= TOKEN_ID_LEN + 8 && token.is_ascii()).then_some(token)
+}
+
+fn check_name(name: &str) -> Result<(), Error> {
+    if name.is_empty() || name.chars().count() > 120 || name.chars().any(char::is_whitespace) {
+        return Err(Error::InvalidName(
+            "a client name is 1-120 characters without spaces".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn put_token(
+    w: &mut store::Writer<'_, '_>,
+    client: &str,
+    token: &str,
+    origin: &str,
+) -> Result<(), Error> {
+    let record = TokenRecord {
+        client: client.to_string(),
+        sha256: hex(&Sha256::digest(token.as_bytes())),
+        created_at: store::now(),
+        origin: origin.to_string(),
+    };
+    // Tokens come from `new_token`: 43 ASCII characters, so the slice is in bounds.
+    w.put_token(&token[..TOKEN_ID_LEN], &record)?;
+    Ok(())
+}
+
+fn new_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn hash_password(password: &str) -> String {
+    let mut salt = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut salt);
+    let mut out = [0u8; 32];
+    pbkdf2::pbkdf2_hmac::<Sha256>(password.as_bytes(), &salt, PBKDF2_ROUNDS, &mut out);
+    format!(
+        "pbkdf2-sha256${PBKDF2_ROUNDS}${}${}",
+        STANDARD_NO_PAD.encode(salt),
+        STANDARD_NO_PAD.encode(out)
+    )
+}
+
+fn verify_password(password: &str, stored: &str) -> bool {
+    let parts: Vec<&str> = stored.split('$').collect();
+    let [scheme, rounds, salt, hash] = parts.as_slice() else {
+        return false;
+    };
+    let (Ok(rounds), Ok(salt), Ok(hash)) = (
+        rounds.parse::<u32>(),
+        STANDARD_NO_PAD.decode(salt),
+        STANDARD_NO_PAD.decode(hash),
+    ) else {
+        return false;
+    };
+    if *scheme != "pbkdf2-sha256" || hash.len() != 32 {
+        return false;
+    }
+    let mut out = [0u8; 32];
+    pbkdf2::pbkdf2_hmac::<Sha256>(password.as_bytes(), &salt, rounds, &mut out);
+    bool::from(out.ct_eq(hash.as_slice()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn hex_decode(s: &str) -> Vec<u8> {
+    (0..s.len() / 2)
+        .filter_map(|i| u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accounts(quota: Quota) -> (tempfile::TempDir, Accounts) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path(), 1).unwrap());
+        (dir, Accounts::new(store, quota))
+    }
+
+    #[test]
+    fn a_new_token_authenticates_its_client_until_rotated() {
+        let (_dir, a) = accounts(Quota::default());
+        let token = a.add_client("kiosk", None).unwrap();
+        assert_eq!(a.authenticate(&token).unwrap(), "kiosk");
+        let new = a.rotate("kiosk").unwrap();
+        assert!(matches!(a.authenticate(&token), Err(Error::Unauthorized)));
+        assert_eq!(a.authenticate(&new).unwrap(), "kiosk");
+        assert_eq!(a.revoke_all("kiosk").unwrap(), 1);
+        assert!(matches!(a.authenticate(&new), Err(Error::Unauthorized)));
+    }
+
+    #[test]
+    fn a_token_with_one_changed_character_is_refused() {
+        let (_dir, a) = accounts(Quota::default());
+        let token = a.add_client("kiosk", None).unwrap();
+        let mut forged = token.clone().into_bytes();
+        let last = forged.len() - 1;
+        forged[last] = if forged[last] == b'A' { b'B' } else { b'A' };
+        let forged = String::from_utf8(forged).unwrap();
+        assert!(matches!(a.authenticate(&forged), Err(Error::Unauthorized)));
+        assert!(matches!(a.authenticate(""), Err(Error::Unauthorized)));
+    }
+
+    #[test]
+    fn passwords_issue_tokens_and_wrong_passwords_do_not() {
+        let (_dir, a) = accounts(Quota::default());
+        a.add_client("kiosk", Some("s3cret")).unwrap();
+        let t = a.issue_token("kiosk", "s3cret").unwrap();
+        assert_eq!(a.authenticate(&t).unwrap(), "kiosk");
+        assert!(a.issue_token("kiosk", "wrong").is_err());
+        assert!(a.revoke_token(&t, "kiosk", "wrong").is_err());
+        a.revoke_token(&t, "kiosk", "s3cret").unwrap();
+        assert!(a.authenticate(&t).is_err());
+    }
+
+    #[test]
+    fn api_hits_stop_at_the_quota() {
+        let (_dir, a) = accounts(Quota {
+            api_hits: 2,
+            ..Quota::default()
+        });
+        a.add_client("kiosk", None).unwrap();
+        a.hit("kiosk").unwrap();
+        assert_eq!(a.remaining("kiosk").unwrap().api_hits, 1);
+        a.hit("kiosk").unwrap();
+        assert!(matches!(
+            a.hit("kiosk"),
+            Err(Error::QuotaExhausted(QuotaKind::ApiHits))
+        ));
+        assert_eq!(a.remaining("kiosk").unwrap().faces, UNLIMITED_REPORTED);
+    }
+}

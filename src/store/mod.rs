@@ -1,0 +1,363 @@
+//! LMDB storage (heed): one environment per data folder, one database per record kind,
+//! a schema version with a migration path, and transactions that grow the map when it
+//! is full instead of failing.
+//!
+//! Public face: [`Store`] with [`Store::read`] / [`Store::write`] closures over a
+//! [`Reader`] / [`Writer`], the record types, and [`Error`]. Every write is committed
+//! (and, with LMDB's default flags, synced) before `write` returns.
+
+mod keys;
+mod records;
+mod schema;
+mod txn;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, RwLock};
+
+use heed::types::Bytes;
+use heed::{CommitOrAbort, Database, Env, EnvOpenOptions};
+
+pub use records::{ClientRecord, Counters, GalleryRecord, TemplateRecord, TokenRecord, UserRecord};
+pub use schema::SCHEMA_VERSION;
+pub use txn::{Reader, TemplateRow, Writer};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("LMDB: {0}")]
+    Lmdb(#[from] heed::Error),
+    #[error("cannot create data folder {path}: {source}")]
+    Folder {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("database schema version {found} is newer than this build supports ({supported})")]
+    NewerSchema { found: u32, supported: u32 },
+    #[error("stored record is corrupt: {0}")]
+    Corrupt(String),
+    #[error("the LMDB map could not grow beyond {0} bytes")]
+    MapLimit(usize),
+}
+
+impl Error {
+    fn is_map_full(&self) -> bool {
+        matches!(self, Error::Lmdb(heed::Error::Mdb(heed::MdbError::MapFull)))
+    }
+    fn is_map_resized(&self) -> bool {
+        matches!(
+            self,
+            Error::Lmdb(heed::Error::Mdb(heed::MdbError::MapResized))
+        )
+    }
+}
+
+pub(crate) type Db = Database<'static, Bytes, Bytes>;
+
+#[derive(Clone, Copy)]
+pub(crate) struct Dbs {
+    pub meta: Db,
+    pub clients: Db,
+    pub tokens: Db,
+    pub galleries: Db,
+    pub users: Db,
+    pub templates: Db,
+    pub counters: Db,
+    /// Reserved for sync (issue 4): outgoing events written in the same transaction as
+    /// the local change they describe.
+    pub outbox: Db,
+}
+
+/// Largest map the store grows to (1 TiB of address space; LMDB only uses what it writes).
+const MAX_MAP: usize = 1 << 40;
+
+pub struct Store {
+    env: Env,
+    dbs: Dbs,
+    /// Shared by every transaction of this process, exclusive while the map is resized
+    /// (LMDB requires that no transaction of the process is active then).
+    gate: RwLock<()>,
+    /// Serialises growth so that two writers hitting MAP_FULL grow the map once.
+    grow: Mutex<()>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) the environment in `dir` and migrates its schema.
+    pub fn open(dir: &Path, initial_map_mb: usize) -> Result<Store, Error> {
+        std::fs::create_dir_all(dir).map_err(|source| Error::Folder {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let page = 4096;
+        let map = (initial_map_mb.max(1) * 1024 * 1024).div_ceil(page) * page;
+        // LMDB silently raises a map smaller than the data file to the file's size.
+        let env = open_env(dir, map)?;
+        let wtxn = env.write_txn()?;
+        let dbs = env
+            .create_databases_and_commit(wtxn, |opener, wtxn| -> Result<_, Error> {
+                let mut open =
+                    |name: &str| opener.create_database::<Bytes, Bytes>(wtxn, Some(name));
+                let dbs = (
+                    open("meta")?,
+                    open("clients")?,
+                    open("tokens")?,
+                    open("galleries")?,
+                    open("users")?,
+                    open("templates")?,
+                    open("counters")?,
+                    open("outbox")?,
+                );
+                Ok(CommitOrAbort::<_, ()>::Commit(dbs))
+            })?
+            .unwrap_commit();
+        let store = Store {
+            env,
+            dbs: Dbs {
+                meta: dbs.0,
+                clients: dbs.1,
+                tokens: dbs.2,
+                galleries: dbs.3,
+                users: dbs.4,
+                templates: dbs.5,
+                counters: dbs.6,
+                outbox: dbs.7,
+            },
+            gate: RwLock::new(()),
+            grow: Mutex::new(()),
+            path: dir.to_path_buf(),
+        };
+        schema::migrate(&store)?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Current map size in bytes.
+    pub fn map_size(&self) -> usize {
+        self.env.info().map_size
+    }
+
+    /// Runs `f` in a read transaction.
+    pub fn read<T, E: From<Error>>(
+        &self,
+        f: impl FnOnce(&Reader<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let mut f = Some(f);
+        loop {
+            let gate = self.gate.read().unwrap_or_else(|e| e.into_inner());
+            match self.env.read_txn().map_err(Error::from) {
+                Ok(txn) => {
+                    let reader = Reader::new(&txn, &self.dbs);
+                    // `f` is taken exactly once: the loop only repeats before this point.
+                    let Some(f) = f.take() else {
+                        return Err(Error::Corrupt("read closure reused".into()).into());
+                    };
+                    return f(&reader);
+                }
+                Err(e) if e.is_map_resized() => {
+                    drop(gate);
+                    self.adopt_map_size()?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Runs `f` in a write transaction and commits it. When the map is full, the
+    /// transaction is aborted, the map doubled and `f` run again (so `f` must only
+    /// change the store through the [`Writer`]).
+    pub fn write<T, E: From<Error>>(
+        &self,
+        mut f: impl FnMut(&mut Writer<'_, '_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        loop {
+            let gate = self.gate.read().unwrap_or_else(|e| e.into_inner());
+            let mut txn = match self.env.write_txn().map_err(Error::from) {
+                Ok(txn) => txn,
+                Err(e) if e.is_map_resized() => {
+                    drop(gate);
+                    self.adopt_map_size()?;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let mut writer = Writer::new(&mut txn, &self.dbs);
+            let outcome = f(&mut writer);
+            let map_full = writer.hit_map_full();
+            match outcome {
+                Ok(value) => match txn.commit().map_err(Error::from) {
+                    Ok(()) => return Ok(value),
+                    Err(e) if e.is_map_full() => {}
+                    Err(e) => return Err(e.into()),
+                },
+                Err(e) => {
+                    drop(txn); // aborts
+                    if !map_full {
+                        return Err(e);
+                    }
+                }
+            }
+            drop(gate);
+            self.grow_map()?;
+        }
+    }
+
+    fn grow_map(&self) -> Result<(), Error> {
+        let _one = self.grow.lock().unwrap_or_else(|e| e.into_inner());
+        let _exclusive = self.gate.write().unwrap_or_else(|e| e.into_inner());
+        let current = self.env.info().map_size;
+        let next = current.saturating_mul(2);
+        if next > MAX_MAP {
+            return Err(Error::MapLimit(current));
+        }
+        tracing::info!(from = current, to = next, "LMDB map full: growing");
+        resize_map(&self.env, next)
+    }
+
+    fn adopt_map_size(&self) -> Result<(), Error> {
+        let _exclusive = self.gate.write().unwrap_or_else(|e| e.into_inner());
+        resize_map(&self.env, 0)
+    }
+
+    /// Flushes the environment to disk (already done at every commit; used at shutdown).
+    pub fn sync(&self) -> Result<(), Error> {
+        Ok(self.env.force_sync()?)
+    }
+}
+
+#[allow(unsafe_code)]
+fn open_env(dir: &Path, map_size: usize) -> Result<Env, Error> {
+    let mut options = EnvOpenOptions::new();
+    options.map_size(map_size).max_dbs(16).max_readers(1024);
+    // SAFETY: the environment is opened once per process per path (heed itself refuses
+    // a second open of the same path with EnvAlreadyOpened), with LMDB's default, safe
+    // flags (locking and syncing on), on a local folder, and nothing in facegate
+    // modifies the data file other than through LMDB. Other processes (the admin
+    // commands) use LMDB's own lock file, which LMDB supports.
+    Ok(unsafe { options.open(dir)? })
+}
+
+#[allow(unsafe_code)]
+fn resize_map(env: &Env, size: usize) -> Result<(), Error> {
+    // SAFETY: LMDB allows mdb_env_set_mapsize when no transaction of this process is
+    // active. Every transaction in this process runs under `Store::gate` (shared), and
+    // callers hold it exclusively here; `Store::open` calls it before any transaction.
+    unsafe { env.resize(size)? };
+    Ok(())
+}
+
+/// Seconds since the Unix epoch.
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn template(fill: f32, crop: usize) -> TemplateRecord {
+        TemplateRecord {
+            fingerprint: "fp".into(),
+            embedding: vec![fill; 128],
+            crop_jpeg: Some(vec![7u8; crop]),
+            masked: false,
+            created_at: now(),
+        }
+    }
+
+    #[test]
+    fn map_grows_when_full_instead_of_failing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1).unwrap();
+        let before = store.map_size();
+        // 3 MB in one transaction into a 1 MiB map.
+        store
+            .write(|w| {
+                for i in 0..300 {
+                    w.add_template("c", "g", &format!("u{i}"), &template(i as f32, 10_000))?;
+                }
+                Ok::<_, Error>(())
+            })
+            .unwrap();
+        assert!(store.map_size() > before);
+        let n = store
+            .read(|r| {
+                let mut n = 0;
+                r.for_each_template(|_| {
+                    n += 1;
+                    Ok(())
+                })?;
+                Ok::<_, Error>(n)
+            })
+            .unwrap();
+        assert_eq!(n, 300);
+    }
+
+    #[test]
+    fn data_survives_reopening_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path(), 1).unwrap();
+            store
+                .write(|w| {
+                    w.put_gallery("c", "g@x", &GalleryRecord { created_at: 1 })?;
+                    w.add_template("c", "g@x", "u@example.com", &template(0.5, 10))
+                })
+                .unwrap();
+        }
+        let store = Store::open(dir.path(), 1).unwrap();
+        let (galleries, templates) = store
+            .read(|r| {
+                Ok::<_, Error>((
+                    r.galleries("c")?,
+                    r.templates_of("c", "g@x", "u@example.com")?,
+                ))
+            })
+            .unwrap();
+        assert_eq!(galleries, ["g@x"]);
+        assert_eq!(templates.len(), 1);
+        assert_eq!(templates[0].1.embedding[0], 0.5);
+    }
+
+    #[test]
+    fn deleting_a_gallery_removes_its_users_and_templates_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1).unwrap();
+        store
+            .write(|w| {
+                for g in ["a", "ab"] {
+                    w.put_gallery("c", g, &GalleryRecord { created_at: 1 })?;
+                    let user = UserRecord {
+                        user_name: "n".into(),
+                        created_at: 1,
+                        updated_at: 1,
+                    };
+                    w.put_user("c", g, "u", &user)?;
+                    w.add_template("c", g, "u", &template(1.0, 0))?;
+                }
+                Ok::<_, Error>(())
+            })
+            .unwrap();
+        let removed = store.write(|w| w.delete_gallery("c", "a")).unwrap();
+        assert_eq!(removed, 1);
+        store
+            .read(|r| {
+                assert_eq!(r.galleries("c")?, ["ab"]);
+                assert_eq!(r.users("c", "ab")?.len(), 1);
+                assert!(r.templates_of("c", "a", "u")?.is_empty());
+                assert_eq!(r.templates_of("c", "ab", "u")?.len(), 1);
+                Ok::<_, Error>(())
+            })
+            .unwrap();
+    }
+}

@@ -1,0 +1,178 @@
+//! The values stored in each database. Small records are JSON (easy to migrate by
+//! adding defaulted fields); templates use a compact binary layout because a gallery
+//! may hold a million of them and all are read at start.
+
+use serde::{Deserialize, Serialize};
+
+use super::Error;
+
+/// An API client (one tenant): its galleries, users and counters hang off its name.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClientRecord {
+    pub name: String,
+    pub created_at: u64,
+    /// PBKDF2-HMAC-SHA256 hash for `/oauth/client/token`, if a password was set.
+    #[serde(default)]
+    pub password_hash: Option<String>,
+}
+
+/// An access token, stored under its public id; only the SHA-256 of the whole token
+/// is kept.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    pub client: String,
+    /// Hex SHA-256 of the token.
+    pub sha256: String,
+    pub created_at: u64,
+    /// "cli" or "oauth".
+    pub origin: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GalleryRecord {
+    pub created_at: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UserRecord {
+    pub user_name: String,
+    pub created_at: u64,
+    pub updated_at: u64,
+}
+
+/// Per-client usage: what quotas are checked against.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Counters {
+    pub api_hits: u64,
+    /// Enrolled users (persons) over all of the client's galleries.
+    pub faces: u64,
+    pub galleries: u64,
+}
+
+/// One enrolled face template.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TemplateRecord {
+    /// The embedding space it belongs to (`vision::Pipeline::fingerprint`).
+    pub fingerprint: String,
+    pub embedding: Vec<f32>,
+    /// The aligned face crop as JPEG, when crops are kept.
+    pub crop_jpeg: Option<Vec<u8>>,
+    pub masked: bool,
+    pub created_at: u64,
+}
+
+const TEMPLATE_LAYOUT: u8 = 1;
+
+impl TemplateRecord {
+    /// Layout 1: [1][fp len u8][fp][dims u16 LE][dims x f32 LE][masked u8]
+    /// [created_at u64 LE][crop len u32 LE][crop].
+    pub fn encode(&self) -> Vec<u8> {
+        let fp = self.fingerprint.as_bytes();
+        let fp = &fp[..fp.len().min(255)];
+        let crop = self.crop_jpeg.as_deref().unwrap_or(&[]);
+        let mut out = Vec::with_capacity(16 + fp.len() + self.embedding.len() * 4 + crop.len());
+        out.push(TEMPLATE_LAYOUT);
+        out.push(fp.len() as u8);
+        out.extend_from_slice(fp);
+        out.extend_from_slice(&(self.embedding.len() as u16).to_le_bytes());
+        for v in &self.embedding {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out.push(u8::from(self.masked));
+        out.extend_from_slice(&self.created_at.to_le_bytes());
+        out.extend_from_slice(&(crop.len() as u32).to_le_bytes());
+        out.extend_from_slice(crop);
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<TemplateRecord, Error> {
+        let mut r = Cursor { bytes, at: 0 };
+        let layout = r.take(1)?[0];
+        if layout != TEMPLATE_LAYOUT {
+            return Err(Error::Corrupt(format!("template layout {layout}")));
+        }
+        let fp_len = usize::from(r.take(1)?[0]);
+        let fingerprint = String::from_utf8_lossy(r.take(fp_len)?).into_owned();
+        let dims = usize::from(u16::from_le_bytes(r.array()?));
+        let embedding = r
+            .take(dims * 4)?
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        let masked = r.take(1)?[0] != 0;
+        let created_at = u64::from_le_bytes(r.array()?);
+        let crop_len = u32::from_le_bytes(r.array()?) as usize;
+        let crop = r.take(crop_len)?;
+        Ok(TemplateRecord {
+            fingerprint,
+            embedding,
+            crop_jpeg: (!crop.is_empty()).then(|| crop.to_vec()),
+            masked,
+            created_at,
+        })
+    }
+}
+
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], Error> {
+        let slice = self
+            .bytes
+            .get(self.at..self.at + n)
+            .ok_or_else(|| Error::Corrupt("template record truncated".into()))?;
+        self.at += n;
+        Ok(slice)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], Error> {
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.take(N)?);
+        Ok(out)
+    }
+}
+
+pub(crate) fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>, Error> {
+    serde_json::to_vec(value).map_err(|e| Error::Corrupt(e.to_string()))
+}
+
+pub(crate) fn from_json<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, Error> {
+    serde_json::from_slice(bytes).map_err(|e| Error::Corrupt(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn template_round_trips_with_and_without_crop() {
+        let mut t = TemplateRecord {
+            fingerprint: "abcd".into(),
+            embedding: (0..128).map(|i| i as f32 / 7.0).collect(),
+            crop_jpeg: Some(vec![0xFF, 0xD8, 1, 2, 3]),
+            masked: true,
+            created_at: 1_700_000_000,
+        };
+        assert_eq!(TemplateRecord::decode(&t.encode()).unwrap(), t);
+        t.crop_jpeg = None;
+        assert_eq!(TemplateRecord::decode(&t.encode()).unwrap(), t);
+    }
+
+    #[test]
+    fn truncated_template_is_an_error_not_a_panic() {
+        let t = TemplateRecord {
+            fingerprint: "f".into(),
+            embedding: vec![1.0; 128],
+            crop_jpeg: None,
+            masked: false,
+            created_at: 1,
+        };
+        let bytes = t.encode();
+        for n in 0..bytes.len() {
+            assert!(TemplateRecord::decode(&bytes[..n]).is_err());
+        }
+    }
+}

@@ -1,0 +1,374 @@
+//! Typed access inside one transaction: [`Reader`] for reads, [`Writer`] for changes.
+
+use std::cell::Cell;
+
+use heed::{RoTxn, RwTxn};
+
+use super::keys::{key, key_with_id, split};
+use super::records::{from_json, to_json};
+use super::{
+    ClientRecord, Counters, Dbs, Error, GalleryRecord, TemplateRecord, TokenRecord, UserRecord,
+};
+
+/// A stored template with where it belongs.
+#[derive(Clone, Debug)]
+pub struct TemplateRow {
+    pub client: String,
+    pub gallery: String,
+    pub user_id: String,
+    pub id: u64,
+    pub record: TemplateRecord,
+}
+
+pub struct Reader<'t> {
+    txn: &'t RoTxn<'t>,
+    dbs: &'t Dbs,
+}
+
+impl<'t> Reader<'t> {
+    pub(crate) fn new(txn: &'t RoTxn<'t>, dbs: &'t Dbs) -> Reader<'t> {
+        Reader { txn, dbs }
+    }
+
+    pub(crate) fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, Error> {
+        Ok(self
+            .dbs
+            .meta
+            .get(self.txn, name.as_bytes())?
+            .map(<[u8]>::to_vec))
+    }
+
+    /// The schema version record (see `store::SCHEMA_VERSION`).
+    pub fn schema_version(&self) -> Result<Option<u32>, Error> {
+        Ok(self
+            .meta("schema_version")?
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map(u32::from_be_bytes))
+    }
+
+    pub fn client(&self, name: &str) -> Result<Option<ClientRecord>, Error> {
+        self.json(self.dbs.clients, &key(&[name]))
+    }
+
+    pub fn clients(&self) -> Result<Vec<ClientRecord>, Error> {
+        let mut out = Vec::new();
+        for item in self.dbs.clients.iter(self.txn)? {
+            out.push(from_json(item?.1)?);
+        }
+        Ok(out)
+    }
+
+    pub fn token(&self, id: &str) -> Result<Option<TokenRecord>, Error> {
+        self.json(self.dbs.tokens, id.as_bytes())
+    }
+
+    /// (token id, record) of every token of `client`.
+    pub fn tokens_of(&self, client: &str) -> Result<Vec<(String, TokenRecord)>, Error> {
+        let mut out = Vec::new();
+        for item in self.dbs.tokens.iter(self.txn)? {
+            let (k, v) = item?;
+            let record: TokenRecord = from_json(v)?;
+            if record.client == client {
+                out.push((String::from_utf8_lossy(k).into_owned(), record));
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn gallery(&self, client: &str, gallery: &str) -> Result<Option<GalleryRecord>, Error> {
+        self.json(self.dbs.galleries, &key(&[client, gallery]))
+    }
+
+    /// Gallery ids of `client`, in key order.
+    pub fn galleries(&self, client: &str) -> Result<Vec<String>, Error> {
+        let mut out = Vec::new();
+        for item in self.dbs.galleries.prefix_iter(self.txn, &key(&[client]))? {
+            let (k, _) = item?;
+            out.push(part(k, 2, 1)?);
+        }
+        Ok(out)
+    }
+
+    pub fn user(
+        &self,
+        client: &str,
+        gallery: &str,
+        user: &str,
+    ) -> Result<Option<UserRecord>, Error> {
+        self.json(self.dbs.users, &key(&[client, gallery, user]))
+    }
+
+    /// (user_id, record) of every user in a gallery.
+    pub fn users(&self, client: &str, gallery: &str) -> Result<Vec<(String, UserRecord)>, Error> {
+        let mut out = Vec::new();
+        for item in self
+            .dbs
+            .users
+            .prefix_iter(self.txn, &key(&[client, gallery]))?
+        {
+            let (k, v) = item?;
+            out.push((part(k, 3, 2)?, from_json(v)?));
+        }
+        Ok(out)
+    }
+
+    /// (template id, record) of one user's templates, oldest first.
+    pub fn templates_of(
+        &self,
+        client: &str,
+        gallery: &str,
+        user: &str,
+    ) -> Result<Vec<(u64, TemplateRecord)>, Error> {
+        let mut out = Vec::new();
+        let prefix = key(&[client, gallery, user]);
+        for item in self.dbs.templates.prefix_iter(self.txn, &prefix)? {
+            let (k, v) = item?;
+            let (_, id) = split(k, 3).ok_or_else(|| Error::Corrupt("template key".into()))?;
+            let id = id.ok_or_else(|| Error::Corrupt("template key without id".into()))?;
+            out.push((id, TemplateRecord::decode(v)?));
+        }
+        Ok(out)
+    }
+
+    /// Calls `visit` with every stored template (used to build the index at start).
+    pub fn for_each_template(
+        &self,
+        mut visit: impl FnMut(TemplateRow) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        for item in self.dbs.templates.iter(self.txn)? {
+            let (k, v) = item?;
+            let (mut parts, id) =
+                split(k, 3).ok_or_else(|| Error::Corrupt("template key".into()))?;
+            let id = id.ok_or_else(|| Error::Corrupt("template key without id".into()))?;
+            let user_id = parts.pop().unwrap_or_default();
+            let gallery = parts.pop().unwrap_or_default();
+            let client = parts.pop().unwrap_or_default();
+            visit(TemplateRow {
+                client,
+                gallery,
+                user_id,
+                id,
+                record: TemplateRecord::decode(v)?,
+            })?;
+        }
+        Ok(())
+    }
+
+    pub fn counters(&self, client: &str) -> Result<Counters, Error> {
+        Ok(self
+            .json(self.dbs.counters, &key(&[client]))?
+            .unwrap_or_default())
+    }
+
+    /// Number of events waiting in the outbox.
+    pub fn outbox_len(&self) -> Result<u64, Error> {
+        Ok(self.dbs.outbox.len(self.txn)?)
+    }
+
+    fn json<T: for<'de> serde::Deserialize<'de>>(
+        &self,
+        db: super::Db,
+        k: &[u8],
+    ) -> Result<Option<T>, Error> {
+        db.get(self.txn, k)?.map(from_json).transpose()
+    }
+}
+
+fn part(k: &[u8], parts: usize, index: usize) -> Result<String, Error> {
+    let (mut parts, _) = split(k, parts).ok_or_else(|| Error::Corrupt("key".into()))?;
+    Ok(parts.swap_remove(index))
+}
+
+pub struct Writer<'a, 'e> {
+    txn: &'a mut RwTxn<'e>,
+    dbs: &'a Dbs,
+    map_full: Cell<bool>,
+}
+
+impl<'a, 'e> Writer<'a, 'e> {
+    pub(crate) fn new(txn: &'a mut RwTxn<'e>, dbs: &'a Dbs) -> Writer<'a, 'e> {
+        Writer {
+            txn,
+            dbs,
+            map_full: Cell::new(false),
+        }
+    }
+
+    pub(crate) fn hit_map_full(&self) -> bool {
+        self.map_full.get()
+    }
+
+    /// Reads inside this write transaction (sees its uncommitted changes).
+    pub fn reader(&self) -> Reader<'_> {
+        Reader::new(self.txn, self.dbs)
+    }
+
+    fn check<T>(&self, r: heed::Result<T>) -> Result<T, Error> {
+        let r = r.map_err(Error::from);
+        if let Err(e) = &r {
+            if e.is_map_full() {
+                self.map_full.set(true);
+            }
+        }
+        r
+    }
+
+    fn put(&mut self, db: super::Db, k: &[u8], v: &[u8]) -> Result<(), Error> {
+        let r = db.put(self.txn, k, v);
+        self.check(r)
+    }
+
+    fn del(&mut self, db: super::Db, k: &[u8]) -> Result<bool, Error> {
+        let r = db.delete(self.txn, k);
+        self.check(r)
+    }
+
+    fn del_prefix(&mut self, db: super::Db, prefix: &[u8]) -> Result<Vec<Vec<u8>>, Error> {
+        let keys = db
+            .prefix_iter(self.txn, prefix)?
+            .map(|item| item.map(|(k, _)| k.to_vec()))
+            .collect::<Result<Vec<_>, _>>()?;
+        for k in &keys {
+            self.del(db, k)?;
+        }
+        Ok(keys)
+    }
+
+    pub(crate) fn set_meta(&mut self, name: &str, value: &[u8]) -> Result<(), Error> {
+        self.put(self.dbs.meta, name.as_bytes(), value)
+    }
+
+    fn next_seq(&mut self, name: &str) -> Result<u64, Error> {
+        let current = self
+            .reader()
+            .meta(name)?
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_be_bytes)
+            .unwrap_or(0);
+        let next = current + 1;
+        self.set_meta(name, &next.to_be_bytes())?;
+        Ok(next)
+    }
+
+    pub fn put_client(&mut self, record: &ClientRecord) -> Result<(), Error> {
+        self.put(self.dbs.clients, &key(&[&record.name]), &to_json(record)?)
+    }
+
+    pub fn delete_client(&mut self, name: &str) -> Result<bool, Error> {
+        self.del(self.dbs.clients, &key(&[name]))
+    }
+
+    pub fn put_token(&mut self, id: &str, record: &TokenRecord) -> Result<(), Error> {
+        self.put(self.dbs.tokens, id.as_bytes(), &to_json(record)?)
+    }
+
+    pub fn delete_token(&mut self, id: &str) -> Result<bool, Error> {
+        self.del(self.dbs.tokens, id.as_bytes())
+    }
+
+    pub fn put_gallery(
+        &mut self,
+        client: &str,
+        gallery: &str,
+        record: &GalleryRecord,
+    ) -> Result<(), Error> {
+        self.put(
+            self.dbs.galleries,
+            &key(&[client, gallery]),
+            &to_json(record)?,
+        )
+    }
+
+    /// Deletes a gallery with its users and templates; returns how many users it had.
+    pub fn delete_gallery(&mut self, client: &str, gallery: &str) -> Result<u64, Error> {
+        let prefix = key(&[client, gallery]);
+        self.del(self.dbs.galleries, &prefix)?;
+        let users = self.del_prefix(self.dbs.users, &prefix)?.len() as u64;
+        self.del_prefix(self.dbs.templates, &prefix)?;
+        Ok(users)
+    }
+
+    pub fn put_user(
+        &mut self,
+        client: &str,
+        gallery: &str,
+        user: &str,
+        record: &UserRecord,
+    ) -> Result<(), Error> {
+        self.put(
+            self.dbs.users,
+            &key(&[client, gallery, user]),
+            &to_json(record)?,
+        )
+    }
+
+    /// Deletes a user and their templates; returns the deleted template ids.
+    pub fn delete_user(
+        &mut self,
+        client: &str,
+        gallery: &str,
+        user: &str,
+    ) -> Result<Vec<u64>, Error> {
+        let k = key(&[client, gallery, user]);
+        self.del(self.dbs.users, &k)?;
+        let keys = self.del_prefix(self.dbs.templates, &k)?;
+        Ok(keys
+            .iter()
+            .filter_map(|k| split(k, 3).and_then(|(_, id)| id))
+            .collect())
+    }
+
+    /// Stores a new template; returns its id (unique in the store, increasing).
+    pub fn add_template(
+        &mut self,
+        client: &str,
+        gallery: &str,
+        user: &str,
+        record: &TemplateRecord,
+    ) -> Result<u64, Error> {
+        let id = self.next_seq("template_seq")?;
+        self.put_template(client, gallery, user, id, record)?;
+        Ok(id)
+    }
+
+    /// Replaces a template's record (re-embedding keeps the id).
+    pub fn put_template(
+        &mut self,
+        client: &str,
+        gallery: &str,
+        user: &str,
+        id: u64,
+        record: &TemplateRecord,
+    ) -> Result<(), Error> {
+        let k = key_with_id(&[client, gallery, user], id);
+        self.put(self.dbs.templates, &k, &record.encode())
+    }
+
+    pub fn delete_template(
+        &mut self,
+        client: &str,
+        gallery: &str,
+        user: &str,
+        id: u64,
+    ) -> Result<bool, Error> {
+        self.del(
+            self.dbs.templates,
+            &key_with_id(&[client, gallery, user], id),
+        )
+    }
+
+    pub fn put_counters(&mut self, client: &str, counters: &Counters) -> Result<(), Error> {
+        self.put(self.dbs.counters, &key(&[client]), &to_json(counters)?)
+    }
+
+    pub fn delete_counters(&mut self, client: &str) -> Result<bool, Error> {
+        self.del(self.dbs.counters, &key(&[client]))
+    }
+
+    /// Appends an event to the sync outbox, in this transaction (issue 4).
+    pub fn outbox_push(&mut self, event: &[u8]) -> Result<u64, Error> {
+        let seq = self.next_seq("outbox_seq")?;
+        self.put(self.dbs.outbox, &seq.to_be_bytes(), event)?;
+        Ok(seq)
+    }
+}
