@@ -6,8 +6,8 @@
 #  2. runs it under `qemu-aarch64 -cpu cortex-a72` (a Raspberry Pi 4 core) with that
 #     library alone in its folder and the real models: `facegate compare` on two fixture
 #     photos must give the x86_64 build's verdict and a similarity within 1e-3;
-#  3. runs `facegate serve` under qemu and enrolls + identifies over HTTP (skipped, saying
-#     so, while the binary has no `serve`);
+#  3. runs `facegate serve` under qemu with a NOTIFY_SOCKET: READY=1 must arrive, and
+#     create-facegallery + enroll-face + identify-face over HTTP must find the person;
 #  4. runs the x86_64 compare under systemd's MemoryDenyWriteExecute seccomp rules
 #     (cross/mdwe-run.py), as the unit sets it;
 #  5. `systemd-analyze verify` and `systemd-analyze security --offline` on
@@ -71,8 +71,10 @@ B=$root/tests/fixtures/vision/amy2.png
 C=$root/tests/fixtures/vision/sheldon1.png
 work=$(mktemp -d)
 serve_pid=
+listener_pid=
 cleanup() {
   if [ -n "$serve_pid" ]; then kill "$serve_pid" 2>/dev/null || true; fi
+  if [ -n "$listener_pid" ]; then kill "$listener_pid" 2>/dev/null || true; fi
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -109,20 +111,19 @@ compare_both "$A" "$C" || fail "aarch64 compare differs from x86_64 (different p
 lap "compare x2 under qemu + x86_64"
 
 step "serve under qemu: enroll + identify over HTTP"
-if "${qemu[@]}" "$dist/facegate" serve --help >/dev/null 2>&1; then
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  export FACEGATE_LISTEN=127.0.0.1:$port FACEGATE_DATA_DIR=$work/data
-  token=$(cd "$work" && "${qemu[@]}" "$dist/facegate" client add kiosk | tail -1)
-  [ -n "$token" ] || fail "client add printed no token"
-  # systemd's readiness protocol: a datagram socket that receives READY=1 if serve sends it.
-  python3 "$root/cross/notify-listen.py" "$work/notify" "$work/notify.log" &
-  listener_pid=$!
-  sleep 0.5
-  start=$(date +%s.%N)
-  (cd "$work" && NOTIFY_SOCKET=$work/notify exec "${qemu[@]}" "$dist/facegate" serve) \
-    >"$work/serve.log" 2>&1 &
-  serve_pid=$!
-  python3 - "$port" "$token" "$A" "$B" "$start" "$work/notify.log" <<'PY' || { cat "$work/serve.log" >&2; kill $listener_pid 2>/dev/null; fail "serve under qemu"; }
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+export FACEGATE_LISTEN=127.0.0.1:$port FACEGATE_DATA_DIR=$work/data
+token=$(cd "$work" && "${qemu[@]}" "$dist/facegate" client add kiosk | tail -1)
+[ -n "$token" ] || fail "client add printed no token"
+# systemd's readiness protocol: a datagram socket that receives READY=1 if serve sends it.
+python3 "$root/cross/notify-listen.py" "$work/notify" "$work/notify.log" &
+listener_pid=$!
+sleep 0.5
+start=$(date +%s.%N)
+(cd "$work" && NOTIFY_SOCKET=$work/notify exec "${qemu[@]}" "$dist/facegate" serve) \
+  >"$work/serve.log" 2>&1 &
+serve_pid=$!
+python3 - "$port" "$token" "$A" "$B" "$start" "$work/notify.log" <<'PY' || { cat "$work/serve.log" >&2; kill $listener_pid 2>/dev/null; fail "serve under qemu"; }
 import base64, json, os, sys, time, urllib.request
 port, token, enroll_img, probe_img, start, notify_log = sys.argv[1:7]
 base = f"http://127.0.0.1:{port}"
@@ -166,16 +167,13 @@ else:
     sys.exit("serve sent no READY=1 to NOTIFY_SOCKET: call facegate::telemetry::notify::ready "
              "once the listener is bound (docs/boards.md, systemd section)")
 PY
-  kill -TERM "$serve_pid"
-  wait "$serve_pid" || fail "serve under qemu exited with $? after SIGTERM"
-  serve_pid=
-  kill "$listener_pid" 2>/dev/null || true
-  unset FACEGATE_LISTEN FACEGATE_DATA_DIR
-  lap "serve enroll + identify under qemu"
-else
-  echo "SKIPPED: this facegate has no 'serve' subcommand yet (branch api); the HTTP part runs once it has"
-  lap "serve (skipped: no serve subcommand)"
-fi
+kill -TERM "$serve_pid"
+wait "$serve_pid" || fail "serve under qemu exited with $? after SIGTERM"
+serve_pid=
+kill "$listener_pid" 2>/dev/null || true
+listener_pid=
+unset FACEGATE_LISTEN FACEGATE_DATA_DIR
+lap "serve enroll + identify under qemu"
 
 step "MemoryDenyWriteExecute: x86_64 compare under systemd's seccomp rules"
 mdwe=$(cd "$work" && FACEGATE_LITERT_LIB=$root/.litert/x86_64/libLiteRt.so \
