@@ -44,5 +44,13 @@ step "tests"
 step "kiosk page in headless Chromium (camera on the dir: source)"
 tests/kiosk-chromium.sh
 
+step "aarch64: cross build, real inference under qemu, systemd unit, .deb"
+# FACEGATE_CROSS=0 skips it on a developer's machine; CI always runs it.
+if [ "${FACEGATE_CROSS:-1}" != 0 ] || [ -n "${CI:-}" ]; then
+  tests/cross-aarch64.sh
+else
+  echo "skipped (FACEGATE_CROSS=0)"
+fi
+
 # The closing lines for the CI log: every `test result:` line summed up.
 awk '/^test result:/ { p += $4; f += $6; i += $8 } END { printf "%d passed, %d failed, %d skipped\n", p, f, i }' target/test-output.txt

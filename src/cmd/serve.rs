@@ -63,13 +63,20 @@ pub fn run(config: &Config, _args: &ServeArgs) -> anyhow::Result<ExitCode> {
         let listener = tokio::net::TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.server.listen))?;
-        tracing::info!(listen = %listener.local_addr()?, "facegate serving");
+        let listen = listener.local_addr()?;
+        tracing::info!(%listen, "facegate serving");
+        // systemd's Type=notify (systemd/facegate.service): the store is open, the models
+        // are loaded and the listener is bound. Outside systemd this does nothing.
+        if let Err(e) = facegate::telemetry::notify::ready(&format!("serving on {listen}")) {
+            tracing::warn!(error = %e, "cannot report readiness to systemd");
+        }
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut stopped = stop_rx.clone();
         let server = tokio::spawn(api::serve(listener, state, async move {
             let _ = stopped.changed().await;
         }));
         shutdown_signal().await;
+        let _ = facegate::telemetry::notify::stopping();
         tracing::info!(
             grace_secs = grace.as_secs(),
             "shutting down: finishing in-flight requests"

@@ -59,7 +59,7 @@ impl Default for ModelsConfig {
             dir: PathBuf::from("models-tflite"),
             detector: DetectorKind::ShortRange,
             embedder: "dlib_face_recognition_int8.tflite".into(),
-            mask: "mask_mobilenetv2_int8.tflite".into(),
+            mask: "mask_mnv2_128_int8.tflite".into(),
         }
     }
 }
@@ -68,6 +68,7 @@ impl Default for ModelsConfig {
 #[serde(deny_unknown_fields)]
 pub struct RecognitionConfig {
     pub min_detector_score: f32,
+    pub detector_zoom_out: f32,
     pub verify_threshold: f32,
     pub identify_threshold: f32,
     pub ktp_minimum_similarity: f32,
@@ -82,11 +83,12 @@ impl Default for RecognitionConfig {
     fn default() -> Self {
         RecognitionConfig {
             min_detector_score: 0.5,
+            detector_zoom_out: 1.6,
             verify_threshold: 0.75,
             identify_threshold: 0.75,
             ktp_minimum_similarity: 0.75,
             mask_threshold: 0.5,
-            mask_margin: 0.3,
+            mask_margin: 0.5,
             chip_padding: 0.25,
             flip_average: true,
             min_face_px: 80.0,
@@ -294,6 +296,11 @@ impl Config {
             r.ktp_minimum_similarity,
         )?;
         unit("recognition.mask_threshold", r.mask_threshold)?;
+        if !(0.0..=4.0).contains(&r.detector_zoom_out) {
+            return Err(Error::Invalid(
+                "recognition.detector_zoom_out must be 0..4 (<= 1: no retry)".into(),
+            ));
+        }
         if !(0.0..=2.0).contains(&r.mask_margin) || !(0.0..=1.0).contains(&r.chip_padding) {
             return Err(Error::Invalid(
                 "recognition.mask_margin must be 0..2 and chip_padding 0..1".into(),
@@ -351,6 +358,7 @@ impl Config {
             threads_per_model: self.runtime.threads_per_model,
             workers: self.runtime.workers,
             min_detector_score: r.min_detector_score,
+            detector_zoom_out: r.detector_zoom_out,
             mask_threshold: r.mask_threshold,
             mask_margin: r.mask_margin,
             chip_padding: r.chip_padding,

@@ -13,7 +13,7 @@ use image::RgbImage;
 use sha2::{Digest, Sha256};
 
 use super::align::{align, frontalness, ChipLayout};
-use super::detect::{Detector, DetectorKind, DetectorParams};
+use super::detect::{Detector, DetectorKind, DetectorParams, ZOOM_OUT_RETRY};
 use super::embed::{embed, Embedding};
 use super::mask::{input_side, mask_crop, mask_probability};
 use super::{decode_image, DecodeLimits, Detection, Error, Face, Quality};
@@ -31,6 +31,9 @@ pub struct PipelineOptions {
     /// Sessions in the pool: how many images can be processed at once.
     pub workers: usize,
     pub min_detector_score: f32,
+    /// When no face is found, detect again with the picture shrunk into a black border of
+    /// this many times its longer side (finds faces that fill the frame); <= 1: off.
+    pub detector_zoom_out: f32,
     /// `Face::masked` is `mask_probability >= mask_threshold`.
     pub mask_threshold: f32,
     /// Extra margin around the detector box for the mask crop (0.3 = 30 % larger).
@@ -48,12 +51,13 @@ impl Default for PipelineOptions {
             models_dir: PathBuf::from("models-tflite"),
             detector: DetectorKind::ShortRange,
             embedder_file: "dlib_face_recognition_int8.tflite".into(),
-            mask_file: "mask_mobilenetv2_int8.tflite".into(),
+            mask_file: "mask_mnv2_128_int8.tflite".into(),
             threads_per_model: 1,
             workers: 1,
             min_detector_score: 0.5,
+            detector_zoom_out: ZOOM_OUT_RETRY,
             mask_threshold: 0.5,
-            mask_margin: 0.3,
+            mask_margin: 0.5,
             chip_padding: 0.25,
             flip_average: true,
             decode_limits: DecodeLimits::default(),
@@ -151,6 +155,7 @@ impl Pipeline {
             options.detector,
             DetectorParams {
                 min_score: options.min_detector_score,
+                zoom_out_retry: options.detector_zoom_out,
                 ..DetectorParams::default()
             },
         );

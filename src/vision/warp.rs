@@ -143,6 +143,9 @@ pub fn warp(src: &RgbImage, dst_to_src: &Similarity, out_w: u32, out_h: u32) -> 
 }
 
 fn sample(src: &RgbImage, m: &Similarity, out_w: u32, out_h: u32) -> RgbImage {
+    if m.b == 0.0 && m.a > 0.0 {
+        return sample_axis_aligned(src, m, out_w, out_h);
+    }
     let (w, h) = (src.width() as i64, src.height() as i64);
     let raw = src.as_raw();
     let stride = src.width() as usize * 3;
@@ -188,6 +191,64 @@ fn sample(src: &RgbImage, m: &Similarity, out_w: u32, out_h: u32) -> RgbImage {
                     let bottom = fetch(xi, yi + 1, c)
                         + (fetch(xi + 1, yi + 1, c) - fetch(xi, yi + 1, c)) * dx;
                     *out = (top + (bottom - top) * dy).round().clamp(0.0, 255.0) as u8;
+                }
+            }
+        }
+    }
+    // The buffer has exactly out_w * out_h * 3 bytes by construction.
+    RgbImage::from_raw(out_w, out_h, out).unwrap_or_else(|| RgbImage::new(out_w, out_h))
+}
+
+/// Source index and 8-bit weight of the left/top neighbour for each output coordinate of
+/// an axis-aligned map `x -> scale * x + offset`.
+fn taps(n: u32, scale: f32, offset: f32) -> Vec<(i64, u32)> {
+    (0..n)
+        .map(|u| {
+            let f = scale * (u as f32 + 0.5) + offset - 0.5;
+            let i = fast_floor(f);
+            (i, ((f - i as f32) * 256.0) as u32)
+        })
+        .collect()
+}
+
+/// `sample` for maps without rotation (the letterbox and the mask crop): the map is
+/// separable, so source indices and weights are computed once per column and per row
+/// and the inner loop is integer arithmetic only.
+fn sample_axis_aligned(src: &RgbImage, m: &Similarity, out_w: u32, out_h: u32) -> RgbImage {
+    let (w, h) = (src.width() as i64, src.height() as i64);
+    let raw = src.as_raw();
+    let stride = src.width() as usize * 3;
+    let xs = taps(out_w, m.a, m.tx);
+    let ys = taps(out_h, m.a, m.ty);
+    let mut out = vec![0u8; out_w as usize * out_h as usize * 3];
+    // A pixel of the source, black outside it.
+    let at = |x: i64, y: i64, c: usize| -> u32 {
+        if x < 0 || y < 0 || x >= w || y >= h {
+            0
+        } else {
+            u32::from(raw[y as usize * stride + x as usize * 3 + c])
+        }
+    };
+    for (v, &(y0, wy)) in ys.iter().enumerate() {
+        let row = &mut out[v * out_w as usize * 3..(v + 1) * out_w as usize * 3];
+        if y0 + 1 < 0 || y0 >= h {
+            continue; // entirely outside: stays black
+        }
+        let rows_inside = y0 >= 0 && y0 + 1 < h;
+        for (px, &(x0, wx)) in row.chunks_exact_mut(3).zip(&xs) {
+            if rows_inside && x0 >= 0 && x0 + 1 < w {
+                let i = y0 as usize * stride + x0 as usize * 3;
+                let (r0, r1) = (&raw[i..i + 6], &raw[i + stride..i + stride + 6]);
+                for c in 0..3 {
+                    let top = u32::from(r0[c]) * (256 - wx) + u32::from(r0[c + 3]) * wx;
+                    let bottom = u32::from(r1[c]) * (256 - wx) + u32::from(r1[c + 3]) * wx;
+                    px[c] = ((top * (256 - wy) + bottom * wy + (1 << 15)) >> 16) as u8;
+                }
+            } else if x0 + 1 >= 0 && x0 < w {
+                for (c, out) in px.iter_mut().enumerate() {
+                    let top = at(x0, y0, c) * (256 - wx) + at(x0 + 1, y0, c) * wx;
+                    let bottom = at(x0, y0 + 1, c) * (256 - wx) + at(x0 + 1, y0 + 1, c) * wx;
+                    *out = ((top * (256 - wy) + bottom * wy + (1 << 15)) >> 16) as u8;
                 }
             }
         }
@@ -286,6 +347,24 @@ mod tests {
         }
         let out = warp(&img, &Similarity::scale_translate(1.0, 0.0, 0.0), 8, 6);
         assert_eq!(out, img);
+    }
+
+    #[test]
+    fn the_axis_aligned_path_matches_the_general_one() {
+        let img = RgbImage::from_fn(40, 30, |x, y| {
+            Rgb([(x * 6) as u8, (y * 8) as u8, ((x * y) % 256) as u8])
+        });
+        for m in [
+            Similarity::scale_translate(0.37, -3.2, 2.9),
+            Similarity::scale_translate(1.7, 5.5, -4.0),
+        ] {
+            let fast = sample_axis_aligned(&img, &m, 37, 29);
+            // A rotation by a negligible angle takes the general path.
+            let general = sample(&img, &Similarity { b: 1e-9, ..m }, 37, 29);
+            for (a, b) in fast.as_raw().iter().zip(general.as_raw()) {
+                assert!((i16::from(*a) - i16::from(*b)).abs() <= 1, "{a} vs {b}");
+            }
+        }
     }
 
     #[test]

@@ -27,6 +27,20 @@ pub struct LfwArgs {
     /// Threads (default: runtime.workers).
     #[arg(long)]
     threads: Option<usize>,
+    /// Read the second image of every pair from this folder instead (same layout as
+    /// --images), e.g. masked copies: verifies masked probes against unmasked enrollments.
+    #[arg(long)]
+    probe_images: Option<PathBuf>,
+    /// Also report FAR/FRR at this cosine (e.g. a threshold chosen on another pairs file).
+    #[arg(long)]
+    at_cosine: Option<f32>,
+}
+
+/// Where each side of a pair is read from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Side {
+    Enrolled,
+    Probe,
 }
 
 #[derive(Debug, PartialEq)]
@@ -103,9 +117,16 @@ pub fn run(config: &Config, args: &LfwArgs) -> anyhow::Result<ExitCode> {
     let text =
         std::fs::read_to_string(&args.pairs).with_context(|| args.pairs.display().to_string())?;
     let pairs = parse_pairs(&text)?;
-    let images: Vec<String> = pairs
+    // With --probe-images the second image of a pair is a different file from the first
+    // image of the same name, so images are keyed by (side, name).
+    let probe_side = if args.probe_images.is_some() {
+        Side::Probe
+    } else {
+        Side::Enrolled
+    };
+    let images: Vec<(Side, String)> = pairs
         .iter()
-        .flat_map(|p| [p.a.clone(), p.b.clone()])
+        .flat_map(|p| [(Side::Enrolled, p.a.clone()), (probe_side, p.b.clone())])
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
@@ -113,27 +134,37 @@ pub fn run(config: &Config, args: &LfwArgs) -> anyhow::Result<ExitCode> {
     let threads = args.threads.unwrap_or(config.runtime.workers);
     let bar = crate::cmd::progress::bar(images.len() as u64, "embedding");
     let start = Instant::now();
-    let embeddings = super::parallel_map(&images, threads, &bar, |name| {
-        embed(&pipeline, &args.images, name)
+    let embeddings = super::parallel_map(&images, threads, &bar, |(side, name)| {
+        let dir = match (side, &args.probe_images) {
+            (Side::Probe, Some(dir)) => dir,
+            _ => &args.images,
+        };
+        embed(&pipeline, dir, name)
     });
     let elapsed = start.elapsed();
     bar.finish_and_clear();
-    let by_name: BTreeMap<&str, &Option<Embedding>> = images
+    let by_name: BTreeMap<(Side, &str), &Option<Embedding>> = images
         .iter()
-        .map(String::as_str)
+        .map(|(side, name)| (*side, name.as_str()))
         .zip(embeddings.iter())
         .collect();
-    let failed_images: Vec<&str> = by_name
+    let failed_images: Vec<String> = by_name
         .iter()
         .filter(|(_, e)| e.is_none())
-        .map(|(n, _)| *n)
+        .map(|((side, n), _)| match side {
+            Side::Enrolled => n.to_string(),
+            Side::Probe => format!("probe:{n}"),
+        })
         .collect();
     let scored: Vec<ScoredPair> = pairs
         .iter()
         .map(|p| ScoredPair {
             same: p.same,
             fold: p.fold,
-            score: match (by_name[p.a.as_str()], by_name[p.b.as_str()]) {
+            score: match (
+                by_name[&(Side::Enrolled, p.a.as_str())],
+                by_name[&(probe_side, p.b.as_str())],
+            ) {
                 (Some(a), Some(b)) => Some(a.cosine(b)),
                 _ => None,
             },
@@ -149,6 +180,11 @@ pub fn run(config: &Config, args: &LfwArgs) -> anyhow::Result<ExitCode> {
     let default_cosine = CALIBRATION.cosine_for(config.recognition.verify_threshold);
     let (far, frr) = metrics::far_frr(&scored, default_cosine);
     let failed_pairs = scored.iter().filter(|p| p.score.is_none()).count();
+    let at_cosine = args.at_cosine.map(|c| {
+        let (far, frr) = metrics::far_frr(&scored, c);
+        json!({"cosine": c, "similarity": vision::similarity(c), "far": far, "frr": frr,
+               "tar": 1.0 - frr, "accuracy": metrics::accuracy(&all, c)})
+    });
     let report = json!({
         "pairs": scored.len(),
         "folds": folds,
@@ -161,13 +197,17 @@ pub fn run(config: &Config, args: &LfwArgs) -> anyhow::Result<ExitCode> {
         "failed_images": failed_images,
         "failed_pairs": failed_pairs,
         "best_threshold_cosine_all_pairs": best_cosine,
+        "best_threshold_similarity_all_pairs": vision::similarity(best_cosine),
         "default_threshold": {
             "similarity": config.recognition.verify_threshold,
             "cosine": default_cosine,
             "far": far,
             "frr": frr,
+            "tar": 1.0 - frr,
             "accuracy": metrics::accuracy(&all, default_cosine),
         },
+        "at_cosine": at_cosine,
+        "probe_images": args.probe_images.as_ref().map(|p| p.display().to_string()),
         "images": images.len(),
         "images_per_second": images.len() as f64 / elapsed.as_secs_f64(),
         "threads": threads,
