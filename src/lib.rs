@@ -7,6 +7,7 @@
 #![deny(unsafe_code)]
 
 pub mod api;
+pub mod camera;
 pub mod config;
 pub mod gallery;
 pub mod index;

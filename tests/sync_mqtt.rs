@@ -195,6 +195,7 @@ impl Device {
             keep_crops: true,
             max_templates_per_user: 3,
             quota: Quota::default(),
+            visit_history: 100,
             outbox: Some(OutboxSettings {
                 origin: id.into(),
                 limit: 100_000,
@@ -605,6 +606,7 @@ fn open_plain(dir: &Path) -> Gallery {
         keep_crops: false,
         max_templates_per_user: 3,
         quota: Quota::default(),
+        visit_history: 100,
         outbox: Some(OutboxSettings {
             origin: "door-x".into(),
             limit: 3,

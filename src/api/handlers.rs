@@ -75,7 +75,7 @@ pub(super) async fn run(
 }
 
 /// The `Accesstoken` header (any case), or `Authorization: Bearer ...`.
-fn access_token(headers: &HeaderMap) -> Option<String> {
+pub(super) fn access_token(headers: &HeaderMap) -> Option<String> {
     let value = headers
         .get("accesstoken")
         .or_else(|| headers.get(axum::http::header::AUTHORIZATION))?;

@@ -7,6 +7,7 @@
 
 mod endpoints;
 mod handlers;
+mod kiosk;
 mod metrics;
 mod oauth;
 mod openapi;
@@ -30,6 +31,7 @@ use tracing::{field, Instrument};
 use crate::config::{Config, Envelope, HttpStatusRule};
 use crate::gallery::Gallery;
 pub use endpoints::Endpoint;
+pub use kiosk::KioskHooks;
 use metrics::Metrics;
 pub use reply::Reply;
 pub use request::{decode_base64, MAX_FIELD_CHARS};
@@ -44,6 +46,9 @@ pub struct ServerOptions {
     /// Image requests in flight (running on a model session or waiting for one)
     /// before the API answers 503: `runtime.workers + runtime.queue`.
     pub inference_slots: usize,
+    /// A kiosk screen connecting without Last-Event-ID first gets the visits of this
+    /// many seconds (`camera.replay_secs`).
+    pub kiosk_replay_secs: u64,
 }
 
 impl ServerOptions {
@@ -53,6 +58,7 @@ impl ServerOptions {
             http_status: config.server.http_status,
             body_limit_bytes: config.server.body_limit_bytes,
             inference_slots: config.runtime.workers + config.runtime.queue,
+            kiosk_replay_secs: config.camera.replay_secs,
         }
     }
 }
@@ -62,15 +68,26 @@ pub struct ApiState {
     options: ServerOptions,
     permits: Arc<Semaphore>,
     metrics: Metrics,
+    kiosk: KioskHooks,
 }
 
 impl ApiState {
     pub fn new(gallery: Arc<Gallery>, options: ServerOptions) -> Arc<ApiState> {
+        ApiState::with_kiosk(gallery, options, KioskHooks::default())
+    }
+
+    /// As `new`, with the camera's live frame and metrics for the kiosk routes.
+    pub fn with_kiosk(
+        gallery: Arc<Gallery>,
+        options: ServerOptions,
+        kiosk: KioskHooks,
+    ) -> Arc<ApiState> {
         Arc::new(ApiState {
             permits: Arc::new(Semaphore::new(options.inference_slots)),
             gallery,
             options,
             metrics: Metrics::default(),
+            kiosk,
         })
     }
 }
@@ -95,6 +112,12 @@ pub fn router(state: Arc<ApiState>) -> Router {
             .route(&format!("{prefix}/oauth/client/token"), post(oauth::token))
             .route(&format!("{prefix}/oauth/token/revoke"), post(oauth::revoke));
     }
+    for prefix in ["/face-api", "/risetai/face-api"] {
+        app = app
+            .route(&format!("{prefix}/kiosk/events"), get(kiosk::events))
+            .route(&format!("{prefix}/kiosk/frame.jpg"), get(kiosk::frame));
+    }
+    app = app.route("/kiosk", get(kiosk::page));
     app.route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
@@ -194,6 +217,10 @@ async fn metrics(State(s): State<Arc<ApiState>>) -> Response {
             s.gallery.outbox_dropped() as f64,
         ),
     ]);
+    let text = match &s.kiosk.metrics {
+        Some(camera) => text + &camera(),
+        None => text,
+    };
     (
         [(
             axum::http::header::CONTENT_TYPE,

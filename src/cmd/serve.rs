@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use facegate::api::{self, ApiState, ServerOptions};
+use facegate::api::{self, ApiState, KioskHooks, ServerOptions};
+use facegate::camera::{Camera, CameraOptions};
 use facegate::config::Config;
 use facegate::gallery::{Gallery, Settings};
 use facegate::store::Store;
@@ -29,7 +30,30 @@ pub fn run(config: &Config, _args: &ServeArgs) -> anyhow::Result<ExitCode> {
         pipeline,
         Settings::from_config(config),
     )?);
-    let state = ApiState::new(gallery.clone(), ServerOptions::from_config(config));
+    // Camera kiosk mode: its own capture and inference threads; a camera that is
+    // missing or unplugged is retried in the background while the API serves.
+    let camera = match CameraOptions::from_config(config)? {
+        Some(options) => {
+            tracing::info!(source = %config.camera.source, gallery = %config.camera.gallery, "camera kiosk mode");
+            Some(Arc::new(Camera::start(gallery.clone(), options)?))
+        }
+        None => None,
+    };
+    let hooks = match &camera {
+        Some(camera) => {
+            let live = camera.clone();
+            let metrics = camera.clone();
+            KioskHooks {
+                live_frame: Some((
+                    camera.client().to_string(),
+                    Arc::new(move || live.live_jpeg()),
+                )),
+                metrics: Some(Arc::new(move || metrics.metrics_text())),
+            }
+        }
+        None => KioskHooks::default(),
+    };
+    let state = ApiState::with_kiosk(gallery.clone(), ServerOptions::from_config(config), hooks);
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
     // Blocking threads run the use cases (each may hold an LMDB reader slot): bounded.
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -41,14 +65,21 @@ pub fn run(config: &Config, _args: &ServeArgs) -> anyhow::Result<ExitCode> {
         let listener = tokio::net::TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.server.listen))?;
-        tracing::info!(listen = %listener.local_addr()?, "facegate serving");
+        let listen = listener.local_addr()?;
+        tracing::info!(%listen, "facegate serving");
         let sync = sync_options.map(|o| facegate::sync::start(gallery.clone(), o));
+        // systemd's Type=notify (systemd/facegate.service): the store is open, the models
+        // are loaded and the listener is bound. Outside systemd this does nothing.
+        if let Err(e) = facegate::telemetry::notify::ready(&format!("serving on {listen}")) {
+            tracing::warn!(error = %e, "cannot report readiness to systemd");
+        }
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut stopped = stop_rx.clone();
         let server = tokio::spawn(api::serve(listener, state, async move {
             let _ = stopped.changed().await;
         }));
         shutdown_signal().await;
+        let _ = facegate::telemetry::notify::stopping();
         tracing::info!(
             grace_secs = grace.as_secs(),
             "shutting down: finishing in-flight requests"
@@ -64,6 +95,9 @@ pub fn run(config: &Config, _args: &ServeArgs) -> anyhow::Result<ExitCode> {
         anyhow::Ok(())
     })?;
     runtime.shutdown_timeout(Duration::from_secs(1));
+    if let Some(camera) = camera.and_then(|c| Arc::try_unwrap(c).ok()) {
+        camera.stop();
+    }
     store.sync()?;
     tracing::info!("stopped; store synced");
     Ok(ExitCode::SUCCESS)

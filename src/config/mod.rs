@@ -223,6 +223,33 @@ mod tests {
     }
 
     #[test]
+    fn camera_environment_overrides_are_checked() {
+        let config = merge(
+            None,
+            "-",
+            &env(&[
+                ("FACEGATE_CAMERA", "dir:/srv/frames"),
+                ("FACEGATE_CAMERA_GALLERY", "kiosk/door"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.camera.source, "dir:/srv/frames");
+        assert_eq!(config.camera.gallery_parts(), Some(("kiosk", "door")));
+        // A source needs a CLIENT/GALLERY; unknown source kinds are refused.
+        assert!(merge(None, "-", &env(&[("FACEGATE_CAMERA", "v4l:0")])).is_err());
+        assert!(merge(
+            None,
+            "-",
+            &env(&[
+                ("FACEGATE_CAMERA", "rtsp://cam"),
+                ("FACEGATE_CAMERA_GALLERY", "kiosk/door")
+            ])
+        )
+        .is_err());
+        assert!(merge(Some("[camera]\nfps = 0\n"), "f", &env(&[])).is_err());
+    }
+
+    #[test]
     fn unknown_keys_and_bad_values_are_errors() {
         assert!(merge(Some("[server]\nlisen = 1\n"), "f", &env(&[])).is_err());
         assert!(merge(Some("[models]\ndetector = \"tiny\"\n"), "f", &env(&[])).is_err());

@@ -232,6 +232,18 @@ pub struct CameraConfig {
     pub fps: u32,
     pub width: u32,
     pub height: u32,
+    pub dir_realtime: bool,
+    pub detect_every: u32,
+    pub min_face_px: f32,
+    pub track_iou: f32,
+    pub track_timeout_ms: u64,
+    pub decide_frames: u32,
+    pub debounce_secs: u64,
+    pub unknown_interval_secs: u64,
+    pub history: usize,
+    pub replay_secs: u64,
+    pub reconnect_min_ms: u64,
+    pub reconnect_max_ms: u64,
 }
 
 impl Default for CameraConfig {
@@ -242,7 +254,27 @@ impl Default for CameraConfig {
             fps: 10,
             width: 640,
             height: 480,
+            dir_realtime: true,
+            detect_every: 1,
+            min_face_px: 125.0,
+            track_iou: 0.3,
+            track_timeout_ms: 1000,
+            decide_frames: 5,
+            debounce_secs: 60,
+            unknown_interval_secs: 10,
+            history: 1000,
+            replay_secs: 300,
+            reconnect_min_ms: 500,
+            reconnect_max_ms: 30_000,
         }
+    }
+}
+
+impl CameraConfig {
+    /// `camera.gallery` split into (client, gallery).
+    pub fn gallery_parts(&self) -> Option<(&str, &str)> {
+        let (client, gallery) = self.gallery.split_once('/')?;
+        (!client.is_empty() && !gallery.is_empty()).then_some((client, gallery))
     }
 }
 
@@ -277,6 +309,34 @@ impl Config {
         if self.runtime.workers == 0 || self.runtime.threads_per_model == 0 {
             return Err(Error::Invalid(
                 "runtime.workers and runtime.threads_per_model must be at least 1".into(),
+            ));
+        }
+        let c = &self.camera;
+        if !c.source.is_empty() {
+            if !["dir:", "mjpeg:", "v4l:"]
+                .iter()
+                .any(|p| c.source.starts_with(p))
+            {
+                return Err(Error::Invalid(format!(
+                    "camera.source = {:?}: expected dir:PATH, mjpeg:URL or v4l:INDEX",
+                    c.source
+                )));
+            }
+            if c.gallery_parts().is_none() {
+                return Err(Error::Invalid(format!(
+                    "camera.gallery = {:?}: expected CLIENT/GALLERY",
+                    c.gallery
+                )));
+            }
+        }
+        if c.fps == 0 || c.detect_every == 0 || c.decide_frames == 0 || c.history == 0 {
+            return Err(Error::Invalid(
+                "camera.fps, detect_every, decide_frames and history must be at least 1".into(),
+            ));
+        }
+        if !(0.0..=1.0).contains(&c.track_iou) || c.width == 0 || c.height == 0 {
+            return Err(Error::Invalid(
+                "camera.track_iou must be within 0..1 and width, height at least 1".into(),
             ));
         }
         if self.store.max_templates_per_user == 0 {

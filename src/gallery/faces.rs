@@ -82,7 +82,7 @@ impl Gallery {
             .ok_or(Error::NoFace(role))
     }
 
-    fn require_gallery(&self, client: &str, gallery: &str) -> Result<(), Error> {
+    pub(super) fn require_gallery(&self, client: &str, gallery: &str) -> Result<(), Error> {
         match self.store.read(|r| r.gallery(client, gallery))? {
             Some(_) => Ok(()),
             None => Err(Error::GalleryNotFound),

@@ -14,6 +14,7 @@ mod faces;
 mod galleries;
 mod reembed;
 mod replica;
+mod visits;
 
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
@@ -33,6 +34,7 @@ pub use replica::{
     decode_embedding, encode_embedding, Applied, Op, OpKind, OutboxSettings, Refusal, WireTemplate,
     OP_NAMES, PROTOCOL_VERSION,
 };
+pub use visits::{rfc3339_millis, Sighting, Visit};
 
 /// Limits and thresholds, from the configuration.
 #[derive(Clone, Debug, PartialEq)]
@@ -47,6 +49,8 @@ pub struct Settings {
     /// Sync on: the device id and outbox bound; every local change then writes its
     /// operation to the outbox in its own transaction. None: sync off, no outbox.
     pub outbox: Option<OutboxSettings>,
+    /// Camera visits kept in the store; older ones are pruned (`camera.history`).
+    pub visit_history: usize,
 }
 
 /// Per-client quotas; 0 means unlimited.
@@ -76,6 +80,7 @@ impl Settings {
                 origin: config.sync.device_id.clone(),
                 limit: config.sync.outbox_limit,
             }),
+            visit_history: config.camera.history.max(1),
         }
     }
 }
@@ -104,6 +109,12 @@ pub(crate) enum Change<'a> {
     ClientDeleted {
         client: &'a str,
     },
+    /// A camera kiosk visit (user_id None: unknown person).
+    Visit {
+        client: &'a str,
+        gallery: &'a str,
+        user_id: Option<&'a str>,
+    },
 }
 
 pub struct Gallery {
@@ -117,6 +128,8 @@ pub struct Gallery {
     write: Mutex<()>,
     /// Outbox events dropped because the outbox was full (since start).
     outbox_dropped: AtomicU64,
+    /// Live camera visits, sent after they are committed.
+    visits: tokio::sync::broadcast::Sender<Visit>,
 }
 
 impl std::fmt::Debug for Gallery {
@@ -171,6 +184,7 @@ impl Gallery {
             settings,
             write: Mutex::new(()),
             outbox_dropped: AtomicU64::new(0),
+            visits: tokio::sync::broadcast::channel(visits::BROADCAST_CAPACITY).0,
         })
     }
 

@@ -265,6 +265,9 @@ impl Gallery {
                     user_id: user_id.to_string(),
                 },
             )?,
+            // Camera recognition events are not gallery operations; publishing them as
+            // device events is still to do (issues #4 and #5), so they write no op.
+            Change::Visit { .. } => {}
         }
         for op in &ops {
             self.push_bounded(w, out, op)?;

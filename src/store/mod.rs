@@ -17,7 +17,9 @@ use std::sync::{Mutex, RwLock};
 use heed::types::Bytes;
 use heed::{CommitOrAbort, Database, Env, EnvOpenOptions};
 
-pub use records::{ClientRecord, Counters, GalleryRecord, TemplateRecord, TokenRecord, UserRecord};
+pub use records::{
+    ClientRecord, Counters, GalleryRecord, TemplateRecord, TokenRecord, UserRecord, VisitRecord,
+};
 pub use schema::SCHEMA_VERSION;
 pub use txn::{EntityVersion, Reader, TemplateRow, Writer};
 
@@ -70,6 +72,8 @@ pub(crate) struct Dbs {
     /// Sync: the newest version applied per user / gallery (key -> version, origin), so
     /// that a stale operation never overwrites a newer state. Deletions keep theirs.
     pub sync_versions: Db,
+    /// Camera kiosk visits (schema 2), keyed by a big-endian u64 sequence number.
+    pub visits: Db,
 }
 
 /// Largest map the store grows to (1 TiB of address space; LMDB only uses what it writes).
@@ -119,6 +123,7 @@ impl Store {
                     open("outbox")?,
                     open("sync_seen")?,
                     open("sync_versions")?,
+                    open("visits")?,
                 );
                 Ok(CommitOrAbort::<_, ()>::Commit(dbs))
             })?
@@ -136,6 +141,7 @@ impl Store {
                 outbox: dbs.7,
                 sync_seen: dbs.8,
                 sync_versions: dbs.9,
+                visits: dbs.10,
             },
             gate: RwLock::new(()),
             grow: Mutex::new(()),
@@ -311,6 +317,34 @@ mod tests {
             })
             .unwrap();
         assert_eq!(n, 300);
+    }
+
+    #[test]
+    fn visit_history_is_bounded_and_the_oldest_are_pruned() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1).unwrap();
+        let visit = |t: u64| VisitRecord {
+            client: "c".into(),
+            gallery: "g".into(),
+            device_id: "d".into(),
+            user_id: t.is_multiple_of(2).then(|| format!("u{t}")),
+            user_name: None,
+            similarity: 0.5,
+            mask: false,
+            timestamp_ms: t,
+            face_jpeg: vec![0xFF, 0xD8],
+        };
+        for t in 1..=7 {
+            store.write(|w| w.add_visit(&visit(t), 5)).unwrap();
+        }
+        let kept = store.read(|r| r.visits_after(0, 100)).unwrap();
+        let ids: Vec<u64> = kept.iter().map(|(id, _)| *id).collect();
+        assert_eq!(ids, [3, 4, 5, 6, 7]);
+        assert_eq!(kept[0].1, visit(3));
+        let recent = store.read(|r| r.visits_since(6, 100)).unwrap();
+        assert_eq!(recent.iter().map(|(id, _)| *id).collect::<Vec<_>>(), [6, 7]);
+        let after = store.read(|r| r.visits_after(5, 1)).unwrap();
+        assert_eq!(after[0].0, 6);
     }
 
     #[test]

@@ -49,6 +49,41 @@ pub struct Counters {
     pub galleries: u64,
 }
 
+/// One camera kiosk visit: a person (or an unknown face) recognized at the door.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VisitRecord {
+    pub client: String,
+    pub gallery: String,
+    pub device_id: String,
+    /// None for an unknown person.
+    pub user_id: Option<String>,
+    pub user_name: Option<String>,
+    /// Calibrated similarity (0..1) of the best match in the gallery, known or not.
+    pub similarity: f32,
+    pub mask: bool,
+    /// Milliseconds since the Unix epoch, when the frame was captured.
+    pub timestamp_ms: u64,
+    /// A small JPEG of the aligned face.
+    #[serde(default, with = "base64_bytes")]
+    pub face_jpeg: Vec<u8>,
+}
+
+mod base64_bytes {
+    use base64::Engine;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
 /// One enrolled face template.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TemplateRecord {

@@ -8,15 +8,22 @@
 use super::{Error, Store, Writer};
 
 /// Version 1: clients, tokens, galleries, users, templates (layout 1), counters, outbox.
+/// Version 2: adds `visits` (camera kiosk events, JSON records keyed by sequence).
 /// The sync databases `sync_seen` and `sync_versions` are additive (created empty at open,
 /// ignored by builds that do not know them), so they need no version step.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 const KEY: &str = "schema_version";
 
 /// `MIGRATIONS[i]` migrates version `i + 1` to `i + 2`.
 type Migration = fn(&mut Writer<'_, '_>) -> Result<(), Error>;
-const MIGRATIONS: &[Migration] = &[];
+const MIGRATIONS: &[Migration] = &[v1_to_v2];
+
+/// The `visits` database is created (empty) when the environment is opened; version 1
+/// stores have nothing to convert.
+fn v1_to_v2(_w: &mut Writer<'_, '_>) -> Result<(), Error> {
+    Ok(())
+}
 
 pub(crate) fn version(store: &Store) -> Result<Option<u32>, Error> {
     store.read(|r| r.schema_version())
@@ -62,6 +69,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), 1).unwrap();
         assert_eq!(version(&store).unwrap(), Some(SCHEMA_VERSION));
+    }
+
+    #[test]
+    fn a_version_1_store_is_migrated_and_keeps_its_data() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path(), 1).unwrap();
+            store
+                .write(|w| {
+                    w.put_gallery("c", "g", &crate::store::GalleryRecord { created_at: 1 })?;
+                    w.set_meta(KEY, &1u32.to_be_bytes())
+                })
+                .unwrap();
+        }
+        let store = Store::open(dir.path(), 1).unwrap();
+        assert_eq!(version(&store).unwrap(), Some(SCHEMA_VERSION));
+        assert_eq!(store.read(|r| r.galleries("c")).unwrap(), ["g"]);
+        assert_eq!(store.read(|r| r.visits_after(0, 10)).unwrap(), []);
     }
 
     #[test]

@@ -8,6 +8,7 @@ use super::keys::{key, key_with_id, split};
 use super::records::{from_json, to_json};
 use super::{
     ClientRecord, Counters, Dbs, Error, GalleryRecord, TemplateRecord, TokenRecord, UserRecord,
+    VisitRecord,
 };
 
 /// The newest version applied to one user or gallery, and which device produced it.
@@ -233,6 +234,53 @@ impl<'t> Reader<'t> {
         }))
     }
 
+    /// Up to `limit` visits with a sequence number above `after`, oldest first.
+    pub fn visits_after(&self, after: u64, limit: usize) -> Result<Vec<(u64, VisitRecord)>, Error> {
+        let start = after.saturating_add(1).to_be_bytes();
+        let mut out = Vec::new();
+        for item in self.dbs.visits.range(
+            self.txn,
+            &(
+                std::ops::Bound::Included(&start[..]),
+                std::ops::Bound::Unbounded,
+            ),
+        )? {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = item?;
+            out.push((visit_seq(k)?, from_json(v)?));
+        }
+        Ok(out)
+    }
+
+    /// Visits captured at or after `since_ms`, oldest first (at most `limit`, the newest).
+    pub fn visits_since(
+        &self,
+        since_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, VisitRecord)>, Error> {
+        let mut out = Vec::new();
+        for item in self.dbs.visits.rev_iter(self.txn)? {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = item?;
+            let record: VisitRecord = from_json(v)?;
+            if record.timestamp_ms < since_ms {
+                break;
+            }
+            out.push((visit_seq(k)?, record));
+        }
+        out.reverse();
+        Ok(out)
+    }
+
+    /// Number of stored visits.
+    pub fn visits_len(&self) -> Result<u64, Error> {
+        Ok(self.dbs.visits.len(self.txn)?)
+    }
+
     fn json<T: for<'de> serde::Deserialize<'de>>(
         &self,
         db: super::Db,
@@ -240,6 +288,12 @@ impl<'t> Reader<'t> {
     ) -> Result<Option<T>, Error> {
         db.get(self.txn, k)?.map(from_json).transpose()
     }
+}
+
+fn visit_seq(k: &[u8]) -> Result<u64, Error> {
+    <[u8; 8]>::try_from(k)
+        .map(u64::from_be_bytes)
+        .map_err(|_| Error::Corrupt("visit key".into()))
 }
 
 fn part(k: &[u8], parts: usize, index: usize) -> Result<String, Error> {
@@ -431,6 +485,30 @@ impl<'a, 'e> Writer<'a, 'e> {
 
     pub fn delete_counters(&mut self, client: &str) -> Result<bool, Error> {
         self.del(self.dbs.counters, &key(&[client]))
+    }
+
+    /// Appends a visit and prunes the oldest beyond `keep`; returns its sequence number
+    /// (increasing, never reused).
+    pub fn add_visit(&mut self, record: &VisitRecord, keep: usize) -> Result<u64, Error> {
+        let seq = self.next_seq("visit_seq")?;
+        self.put(self.dbs.visits, &seq.to_be_bytes(), &to_json(record)?)?;
+        let len = self.dbs.visits.len(self.txn)?;
+        let excess = usize::try_from(len)
+            .unwrap_or(usize::MAX)
+            .saturating_sub(keep.max(1));
+        if excess > 0 {
+            let oldest = self
+                .dbs
+                .visits
+                .iter(self.txn)?
+                .take(excess)
+                .map(|item| item.map(|(k, _)| k.to_vec()))
+                .collect::<Result<Vec<_>, _>>()?;
+            for k in &oldest {
+                self.del(self.dbs.visits, k)?;
+            }
+        }
+        Ok(seq)
     }
 
     /// Appends an event to the sync outbox, in this transaction (issue 4).

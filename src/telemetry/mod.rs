@@ -1,5 +1,8 @@
 //! Logging set-up: a `tracing` subscriber writing to stderr in human or JSON format,
-//! filtered by a tracing filter string (`logging.level`, `FACEGATE_LOG`).
+//! filtered by a tracing filter string (`logging.level`, `FACEGATE_LOG`); readiness
+//! reports to systemd ([`notify`]).
+
+pub mod notify;
 
 use tracing_subscriber::EnvFilter;
 

@@ -13,6 +13,7 @@ mod pipeline;
 mod similarity;
 mod warp;
 
+pub use align::frontalness;
 pub use decode::{decode_image, DecodeError, DecodeLimits};
 pub use detect::DetectorKind;
 pub use embed::{Embedding, EMBEDDING_DIM};

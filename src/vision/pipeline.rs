@@ -225,6 +225,20 @@ impl Pipeline {
         })
     }
 
+    /// Analyses one face found earlier by [`Pipeline::detect`] in the same `image`
+    /// (align, quality, mask, embed) without detecting again. `None` when the face's
+    /// keypoints are degenerate.
+    pub fn analyze_detection(
+        &self,
+        image: &RgbImage,
+        detection: Detection,
+    ) -> Result<Option<Face>, Error> {
+        self.with_session(|s| {
+            let mut t = StageTimings::default();
+            self.analyze_one(s, image, detection, &mut t)
+        })
+    }
+
     fn analyze_one(
         &self,
         s: &mut Session,

@@ -1,0 +1,251 @@
+//! The kiosk screen's routes: `GET /kiosk` (a plain HTML/JS page from the binary),
+//! `GET {prefix}/kiosk/events` (Server-Sent Events: recent visits first, then live
+//! ones; `Last-Event-ID` honoured) and `GET {prefix}/kiosk/frame.jpg` (the camera's
+//! newest frame with face boxes). Authenticated by the `Accesstoken` header or an
+//! `access_token` query parameter (browsers cannot set headers on EventSource or img).
+//!
+//! The API does not know the camera: `serve` lends it the live frame and the camera's
+//! metrics through [`KioskHooks`]; visits come from `gallery`.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, Uri};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use tokio::sync::{broadcast, mpsc};
+
+use super::{ApiState, Reply, Status};
+use crate::gallery::Visit;
+
+/// The kiosk page, served as is.
+const PAGE: &str = include_str!("kiosk.html");
+
+/// At most this many stored visits are replayed to a connecting screen.
+const REPLAY_LIMIT: usize = 500;
+
+type FrameFn = dyn Fn() -> Option<Vec<u8>> + Send + Sync;
+type MetricsFn = dyn Fn() -> String + Send + Sync;
+
+/// What the camera lends the API (wired by `facegate serve`); empty without a camera.
+#[derive(Clone, Default)]
+pub struct KioskHooks {
+    /// The client that owns the camera, and a function giving the newest frame (JPEG).
+    pub live_frame: Option<(String, Arc<FrameFn>)>,
+    /// Extra Prometheus text appended to /metrics.
+    pub metrics: Option<Arc<MetricsFn>>,
+}
+
+impl std::fmt::Debug for KioskHooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KioskHooks")
+            .field("camera_client", &self.live_frame.as_ref().map(|l| &l.0))
+            .field("metrics", &self.metrics.is_some())
+            .finish()
+    }
+}
+
+pub(super) async fn page() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        PAGE,
+    )
+        .into_response()
+}
+
+/// The `Accesstoken` header, `Authorization: Bearer`, or `?access_token=`.
+fn token(headers: &HeaderMap, uri: &Uri) -> Option<String> {
+    if let Some(t) = super::handlers::access_token(headers) {
+        return Some(t);
+    }
+    let query = uri.query()?;
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).ok()?;
+    pairs
+        .into_iter()
+        .find(|(k, _)| k == "access_token")
+        .map(|(_, v)| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+async fn authenticate(
+    state: &Arc<ApiState>,
+    headers: &HeaderMap,
+    uri: &Uri,
+) -> Result<String, Response> {
+    let refuse = |status: Status| {
+        Reply::from(status).render(state.options.envelope, state.options.http_status)
+    };
+    let token = token(headers, uri).ok_or_else(|| refuse(Status::UNAUTHORIZED))?;
+    let gallery = state.gallery.clone();
+    match tokio::task::spawn_blocking(move || gallery.accounts().authenticate(&token)).await {
+        Ok(Ok(client)) => Ok(client),
+        Ok(Err(e)) => Err(refuse(Status::of(&e))),
+        Err(_) => Err(refuse(Status::SERVER_ERROR)),
+    }
+}
+
+pub(super) async fn frame(
+    State(s): State<Arc<ApiState>>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let client = match authenticate(&s, &headers, &uri).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let not_found = || {
+        Reply::from(Status(404))
+            .message("No camera frame")
+            .render(s.options.envelope, s.options.http_status)
+    };
+    // Another client's camera is never visible.
+    let Some((owner, live)) = s.kiosk.live_frame.clone() else {
+        return not_found();
+    };
+    if owner != client {
+        return not_found();
+    }
+    match tokio::task::spawn_blocking(move || live()).await {
+        Ok(Some(jpeg)) => (
+            [
+                (header::CONTENT_TYPE, "image/jpeg"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            jpeg,
+        )
+            .into_response(),
+        _ => not_found(),
+    }
+}
+
+/// The receiving half of the event channel as a stream for axum's `Sse`.
+struct Events(mpsc::Receiver<Event>);
+
+impl futures_core::Stream for Events {
+    type Item = Result<Event, Infallible>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx).map(|e| e.map(Ok))
+    }
+}
+
+fn event(visit: &Visit) -> Event {
+    Event::default()
+        .id(visit.id.to_string())
+        .data(visit.to_json().to_string())
+}
+
+pub(super) async fn events(
+    State(s): State<Arc<ApiState>>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let client = match authenticate(&s, &headers, &uri).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let last_id = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    // Subscribe before reading the history, so that no visit falls between the two.
+    let live = s.gallery.subscribe_visits();
+    let (tx, rx) = mpsc::channel(32);
+    let replay_ms = s.options.kiosk_replay_secs.saturating_mul(1000);
+    tokio::spawn(stream_visits(
+        s.clone(),
+        client,
+        last_id,
+        replay_ms,
+        live,
+        tx,
+    ));
+    let mut response = Sse::new(Events(rx))
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+        .headers_mut()
+        .insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
+}
+
+/// Sends `client`'s visits after `last_id` (or of the last `replay_ms`), then live ones,
+/// until the screen disconnects.
+async fn stream_visits(
+    state: Arc<ApiState>,
+    client: String,
+    last_id: Option<u64>,
+    replay_ms: u64,
+    mut live: broadcast::Receiver<Visit>,
+    tx: mpsc::Sender<Event>,
+) {
+    let gallery = state.gallery.clone();
+    let backlog = tokio::task::spawn_blocking(move || match last_id {
+        Some(id) => gallery.visits_after(id, REPLAY_LIMIT),
+        None => {
+            let since = now_ms().saturating_sub(replay_ms);
+            gallery.visits_since(since, REPLAY_LIMIT)
+        }
+    })
+    .await;
+    let mut sent = last_id.unwrap_or(0);
+    match backlog {
+        Ok(Ok(visits)) => {
+            for v in visits {
+                sent = sent.max(v.id);
+                if v.record.client == client && tx.send(event(&v)).await.is_err() {
+                    return;
+                }
+            }
+        }
+        Ok(Err(e)) => tracing::warn!(error = %e, "kiosk events: history unavailable"),
+        Err(e) => tracing::warn!(error = %e, "kiosk events: history task failed"),
+    }
+    loop {
+        let next = tokio::select! {
+            next = live.recv() => next,
+            () = tx.closed() => return,
+        };
+        let visits = match next {
+            Ok(v) => vec![v],
+            Err(broadcast::error::RecvError::Lagged(_)) => {
+                // Too slow for the live channel: catch up from the store.
+                let gallery = state.gallery.clone();
+                let after = sent;
+                match tokio::task::spawn_blocking(move || gallery.visits_after(after, REPLAY_LIMIT))
+                    .await
+                {
+                    Ok(Ok(v)) => v,
+                    _ => Vec::new(),
+                }
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        for v in visits {
+            if v.id <= sent {
+                continue;
+            }
+            sent = v.id;
+            if v.record.client == client && tx.send(event(&v)).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,370 @@
+//! `mjpeg:URL`: a `multipart/x-mixed-replace` stream of JPEGs over plain HTTP/1.1, as
+//! IP cameras and ESP32-CAM boards serve it. A minimal blocking client on its own
+//! thread: parts with or without Content-Length, chunked transfer encoding or not.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use super::{decode_picture, CaptureOptions, Frame, FrameSource, SourceError};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// No byte for this long: the stream is considered dead and reopened.
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest accepted part (a 4K JPEG is well below).
+const MAX_PART: usize = 16 * 1024 * 1024;
+const MAX_HEADER_LINE: usize = 8 * 1024;
+
+pub struct MjpegSource {
+    url: String,
+    host: String,
+    port: u16,
+    path: String,
+    options: CaptureOptions,
+    stream: Option<Body>,
+    boundary: Vec<u8>,
+}
+
+impl MjpegSource {
+    pub fn new(url: &str, options: CaptureOptions) -> Result<MjpegSource, SourceError> {
+        let bad = |message: &str| SourceError::Stream {
+            url: url.to_string(),
+            message: message.to_string(),
+        };
+        let rest = url
+            .strip_prefix("http://")
+            .ok_or_else(|| bad("only http:// URLs are supported"))?;
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
+                (h, p.parse().map_err(|_| bad("bad port"))?)
+            }
+            _ => (authority, 80),
+        };
+        if host.is_empty() {
+            return Err(bad("no host"));
+        }
+        Ok(MjpegSource {
+            url: url.to_string(),
+            host: host.to_string(),
+            port,
+            path: path.to_string(),
+            options,
+            stream: None,
+            boundary: Vec::new(),
+        })
+    }
+
+    fn error(&self, message: impl Into<String>) -> SourceError {
+        SourceError::Stream {
+            url: self.url.clone(),
+            message: message.into(),
+        }
+    }
+
+    fn io(&self, source: std::io::Error) -> SourceError {
+        SourceError::Io {
+            url: self.url.clone(),
+            source,
+        }
+    }
+
+    fn connect(&mut self) -> Result<(), SourceError> {
+        let addr = (self.host.trim_matches(|c| c == '[' || c == ']'), self.port)
+            .to_socket_addrs()
+            .map_err(|e| self.io(e))?
+            .next()
+            .ok_or_else(|| self.error("host has no address"))?;
+        let mut tcp = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).map_err(|e| self.io(e))?;
+        tcp.set_read_timeout(Some(READ_TIMEOUT))
+            .map_err(|e| self.io(e))?;
+        let request = format!(
+            "GET {} HTTP/1.1\r\nHost: {}:{}\r\nUser-Agent: facegate\r\nAccept: multipart/x-mixed-replace, image/jpeg\r\nConnection: close\r\n\r\n",
+            self.path, self.host, self.port
+        );
+        tcp.write_all(request.as_bytes()).map_err(|e| self.io(e))?;
+        let mut reader = BufReader::new(tcp);
+        let status = read_line(&mut reader).map_err(|e| self.io(e))?;
+        let code = status.split_whitespace().nth(1).unwrap_or("");
+        if code != "200" {
+            return Err(self.error(format!("answered {status:?}")));
+        }
+        let mut content_type = String::new();
+        let mut chunked = false;
+        loop {
+            let line = read_line(&mut reader).map_err(|e| self.io(e))?;
+            if line.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                let name = name.trim().to_ascii_lowercase();
+                let value = value.trim();
+                if name == "content-type" {
+                    content_type = value.to_string();
+                } else if name == "transfer-encoding" {
+                    chunked = value.to_ascii_lowercase().contains("chunked");
+                }
+            }
+        }
+        let boundary = boundary_of(&content_type)
+            .ok_or_else(|| self.error(format!("not an MJPEG stream: {content_type:?}")))?;
+        self.boundary = format!("--{boundary}").into_bytes();
+        self.stream = Some(Body {
+            reader,
+            chunked,
+            chunk_left: 0,
+            pending: Vec::new(),
+        });
+        Ok(())
+    }
+
+    fn read_part(&mut self) -> Result<Vec<u8>, SourceError> {
+        let url = self.url.clone();
+        let io = |source| SourceError::Io {
+            url: url.clone(),
+            source,
+        };
+        let boundary = self.boundary.clone();
+        let Some(body) = self.stream.as_mut() else {
+            return Err(self.error("not connected"));
+        };
+        // Skip to the boundary line (preamble, blank lines between parts).
+        loop {
+            let line = body.line().map_err(io)?;
+            let line = line.trim_ascii();
+            if line.starts_with(&boundary) {
+                if line[boundary.len()..].starts_with(b"--") {
+                    return Err(SourceError::Stream {
+                        url: url.clone(),
+                        message: "stream ended".into(),
+                    });
+                }
+                break;
+            }
+        }
+        let mut length = None;
+        loop {
+            let line = body.line().map_err(io)?;
+            let text = String::from_utf8_lossy(&line);
+            let text = text.trim();
+            if text.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = text.split_once(':') {
+                if name.trim().eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse::<usize>().ok();
+                }
+            }
+        }
+        match length {
+            Some(n) if n <= MAX_PART => {
+                let mut data = vec![0u8; n];
+                body.read_exact(&mut data).map_err(io)?;
+                Ok(data)
+            }
+            Some(n) => Err(SourceError::Stream {
+                url,
+                message: format!("part of {n} bytes"),
+            }),
+            None => {
+                // Up to the next boundary line, which stays in the stream.
+                let mut marker = b"\r\n".to_vec();
+                marker.extend_from_slice(&boundary);
+                body.until(&marker).map_err(io)
+            }
+        }
+    }
+}
+
+fn boundary_of(content_type: &str) -> Option<String> {
+    let lower = content_type.to_ascii_lowercase();
+    if !lower.starts_with("multipart/") {
+        return None;
+    }
+    let at = lower.find("boundary=")?;
+    let value = content_type[at + "boundary=".len()..]
+        .split(';')
+        .next()?
+        .trim()
+        .trim_matches('"');
+    let value = value.strip_prefix("--").unwrap_or(value);
+    (!value.is_empty()).then(|| value.to_string())
+}
+
+fn read_line(reader: &mut impl BufRead) -> std::io::Result<String> {
+    let mut line = Vec::new();
+    reader
+        .by_ref()
+        .take(MAX_HEADER_LINE as u64)
+        .read_until(b'\n', &mut line)?;
+    if line.is_empty() {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(String::from_utf8_lossy(&line).trim_end().to_string())
+}
+
+/// The response body: de-chunked when needed, with a pushback buffer.
+struct Body {
+    reader: BufReader<TcpStream>,
+    chunked: bool,
+    chunk_left: usize,
+    pending: Vec<u8>,
+}
+
+impl Body {
+    /// Reads body bytes (after de-chunking) into `buf`; 0 at the end.
+    fn raw(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if !self.chunked {
+            return self.reader.read(buf);
+        }
+        if self.chunk_left == 0 {
+            let size_line = read_line(&mut self.reader)?;
+            let size_line = if size_line.is_empty() {
+                // The CRLF after the previous chunk.
+                read_line(&mut self.reader)?
+            } else {
+                size_line
+            };
+            let hex = size_line.split(';').next().unwrap_or("").trim();
+            let size = usize::from_str_radix(hex, 16)
+                .map_err(|_| std::io::Error::other("bad chunk size"))?;
+            if size == 0 {
+                return Ok(0);
+            }
+            self.chunk_left = size;
+        }
+        let n = buf.len().min(self.chunk_left);
+        let read = self.reader.read(&mut buf[..n])?;
+        if read == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        self.chunk_left -= read;
+        Ok(read)
+    }
+
+    /// Refills `pending` with at least one more byte.
+    fn fill(&mut self) -> std::io::Result<()> {
+        let mut buf = [0u8; 8192];
+        let n = self.raw(&mut buf)?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        self.pending.extend_from_slice(&buf[..n]);
+        Ok(())
+    }
+
+    fn line(&mut self) -> std::io::Result<Vec<u8>> {
+        loop {
+            if let Some(i) = self.pending.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.pending.drain(..=i).collect();
+                return Ok(line);
+            }
+            if self.pending.len() > MAX_HEADER_LINE {
+                return Err(std::io::Error::other("line too long"));
+            }
+            self.fill()?;
+        }
+    }
+
+    fn read_exact(&mut self, out: &mut [u8]) -> std::io::Result<()> {
+        while self.pending.len() < out.len() {
+            self.fill()?;
+        }
+        out.copy_from_slice(&self.pending[..out.len()]);
+        self.pending.drain(..out.len());
+        Ok(())
+    }
+
+    fn until(&mut self, marker: &[u8]) -> std::io::Result<Vec<u8>> {
+        let mut searched = 0;
+        loop {
+            if let Some(i) = find(&self.pending[searched..], marker) {
+                let end = searched + i;
+                let data = self.pending[..end].to_vec();
+                // Keep the boundary line (without the CRLF before it).
+                self.pending.drain(..end + 2);
+                return Ok(data);
+            }
+            searched = self.pending.len().saturating_sub(marker.len());
+            if self.pending.len() > MAX_PART {
+                return Err(std::io::Error::other("part too large"));
+            }
+            self.fill()?;
+        }
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+impl FrameSource for MjpegSource {
+    fn open(&mut self) -> Result<(), SourceError> {
+        self.stream = None;
+        self.connect()
+    }
+
+    fn next_frame(&mut self) -> Result<Option<Frame>, SourceError> {
+        loop {
+            let part = match self.read_part() {
+                Ok(p) => p,
+                Err(e) => {
+                    self.stream = None;
+                    return Err(e);
+                }
+            };
+            // A broken JPEG in a live stream is one lost frame, not a dead stream.
+            match decode_picture(&part, &self.options) {
+                Ok(image) => return Ok(Some(Frame::now(image))),
+                Err(e) => tracing::debug!(url = %self.url, error = %e, "MJPEG part skipped"),
+            }
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!("mjpeg:{}", self.url)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn boundaries_are_read_with_or_without_quotes_and_dashes() {
+        assert_eq!(
+            boundary_of("multipart/x-mixed-replace;boundary=123456789000000000000987654321")
+                .as_deref(),
+            Some("123456789000000000000987654321")
+        );
+        assert_eq!(
+            boundary_of("multipart/x-mixed-replace; boundary=\"--frame\"").as_deref(),
+            Some("frame")
+        );
+        assert_eq!(boundary_of("image/jpeg"), None);
+    }
+
+    #[test]
+    fn urls_name_host_port_and_path() {
+        let options = CaptureOptions {
+            fps: 10,
+            width: 640,
+            height: 480,
+            realtime: true,
+        };
+        let s = MjpegSource::new("http://10.0.0.5:81/stream", options).unwrap();
+        assert_eq!(
+            (s.host.as_str(), s.port, s.path.as_str()),
+            ("10.0.0.5", 81, "/stream")
+        );
+        let s = MjpegSource::new("http://cam.local", options).unwrap();
+        assert_eq!(
+            (s.host.as_str(), s.port, s.path.as_str()),
+            ("cam.local", 80, "/")
+        );
+        assert!(MjpegSource::new("https://cam/s", options).is_err());
+    }
+}

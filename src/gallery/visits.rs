@@ -1,0 +1,193 @@
+//! Camera kiosk use cases: the faces in a frame, identifying one of them, and the visit
+//! history (stored in LMDB, bounded, and broadcast to live listeners such as the
+//! Server-Sent Events stream). Nothing here knows where frames come from.
+
+use image::RgbImage;
+use serde_json::{json, Value};
+
+use super::{crop, Change, Error, Gallery};
+use crate::store::VisitRecord;
+use crate::vision::{self, Detection, Quality};
+
+/// Live visits kept for slow listeners before they lag (they then re-read the store).
+pub(super) const BROADCAST_CAPACITY: usize = 256;
+
+/// Side of the face thumbnail attached to each visit.
+const THUMBNAIL_PX: u32 = 96;
+
+/// One face of a frame, recognized (or not) against a gallery.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sighting {
+    /// (user_id, user_name) when the best match reaches the identify threshold.
+    pub user: Option<(String, String)>,
+    /// Calibrated similarity of the best match (0 when the gallery is empty).
+    pub similarity: f32,
+    pub masked: bool,
+    pub quality: Quality,
+    /// A small JPEG of the aligned face.
+    pub face_jpeg: Vec<u8>,
+}
+
+/// A stored visit with its sequence number (the SSE event id).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Visit {
+    pub id: u64,
+    pub record: VisitRecord,
+}
+
+impl Visit {
+    /// The event as listeners receive it (SSE data; the MQTT payload of issue 4).
+    pub fn to_json(&self) -> Value {
+        use base64::Engine;
+        let r = &self.record;
+        json!({
+            "id": self.id,
+            "user_id": r.user_id,
+            "user_name": r.user_name,
+            "similarity": (f64::from(r.similarity) * 10_000.0).round() / 10_000.0,
+            "mask": r.mask,
+            "timestamp": rfc3339_millis(r.timestamp_ms),
+            "timestamp_ms": r.timestamp_ms,
+            "device_id": r.device_id,
+            "client": r.client,
+            "facegallery_id": r.gallery,
+            "face_jpeg": base64::engine::general_purpose::STANDARD.encode(&r.face_jpeg),
+        })
+    }
+}
+
+impl Gallery {
+    /// Faces in a frame, largest first, without recognition.
+    pub fn detect_faces(&self, frame: &RgbImage) -> Result<Vec<Detection>, Error> {
+        self.pipeline.detect(frame).map_err(Error::Vision)
+    }
+
+    /// Analyses `detection` (found by [`Gallery::detect_faces`] in `frame`) and searches
+    /// the gallery for it. `None` when the face cannot be aligned.
+    pub fn identify_detection(
+        &self,
+        client: &str,
+        gallery: &str,
+        frame: &RgbImage,
+        detection: Detection,
+    ) -> Result<Option<Sighting>, Error> {
+        self.require_gallery(client, gallery)?;
+        let Some(face) = self
+            .pipeline
+            .analyze_detection(frame, detection)
+            .map_err(Error::Vision)?
+        else {
+            return Ok(None);
+        };
+        let best = self.index.search(client, gallery, &face.embedding.0);
+        let similarity = best
+            .as_ref()
+            .map(|m| vision::similarity(m.cosine))
+            .unwrap_or(0.0);
+        let mut user = None;
+        if let Some(found) = best.filter(|_| similarity >= self.settings.identify_threshold) {
+            // A user deleted between the search and this read is no match.
+            if let Some(record) = self
+                .store
+                .read(|r| r.user(client, gallery, &found.user_id))?
+            {
+                user = Some((found.user_id.to_string(), record.user_name));
+            }
+        }
+        let thumbnail = image::imageops::resize(
+            &face.aligned,
+            THUMBNAIL_PX,
+            THUMBNAIL_PX,
+            image::imageops::FilterType::Triangle,
+        );
+        Ok(Some(Sighting {
+            user,
+            similarity,
+            masked: face.masked,
+            quality: face.quality,
+            face_jpeg: crop::encode(&thumbnail)?,
+        }))
+    }
+
+    /// Stores a visit (pruning the oldest beyond `camera.history`) and then tells live
+    /// listeners. The store write goes through the same path as every other change, so
+    /// the sync outbox (issue 4) publishes visits in the same transaction.
+    pub fn record_visit(&self, record: VisitRecord) -> Result<Visit, Error> {
+        let keep = self.settings.visit_history;
+        let id = self.commit(
+            Change::Visit {
+                client: &record.client,
+                gallery: &record.gallery,
+                user_id: record.user_id.as_deref(),
+            },
+            |w| Ok(w.add_visit(&record, keep)?),
+            |_, _| {},
+        )?;
+        let visit = Visit { id, record };
+        // No receiver (nobody listening) is not an error.
+        let _ = self.visits.send(visit.clone());
+        Ok(visit)
+    }
+
+    /// Live visits from now on (see [`Gallery::record_visit`]).
+    pub fn subscribe_visits(&self) -> tokio::sync::broadcast::Receiver<Visit> {
+        self.visits.subscribe()
+    }
+
+    /// Stored visits with an id above `after`, oldest first, at most `limit`.
+    pub fn visits_after(&self, after: u64, limit: usize) -> Result<Vec<Visit>, Error> {
+        let rows = self.store.read(|r| r.visits_after(after, limit))?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, record)| Visit { id, record })
+            .collect())
+    }
+
+    /// Stored visits captured at or after `since_ms`, oldest first, at most `limit`.
+    pub fn visits_since(&self, since_ms: u64, limit: usize) -> Result<Vec<Visit>, Error> {
+        let rows = self.store.read(|r| r.visits_since(since_ms, limit))?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, record)| Visit { id, record })
+            .collect())
+    }
+}
+
+/// Milliseconds since the Unix epoch as RFC 3339 UTC (`2026-11-25T20:06:36.123Z`).
+pub fn rfc3339_millis(ms: u64) -> String {
+    let secs = ms / 1000;
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms % 1000
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_rfc3339_utc_with_milliseconds() {
+        assert_eq!(rfc3339_millis(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339_millis(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(
+            rfc3339_millis(1_795_637_196_123),
+            "2026-11-25T20:06:36.123Z"
+        );
+    }
+}

@@ -1,0 +1,225 @@
+#!/usr/bin/env bash
+# The ARM build, proven on this x86_64 machine (called by tests/run-all.sh):
+#
+#  1. builds facegate for aarch64 with rustup's target and Debian's cross gcc
+#     (cross/build.sh aarch64) and fetches the aarch64 libLiteRt.so;
+#  2. runs it under `qemu-aarch64 -cpu cortex-a72` (a Raspberry Pi 4 core) with that
+#     library alone in its folder and the real models: `facegate compare` on two fixture
+#     photos must give the x86_64 build's verdict and a similarity within 1e-3;
+#  3. runs `facegate serve` under qemu with a NOTIFY_SOCKET: READY=1 must arrive, and
+#     create-facegallery + enroll-face + identify-face over HTTP must find the person;
+#  4. runs the x86_64 compare under systemd's MemoryDenyWriteExecute seccomp rules
+#     (cross/mdwe-run.py), as the unit sets it;
+#  5. `systemd-analyze verify` and `systemd-analyze security --offline` on
+#     systemd/facegate.service (exposure must stay <= 2.0);
+#  6. packs the arm64 .deb and checks its contents with dpkg-deb.
+#
+# Installs what it needs (Debian packages, the rustup target) when missing. Prints the
+# time of each step; CI_CROSS_TIMES gets a copy of the summary if set.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+t0=$(date +%s)
+last=$t0
+times=()
+lap() {
+  local now
+  now=$(date +%s)
+  times+=("$(printf '%-44s %5d s' "$1" $((now - last)))")
+  last=$now
+}
+step() { printf '\n== cross-aarch64: %s\n' "$*"; }
+fail() { echo "cross-aarch64: FAIL: $*" >&2; exit 1; }
+
+step "tools (Debian cross gcc, qemu-user, rustup target)"
+need=()
+command -v aarch64-linux-gnu-gcc >/dev/null || need+=(gcc-aarch64-linux-gnu)
+[ -e /usr/aarch64-linux-gnu/lib/libc.so.6 ] || need+=(libc6-dev-arm64-cross)
+[ -e /usr/aarch64-linux-gnu/lib/libstdc++.so.6 ] || need+=(libstdc++6-arm64-cross)
+command -v qemu-aarch64 >/dev/null || need+=(qemu-user)
+command -v systemd-analyze >/dev/null || need+=(systemd)
+command -v dpkg-deb >/dev/null || need+=(dpkg)
+[ -e /usr/lib/x86_64-linux-gnu/libseccomp.so.2 ] || need+=(libseccomp2)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing: ${need[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc-aarch64-linux-gnu \
+    libc6-dev-arm64-cross qemu-user "${need[@]}" >/dev/null
+fi
+rustup target add aarch64-unknown-linux-gnu >/dev/null 2>&1 \
+  || rustup target list --installed | grep -qx aarch64-unknown-linux-gnu \
+  || fail "rustup target add aarch64-unknown-linux-gnu failed"
+lap "tools"
+
+step "build aarch64 (release) and fetch its LiteRT"
+nice -n 5 cross/build.sh aarch64
+lap "aarch64 build + LiteRT fetch"
+
+step "x86_64 reference binary"
+cargo build --quiet --bin facegate
+host_bin=${CARGO_TARGET_DIR:-$root/target}/debug/facegate
+lap "x86_64 build (usually already built)"
+
+dist=$root/dist/aarch64
+# The library alone in its folder: no accelerator plugin beside it (see fetch-litert.sh).
+extra=$(find "$dist" -maxdepth 1 -name '*.so*' ! -name libLiteRt.so)
+[ -z "$extra" ] || fail "libraries beside libLiteRt.so: $extra"
+qemu=(qemu-aarch64 -cpu cortex-a72 -L /usr/aarch64-linux-gnu)
+A=$root/tests/fixtures/vision/amy1.png
+B=$root/tests/fixtures/vision/amy2.png
+C=$root/tests/fixtures/vision/sheldon1.png
+work=$(mktemp -d)
+serve_pid=
+listener_pid=
+cleanup() {
+  if [ -n "$serve_pid" ]; then kill "$serve_pid" 2>/dev/null || true; fi
+  if [ -n "$listener_pid" ]; then kill "$listener_pid" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+step "compare under qemu-aarch64 -cpu cortex-a72 vs x86_64"
+# From an empty working directory: the aarch64 binary must find libLiteRt.so and the
+# models beside itself, as on a board with dist/aarch64 copied over.
+compare_both() {
+  local x y
+  x=$(cd "$work" && FACEGATE_LITERT_LIB=$root/.litert/x86_64/libLiteRt.so \
+    FACEGATE_MODELS_DIR=$root/models-tflite "$host_bin" compare "$1" "$2" --json 2>"$work/x86.err") \
+    || { cat "$work/x86.err" >&2; return 1; }
+  y=$(cd "$work" && "${qemu[@]}" "$dist/facegate" compare "$1" "$2" --json 2>"$work/qemu.err") \
+    || { cat "$work/qemu.err" >&2; return 1; }
+  echo "compare $(basename "$1") $(basename "$2")"
+  python3 - "$x" "$y" <<'PY'
+import json, sys
+x, y = (json.loads(s) for s in sys.argv[1:3])
+for name, r in (("x86_64", x), ("aarch64 (qemu cortex-a72)", y)):
+    print(f"  {name:26} similarity {r['similarity']:.7f}  cosine {r['cosine']:.7f}  "
+          f"verified {r['verified']}  masker {r['masker']}")
+kp = max(abs(x[f]["keypoints"][k][c] - y[f]["keypoints"][k][c])
+         for f in "ab" for k in x["a"]["keypoints"] for c in "xy")
+d = abs(x["similarity"] - y["similarity"])
+print(f"  similarity difference {d:.3g}, cosine difference {abs(x['cosine'] - y['cosine']):.3g}, "
+      f"largest keypoint difference {kp:.3g} px")
+assert x["verified"] == y["verified"], "verdicts differ"
+assert x["masker"] == y["masker"], "mask verdicts differ"
+assert d <= 1e-3, f"similarity differs by {d} > 1e-3"
+PY
+}
+compare_both "$A" "$B" || fail "aarch64 compare differs from x86_64 (same person)"
+compare_both "$A" "$C" || fail "aarch64 compare differs from x86_64 (different people)"
+lap "compare x2 under qemu + x86_64"
+
+step "serve under qemu: enroll + identify over HTTP"
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+export FACEGATE_LISTEN=127.0.0.1:$port FACEGATE_DATA_DIR=$work/data
+token=$(cd "$work" && "${qemu[@]}" "$dist/facegate" client add kiosk | tail -1)
+[ -n "$token" ] || fail "client add printed no token"
+# systemd's readiness protocol: a datagram socket that receives READY=1 if serve sends it.
+python3 "$root/cross/notify-listen.py" "$work/notify" "$work/notify.log" &
+listener_pid=$!
+sleep 0.5
+start=$(date +%s.%N)
+(cd "$work" && NOTIFY_SOCKET=$work/notify exec "${qemu[@]}" "$dist/facegate" serve) \
+  >"$work/serve.log" 2>&1 &
+serve_pid=$!
+python3 - "$port" "$token" "$A" "$B" "$start" "$work/notify.log" <<'PY' || { cat "$work/serve.log" >&2; kill $listener_pid 2>/dev/null; fail "serve under qemu"; }
+import base64, json, os, sys, time, urllib.request
+port, token, enroll_img, probe_img, start, notify_log = sys.argv[1:7]
+base = f"http://127.0.0.1:{port}"
+deadline = time.time() + 300
+while True:
+    try:
+        urllib.request.urlopen(base + "/healthz", timeout=5).read()
+        break
+    except Exception:
+        if time.time() > deadline:
+            sys.exit("serve did not answer /healthz within 300 s")
+        time.sleep(0.5)
+print(f"healthz answered {time.time() - float(start):.1f} s after start (qemu)")
+
+def post(path, body):
+    req = urllib.request.Request(base + "/face-api/" + path, json.dumps(body).encode(),
+                                 {"Content-Type": "application/json", "Accesstoken": token})
+    try:
+        with urllib.request.urlopen(req, timeout=300) as r:
+            data = json.load(r)
+    except urllib.error.HTTPError as e:
+        data = json.load(e)
+    data = data.get("risetai", data)
+    print(f"POST {path}: {json.dumps(data)[:300]}")
+    return data
+
+b64 = lambda p: base64.b64encode(open(p, "rb").read()).decode()
+r = post("facegallery/create-facegallery", {"facegallery_id": "gate", "trx_id": "ci1"})
+assert r["status"] == "200", r
+r = post("facegallery/enroll-face", {"user_id": "amy", "user_name": "Amy", "facegallery_id": "gate",
+                                     "image": b64(enroll_img), "trx_id": "ci2"})
+assert r["status"] == "200", r
+r = post("facegallery/identify-face", {"facegallery_id": "gate", "image": b64(probe_img), "trx_id": "ci3"})
+assert r["status"] == "200", r
+assert r["return"][0]["user_id"] == "amy", r
+notes = open(notify_log).read() if os.path.exists(notify_log) else ""
+if "READY=1" in notes:
+    print("systemd notify: " + notes.strip().replace("\n", " | "))
+else:
+    # The unit is Type=notify: without READY=1 systemd kills the service at TimeoutStartSec.
+    sys.exit("serve sent no READY=1 to NOTIFY_SOCKET: call facegate::telemetry::notify::ready "
+             "once the listener is bound (docs/boards.md, systemd section)")
+PY
+kill -TERM "$serve_pid"
+wait "$serve_pid" || fail "serve under qemu exited with $? after SIGTERM"
+serve_pid=
+kill "$listener_pid" 2>/dev/null || true
+listener_pid=
+unset FACEGATE_LISTEN FACEGATE_DATA_DIR
+lap "serve enroll + identify under qemu"
+
+step "MemoryDenyWriteExecute: x86_64 compare under systemd's seccomp rules"
+mdwe=$(cd "$work" && FACEGATE_LITERT_LIB=$root/.litert/x86_64/libLiteRt.so \
+  FACEGATE_MODELS_DIR=$root/models-tflite "$root/cross/mdwe-run.py" "$host_bin" compare "$A" "$B" --json \
+  2>"$work/mdwe.err") || { cat "$work/mdwe.err" >&2; fail "facegate compare fails under MemoryDenyWriteExecute rules"; }
+grep '^mdwe-run' "$work/mdwe.err"
+echo "compare under MemoryDenyWriteExecute rules: $(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print("similarity", r["similarity"], "verified", r["verified"])' "$mdwe")"
+lap "MemoryDenyWriteExecute check"
+
+step "systemd-analyze verify + security (offline)"
+# verify needs the ExecStart binary on this machine: a copy of the unit pointing at it.
+unit=$work/facegate.service
+sed "s|^ExecStart=/usr/bin/facegate |ExecStart=$host_bin |" systemd/facegate.service > "$unit"
+grep -q "^ExecStart=$host_bin " "$unit" || fail "ExecStart not rewritten"
+verify_out=$(systemd-analyze verify "$unit" 2>&1) || { echo "$verify_out"; fail "systemd-analyze verify"; }
+# Warnings about this machine (no user facegate, no systemd running) are not the unit's.
+echo "${verify_out:-systemd-analyze verify: no findings}"
+security=$(systemd-analyze security --offline=true --threshold=20 "$unit" 2>&1) \
+  || { echo "$security"; fail "systemd-analyze security: exposure above 2.0"; }
+echo "$security" | grep -E '^(✗|→ Overall)' || true
+lap "systemd-analyze"
+
+step "arm64 .deb"
+cross/package-deb.sh aarch64
+deb=$(ls -t dist/facegate_*_arm64.deb | head -1)
+dpkg-deb -c "$deb" > "$work/contents"
+for path in ./usr/bin/facegate ./usr/lib/facegate/libLiteRt.so \
+  ./usr/share/facegate/models/dlib_face_recognition_int8.tflite \
+  ./usr/share/facegate/models/face_detection_short_range.tflite \
+  ./usr/share/facegate/models/mask_mobilenetv2_int8.tflite \
+  ./etc/facegate/facegate.toml ./lib/systemd/system/facegate.service; do
+  grep -q " $path\$" "$work/contents" || { cat "$work/contents"; fail "$deb lacks $path"; }
+done
+[ "$(dpkg-deb -f "$deb" Architecture)" = arm64 ] || fail "$deb is not arm64"
+dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./conffiles | grep -qx /etc/facegate/facegate.toml \
+  || fail "/etc/facegate/facegate.toml is not a conffile"
+dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./postinst | grep -q 'adduser --system' \
+  || fail "postinst does not create the system user"
+dpkg-deb --fsys-tarfile "$deb" | tar -xO ./etc/facegate/facegate.toml > "$work/conffile.toml"
+"$host_bin" --config "$work/conffile.toml" config check >/dev/null \
+  || fail "the packaged /etc/facegate/facegate.toml fails config check"
+echo "$deb: $(grep -c '' "$work/contents") entries, Depends: $(dpkg-deb -f "$deb" Depends)"
+lap ".deb build + check"
+
+printf '\n== cross-aarch64: passed; time per step\n'
+printf '%s\n' "${times[@]}"
+summary=$(printf 'total %d s' $(( $(date +%s) - t0 )))
+echo "$summary"
+if [ -n "${CI_CROSS_TIMES:-}" ]; then printf '%s\n' "${times[@]}" "$summary" > "$CI_CROSS_TIMES"; fi
