@@ -80,7 +80,8 @@ impl Gallery {
     }
 }
 
-fn add_gallery(
+/// Records a new gallery and counts it against the client's quota (0: unlimited).
+pub(super) fn add_gallery(
     w: &mut Writer<'_, '_>,
     client: &str,
     gallery: &str,

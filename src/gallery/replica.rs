@@ -7,7 +7,7 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 
 use super::{crop, Change, Error, Gallery};
-use crate::store::{self, EntityVersion, GalleryRecord, TemplateRecord, UserRecord, Writer};
+use crate::store::{self, EntityVersion, TemplateRecord, UserRecord, Writer};
 
 /// Version of the operation format.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -502,18 +502,11 @@ impl IndexChange {
     }
 }
 
+/// Creates a gallery that a synced operation refers to. Operations from the fleet are not
+/// held to this device's quota (0: unlimited): refusing them would split the fleet.
 fn ensure_gallery(w: &mut Writer<'_, '_>, client: &str, gallery: &str) -> Result<(), Error> {
     if w.reader().gallery(client, gallery)?.is_none() {
-        let mut counters = w.reader().counters(client)?;
-        counters.galleries += 1;
-        w.put_counters(client, &counters)?;
-        w.put_gallery(
-            client,
-            gallery,
-            &GalleryRecord {
-                created_at: store::now(),
-            },
-        )?;
+        super::galleries::add_gallery(w, client, gallery, 0)?;
     }
     Ok(())
 }
