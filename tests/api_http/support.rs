@@ -3,19 +3,16 @@
 //! a body, truncated bodies, wrong types), and fixture pictures.
 #![allow(dead_code)]
 
-use std::collections::HashMap;
 use std::io::{Cursor, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use base64::Engine;
 use facegate::api::{self, ApiState, ServerOptions};
-use facegate::config::{self, Config};
+use facegate::config::Config;
 use facegate::gallery::{Gallery, Settings};
-use facegate::runtime::Runtime;
 use facegate::store::Store;
-use facegate::vision::{Pipeline, PipelineOptions};
 use image::{imageops, DynamicImage, ImageFormat, RgbImage};
 use serde_json::{json, Value};
 
@@ -38,25 +35,9 @@ pub fn photo(name: &str) -> String {
     b64(&fixture(name))
 }
 
-pub fn default_config() -> Config {
-    config::merge(None, "-", &HashMap::<String, String>::new()).expect("default config")
-}
-
-/// One pipeline per test binary (loading models takes a while).
-pub fn pipeline() -> Arc<Pipeline> {
-    static PIPELINE: OnceLock<Arc<Pipeline>> = OnceLock::new();
-    PIPELINE
-        .get_or_init(|| {
-            let config = default_config();
-            let runtime = Runtime::locate_and_load(config.runtime_library()).expect("LiteRT");
-            let options = PipelineOptions {
-                workers: 2,
-                ..config.pipeline_options()
-            };
-            Arc::new(Pipeline::load(&runtime, options).expect("models"))
-        })
-        .clone()
-}
+#[path = "../common/models.rs"]
+mod models;
+pub use models::{default_config, pipeline};
 
 pub struct TestServer {
     pub addr: SocketAddr,

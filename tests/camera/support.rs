@@ -2,40 +2,21 @@
 //! enrolled people, and the recognizer options the tests use.
 #![allow(dead_code)]
 
-use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use facegate::camera::RecognizerOptions;
-use facegate::config::{self, Config};
+use facegate::config::Config;
 use facegate::gallery::{EnrollRequest, Gallery, Settings};
-use facegate::runtime::Runtime;
 use facegate::store::Store;
-use facegate::vision::{Pipeline, PipelineOptions};
 
 use super::sequence::{fixture_bytes, ENROLLED};
 
 pub const CLIENT: &str = "kiosk";
 pub const GALLERY: &str = "door";
 
-pub fn default_config() -> Config {
-    config::merge(None, "-", &HashMap::<String, String>::new()).expect("default config")
-}
-
-/// One pipeline per test binary (loading models takes a while).
-pub fn pipeline() -> Arc<Pipeline> {
-    static PIPELINE: OnceLock<Arc<Pipeline>> = OnceLock::new();
-    PIPELINE
-        .get_or_init(|| {
-            let config = default_config();
-            let runtime = Runtime::locate_and_load(config.runtime_library()).expect("LiteRT");
-            let options = PipelineOptions {
-                workers: 2,
-                ..config.pipeline_options()
-            };
-            Arc::new(Pipeline::load(&runtime, options).expect("models"))
-        })
-        .clone()
-}
+#[path = "../common/models.rs"]
+mod models;
+pub use models::{default_config, pipeline};
 
 /// A gallery in a fresh LMDB folder with `ENROLLED` in `kiosk/door`.
 pub struct Enrolled {
