@@ -4,7 +4,8 @@
 #[path = "../api_http/support.rs"]
 mod support;
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
+use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,14 +16,6 @@ use serde_json::{json, Value};
 use support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_facegate");
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn facegate(data: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(BIN);
@@ -61,28 +54,49 @@ impl Daemon {
     }
 
     /// As `start`, with global arguments before `serve` (e.g. `--config FILE`).
+    ///
+    /// The daemon binds port 0 and the test learns the port from its systemd readiness
+    /// message (`NOTIFY_SOCKET`, "serving on ADDR"): a port picked beforehand could be
+    /// taken by another test's daemon in between, and the test would then talk to the
+    /// wrong daemon.
     fn start_with(data: &Path, args: &[&str]) -> Daemon {
-        let port = free_port();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let notify_dir = tempfile::tempdir().unwrap();
+        let notify_path = notify_dir.path().join("notify.sock");
+        let notify = UnixDatagram::bind(&notify_path).unwrap();
+        notify
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
         let args: Vec<&str> = args.iter().copied().chain(["serve"]).collect();
         let child = facegate(data, &args)
-            .env("FACEGATE_LISTEN", addr.to_string())
+            .env("FACEGATE_LISTEN", "127.0.0.1:0")
+            .env("NOTIFY_SOCKET", &notify_path)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
-        let mut daemon = Daemon { child, addr };
+        let mut daemon = Daemon {
+            child,
+            addr: "127.0.0.1:0".parse().unwrap(),
+        };
+        let mut buf = [0u8; 512];
         for _ in 0..600 {
-            if std::net::TcpStream::connect(addr).is_ok() {
-                return daemon;
+            if let Ok(n) = notify.recv(&mut buf) {
+                let message = String::from_utf8_lossy(&buf[..n]).into_owned();
+                if let Some(addr) = message
+                    .lines()
+                    .find_map(|l| l.strip_prefix("STATUS=serving on "))
+                {
+                    daemon.addr = addr.parse().unwrap();
+                    assert!(message.contains("READY=1"), "{message}");
+                    return daemon;
+                }
             }
             if let Ok(Some(status)) = daemon.child.try_wait() {
                 panic!("facegate serve exited: {status}");
             }
-            std::thread::sleep(Duration::from_millis(100));
         }
         let _ = daemon.child.kill();
-        panic!("facegate serve did not start listening");
+        panic!("facegate serve did not report ready");
     }
 
     fn client(&self, token: &str) -> Client {
