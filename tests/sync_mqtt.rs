@@ -213,6 +213,8 @@ impl Device {
             username: String::new(),
             password: String::new(),
             reconnect_delay: Duration::from_millis(200),
+            tls: None,
+            seen_retention: None,
         };
         let sync = Some(facegate::sync::start(gallery.clone(), options));
         Device {
