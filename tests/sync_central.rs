@@ -266,6 +266,42 @@ async fn a_device_with_a_fresh_data_dir_converges_after_a_snapshot_request() {
     device.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_that_never_received_anything_asks_for_snapshots_by_itself() {
+    let port = broker_port();
+    let t = tag();
+    let prefix = format!("fga-{t}");
+    let work = tempfile::tempdir().unwrap();
+    let central = format!("central-{t}");
+    let export = work.path().join("lobby.jsonl");
+    let out = facegate(port, &central, &prefix, work.path(), &[])
+        .args(["push", "--photos"])
+        .arg(photo_folder(work.path()))
+        .args(["--client", CLIENT, "--gallery", "lobby", "--export-to"])
+        .arg(&export)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut serve = facegate(port, &central, &prefix, work.path(), &[]);
+    serve
+        .args(["push", "--serve-snapshots", "--from"])
+        .arg(&export);
+    let _server = SnapshotServer::start(serve);
+
+    let mut options = SyncOptions::plain("127.0.0.1", port, &format!("door-{t}"), &prefix);
+    options.snapshot_when_empty = true;
+    let device = Device::start(options);
+    wait_for("device converged without being told", || {
+        device.users("lobby") == expected()
+    })
+    .await;
+    device.stop().await;
+}
+
 #[test]
 fn remembered_op_ids_are_forgotten_after_the_retention_and_a_redelivery_stays_stale() {
     let dir = tempfile::tempdir().unwrap();

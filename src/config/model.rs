@@ -213,6 +213,7 @@ pub struct SyncConfig {
     pub client_key: PathBuf,
     pub outbox_limit: usize,
     pub seen_retention_days: u64,
+    pub snapshot_when_empty: bool,
 }
 
 impl Default for SyncConfig {
@@ -228,6 +229,7 @@ impl Default for SyncConfig {
             client_key: PathBuf::new(),
             outbox_limit: 100_000,
             seen_retention_days: 30,
+            snapshot_when_empty: true,
         }
     }
 }

@@ -30,4 +30,22 @@ impl Gallery {
     pub fn seen_len(&self) -> Result<u64, Error> {
         Ok(self.store.read(|r| r.seen_len())?)
     }
+
+    /// The clients of a device that never received anything: no op id remembered and
+    /// no gallery at all. Empty when the device already holds or received data.
+    pub fn clients_of_an_empty_replica(&self) -> Result<Vec<String>, Error> {
+        Ok(self.store.read(|r| {
+            if r.seen_len()? > 0 {
+                return Ok(Vec::new());
+            }
+            let mut clients = Vec::new();
+            for c in r.clients()? {
+                if !r.galleries(&c.name)?.is_empty() {
+                    return Ok(Vec::new());
+                }
+                clients.push(c.name);
+            }
+            Ok::<_, store::Error>(clients)
+        })?)
+    }
 }

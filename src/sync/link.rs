@@ -8,13 +8,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rumqttc::{
-    AsyncClient, ConnectReturnCode, ConnectionError, Event, Incoming, LastWill, Outgoing, Publish,
-    QoS,
-};
+use rumqttc::{AsyncClient, Event, Incoming, LastWill, Outgoing, Publish, QoS};
 use tracing::Instrument;
 
+use super::failure::Failure;
 use super::inbound::{self, Inbound};
+use super::snapshot::{SnapshotRequest, ALL_GALLERIES};
 use super::{SyncMetrics, SyncOptions, Topics};
 use crate::gallery::{Applied, Gallery};
 
@@ -80,6 +79,7 @@ pub(super) async fn run(
         // The last connection failure logged, so that a broker that keeps refusing us
         // is reported once, not every second.
         let mut last_failure: Option<String> = None;
+        let mut snapshot_asked = !options.snapshot_when_empty;
         tracing::info!(broker = %options.broker(), "sync starting");
         loop {
             tokio::select! {
@@ -127,6 +127,10 @@ pub(super) async fn run(
                 }
                 _ = stop.changed() => break,
             }
+            if connected && !snapshot_asked {
+                snapshot_asked = true;
+                ask_snapshots_if_empty(&gallery, &client, &topics, &mut inflight).await;
+            }
             if connected {
                 top_up(&gallery, &client, &topics, &mut inflight).await;
             }
@@ -146,70 +150,37 @@ pub(super) async fn run(
     .await
 }
 
-/// Why a connection attempt failed, worded for the operator.
-enum Failure {
-    Credentials(ConnectReturnCode),
-    /// Closed while connecting, credentials sent: what some brokers (rumqttd) do with
-    /// wrong ones, instead of answering a refusal code.
-    ClosedAtConnect(String),
-    Refused(ConnectReturnCode),
-    Tls(String),
-    Unreachable(String),
-}
-
-impl Failure {
-    fn of(e: &ConnectionError, connecting_with_credentials: bool) -> Failure {
-        match e {
-            ConnectionError::MqttState(rumqttc::StateError::ConnectionAborted)
-                if connecting_with_credentials =>
-            {
-                Failure::ClosedAtConnect(e.to_string())
-            }
-            ConnectionError::Io(io)
-                if connecting_with_credentials
-                    && matches!(
-                        io.kind(),
-                        std::io::ErrorKind::ConnectionReset
-                            | std::io::ErrorKind::UnexpectedEof
-                            | std::io::ErrorKind::BrokenPipe
-                    ) =>
-            {
-                Failure::ClosedAtConnect(e.to_string())
-            }
-            ConnectionError::ConnectionRefused(
-                code @ (ConnectReturnCode::BadUserNamePassword | ConnectReturnCode::NotAuthorized),
-            ) => Failure::Credentials(*code),
-            ConnectionError::ConnectionRefused(code) => Failure::Refused(*code),
-            ConnectionError::Tls(e) => Failure::Tls(e.to_string()),
-            ConnectionError::Io(io)
-                if io
-                    .get_ref()
-                    .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some()) =>
-            {
-                Failure::Tls(io.to_string())
-            }
-            e => Failure::Unreachable(e.to_string()),
+/// A device that never received anything asks for snapshots of every gallery of its
+/// clients (once per start; docs/sync.md, "Snapshots").
+async fn ask_snapshots_if_empty(
+    gallery: &Arc<Gallery>,
+    client: &AsyncClient,
+    topics: &Topics,
+    inflight: &mut Inflight,
+) {
+    let g = gallery.clone();
+    let clients = match tokio::task::spawn_blocking(move || g.clients_of_an_empty_replica()).await {
+        Ok(Ok(clients)) => clients,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "cannot read the sync state");
+            return;
         }
-    }
-}
-
-impl std::fmt::Display for Failure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Failure::Credentials(code) => write!(
-                f,
-                "the broker refused our credentials ({code:?}): check [sync] username and password"
-            ),
-            Failure::ClosedAtConnect(e) => write!(
-                f,
-                "the broker closed the connection while we logged in ({e}): check [sync] username and password"
-            ),
-            Failure::Refused(code) => write!(f, "the broker refused the connection ({code:?})"),
-            Failure::Tls(e) => write!(
-                f,
-                "TLS with the broker failed: {e} (check the mqtts:// host name and [sync] ca_file, client_cert, client_key)"
-            ),
-            Failure::Unreachable(e) => write!(f, "{e}"),
+        Err(e) => {
+            tracing::error!(error = %e, "sync state task failed");
+            return;
+        }
+    };
+    for name in clients {
+        let request = SnapshotRequest::new(&topics.device, &name, ALL_GALLERIES);
+        let Ok(payload) = serde_json::to_vec(&request) else {
+            continue;
+        };
+        match client.try_publish(topics.requests(), QoS::AtLeastOnce, false, payload) {
+            Ok(()) => {
+                inflight.sent.push_back(None);
+                tracing::info!(client = %name, "empty device: asked for snapshots of the client's galleries");
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot ask for a snapshot"),
         }
     }
 }

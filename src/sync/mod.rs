@@ -6,6 +6,7 @@
 //! Public face: [`SyncOptions`] (from the `[sync]` config), [`start`] which returns a
 //! [`SyncHandle`], [`SyncMetrics`] and [`Error`]. Depends only on `gallery`.
 
+mod failure;
 mod inbound;
 mod link;
 mod metrics;
@@ -25,7 +26,8 @@ pub use metrics::{MetricsSnapshot, SyncMetrics};
 pub use options::SyncOptions;
 pub use push::{push, PushError};
 pub use snapshot::{
-    request_snapshot, serve_snapshots, Catalog, SnapshotEvent, SnapshotRequest, SNAPSHOT_REQUEST,
+    request_snapshot, serve_snapshots, Catalog, SnapshotEvent, SnapshotRequest, ALL_GALLERIES,
+    SNAPSHOT_REQUEST,
 };
 pub use tls::{TlsClient, TlsError, TlsFiles};
 pub use topics::Topics;

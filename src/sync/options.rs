@@ -25,6 +25,9 @@ pub struct SyncOptions {
     pub tls: Option<TlsClient>,
     /// Applied op ids are remembered this long (`seen_retention_days`); None: forever.
     pub seen_retention: Option<Duration>,
+    /// On the first connection of a device that never received anything, ask the
+    /// central server for snapshots of every gallery of its clients.
+    pub snapshot_when_empty: bool,
 }
 
 fn path(p: &std::path::Path) -> Option<PathBuf> {
@@ -44,6 +47,7 @@ impl SyncOptions {
             reconnect_delay: Duration::from_secs(1),
             tls: None,
             seen_retention: None,
+            snapshot_when_empty: false,
         }
     }
 
@@ -114,6 +118,7 @@ impl SyncOptions {
             tls,
             seen_retention: (s.seen_retention_days > 0)
                 .then(|| Duration::from_secs(s.seen_retention_days * 86_400)),
+            snapshot_when_empty: s.snapshot_when_empty,
         }))
     }
 

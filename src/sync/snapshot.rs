@@ -16,6 +16,8 @@ use super::{SyncOptions, Topics};
 use crate::gallery::{Op, PROTOCOL_VERSION};
 
 pub const SNAPSHOT_REQUEST: &str = "snapshot";
+/// `gallery` of a request for every gallery of the client the central server has.
+pub const ALL_GALLERIES: &str = "*";
 
 /// A device's request for a snapshot of one gallery.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -30,6 +32,20 @@ pub struct SnapshotRequest {
     pub ts: u64,
 }
 
+impl SnapshotRequest {
+    pub fn new(device: &str, client: &str, gallery: &str) -> SnapshotRequest {
+        SnapshotRequest {
+            v: PROTOCOL_VERSION,
+            request: SNAPSHOT_REQUEST.into(),
+            request_id: uuid::Uuid::new_v4().to_string(),
+            device: device.into(),
+            client: client.into(),
+            gallery: gallery.into(),
+            ts: crate::store::now(),
+        }
+    }
+}
+
 /// Publishes a snapshot request for `client`/`gallery` as the configured device; returns
 /// it once the broker acknowledged it.
 pub async fn request_snapshot(
@@ -39,15 +55,7 @@ pub async fn request_snapshot(
     timeout: Duration,
 ) -> Result<SnapshotRequest, PushError> {
     let topics = Topics::new(&options.topic_prefix, &options.device_id);
-    let request = SnapshotRequest {
-        v: PROTOCOL_VERSION,
-        request: SNAPSHOT_REQUEST.into(),
-        request_id: uuid::Uuid::new_v4().to_string(),
-        device: options.device_id.clone(),
-        client: client.into(),
-        gallery: gallery.into(),
-        ts: crate::store::now(),
-    };
+    let request = SnapshotRequest::new(&options.device_id, client, gallery);
     let payload = serde_json::to_vec(&request)?;
     publish_all(
         options,
@@ -146,27 +154,44 @@ pub async fn serve_snapshots(
                         continue;
                     }
                 };
-                let key = (request.client.clone(), request.gallery.clone());
-                let Some(ops) = catalog.get(&key) else {
+                let keys: Vec<(String, String)> = if request.gallery == ALL_GALLERIES {
+                    let mut keys: Vec<_> = catalog
+                        .keys()
+                        .filter(|(c, _)| *c == request.client)
+                        .cloned()
+                        .collect();
+                    keys.sort();
+                    keys
+                } else {
+                    let key = (request.client.clone(), request.gallery.clone());
+                    catalog
+                        .contains_key(&key)
+                        .then_some(key)
+                        .into_iter()
+                        .collect()
+                };
+                if keys.is_empty() {
                     report(SnapshotEvent::UnknownGallery {
                         device: request.device,
                         client: request.client,
                         gallery: request.gallery,
                     });
                     continue;
-                };
-                report(SnapshotEvent::Served {
-                    device: request.device.clone(),
-                    client: request.client.clone(),
-                    gallery: request.gallery.clone(),
-                    operations: ops.len(),
-                });
+                }
+                for (c, g) in &keys {
+                    report(SnapshotEvent::Served {
+                        device: request.device.clone(),
+                        client: c.clone(),
+                        gallery: g.clone(),
+                        operations: catalog[&(c.clone(), g.clone())].len(),
+                    });
+                }
                 let (client, catalog) = (client.clone(), catalog.clone());
                 let topic = topics.snapshot_for(&request.device);
                 // Publishing waits for room in the request queue, which this loop
                 // empties: publish from another task.
                 tokio::spawn(async move {
-                    for op in &catalog[&key] {
+                    for op in keys.iter().flat_map(|k| &catalog[k]) {
                         let Ok(payload) = serde_json::to_vec(op) else {
                             continue;
                         };
