@@ -181,6 +181,52 @@ fn unreadable_or_invalid_pem_files_are_configuration_errors_naming_the_file() {
     assert!(ok.tls.is_some());
 }
 
+#[test]
+fn config_check_names_a_bad_ca_file_exits_64_and_never_prints_the_password() {
+    let work = tempfile::tempdir().unwrap();
+    let junk = work.path().join("fleet-ca.pem");
+    std::fs::write(&junk, "not a certificate").unwrap();
+    let config = work.path().join("facegate.toml");
+    let write = |ca: &Path| {
+        std::fs::write(
+            &config,
+            format!(
+                "[sync]\nurl = \"mqtts://broker.example\"\ndevice_id = \"d\"\n\
+                 username = \"door\"\npassword = \"hunter2\"\nca_file = \"{}\"\n",
+                ca.display()
+            ),
+        )
+        .unwrap();
+    };
+    let check = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_facegate"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .arg("--config")
+            .arg(&config)
+            .args(["config", "check"])
+            .output()
+            .unwrap()
+    };
+    write(&junk);
+    let out = check();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert!(stderr.contains("fleet-ca.pem"), "{stderr}");
+    let pki = Pki::new();
+    write(&pki.ca);
+    let out = check();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("<redacted>") && !stdout.contains("hunter2"),
+        "{stdout}"
+    );
+}
+
 /// mosquitto with TLS, client certificates required and a password file; None when
 /// mosquitto is not installed (and FACEGATE_REQUIRE_MOSQUITTO is unset).
 struct Mosquitto {
