@@ -213,6 +213,9 @@ impl Device {
             username: String::new(),
             password: String::new(),
             reconnect_delay: Duration::from_millis(200),
+            tls: None,
+            seen_retention: None,
+            snapshot_when_empty: false,
         };
         let sync = Some(facegate::sync::start(gallery.clone(), options));
         Device {

@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::Subcommand;
 use facegate::config;
 
@@ -10,7 +11,8 @@ use facegate::config;
 pub enum ConfigCommand {
     /// Print the embedded default configuration (every key, documented).
     Default,
-    /// Validate the config file merged with the environment, and print the result.
+    /// Validate the config file merged with the environment (and the [sync] TLS files),
+    /// and print the result (broker password redacted).
     Check,
 }
 
@@ -32,12 +34,18 @@ pub fn run(command: &ConfigCommand, file: Option<&Path>) -> anyhow::Result<ExitC
                     path.display()
                 );
             }
+            // The [sync] section: URL, device id, TLS files (read and checked now).
+            facegate::sync::SyncOptions::from_config(&merged).context("[sync]")?;
             println!(
                 "config ok: {}",
                 file.map(|p| p.display().to_string())
                     .unwrap_or_else(|| "<embedded default>".into())
             );
-            println!("{merged:#?}");
+            let mut shown = merged.clone();
+            if !shown.sync.password.is_empty() {
+                shown.sync.password = "<redacted>".into();
+            }
+            println!("{shown:#?}");
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -9,8 +9,10 @@ mod eval;
 mod gallery;
 mod progress;
 mod push;
+mod push_photos;
 mod reembed;
 mod serve;
+mod sync_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -56,8 +58,12 @@ enum Command {
     Client(client::ClientCommand),
     /// Re-embed stored face crops with the configured model (daemon stopped).
     Reembed(reembed::ReembedArgs),
-    /// Publish a gallery export to every device, as the central server (docs/sync.md).
+    /// Publish a gallery (export file or folder of photos) to every device, or answer
+    /// snapshot requests, as the central server (docs/sync.md).
     Push(push::PushArgs),
+    /// Fleet sync of this device (docs/sync.md).
+    #[command(subcommand)]
+    Sync(sync_cmd::SyncCommand),
     /// Export or import a gallery (file format: docs/sync.md).
     #[command(subcommand)]
     Gallery(gallery::GalleryCommand),
@@ -78,6 +84,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Reembed(args) => reembed::run(&config, &args),
         Command::Gallery(c) => gallery::run(&config, &c),
         Command::Push(args) => push::run(&config, &args),
+        Command::Sync(c) => sync_cmd::run(&config, &c),
         Command::Config(_) => unreachable!("handled above"),
     }
 }
@@ -92,10 +99,12 @@ pub fn load_pipeline(config: &Config) -> anyhow::Result<Pipeline> {
     Ok(Pipeline::load(&runtime, config.pipeline_options())?)
 }
 
-/// Exit codes: 64 (EX_USAGE) for configuration errors, 69 (EX_UNAVAILABLE) when the
+/// Exit codes: 64 (EX_USAGE) for configuration errors (`[sync]` included), 69 (EX_UNAVAILABLE) when the
 /// runtime or models cannot be loaded, 1 otherwise.
 pub fn exit_code(error: &anyhow::Error) -> u8 {
-    if error.downcast_ref::<config::Error>().is_some() {
+    if error.downcast_ref::<config::Error>().is_some()
+        || error.downcast_ref::<facegate::sync::Error>().is_some()
+    {
         64
     } else if error.downcast_ref::<facegate::runtime::Error>().is_some()
         || matches!(

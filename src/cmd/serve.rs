@@ -39,20 +39,32 @@ pub fn run(config: &Config, _args: &ServeArgs) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
-    let hooks = match &camera {
-        Some(camera) => {
-            let live = camera.clone();
-            let metrics = camera.clone();
-            KioskHooks {
-                live_frame: Some((
-                    camera.client().to_string(),
-                    Arc::new(move || live.live_jpeg()),
-                )),
-                metrics: Some(Arc::new(move || metrics.metrics_text())),
+    // The sync link starts inside the runtime below; its counters exist already so
+    // that /metrics can show them (docs/sync.md).
+    let sync_metrics = sync_options
+        .as_ref()
+        .map(|_| Arc::new(facegate::sync::SyncMetrics::default()));
+    let mut hooks = KioskHooks::default();
+    if let Some(camera) = &camera {
+        let live = camera.clone();
+        hooks.live_frame = Some((
+            camera.client().to_string(),
+            Arc::new(move || live.live_jpeg()),
+        ));
+    }
+    if camera.is_some() || sync_metrics.is_some() {
+        let (camera_metrics, link_metrics) = (camera.clone(), sync_metrics.clone());
+        hooks.metrics = Some(Arc::new(move || {
+            let mut text = String::new();
+            if let Some(camera) = &camera_metrics {
+                text += &camera.metrics_text();
             }
-        }
-        None => KioskHooks::default(),
-    };
+            if let Some(sync) = &link_metrics {
+                text += &sync.prometheus();
+            }
+            text
+        }));
+    }
     let state = ApiState::with_kiosk(gallery.clone(), ServerOptions::from_config(config), hooks);
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
     // Blocking threads run the use cases (each may hold an LMDB reader slot): bounded.
@@ -67,7 +79,9 @@ pub fn run(config: &Config, _args: &ServeArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("cannot listen on {}", config.server.listen))?;
         let listen = listener.local_addr()?;
         tracing::info!(%listen, "facegate serving");
-        let sync = sync_options.map(|o| facegate::sync::start(gallery.clone(), o));
+        let sync = sync_options
+            .zip(sync_metrics)
+            .map(|(o, m)| facegate::sync::start_with_metrics(gallery.clone(), o, m));
         // systemd's Type=notify (systemd/facegate.service): the store is open, the models
         // are loaded and the listener is bound. Outside systemd this does nothing.
         if let Err(e) = facegate::telemetry::notify::ready(&format!("serving on {listen}")) {

@@ -208,7 +208,12 @@ pub struct SyncConfig {
     pub topic_prefix: String,
     pub username: String,
     pub password: String,
+    pub ca_file: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
     pub outbox_limit: usize,
+    pub seen_retention_days: u64,
+    pub snapshot_when_empty: bool,
 }
 
 impl Default for SyncConfig {
@@ -219,7 +224,12 @@ impl Default for SyncConfig {
             topic_prefix: "facegate".into(),
             username: String::new(),
             password: String::new(),
+            ca_file: PathBuf::new(),
+            client_cert: PathBuf::new(),
+            client_key: PathBuf::new(),
             outbox_limit: 100_000,
+            seen_retention_days: 30,
+            snapshot_when_empty: true,
         }
     }
 }

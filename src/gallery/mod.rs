@@ -7,6 +7,7 @@
 //! commands), [`Settings`], the outcome types and [`Error`].
 
 mod accounts;
+mod central;
 mod crop;
 mod error;
 mod export;
@@ -14,6 +15,7 @@ mod faces;
 mod galleries;
 mod reembed;
 mod replica;
+mod seen;
 mod visits;
 
 use std::sync::atomic::AtomicU64;
@@ -24,8 +26,11 @@ use crate::store::{Store, Writer};
 use crate::vision::Pipeline;
 
 pub use accounts::{Accounts, ClientSummary, Remaining, UNLIMITED_REPORTED};
+pub use central::{central_ops, wire_template, CentralUser};
 pub use error::{Error, ImageRole, QuotaKind};
-pub use export::{read_export, write_export, ExportError, ExportHeader};
+pub use export::{
+    read_export, write_export, ExportError, ExportHeader, EXPORT_FORMAT, EXPORT_VERSION,
+};
 pub use faces::{
     CompareOutcome, EnrollOutcome, EnrollRequest, IdentifyMatch, KtpOutcome, VerifyOutcome,
 };

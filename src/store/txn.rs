@@ -211,6 +211,11 @@ impl<'t> Reader<'t> {
             .is_some())
     }
 
+    /// Remembered op ids (`sync_seen` entries).
+    pub fn seen_len(&self) -> Result<u64, Error> {
+        Ok(self.dbs.sync_seen.len(self.txn)?)
+    }
+
     /// The newest version applied to a user (`user` non-empty) or a gallery (`user` empty).
     pub fn entity_version(
         &self,
@@ -532,9 +537,38 @@ impl<'a, 'e> Writer<'a, 'e> {
         Ok(Some(seq))
     }
 
-    /// Remembers that a remote operation was applied (or refused for good).
+    /// Remembers that a remote operation was applied (or refused for good): its version
+    /// and when it was seen (ms since the epoch, for [`Writer::prune_seen_before`]).
     pub fn mark_op_seen(&mut self, op_id: &str, version: u64) -> Result<(), Error> {
-        self.put(self.dbs.sync_seen, op_id.as_bytes(), &version.to_be_bytes())
+        let mut v = version.to_be_bytes().to_vec();
+        v.extend_from_slice(&super::now_ms().to_be_bytes());
+        self.put(self.dbs.sync_seen, op_id.as_bytes(), &v)
+    }
+
+    /// Forgets up to `limit` remembered op ids seen before `cutoff_ms`; returns how many.
+    /// Entries written before the seen time was stored (8 bytes) count their version
+    /// (the producer's clock) as their time.
+    pub fn prune_seen_before(&mut self, cutoff_ms: u64, limit: usize) -> Result<u64, Error> {
+        let mut old = Vec::new();
+        for item in self.dbs.sync_seen.iter(self.txn)? {
+            if old.len() >= limit {
+                break;
+            }
+            let (k, v) = item?;
+            let at = match v.len() {
+                16 => &v[8..16],
+                8 => v,
+                _ => return Err(Error::Corrupt("sync_seen value".into())),
+            };
+            let at = u64::from_be_bytes(<[u8; 8]>::try_from(at).unwrap_or([0; 8]));
+            if at < cutoff_ms {
+                old.push(k.to_vec());
+            }
+        }
+        for k in &old {
+            self.del(self.dbs.sync_seen, k)?;
+        }
+        Ok(old.len() as u64)
     }
 
     pub fn set_entity_version(

@@ -8,10 +8,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event, Incoming, LastWill, MqttOptions, Outgoing, Publish, QoS};
+use rumqttc::{AsyncClient, Event, Incoming, LastWill, Outgoing, Publish, QoS};
 use tracing::Instrument;
 
+use super::failure::Failure;
 use super::inbound::{self, Inbound};
+use super::snapshot::{SnapshotRequest, ALL_GALLERIES};
 use super::{SyncMetrics, SyncOptions, Topics};
 use crate::gallery::{Applied, Gallery};
 
@@ -21,6 +23,8 @@ const WINDOW: usize = 64;
 const MAX_PACKET: usize = 16 << 20;
 /// How often the outbox is looked at when nothing else happens.
 const TICK: Duration = Duration::from_millis(50);
+/// How often remembered op ids older than the retention are forgotten.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 const ONLINE: &[u8] = br#"{"state":"online"}"#;
 const OFFLINE: &[u8] = br#"{"state":"offline"}"#;
@@ -52,11 +56,7 @@ pub(super) async fn run(
     let span = tracing::info_span!("sync", device = %options.device_id);
     async move {
         let topics = Topics::new(&options.topic_prefix, &options.device_id);
-        let mut mqtt = MqttOptions::new(
-            format!("facegate-{}", options.device_id),
-            options.host.clone(),
-            options.port,
-        );
+        let mut mqtt = options.mqtt(format!("facegate-{}", options.device_id));
         mqtt.set_keep_alive(Duration::from_secs(5))
             // A persistent session: the broker keeps operations for us while we are away.
             .set_clean_session(false)
@@ -66,30 +66,48 @@ pub(super) async fn run(
             // every reconnect). Brokers should cap packets below this (docs/sync.md).
             .set_max_packet_size(MAX_PACKET, 2 * inbound::MAX_OP_BYTES)
             .set_last_will(LastWill::new(topics.status(), OFFLINE, QoS::AtLeastOnce, true));
-        if !options.username.is_empty() {
-            mqtt.set_credentials(options.username.clone(), options.password.clone());
+        if !options.username.is_empty() && options.tls.is_none() {
+            tracing::warn!("broker password sent over plain TCP (use mqtts://)");
         }
         let (client, mut eventloop) = AsyncClient::new(mqtt, 4 * WINDOW);
         let mut inflight = Inflight::default();
         let mut connected = false;
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tracing::info!(broker = %format!("{}:{}", options.host, options.port), "sync starting");
+        let mut prune = tokio::time::interval(PRUNE_EVERY);
+        prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The last connection failure logged, so that a broker that keeps refusing us
+        // is reported once, not every second.
+        let mut last_failure: Option<String> = None;
+        let mut snapshot_asked = !options.snapshot_when_empty;
+        tracing::info!(broker = %options.broker(), "sync starting");
         loop {
             tokio::select! {
                 event = eventloop.poll() => match event {
                     Ok(event) => {
+                        if matches!(event, Event::Incoming(Incoming::ConnAck(_))) {
+                            last_failure = None;
+                        }
                         handle_event(
                             event, &gallery, &client, &topics, &metrics,
                             &mut inflight, &mut connected,
                         ).await;
                     }
                     Err(e) => {
+                        metrics.connection_errors.fetch_add(1, Ordering::Relaxed);
+                        let failure = Failure::of(&e, !connected && !options.username.is_empty());
+                        let text = failure.to_string();
                         if connected {
-                            tracing::warn!(error = %e, "broker connection lost; outbox keeps growing");
+                            tracing::warn!(error = %text, broker = %options.broker(), "broker connection lost; outbox keeps growing");
+                        } else if last_failure.as_deref() != Some(text.as_str()) {
+                            match failure {
+                                Failure::Unreachable(_) => tracing::warn!(error = %text, broker = %options.broker(), "broker unreachable; retrying"),
+                                _ => tracing::error!(error = %text, broker = %options.broker(), "cannot connect to the broker; retrying"),
+                            }
                         } else {
-                            tracing::debug!(error = %e, "broker unreachable");
+                            tracing::debug!(error = %text, "broker still refusing or unreachable");
                         }
+                        last_failure = Some(text);
                         connected = false;
                         metrics.connected.store(false, Ordering::Relaxed);
                         metrics.subscribed.store(false, Ordering::Relaxed);
@@ -104,7 +122,14 @@ pub(super) async fn run(
                     }
                 },
                 _ = tick.tick(), if connected => {}
+                _ = prune.tick(), if options.seen_retention.is_some() => {
+                    prune_seen(&gallery, options.seen_retention, &metrics).await;
+                }
                 _ = stop.changed() => break,
+            }
+            if connected && !snapshot_asked {
+                snapshot_asked = true;
+                ask_snapshots_if_empty(&gallery, &client, &topics, &mut inflight).await;
             }
             if connected {
                 top_up(&gallery, &client, &topics, &mut inflight).await;
@@ -123,6 +148,56 @@ pub(super) async fn run(
     }
     .instrument(span)
     .await
+}
+
+/// A device that never received anything asks for snapshots of every gallery of its
+/// clients (once per start; docs/sync.md, "Snapshots").
+async fn ask_snapshots_if_empty(
+    gallery: &Arc<Gallery>,
+    client: &AsyncClient,
+    topics: &Topics,
+    inflight: &mut Inflight,
+) {
+    let g = gallery.clone();
+    let clients = match tokio::task::spawn_blocking(move || g.clients_of_an_empty_replica()).await {
+        Ok(Ok(clients)) => clients,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "cannot read the sync state");
+            return;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "sync state task failed");
+            return;
+        }
+    };
+    for name in clients {
+        let request = SnapshotRequest::new(&topics.device, &name, ALL_GALLERIES);
+        let Ok(payload) = serde_json::to_vec(&request) else {
+            continue;
+        };
+        match client.try_publish(topics.requests(), QoS::AtLeastOnce, false, payload) {
+            Ok(()) => {
+                inflight.sent.push_back(None);
+                tracing::info!(client = %name, "empty device: asked for snapshots of the client's galleries");
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot ask for a snapshot"),
+        }
+    }
+}
+
+/// Forgets remembered op ids older than the retention (docs/sync.md).
+async fn prune_seen(gallery: &Arc<Gallery>, retention: Option<Duration>, metrics: &SyncMetrics) {
+    let Some(retention) = retention else { return };
+    let g = gallery.clone();
+    match tokio::task::spawn_blocking(move || g.prune_seen(retention)).await {
+        Ok(Ok(0)) => {}
+        Ok(Ok(n)) => {
+            metrics.seen_pruned.fetch_add(n, Ordering::Relaxed);
+            tracing::info!(forgotten = n, "forgot op ids older than the retention");
+        }
+        Ok(Err(e)) => tracing::error!(error = %e, "cannot prune remembered op ids"),
+        Err(e) => tracing::error!(error = %e, "prune task failed"),
+    }
 }
 
 async fn handle_event(
@@ -187,7 +262,11 @@ async fn receive(
     topics: &Topics,
     metrics: &SyncMetrics,
 ) {
-    match inbound::check(topics, &publish.topic, &publish.payload) {
+    let checked = inbound::check(topics, &publish.topic, &publish.payload);
+    if !matches!(checked, Ok(Inbound::Own)) {
+        metrics.received.fetch_add(1, Ordering::Relaxed);
+    }
+    match checked {
         Ok(Inbound::Own) => {}
         Ok(Inbound::Apply(op)) => {
             let g = gallery.clone();

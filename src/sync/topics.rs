@@ -14,6 +14,8 @@ pub enum Source {
     Central { client: String },
     /// `{prefix}/devices/{device}/events`: a peer device's own changes.
     Peer { device: String },
+    /// `{prefix}/devices/{us}/snapshot`: a snapshot the central server sends us.
+    Snapshot,
 }
 
 impl Topics {
@@ -34,12 +36,43 @@ impl Topics {
         format!("{}/devices/{}/status", self.prefix, self.device)
     }
 
-    /// Subscriptions: the central's operations for every client, and peer events.
-    pub fn subscriptions(&self) -> [String; 2] {
+    /// Subscriptions: the central's operations for every client, peer events, and the
+    /// snapshots sent to us.
+    pub fn subscriptions(&self) -> [String; 3] {
         [
             format!("{}/ops/+", self.prefix),
             format!("{}/devices/+/events", self.prefix),
+            self.snapshot(),
         ]
+    }
+
+    /// This device's requests to the central server (snapshot requests).
+    pub fn requests(&self) -> String {
+        format!("{}/devices/{}/requests", self.prefix, self.device)
+    }
+
+    /// Every device's requests (what the central server subscribes to).
+    pub fn all_requests(&self) -> String {
+        format!("{}/devices/+/requests", self.prefix)
+    }
+
+    /// Snapshots sent by the central server to this device.
+    pub fn snapshot(&self) -> String {
+        format!("{}/devices/{}/snapshot", self.prefix, self.device)
+    }
+
+    /// Snapshots for `device`.
+    pub fn snapshot_for(&self, device: &str) -> String {
+        format!("{}/devices/{device}/snapshot", self.prefix)
+    }
+
+    /// The device of a request topic.
+    pub fn request_device<'a>(&self, topic: &'a str) -> Option<&'a str> {
+        let rest = topic
+            .strip_prefix(&self.prefix)?
+            .strip_prefix("/devices/")?;
+        let device = rest.strip_suffix("/requests")?;
+        (!device.is_empty() && !device.contains('/')).then_some(device)
     }
 
     /// Operations from the central server for `client`.
@@ -57,6 +90,7 @@ impl Topics {
             ["devices", device, "events"] if !device.is_empty() => Some(Source::Peer {
                 device: device.to_string(),
             }),
+            ["devices", device, "snapshot"] if *device == self.device => Some(Source::Snapshot),
             _ => None,
         }
     }
@@ -83,6 +117,16 @@ mod tests {
             })
         );
         assert_eq!(t.classify("fg/devices/door-2/status"), None);
+        assert_eq!(
+            t.classify("fg/devices/door-1/snapshot"),
+            Some(Source::Snapshot)
+        );
+        assert_eq!(t.classify("fg/devices/door-2/snapshot"), None);
+        assert_eq!(
+            t.request_device("fg/devices/door-2/requests"),
+            Some("door-2")
+        );
+        assert_eq!(t.request_device("fg/devices/door-2/events"), None);
         assert_eq!(t.classify("other/ops/acme"), None);
     }
 }

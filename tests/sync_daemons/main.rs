@@ -200,6 +200,23 @@ fn an_enrollment_at_one_daemon_is_identified_at_the_other_and_a_central_push_rea
     assert_eq!(ca.list_faces("door"), ["amy", "penny"]);
     assert_eq!(cb.list_faces("door"), ["amy", "penny"]);
 
+    // /metrics carries the links' counters: A published its gallery and enrollment, B
+    // applied them and the central push.
+    let counter = |daemon: &Daemon, name: &str| -> f64 {
+        let text = http(daemon.addr, "GET", "/metrics", &[], b"").raw;
+        let text = text.as_str().expect("metrics text");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} missing from /metrics:\n{text}"))
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(counter(&a, "facegate_sync_connected"), 1.0);
+    assert_eq!(counter(&b, "facegate_sync_connected"), 1.0);
+    assert!(counter(&a, "facegate_sync_published_total") >= 2.0);
+    assert!(counter(&b, "facegate_sync_applied_total") >= 3.0);
+    assert!(counter(&b, "facegate_sync_received_total") >= 3.0);
+
     // Exports of both devices (taken while they run) hold the same users and embeddings,
     // and importing one into a new device gives the same gallery again.
     let export_a = export(&data_a, &config, &work.path().join("a.fgx"));

@@ -1,0 +1,61 @@
+//! What the central tool (`facegate push --photos`) sends: templates made from faces
+//! found in photos, and a gallery's `create_gallery` + `upsert_user` operations with
+//! fresh op ids and versions (docs/sync.md). No store is written here.
+
+use base64::Engine;
+
+use super::replica::now_ms;
+use super::{crop, encode_embedding, Error, Op, OpKind, WireTemplate, PROTOCOL_VERSION};
+use crate::store;
+use crate::vision::Face;
+
+/// A template for the wire: the face's embedding and its aligned crop (so that a device
+/// with another model can re-embed).
+pub fn wire_template(face: &Face) -> Result<WireTemplate, Error> {
+    let jpeg = crop::encode(&face.aligned)?;
+    Ok(WireTemplate {
+        embedding: encode_embedding(&face.embedding.0),
+        crop: Some(base64::engine::general_purpose::STANDARD.encode(jpeg)),
+        masked: face.masked,
+    })
+}
+
+/// One user of a gallery published by the central tool.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CentralUser {
+    pub user_id: String,
+    pub user_name: String,
+    pub templates: Vec<WireTemplate>,
+}
+
+/// `create_gallery` then one `upsert_user` per user, fresh op ids, versions from the
+/// clock (newer than what devices hold, so the pushed state wins).
+pub fn central_ops(
+    client: &str,
+    gallery: &str,
+    origin: &str,
+    model: &str,
+    users: Vec<CentralUser>,
+) -> Vec<Op> {
+    let version = now_ms();
+    let op = |kind: OpKind| Op {
+        v: PROTOCOL_VERSION,
+        op_id: uuid::Uuid::new_v4().to_string(),
+        origin: origin.to_string(),
+        version,
+        ts: store::now(),
+        client: client.to_string(),
+        gallery: gallery.to_string(),
+        model: model.to_string(),
+        kind,
+    };
+    let mut ops = vec![op(OpKind::CreateGallery)];
+    for u in users {
+        ops.push(op(OpKind::UpsertUser {
+            user_id: u.user_id,
+            user_name: u.user_name,
+            templates: u.templates,
+        }));
+    }
+    ops
+}
