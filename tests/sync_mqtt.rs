@@ -65,6 +65,27 @@ async fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
     }
 }
 
+/// Waits until `progress()` reaches `target`; panics with `what` only when it stops
+/// moving for [`WAIT`]. For bulk transfers (a thousand operations, each its own LMDB
+/// commit) whose total time depends on how loaded the machine is, but which must never
+/// stall.
+async fn wait_for_count(what: &str, target: usize, mut progress: impl FnMut() -> usize) {
+    let mut last = progress();
+    let mut since = Instant::now();
+    while last != target {
+        assert!(
+            since.elapsed() < WAIT,
+            "stalled waiting for: {what} ({last} of {target})"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let now = progress();
+        if now != last {
+            last = now;
+            since = Instant::now();
+        }
+    }
+}
+
 /// The broker of one test, and names unique to that test (so that tests can share an
 /// external broker: topic prefix, device and MQTT client ids).
 struct Net {
@@ -436,15 +457,15 @@ async fn events_made_while_the_broker_is_unreachable_arrive_once_after_it_return
     assert!(a.outbox() as usize >= n);
     link.restore();
 
-    wait_for("door-a outbox drained", || a.outbox() == 0).await;
-    wait_for("every event at the consumer", || {
+    wait_for_count("door-a outbox drained", 0, || a.outbox() as usize).await;
+    wait_for_count("every event at the consumer", n + 1, || {
         let mut ids: Vec<String> = consumer.ops().into_iter().map(|o| o.op_id).collect();
         ids.sort();
         ids.dedup();
-        ids.len() == n + 1
+        ids.len()
     })
     .await;
-    wait_for("door-b has everyone", || b.contents().len() == n).await;
+    wait_for_count("door-b has everyone", n, || b.contents().len()).await;
 
     let ops = consumer.ops();
     let mut ids: Vec<&str> = ops.iter().map(|o| o.op_id.as_str()).collect();
@@ -989,15 +1010,15 @@ async fn events_made_while_the_broker_is_stopped_arrive_once_after_it_restarts()
     assert!(a.outbox() as usize >= N);
     broker.start();
 
-    wait_for("door-a outbox drained", || a.outbox() == 0).await;
+    wait_for_count("door-a outbox drained", 0, || a.outbox() as usize).await;
     let distinct = || {
         let mut ids: Vec<String> = consumer.ops().into_iter().map(|o| o.op_id).collect();
         ids.sort();
         ids.dedup();
         ids.len()
     };
-    wait_for("every event at the consumer", || distinct() == N + 1).await;
-    wait_for("door-b has everyone", || b.contents().len() == N).await;
+    wait_for_count("every event at the consumer", N + 1, distinct).await;
+    wait_for_count("door-b has everyone", N, || b.contents().len()).await;
     let received = consumer.ops().len();
     eprintln!(
         "broker restart: {} distinct events, {received} received",
