@@ -107,7 +107,7 @@ pub struct SyncMetrics {
     pub applied: AtomicU64,
     pub duplicates: AtomicU64,
     pub stale: AtomicU64,
-    /// Refusal reports of other devices (nothing to apply).
+    /// Refusal reports and recognition events of other devices (nothing to apply).
     pub ignored: AtomicU64,
     /// Operations refused by the gallery (unknown client, model mismatch, bad template).
     pub refused: AtomicU64,
