@@ -5,18 +5,16 @@
 //! user and password are decoded); logs and errors show the URL without the password.
 //! Plain HTTP only (no TLS).
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
+use super::http_body::{read_line, Body, MAX_PART};
 use super::{decode_picture, CaptureOptions, Frame, FrameSource, SourceError};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// No byte for this long: the stream is considered dead and reopened.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// Largest accepted part (a 4K JPEG is well below).
-const MAX_PART: usize = 16 * 1024 * 1024;
-const MAX_HEADER_LINE: usize = 8 * 1024;
 
 pub struct MjpegSource {
     /// The URL without the password (for logs and errors).
@@ -253,113 +251,6 @@ fn boundary_of(content_type: &str) -> Option<String> {
         .trim_matches('"');
     let value = value.strip_prefix("--").unwrap_or(value);
     (!value.is_empty()).then(|| value.to_string())
-}
-
-fn read_line(reader: &mut impl BufRead) -> std::io::Result<String> {
-    let mut line = Vec::new();
-    reader
-        .by_ref()
-        .take(MAX_HEADER_LINE as u64)
-        .read_until(b'\n', &mut line)?;
-    if line.is_empty() {
-        return Err(std::io::ErrorKind::UnexpectedEof.into());
-    }
-    Ok(String::from_utf8_lossy(&line).trim_end().to_string())
-}
-
-/// The response body: de-chunked when needed, with a pushback buffer.
-struct Body {
-    reader: BufReader<TcpStream>,
-    chunked: bool,
-    chunk_left: usize,
-    pending: Vec<u8>,
-}
-
-impl Body {
-    /// Reads body bytes (after de-chunking) into `buf`; 0 at the end.
-    fn raw(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if !self.chunked {
-            return self.reader.read(buf);
-        }
-        if self.chunk_left == 0 {
-            let size_line = read_line(&mut self.reader)?;
-            let size_line = if size_line.is_empty() {
-                // The CRLF after the previous chunk.
-                read_line(&mut self.reader)?
-            } else {
-                size_line
-            };
-            let hex = size_line.split(';').next().unwrap_or("").trim();
-            let size = usize::from_str_radix(hex, 16)
-                .map_err(|_| std::io::Error::other("bad chunk size"))?;
-            if size == 0 {
-                return Ok(0);
-            }
-            self.chunk_left = size;
-        }
-        let n = buf.len().min(self.chunk_left);
-        let read = self.reader.read(&mut buf[..n])?;
-        if read == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        self.chunk_left -= read;
-        Ok(read)
-    }
-
-    /// Refills `pending` with at least one more byte.
-    fn fill(&mut self) -> std::io::Result<()> {
-        let mut buf = [0u8; 8192];
-        let n = self.raw(&mut buf)?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        self.pending.extend_from_slice(&buf[..n]);
-        Ok(())
-    }
-
-    fn line(&mut self) -> std::io::Result<Vec<u8>> {
-        loop {
-            if let Some(i) = self.pending.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = self.pending.drain(..=i).collect();
-                return Ok(line);
-            }
-            if self.pending.len() > MAX_HEADER_LINE {
-                return Err(std::io::Error::other("line too long"));
-            }
-            self.fill()?;
-        }
-    }
-
-    fn read_exact(&mut self, out: &mut [u8]) -> std::io::Result<()> {
-        while self.pending.len() < out.len() {
-            self.fill()?;
-        }
-        out.copy_from_slice(&self.pending[..out.len()]);
-        self.pending.drain(..out.len());
-        Ok(())
-    }
-
-    fn until(&mut self, marker: &[u8]) -> std::io::Result<Vec<u8>> {
-        let mut searched = 0;
-        loop {
-            if let Some(i) = find(&self.pending[searched..], marker) {
-                let end = searched + i;
-                let data = self.pending[..end].to_vec();
-                // Keep the boundary line (without the CRLF before it).
-                self.pending.drain(..end + 2);
-                return Ok(data);
-            }
-            searched = self.pending.len().saturating_sub(marker.len());
-            if self.pending.len() > MAX_PART {
-                return Err(std::io::Error::other("part too large"));
-            }
-            self.fill()?;
-        }
-    }
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 impl FrameSource for MjpegSource {

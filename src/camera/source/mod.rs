@@ -3,6 +3,7 @@
 //! disappearing and coming back.
 
 mod dir;
+mod http_body;
 mod mjpeg;
 #[cfg(feature = "camera-v4l")]
 mod v4l;
