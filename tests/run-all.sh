@@ -51,6 +51,8 @@ step "tests"
 
 step "sync tests against mosquitto"
 tests/with-mosquitto.sh cargo test --test sync_mqtt --test sync_daemons 2>&1 | tee -a target/test-output.txt
+# The camera's recognized events through mosquitto as well.
+tests/with-mosquitto.sh cargo test --test camera mqtt_events 2>&1 | tee -a target/test-output.txt
 
 step "kiosk page in headless Chromium (camera on the dir: source)"
 tests/kiosk-chromium.sh
