@@ -54,7 +54,7 @@ pub enum OpKind {
         reason: String,
     },
     /// Report from a device's camera: whom it recognized (`user_id` null: an unknown
-    /// person). Not a gallery change: devices ignore it (see `visits::recognized_op`).
+    /// person). Not a gallery change: devices ignore it (built by `VisitEvent::op`).
     Recognized {
         user_id: Option<String>,
         user_name: Option<String>,
