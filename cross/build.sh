@@ -11,13 +11,19 @@
 #
 #   cross/build.sh [aarch64|x86_64] [--profile PROFILE]    (default: release)
 #   CARGO=cross cross/build.sh aarch64       # compile inside cross-rs's Docker image (Cross.toml)
+#   FACEGATE_FEATURES= cross/build.sh ...    # without the default release feature camera-v4l
+#
+# The release build has the cargo feature camera-v4l (local cameras, `v4l:INDEX`);
+# `facegate --version` lists the features built in.
 #
 # Needs (not installed by this script; tests/cross-aarch64.sh installs them in CI):
 #   aarch64: apt-get install gcc-aarch64-linux-gnu libc6-dev-arm64-cross
 #            rustup target add aarch64-unknown-linux-gnu
+#   camera-v4l: apt-get install clang libclang-dev (bindgen for nokhwa's V4L2 bindings)
 #   both:    python3 with pip (for cross/fetch-litert.sh; PyPI only)
-# The linker and C compiler for aarch64 come from .cargo/config.toml. Cross.toml does the
-# same build inside cross-rs's Docker image for those who have Docker.
+# The linker and C compiler for aarch64, and bindgen's cross sysroot, come from
+# .cargo/config.toml. Cross.toml does the same build inside cross-rs's Docker image for
+# those who have Docker.
 #
 # CI builds and tests the release profile, the one the .deb ships (about 5 minutes for
 # aarch64 on two busy cores).
@@ -52,10 +58,17 @@ if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx "
   exit 69
 fi
 
+features=${FACEGATE_FEATURES-camera-v4l}
+if [ "${CARGO:-cargo}" = cargo ] && [[ "$features" == *camera-v4l* ]] \
+  && ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1; then
+  echo "build.sh: camera-v4l needs libclang; apt-get install clang libclang-dev" >&2
+  exit 69
+fi
+
 cargo=${CARGO:-cargo}
-echo "== $cargo build --profile $profile --target $target"
+echo "== $cargo build --profile $profile --target $target --features '$features'"
 start=$(date +%s)
-"$cargo" build --locked --profile "$profile" --target "$target" --bin facegate
+"$cargo" build --locked --profile "$profile" --target "$target" --features "$features" --bin facegate
 echo "build.sh: built in $(( $(date +%s) - start )) s"
 # Cargo names the release profile's folder `release` and any other profile by its name.
 built=${CARGO_TARGET_DIR:-target}/$target/$profile/facegate

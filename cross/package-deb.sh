@@ -32,6 +32,12 @@ for f in facegate libLiteRt.so VERSION models-tflite/MANIFEST.toml; do
   [ -e "$dist/$f" ] || { echo "package-deb: $dist/$f missing; run cross/build.sh $arch" >&2; exit 66; }
 done
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -1)
+# The release has local cameras (v4l:INDEX): cross/build.sh builds with camera-v4l, and
+# the binary's --version text names it. FACEGATE_FEATURES= (empty) packs a build without.
+if [ "${FACEGATE_FEATURES-camera-v4l}" != "" ] && ! grep -aq '(features: camera-v4l)' "$dist/facegate"; then
+  echo "package-deb: $dist/facegate lacks the camera-v4l feature; run cross/build.sh $arch" >&2
+  exit 65
+fi
 
 min_glibc() {
   "${tools}objdump" -T "$1" | grep -o 'GLIBC_[0-9][0-9.]*' | sed 's/GLIBC_//' \

@@ -87,3 +87,16 @@ fn the_embedded_default_config_passes_config_check() {
         );
     }
 }
+
+#[test]
+fn the_version_lists_the_cargo_features_built_in() {
+    let out = facegate().arg("--version").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("facegate 0."), "{text}");
+    if cfg!(feature = "camera-v4l") {
+        assert!(text.contains("(features: camera-v4l)"), "{text}");
+    } else {
+        assert!(text.contains("(features: none)"), "{text}");
+    }
+}

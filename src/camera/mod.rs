@@ -11,14 +11,14 @@
 //! the frame sources ([`FrameSource`], [`SourceSpec`], [`Reconnecting`]) and [`Error`].
 
 mod draw;
+mod options;
 mod recognizer;
 mod runner;
 mod source;
 mod tracker;
 
-pub use recognizer::{
-    device_id, Decisions, Emitted, Label, LabelledBox, Recognizer, RecognizerOptions,
-};
+pub use options::{device_id, RecognizerOptions};
+pub use recognizer::{Decisions, Emitted, Label, LabelledBox, Recognizer};
 pub use runner::{Camera, CameraOptions};
 #[cfg(feature = "camera-v4l")]
 pub use source::{decode_buffer, V4lSource};

@@ -1,7 +1,9 @@
 //! The recognition loop's logic, one frame at a time and free of threads: detect,
 //! track, keep each track's best frame, decide a track once (after enough good frames
 //! or when it leaves) by identifying that frame through `gallery`, then debounce per
-//! user and rate-limit unknown people before a visit is recorded.
+//! user and rate-limit unknown people before a visit is recorded. A track identified as
+//! unknown is identified again on a clearly better frame (a person still walking up),
+//! a bounded number of times, before the unknown visit is reported.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,60 +11,13 @@ use std::time::{Duration, Instant};
 
 use image::RgbImage;
 
+use super::options::RecognizerOptions;
 use super::source::Frame;
 use super::tracker::Tracker;
 use super::Error;
-use crate::gallery::{Gallery, Visit};
+use crate::gallery::{Gallery, Sighting, Visit};
 use crate::store::VisitRecord;
 use crate::vision::{frontalness, BoundingBox, Detection};
-
-/// The loop's tuning, from `[camera]` (see configs/facegate.toml).
-#[derive(Clone, Debug, PartialEq)]
-pub struct RecognizerOptions {
-    pub client: String,
-    pub gallery: String,
-    pub device_id: String,
-    pub detect_every: u32,
-    pub min_face_px: f32,
-    pub track_iou: f32,
-    pub track_timeout_ms: u64,
-    pub decide_frames: u32,
-    pub debounce_ms: u64,
-    pub unknown_interval_ms: u64,
-}
-
-impl RecognizerOptions {
-    /// From the configuration; `None` when `camera.gallery` is not CLIENT/GALLERY.
-    pub fn from_config(config: &crate::config::Config) -> Option<RecognizerOptions> {
-        let c = &config.camera;
-        let (client, gallery) = c.gallery_parts()?;
-        Some(RecognizerOptions {
-            client: client.to_string(),
-            gallery: gallery.to_string(),
-            device_id: device_id(&config.sync.device_id),
-            detect_every: c.detect_every.max(1),
-            min_face_px: c.min_face_px,
-            track_iou: c.track_iou,
-            track_timeout_ms: c.track_timeout_ms,
-            decide_frames: c.decide_frames.max(1),
-            debounce_ms: c.debounce_secs.saturating_mul(1000),
-            unknown_interval_ms: c.unknown_interval_secs.saturating_mul(1000),
-        })
-    }
-}
-
-/// `sync.device_id`, or the host name when it is empty.
-pub fn device_id(configured: &str) -> String {
-    if !configured.is_empty() {
-        return configured.to_string();
-    }
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
-        .map(|h| h.trim().to_string())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "facegate".into())
-}
 
 /// What the kiosk screen shows on a face box.
 #[derive(Clone, Debug, PartialEq)]
@@ -95,6 +50,10 @@ pub struct Decisions {
     pub debounced: u64,
     /// Unknown people within the unknown-event interval.
     pub unknown_suppressed: u64,
+    /// Tracks found unknown identified again on a better frame.
+    pub retried: u64,
+    /// Of those, recognized on a retry (they would have been reported as unknown).
+    pub recognized_on_retry: u64,
 }
 
 struct Candidate {
@@ -103,12 +62,23 @@ struct Candidate {
     detection: Detection,
 }
 
+/// A track identified as unknown, not reported yet.
+struct Pending {
+    sighting: Sighting,
+    /// Candidate score of the frame last identified.
+    tried_score: f32,
+    retries_left: u32,
+    /// When the track was first identified as unknown (frame time).
+    first_ms: u64,
+}
+
 #[derive(Default)]
 struct TrackState {
     good_frames: u32,
     best: Option<Candidate>,
     decided: Option<Label>,
     user_id: Option<String>,
+    pending: Option<Pending>,
 }
 
 pub struct Recognizer {
@@ -182,29 +152,38 @@ impl Recognizer {
                 self.last_seen.insert(user_id.clone(), meta.timestamp_ms);
             }
             let face_px = detection.bbox.width.max(detection.bbox.height);
-            if face_px < self.options.min_face_px {
+            if face_px >= self.options.min_face_px {
+                state.good_frames += 1;
+                let score = candidate_score(detection);
+                if state.best.as_ref().is_none_or(|b| score > b.score) {
+                    state.best = Some(Candidate {
+                        score,
+                        frame: image.clone(),
+                        detection: detection.clone(),
+                    });
+                }
+            }
+            if state.decided.is_some() {
                 continue;
             }
-            state.good_frames += 1;
-            let score = candidate_score(detection);
-            if state.best.as_ref().is_none_or(|b| score > b.score) {
-                state.best = Some(Candidate {
-                    score,
-                    frame: image.clone(),
-                    detection: detection.clone(),
-                });
-            }
-            if state.decided.is_none() && state.good_frames >= self.options.decide_frames {
-                emitted.extend(self.decide(track_id, &meta)?);
+            let o = &self.options;
+            let due = match &state.pending {
+                None => state.good_frames >= o.decide_frames && state.best.is_some(),
+                Some(p) => {
+                    state
+                        .best
+                        .as_ref()
+                        .is_some_and(|b| b.score >= p.tried_score * o.unknown_retry_gain)
+                        || meta.timestamp_ms.saturating_sub(p.first_ms) >= o.unknown_retry_ms
+                }
+            };
+            if due {
+                emitted.extend(self.decide(track_id, &meta, false)?);
             }
         }
         for track in update.ended {
-            let undecided = self
-                .states
-                .get(&track.id)
-                .is_some_and(|s| s.decided.is_none() && s.best.is_some());
-            if undecided {
-                emitted.extend(self.decide(track.id, &meta)?);
+            if self.is_undecided(track.id) {
+                emitted.extend(self.decide(track.id, &meta, true)?);
             }
             self.states.remove(&track.id);
         }
@@ -220,12 +199,8 @@ impl Recognizer {
         };
         let mut emitted = Vec::new();
         for track in self.tracker.end_all() {
-            let undecided = self
-                .states
-                .get(&track.id)
-                .is_some_and(|s| s.decided.is_none() && s.best.is_some());
-            if undecided {
-                emitted.extend(self.decide(track.id, &meta)?);
+            if self.is_undecided(track.id) {
+                emitted.extend(self.decide(track.id, &meta, true)?);
             }
         }
         self.states.clear();
@@ -250,22 +225,99 @@ impl Recognizer {
             .collect()
     }
 
-    fn decide(&mut self, track_id: u64, at: &FrameMeta) -> Result<Option<Emitted>, Error> {
+    /// A track with a frame to identify or an unknown result not yet reported.
+    fn is_undecided(&self, track_id: u64) -> bool {
+        self.states
+            .get(&track_id)
+            .is_some_and(|s| s.decided.is_none() && (s.best.is_some() || s.pending.is_some()))
+    }
+
+    /// Identifies the track's best frame (the first time, or on a retry when it is
+    /// clearly better than the frame last tried) and reports the visit when the result
+    /// is final: known, or unknown with no retry left, past `unknown_retry_ms`, or on
+    /// the `last_chance` (the track ended).
+    fn decide(
+        &mut self,
+        track_id: u64,
+        at: &FrameMeta,
+        last_chance: bool,
+    ) -> Result<Option<Emitted>, Error> {
+        let (gain, retries, retry_ms) = (
+            self.options.unknown_retry_gain,
+            self.options.unknown_retries,
+            self.options.unknown_retry_ms,
+        );
         let Some(state) = self.states.get_mut(&track_id) else {
             return Ok(None);
         };
-        let Some(best) = state.best.take() else {
+        let mut pending = state.pending.take();
+        let candidate = state.best.take_if(|c| match &pending {
+            None => true,
+            Some(p) => p.retries_left > 0 && c.score >= p.tried_score * gain,
+        });
+        if let Some(candidate) = candidate {
+            let retry = pending.is_some();
+            if retry {
+                self.decisions.retried += 1;
+            }
+            let o = &self.options;
+            let sighting = self.gallery.identify_detection(
+                &o.client,
+                &o.gallery,
+                &candidate.frame,
+                candidate.detection,
+            )?;
+            match sighting {
+                Some(known) if known.user.is_some() => {
+                    if retry {
+                        self.decisions.recognized_on_retry += 1;
+                    }
+                    return self.report(track_id, known, at);
+                }
+                Some(unknown) => {
+                    pending = Some(Pending {
+                        sighting: unknown,
+                        tried_score: candidate.score,
+                        retries_left: pending
+                            .as_ref()
+                            .map_or(retries, |p| p.retries_left.saturating_sub(1)),
+                        first_ms: pending.as_ref().map_or(at.timestamp_ms, |p| p.first_ms),
+                    });
+                }
+                // The face could not be aligned: the earlier result stands.
+                None => {}
+            }
+        }
+        let Some(p) = pending else {
+            // Nothing usable was identified: no visit for this track.
+            if let Some(state) = self.states.get_mut(&track_id) {
+                state.decided = Some(Label::Unknown);
+            }
             return Ok(None);
         };
+        let expired = at.timestamp_ms.saturating_sub(p.first_ms) >= retry_ms;
+        if last_chance || p.retries_left == 0 || expired {
+            return self.report(track_id, p.sighting, at);
+        }
+        if let Some(state) = self.states.get_mut(&track_id) {
+            state.pending = Some(p);
+        }
+        Ok(None)
+    }
+
+    /// Decides the track on `sighting`: debounces known people, rate-limits unknown
+    /// ones, and records the visit.
+    fn report(
+        &mut self,
+        track_id: u64,
+        sighting: Sighting,
+        at: &FrameMeta,
+    ) -> Result<Option<Emitted>, Error> {
         let o = &self.options;
-        let sighting =
-            self.gallery
-                .identify_detection(&o.client, &o.gallery, &best.frame, best.detection)?;
-        let Some(sighting) = sighting else {
-            state.decided = Some(Label::Unknown);
+        let now = at.timestamp_ms;
+        let Some(state) = self.states.get_mut(&track_id) else {
             return Ok(None);
         };
-        let now = at.timestamp_ms;
         match &sighting.user {
             Some((user_id, user_name)) => {
                 state.decided = Some(Label::Known(user_name.clone()));
@@ -295,17 +347,20 @@ impl Recognizer {
             Some((id, name)) => (Some(id), Some(name)),
             None => (None, None),
         };
-        let visit = self.gallery.record_visit(VisitRecord {
-            client: o.client.clone(),
-            gallery: o.gallery.clone(),
-            device_id: o.device_id.clone(),
-            user_id,
-            user_name,
-            similarity: sighting.similarity,
-            mask: sighting.masked,
-            timestamp_ms: now,
-            face_jpeg: sighting.face_jpeg,
-        })?;
+        let visit = self.gallery.record_visit(
+            VisitRecord {
+                client: o.client.clone(),
+                gallery: o.gallery.clone(),
+                device_id: o.device_id.clone(),
+                user_id,
+                user_name,
+                similarity: sighting.similarity,
+                mask: sighting.masked,
+                timestamp_ms: now,
+                face_jpeg: sighting.face_jpeg,
+            },
+            o.publish_face,
+        )?;
         Ok(Some(Emitted {
             visit,
             latency: at.captured.elapsed(),

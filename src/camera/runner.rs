@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use image::RgbImage;
 
 use super::draw;
-use super::recognizer::{LabelledBox, Recognizer, RecognizerOptions};
+use super::options::RecognizerOptions;
+use super::recognizer::{LabelledBox, Recognizer};
 use super::source::{
     from_spec, unix_ms, Backoff, CaptureOptions, Frame, Reconnecting, SourceSpec, SourceStats,
 };
@@ -78,6 +79,8 @@ struct Counters {
     known: AtomicU64,
     unknown: AtomicU64,
     suppressed: AtomicU64,
+    retried: AtomicU64,
+    recognized_on_retry: AtomicU64,
     latency_us_sum: AtomicU64,
     latency_count: AtomicU64,
 }
@@ -241,6 +244,12 @@ impl Camera {
         );
         let _ = writeln!(
             out,
+            "# HELP facegate_camera_unknown_retries_total Tracks found unknown identified again on a better frame, by outcome.\n# TYPE facegate_camera_unknown_retries_total counter\nfacegate_camera_unknown_retries_total{{outcome=\"tried\"}} {}\nfacegate_camera_unknown_retries_total{{outcome=\"recognized\"}} {}",
+            get(&c.retried),
+            get(&c.recognized_on_retry)
+        );
+        let _ = writeln!(
+            out,
             "# HELP facegate_camera_event_latency_seconds From the capture of the deciding frame to the stored event.\n# TYPE facegate_camera_event_latency_seconds summary\nfacegate_camera_event_latency_seconds_sum {}\nfacegate_camera_event_latency_seconds_count {}",
             get(&c.latency_us_sum) as f64 / 1e6,
             get(&c.latency_count)
@@ -392,4 +401,7 @@ fn report(
     c.unknown.store(d.unknown, Ordering::Relaxed);
     c.suppressed
         .store(d.debounced + d.unknown_suppressed, Ordering::Relaxed);
+    c.retried.store(d.retried, Ordering::Relaxed);
+    c.recognized_on_retry
+        .store(d.recognized_on_retry, Ordering::Relaxed);
 }

@@ -23,10 +23,18 @@ use facegate::config::{self, Config};
 use facegate::runtime::Runtime;
 use facegate::vision::Pipeline;
 
+/// `facegate --version`: the version and the optional cargo features built in (release
+/// builds have camera-v4l; tests/cross-aarch64.sh checks it).
+const VERSION: &str = if cfg!(feature = "camera-v4l") {
+    concat!(env!("CARGO_PKG_VERSION"), " (features: camera-v4l)")
+} else {
+    concat!(env!("CARGO_PKG_VERSION"), " (features: none)")
+};
+
 #[derive(Parser, Debug)]
 #[command(
     name = "facegate",
-    version,
+    version = VERSION,
     about = "Face recognition for camera kiosks"
 )]
 pub struct Cli {

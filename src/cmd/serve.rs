@@ -34,7 +34,7 @@ pub fn run(config: &Config, _args: &ServeArgs) -> anyhow::Result<ExitCode> {
     // missing or unplugged is retried in the background while the API serves.
     let camera = match CameraOptions::from_config(config)? {
         Some(options) => {
-            tracing::info!(source = %config.camera.source, gallery = %config.camera.gallery, "camera kiosk mode");
+            tracing::info!(source = %options.source, gallery = %config.camera.gallery, "camera kiosk mode");
             Some(Arc::new(Camera::start(gallery.clone(), options)?))
         }
         None => None,

@@ -250,6 +250,10 @@ pub struct CameraConfig {
     pub decide_frames: u32,
     pub debounce_secs: u64,
     pub unknown_interval_secs: u64,
+    pub unknown_retries: u32,
+    pub unknown_retry_gain: f32,
+    pub unknown_retry_ms: u64,
+    pub publish_face: bool,
     pub history: usize,
     pub replay_secs: u64,
     pub reconnect_min_ms: u64,
@@ -272,6 +276,10 @@ impl Default for CameraConfig {
             decide_frames: 5,
             debounce_secs: 60,
             unknown_interval_secs: 10,
+            unknown_retries: 2,
+            unknown_retry_gain: 1.2,
+            unknown_retry_ms: 2000,
+            publish_face: true,
             history: 1000,
             replay_secs: 300,
             reconnect_min_ms: 500,
@@ -342,6 +350,11 @@ impl Config {
         if c.fps == 0 || c.detect_every == 0 || c.decide_frames == 0 || c.history == 0 {
             return Err(Error::Invalid(
                 "camera.fps, detect_every, decide_frames and history must be at least 1".into(),
+            ));
+        }
+        if c.unknown_retries > 5 || !(1.0..=4.0).contains(&c.unknown_retry_gain) {
+            return Err(Error::Invalid(
+                "camera.unknown_retries must be 0..5 and unknown_retry_gain within 1..4".into(),
             ));
         }
         if !(0.0..=1.0).contains(&c.track_iou) || c.width == 0 || c.height == 0 {

@@ -39,7 +39,7 @@ pub use replica::{
     decode_embedding, encode_embedding, Applied, Op, OpKind, OutboxSettings, Refusal, WireTemplate,
     OP_NAMES, PROTOCOL_VERSION,
 };
-pub use visits::{rfc3339_millis, Sighting, Visit};
+pub use visits::{rfc3339_millis, Sighting, Visit, MAX_EVENT_FACE_BYTES};
 
 /// Limits and thresholds, from the configuration.
 #[derive(Clone, Debug, PartialEq)]
@@ -114,12 +114,8 @@ pub(crate) enum Change<'a> {
     ClientDeleted {
         client: &'a str,
     },
-    /// A camera kiosk visit (user_id None: unknown person).
-    Visit {
-        client: &'a str,
-        gallery: &'a str,
-        user_id: Option<&'a str>,
-    },
+    /// A camera kiosk visit, published as a `recognized` event.
+    Visit(visits::VisitEvent<'a>),
 }
 
 pub struct Gallery {

@@ -53,6 +53,17 @@ pub enum OpKind {
         refused_op_id: String,
         reason: String,
     },
+    /// Report from a device's camera: whom it recognized (`user_id` null: an unknown
+    /// person). Not a gallery change: devices ignore it (built by `VisitEvent::op`).
+    Recognized {
+        user_id: Option<String>,
+        user_name: Option<String>,
+        similarity: f32,
+        mask: bool,
+        /// The small aligned face (base64 JPEG), when the device sends it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        face_jpeg: Option<String>,
+    },
 }
 
 /// The operation names a device understands (anything else is an unknown op).
@@ -62,6 +73,7 @@ pub const OP_NAMES: &[&str] = &[
     "create_gallery",
     "delete_gallery",
     "refused",
+    "recognized",
 ];
 
 /// A template on the wire: the embedding as base64 of little-endian f32s, and optionally
@@ -83,7 +95,7 @@ pub enum Applied {
     Duplicate,
     /// Older than what the device has for that user or gallery: skipped.
     Stale,
-    /// Nothing to apply (a refusal report from another device).
+    /// Nothing to apply (a refusal report or recognition event from another device).
     Ignored,
     /// Refused for good; reported back as a `refused` event.
     Refused(Refusal),
@@ -265,9 +277,8 @@ impl Gallery {
                     user_id: user_id.to_string(),
                 },
             )?,
-            // Camera recognition events are not gallery operations; publishing them as
-            // device events is still to do (issues #4 and #5), so they write no op.
-            Change::Visit { .. } => {}
+            // Not a gallery operation: no entity version is bumped.
+            Change::Visit(event) => ops.push(event.op(&out.origin, &model)),
         }
         for op in &ops {
             self.push_bounded(w, out, op)?;
@@ -308,7 +319,7 @@ impl Gallery {
     /// outbox (so it is not echoed back). A refusal is remembered and reported as a
     /// `refused` event in the outbox.
     pub fn apply_op(&self, op: &Op) -> Result<Applied, Error> {
-        if matches!(op.kind, OpKind::Refused { .. }) {
+        if matches!(op.kind, OpKind::Refused { .. } | OpKind::Recognized { .. }) {
             return Ok(Applied::Ignored);
         }
         // Decode and, for another model, re-embed before taking the write lock.
@@ -570,6 +581,6 @@ fn apply_in_txn(
             }
             IndexChange::ReplaceUser(added)
         }
-        OpKind::Refused { .. } => IndexChange::None,
+        OpKind::Refused { .. } | OpKind::Recognized { .. } => IndexChange::None,
     })
 }

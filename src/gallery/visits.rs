@@ -5,6 +5,7 @@
 use image::RgbImage;
 use serde_json::{json, Value};
 
+use super::replica::{Op, OpKind, PROTOCOL_VERSION};
 use super::{crop, Change, Error, Gallery};
 use crate::store::VisitRecord;
 use crate::vision::{self, Detection, Quality};
@@ -14,6 +15,63 @@ pub(super) const BROADCAST_CAPACITY: usize = 256;
 
 /// Side of the face thumbnail attached to each visit.
 const THUMBNAIL_PX: u32 = 96;
+
+/// Largest face JPEG sent in a `recognized` event (a 96 px thumbnail is a few KiB); a
+/// larger one is left out of the event (it stays in the local visit history).
+pub const MAX_EVENT_FACE_BYTES: usize = 32 * 1024;
+
+/// A visit as the sync outbox publishes it: a `recognized` device event.
+#[derive(Clone, Copy, PartialEq)]
+pub(crate) struct VisitEvent<'a> {
+    pub record: &'a VisitRecord,
+    /// Attach the face JPEG (when at most [`MAX_EVENT_FACE_BYTES`]).
+    pub publish_face: bool,
+}
+
+impl std::fmt::Debug for VisitEvent<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let r = self.record;
+        f.debug_struct("VisitEvent")
+            .field("client", &r.client)
+            .field("gallery", &r.gallery)
+            .field("user_id", &r.user_id)
+            .field("similarity", &r.similarity)
+            .field("face_bytes", &r.face_jpeg.len())
+            .field("publish_face", &self.publish_face)
+            .finish()
+    }
+}
+
+impl VisitEvent<'_> {
+    /// The `recognized` operation of this visit from device `origin` (docs/sync.md):
+    /// versioned by the capture time; it touches no entity version, since receivers
+    /// do not apply it.
+    pub(super) fn op(&self, origin: &str, model: &str) -> Op {
+        use base64::Engine;
+        let r = self.record;
+        let face_jpeg = (self.publish_face
+            && !r.face_jpeg.is_empty()
+            && r.face_jpeg.len() <= MAX_EVENT_FACE_BYTES)
+            .then(|| base64::engine::general_purpose::STANDARD.encode(&r.face_jpeg));
+        Op {
+            v: PROTOCOL_VERSION,
+            op_id: uuid::Uuid::new_v4().to_string(),
+            origin: origin.to_string(),
+            version: r.timestamp_ms,
+            ts: r.timestamp_ms / 1000,
+            client: r.client.clone(),
+            gallery: r.gallery.clone(),
+            model: model.to_string(),
+            kind: OpKind::Recognized {
+                user_id: r.user_id.clone(),
+                user_name: r.user_name.clone(),
+                similarity: (r.similarity * 10_000.0).round() / 10_000.0,
+                mask: r.mask,
+                face_jpeg,
+            },
+        }
+    }
+}
 
 /// One face of a frame, recognized (or not) against a gallery.
 #[derive(Clone, Debug, PartialEq)]
@@ -110,16 +168,16 @@ impl Gallery {
     }
 
     /// Stores a visit (pruning the oldest beyond `camera.history`) and then tells live
-    /// listeners. The store write goes through the same path as every other change, so
-    /// the sync outbox (issue 4) publishes visits in the same transaction.
-    pub fn record_visit(&self, record: VisitRecord) -> Result<Visit, Error> {
+    /// listeners. The store write goes through the same path as every other change: with
+    /// sync on, the visit's `recognized` event enters the outbox in the same transaction
+    /// (with the face JPEG when `publish_face`, bounded by [`MAX_EVENT_FACE_BYTES`]).
+    pub fn record_visit(&self, record: VisitRecord, publish_face: bool) -> Result<Visit, Error> {
         let keep = self.settings.visit_history;
         let id = self.commit(
-            Change::Visit {
-                client: &record.client,
-                gallery: &record.gallery,
-                user_id: record.user_id.as_deref(),
-            },
+            Change::Visit(VisitEvent {
+                record: &record,
+                publish_face,
+            }),
             |w| Ok(w.add_visit(&record, keep)?),
             |_, _| {},
         )?;
@@ -180,6 +238,57 @@ pub fn rfc3339_millis(ms: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn visit(face_bytes: usize) -> VisitRecord {
+        VisitRecord {
+            client: "kiosk".into(),
+            gallery: "door".into(),
+            device_id: "door-1".into(),
+            user_id: None,
+            user_name: None,
+            similarity: 0.612_345,
+            mask: true,
+            timestamp_ms: 1_795_639_580_300,
+            face_jpeg: vec![0xFF; face_bytes],
+        }
+    }
+
+    #[test]
+    fn a_visit_is_a_recognized_event_with_a_bounded_optional_face() {
+        let record = visit(3000);
+        let op = VisitEvent {
+            record: &record,
+            publish_face: true,
+        }
+        .op("door-1", "m1");
+        let json = serde_json::to_value(&op).unwrap();
+        assert_eq!(json["op"], "recognized");
+        assert_eq!(
+            (json["origin"].as_str(), json["model"].as_str()),
+            (Some("door-1"), Some("m1"))
+        );
+        assert_eq!(json["version"], 1_795_639_580_300u64);
+        assert_eq!(json["ts"], 1_795_639_580u64);
+        assert!(json["user_id"].is_null() && json["user_name"].is_null());
+        assert_eq!(json["mask"], true);
+        assert!((json["similarity"].as_f64().unwrap() - 0.6123).abs() < 1e-6);
+        assert_eq!(json["face_jpeg"].as_str().unwrap().len(), 4000);
+        // The same JSON reads back as the same operation (what peers parse).
+        assert_eq!(serde_json::from_value::<Op>(json).unwrap(), op);
+
+        for (record, publish_face) in [
+            (visit(3000), false),
+            (visit(MAX_EVENT_FACE_BYTES + 1), true),
+        ] {
+            let op = VisitEvent {
+                record: &record,
+                publish_face,
+            }
+            .op("door-1", "m1");
+            let json = serde_json::to_value(&op).unwrap();
+            assert!(json.get("face_jpeg").is_none(), "{publish_face}");
+        }
+    }
 
     #[test]
     fn timestamps_are_rfc3339_utc_with_milliseconds() {

@@ -20,7 +20,7 @@ pub struct SyncMetrics {
     pub applied: AtomicU64,
     pub duplicates: AtomicU64,
     pub stale: AtomicU64,
-    /// Refusal reports of other devices (nothing to apply).
+    /// Refusal reports and recognition events of other devices (nothing to apply).
     pub ignored: AtomicU64,
     /// Operations refused by the gallery (unknown client, model mismatch, bad template).
     pub refused: AtomicU64,
@@ -114,7 +114,11 @@ impl SyncMetrics {
                 "Operations older than the stored state, skipped.",
                 s.stale,
             ),
-            ("ignored", "Refusal reports of other devices.", s.ignored),
+            (
+                "ignored",
+                "Refusal reports and recognition events of other devices.",
+                s.ignored,
+            ),
             (
                 "refused",
                 "Operations refused by the gallery (reported as refused events).",

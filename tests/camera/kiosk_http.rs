@@ -204,17 +204,20 @@ fn a_late_screen_gets_the_recent_visits_then_live_ones_and_resumes_after_last_ev
     let live = kiosk
         .enrolled
         .gallery
-        .record_visit(VisitRecord {
-            client: "kiosk".into(),
-            gallery: "door".into(),
-            device_id: "door-1".into(),
-            user_id: Some("penny".into()),
-            user_name: Some("Penny".into()),
-            similarity: 0.9,
-            mask: true,
-            timestamp_ms: recent[3].1["timestamp_ms"].as_u64().unwrap() + 1,
-            face_jpeg: Vec::new(),
-        })
+        .record_visit(
+            VisitRecord {
+                client: "kiosk".into(),
+                gallery: "door".into(),
+                device_id: "door-1".into(),
+                user_id: Some("penny".into()),
+                user_name: Some("Penny".into()),
+                similarity: 0.9,
+                mask: true,
+                timestamp_ms: recent[3].1["timestamp_ms"].as_u64().unwrap() + 1,
+                face_jpeg: Vec::new(),
+            },
+            true,
+        )
         .unwrap();
     let next = events(&mut screen, 1);
     assert_eq!(next[0].0, live.id);

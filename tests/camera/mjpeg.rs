@@ -159,3 +159,102 @@ fn an_http_error_or_a_non_mjpeg_answer_is_a_source_error() {
     let e = source.open().unwrap_err().to_string();
     assert!(e.contains("not an MJPEG stream"), "{e}");
 }
+
+/// Reads a request's header lines (lower-cased names).
+fn request_headers(stream: &TcpStream) -> Vec<(String, String)> {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut headers = Vec::new();
+    let mut line = String::new();
+    while reader.read_line(&mut line).unwrap_or(0) > 2 {
+        if let Some((k, v)) = line.trim_end().split_once(':') {
+            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+        }
+        line.clear();
+    }
+    headers
+}
+
+#[test]
+fn credentials_in_an_mjpeg_url_are_sent_as_basic_auth_and_a_camera_without_them_answers_401() {
+    let frames: Vec<Vec<u8>> = scene(&VISITORS)
+        .into_iter()
+        .skip(3)
+        .take(2)
+        .map(|f| jpeg(&f))
+        .collect();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen2 = seen.clone();
+    // A camera that wants user "admin", password "s3cret:@door" (as IP cameras do).
+    let expected = "Basic YWRtaW46czNjcmV0OkBkb29y";
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let headers = request_headers(&stream);
+            let auth = headers
+                .iter()
+                .find(|(k, _)| k == "authorization")
+                .map(|(_, v)| v.clone());
+            seen2.lock().unwrap().push(auth.clone());
+            if auth.as_deref() != Some(expected) {
+                let _ = stream.write_all(
+                    b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"cam\"\r\nContent-Length: 0\r\n\r\n",
+                );
+                continue;
+            }
+            let _ = stream.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Type: multipart/x-mixed-replace; boundary=frame\r\n\r\n",
+            );
+            for f in &frames {
+                let head = format!(
+                    "--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n",
+                    f.len()
+                );
+                let _ = stream.write_all(head.as_bytes());
+                let _ = stream.write_all(f);
+                let _ = stream.write_all(b"\r\n");
+            }
+        }
+    });
+    let options = CaptureOptions {
+        fps: 10,
+        width: 640,
+        height: 480,
+        realtime: true,
+    };
+    use facegate::camera::FrameSource;
+    let mut anonymous = MjpegSource::new(&format!("http://{addr}/stream"), options).unwrap();
+    let e = anonymous.open().unwrap_err().to_string();
+    assert!(e.contains("401"), "{e}");
+
+    let wrong = format!("http://admin:guess@{addr}/stream");
+    let e = MjpegSource::new(&wrong, options)
+        .unwrap()
+        .open()
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("401"), "{e}");
+    assert!(!e.contains("guess"), "the password is not in errors: {e}");
+
+    // The password's ':' and '@' percent-escaped in the URL.
+    let url = format!("http://admin:s3cret%3A%40door@{addr}/stream");
+    let mut source = MjpegSource::new(&url, options).unwrap();
+    assert!(
+        !source.describe().contains("s3cret"),
+        "{}",
+        source.describe()
+    );
+    source.open().expect("authorized");
+    let frame = source.next_frame().unwrap().expect("a frame");
+    assert_eq!(frame.image.dimensions(), (640, 480));
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        [
+            None,
+            Some("Basic YWRtaW46Z3Vlc3M=".to_string()),
+            Some(expected.to_string())
+        ]
+    );
+}

@@ -126,3 +126,28 @@ pub fn write_frames(frames: &[RgbImage], dir: &Path) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// A visitor walking up from far away: `frames` pictures growing from 140 to 300 px,
+/// the first `far` of them out of focus (Gaussian blur of `sigma` pixels, as a face
+/// beyond the camera's focus range), the rest sharp.
+pub fn approach(face: &RgbImage, frames: usize, far: usize, sigma: f32) -> Vec<RgbImage> {
+    let bg = background();
+    (0..frames)
+        .map(|i| {
+            let t = i as f32 / (frames.max(2) - 1) as f32;
+            let side = (140.0 + 160.0 * t).round() as u32;
+            let mut scaled = imageops::resize(face, side, side, imageops::FilterType::CatmullRom);
+            if i < far {
+                scaled = imageops::blur(&scaled, sigma);
+            }
+            let mut frame = bg.clone();
+            imageops::overlay(
+                &mut frame,
+                &scaled,
+                (320.0 - side as f32 / 2.0).round() as i64,
+                (220.0 - side as f32 / 2.0).round() as i64,
+            );
+            frame
+        })
+        .collect()
+}

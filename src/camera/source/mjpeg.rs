@@ -1,22 +1,26 @@
 //! `mjpeg:URL`: a `multipart/x-mixed-replace` stream of JPEGs over plain HTTP/1.1, as
 //! IP cameras and ESP32-CAM boards serve it. A minimal blocking client on its own
 //! thread: parts with or without Content-Length, chunked transfer encoding or not.
+//! `http://USER:PASS@HOST/...` sends HTTP Basic authentication (percent-escapes in the
+//! user and password are decoded); logs and errors show the URL without the password.
+//! Plain HTTP only (no TLS).
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
+use super::http_body::{read_line, Body, MAX_PART};
 use super::{decode_picture, CaptureOptions, Frame, FrameSource, SourceError};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// No byte for this long: the stream is considered dead and reopened.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// Largest accepted part (a 4K JPEG is well below).
-const MAX_PART: usize = 16 * 1024 * 1024;
-const MAX_HEADER_LINE: usize = 8 * 1024;
 
 pub struct MjpegSource {
+    /// The URL without the password (for logs and errors).
     url: String,
+    /// `Authorization` header value, when the URL has credentials.
+    authorization: Option<String>,
     host: String,
     port: u16,
     path: String,
@@ -27,8 +31,9 @@ pub struct MjpegSource {
 
 impl MjpegSource {
     pub fn new(url: &str, options: CaptureOptions) -> Result<MjpegSource, SourceError> {
+        let shown = redact(url);
         let bad = |message: &str| SourceError::Stream {
-            url: url.to_string(),
+            url: shown.clone(),
             message: message.to_string(),
         };
         let rest = url
@@ -38,6 +43,25 @@ impl MjpegSource {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
         };
+        let (credentials, authority) = match authority.rsplit_once('@') {
+            Some((c, a)) => (Some(c), a),
+            None => (None, authority),
+        };
+        let authorization = credentials
+            .map(|c| {
+                let (user, pass) = c.split_once(':').unwrap_or((c, ""));
+                let plain = format!(
+                    "{}:{}",
+                    percent_decode(user).ok_or_else(|| bad("bad escape in the user"))?,
+                    percent_decode(pass).ok_or_else(|| bad("bad escape in the password"))?
+                );
+                use base64::Engine;
+                Ok(format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(plain)
+                ))
+            })
+            .transpose()?;
         let (host, port) = match authority.rsplit_once(':') {
             Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
                 (h, p.parse().map_err(|_| bad("bad port"))?)
@@ -48,7 +72,8 @@ impl MjpegSource {
             return Err(bad("no host"));
         }
         Ok(MjpegSource {
-            url: url.to_string(),
+            url: shown,
+            authorization,
             host: host.to_string(),
             port,
             path: path.to_string(),
@@ -81,8 +106,13 @@ impl MjpegSource {
         let mut tcp = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).map_err(|e| self.io(e))?;
         tcp.set_read_timeout(Some(READ_TIMEOUT))
             .map_err(|e| self.io(e))?;
+        let authorization = self
+            .authorization
+            .as_ref()
+            .map(|a| format!("Authorization: {a}\r\n"))
+            .unwrap_or_default();
         let request = format!(
-            "GET {} HTTP/1.1\r\nHost: {}:{}\r\nUser-Agent: facegate\r\nAccept: multipart/x-mixed-replace, image/jpeg\r\nConnection: close\r\n\r\n",
+            "GET {} HTTP/1.1\r\nHost: {}:{}\r\nUser-Agent: facegate\r\n{authorization}Accept: multipart/x-mixed-replace, image/jpeg\r\nConnection: close\r\n\r\n",
             self.path, self.host, self.port
         );
         tcp.write_all(request.as_bytes()).map_err(|e| self.io(e))?;
@@ -179,6 +209,35 @@ impl MjpegSource {
     }
 }
 
+/// The URL with its password (if any) replaced by `***`.
+pub fn redact(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let end = rest.find('/').unwrap_or(rest.len());
+    let Some(at) = rest[..end].rfind('@') else {
+        return url.to_string();
+    };
+    let user = rest[..at].split(':').next().unwrap_or("");
+    format!("{scheme}://{user}:***@{}", &rest[at + 1..])
+}
+
+/// `%XX` escapes decoded (UTF-8); None on a malformed escape.
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = text.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 fn boundary_of(content_type: &str) -> Option<String> {
     let lower = content_type.to_ascii_lowercase();
     if !lower.starts_with("multipart/") {
@@ -192,113 +251,6 @@ fn boundary_of(content_type: &str) -> Option<String> {
         .trim_matches('"');
     let value = value.strip_prefix("--").unwrap_or(value);
     (!value.is_empty()).then(|| value.to_string())
-}
-
-fn read_line(reader: &mut impl BufRead) -> std::io::Result<String> {
-    let mut line = Vec::new();
-    reader
-        .by_ref()
-        .take(MAX_HEADER_LINE as u64)
-        .read_until(b'\n', &mut line)?;
-    if line.is_empty() {
-        return Err(std::io::ErrorKind::UnexpectedEof.into());
-    }
-    Ok(String::from_utf8_lossy(&line).trim_end().to_string())
-}
-
-/// The response body: de-chunked when needed, with a pushback buffer.
-struct Body {
-    reader: BufReader<TcpStream>,
-    chunked: bool,
-    chunk_left: usize,
-    pending: Vec<u8>,
-}
-
-impl Body {
-    /// Reads body bytes (after de-chunking) into `buf`; 0 at the end.
-    fn raw(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if !self.chunked {
-            return self.reader.read(buf);
-        }
-        if self.chunk_left == 0 {
-            let size_line = read_line(&mut self.reader)?;
-            let size_line = if size_line.is_empty() {
-                // The CRLF after the previous chunk.
-                read_line(&mut self.reader)?
-            } else {
-                size_line
-            };
-            let hex = size_line.split(';').next().unwrap_or("").trim();
-            let size = usize::from_str_radix(hex, 16)
-                .map_err(|_| std::io::Error::other("bad chunk size"))?;
-            if size == 0 {
-                return Ok(0);
-            }
-            self.chunk_left = size;
-        }
-        let n = buf.len().min(self.chunk_left);
-        let read = self.reader.read(&mut buf[..n])?;
-        if read == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        self.chunk_left -= read;
-        Ok(read)
-    }
-
-    /// Refills `pending` with at least one more byte.
-    fn fill(&mut self) -> std::io::Result<()> {
-        let mut buf = [0u8; 8192];
-        let n = self.raw(&mut buf)?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        self.pending.extend_from_slice(&buf[..n]);
-        Ok(())
-    }
-
-    fn line(&mut self) -> std::io::Result<Vec<u8>> {
-        loop {
-            if let Some(i) = self.pending.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = self.pending.drain(..=i).collect();
-                return Ok(line);
-            }
-            if self.pending.len() > MAX_HEADER_LINE {
-                return Err(std::io::Error::other("line too long"));
-            }
-            self.fill()?;
-        }
-    }
-
-    fn read_exact(&mut self, out: &mut [u8]) -> std::io::Result<()> {
-        while self.pending.len() < out.len() {
-            self.fill()?;
-        }
-        out.copy_from_slice(&self.pending[..out.len()]);
-        self.pending.drain(..out.len());
-        Ok(())
-    }
-
-    fn until(&mut self, marker: &[u8]) -> std::io::Result<Vec<u8>> {
-        let mut searched = 0;
-        loop {
-            if let Some(i) = find(&self.pending[searched..], marker) {
-                let end = searched + i;
-                let data = self.pending[..end].to_vec();
-                // Keep the boundary line (without the CRLF before it).
-                self.pending.drain(..end + 2);
-                return Ok(data);
-            }
-            searched = self.pending.len().saturating_sub(marker.len());
-            if self.pending.len() > MAX_PART {
-                return Err(std::io::Error::other("part too large"));
-            }
-            self.fill()?;
-        }
-    }
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 impl FrameSource for MjpegSource {
@@ -366,5 +318,25 @@ mod tests {
             ("cam.local", 80, "/")
         );
         assert!(MjpegSource::new("https://cam/s", options).is_err());
+    }
+
+    #[test]
+    fn credentials_in_the_url_become_basic_auth_and_never_reach_logs() {
+        let options = CaptureOptions {
+            fps: 10,
+            width: 640,
+            height: 480,
+            realtime: true,
+        };
+        let s = MjpegSource::new("http://admin:p%40ss:w@10.0.0.5:81/stream", options).unwrap();
+        assert_eq!(
+            (s.host.as_str(), s.port, s.path.as_str()),
+            ("10.0.0.5", 81, "/stream")
+        );
+        // base64("admin:p@ss:w")
+        assert_eq!(s.authorization.as_deref(), Some("Basic YWRtaW46cEBzczp3"));
+        assert_eq!(s.describe(), "mjpeg:http://admin:***@10.0.0.5:81/stream");
+        assert_eq!(redact("http://cam.local/s"), "http://cam.local/s");
+        assert!(MjpegSource::new("http://a:%zz@cam/s", options).is_err());
     }
 }

@@ -3,6 +3,7 @@
 //! disappearing and coming back.
 
 mod dir;
+mod http_body;
 mod mjpeg;
 #[cfg(feature = "camera-v4l")]
 mod v4l;
@@ -95,13 +96,24 @@ pub enum SourceSpec {
 
 impl SourceSpec {
     pub fn parse(text: &str) -> Result<SourceSpec, SourceError> {
-        let bad = || SourceError::Spec(text.to_string());
+        let bad = || SourceError::Spec(mjpeg::redact(text));
         let (kind, rest) = text.split_once(':').ok_or_else(bad)?;
         match kind {
             "dir" if !rest.is_empty() => Ok(SourceSpec::Dir(PathBuf::from(rest))),
             "mjpeg" if rest.starts_with("http://") => Ok(SourceSpec::Mjpeg(rest.to_string())),
             "v4l" => rest.parse().map(SourceSpec::V4l).map_err(|_| bad()),
             _ => Err(bad()),
+        }
+    }
+}
+
+/// The spec as configured, without the MJPEG URL's password (for logs).
+impl std::fmt::Display for SourceSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SourceSpec::Dir(path) => write!(f, "dir:{}", path.display()),
+            SourceSpec::Mjpeg(url) => write!(f, "mjpeg:{}", mjpeg::redact(url)),
+            SourceSpec::V4l(index) => write!(f, "v4l:{index}"),
         }
     }
 }
