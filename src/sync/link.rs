@@ -74,8 +74,15 @@ pub(super) async fn run(
         let mut connected = false;
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut prune = tokio::time::interval(PRUNE_EVERY);
-        prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Pruning runs beside the event loop, not in its select!: a branch that wins
+        // while `eventloop.poll()` is connecting drops the half-made connection, and the
+        // client connects again at once (seen with TLS, where connecting takes longer).
+        let pruner = options.seen_retention.map(|retention| {
+            tokio::spawn(
+                prune_periodically(gallery.clone(), retention, metrics.clone(), stop.clone())
+                    .in_current_span(),
+            )
+        });
         // The last connection failure logged, so that a broker that keeps refusing us
         // is reported once, not every second.
         let mut last_failure: Option<String> = None;
@@ -122,9 +129,6 @@ pub(super) async fn run(
                     }
                 },
                 _ = tick.tick(), if connected => {}
-                _ = prune.tick(), if options.seen_retention.is_some() => {
-                    prune_seen(&gallery, options.seen_retention, &metrics).await;
-                }
                 _ = stop.changed() => break,
             }
             if connected && !snapshot_asked {
@@ -143,6 +147,9 @@ pub(super) async fn run(
                 while eventloop.poll().await.is_ok() {}
             })
             .await;
+        }
+        if let Some(pruner) = pruner {
+            let _ = pruner.await;
         }
         tracing::info!("sync stopped");
     }
@@ -185,9 +192,26 @@ async fn ask_snapshots_if_empty(
     }
 }
 
+/// Forgets remembered op ids older than `retention` now and every [`PRUNE_EVERY`]
+/// until `stop` changes.
+async fn prune_periodically(
+    gallery: Arc<Gallery>,
+    retention: Duration,
+    metrics: Arc<SyncMetrics>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut prune = tokio::time::interval(PRUNE_EVERY);
+    prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = prune.tick() => prune_seen(&gallery, retention, &metrics).await,
+            _ = stop.changed() => break,
+        }
+    }
+}
+
 /// Forgets remembered op ids older than the retention (docs/sync.md).
-async fn prune_seen(gallery: &Arc<Gallery>, retention: Option<Duration>, metrics: &SyncMetrics) {
-    let Some(retention) = retention else { return };
+async fn prune_seen(gallery: &Arc<Gallery>, retention: Duration, metrics: &SyncMetrics) {
     let g = gallery.clone();
     match tokio::task::spawn_blocking(move || g.prune_seen(retention)).await {
         Ok(Ok(0)) => {}
