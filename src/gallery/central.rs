@@ -4,9 +4,8 @@
 
 use base64::Engine;
 
-use super::replica::now_ms;
-use super::{crop, encode_embedding, Error, Op, OpKind, WireTemplate, PROTOCOL_VERSION};
-use crate::store;
+use super::ops::now_ms;
+use super::{crop, encode_embedding, Error, Op, OpKind, WireTemplate};
 use crate::vision::Face;
 
 /// A template for the wire: the face's embedding and its aligned crop (so that a device
@@ -38,17 +37,7 @@ pub fn central_ops(
     users: Vec<CentralUser>,
 ) -> Vec<Op> {
     let version = now_ms();
-    let op = |kind: OpKind| Op {
-        v: PROTOCOL_VERSION,
-        op_id: uuid::Uuid::new_v4().to_string(),
-        origin: origin.to_string(),
-        version,
-        ts: store::now(),
-        client: client.to_string(),
-        gallery: gallery.to_string(),
-        model: model.to_string(),
-        kind,
-    };
+    let op = |kind: OpKind| Op::new(origin, model, client, gallery, version, kind);
     let mut ops = vec![op(OpKind::CreateGallery)];
     for u in users {
         ops.push(op(OpKind::UpsertUser {

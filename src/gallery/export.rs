@@ -6,8 +6,8 @@ use std::io::{BufRead, Write};
 
 use serde::{Deserialize, Serialize};
 
-use super::replica::{now_ms, wire};
-use super::{Error, Gallery, Op, OpKind, PROTOCOL_VERSION};
+use super::ops::{now_ms, wire};
+use super::{Error, Gallery, Op, OpKind};
 use crate::store;
 
 pub const EXPORT_FORMAT: &str = "facegate-gallery";
@@ -46,17 +46,8 @@ impl Gallery {
     ) -> Result<(ExportHeader, Vec<Op>), Error> {
         let model = self.pipeline.fingerprint().to_string();
         let mut ops = Vec::new();
-        let op = |version: u64, kind: OpKind| Op {
-            v: PROTOCOL_VERSION,
-            op_id: uuid::Uuid::new_v4().to_string(),
-            origin: origin.to_string(),
-            version,
-            ts: store::now(),
-            client: client.to_string(),
-            gallery: gallery.to_string(),
-            model: model.clone(),
-            kind,
-        };
+        let op =
+            |version: u64, kind: OpKind| Op::new(origin, &model, client, gallery, version, kind);
         self.store.read(|r| {
             if r.gallery(client, gallery)?.is_none() {
                 return Err(Error::GalleryNotFound);

@@ -13,6 +13,7 @@ mod error;
 mod export;
 mod faces;
 mod galleries;
+mod ops;
 mod reembed;
 mod replica;
 mod seen;
@@ -34,11 +35,12 @@ pub use export::{
 pub use faces::{
     CompareOutcome, EnrollOutcome, EnrollRequest, IdentifyMatch, KtpOutcome, VerifyOutcome,
 };
-pub use reembed::{reembed, ReembedReport};
-pub use replica::{
-    decode_embedding, encode_embedding, Applied, Op, OpKind, OutboxSettings, Refusal, WireTemplate,
-    OP_NAMES, PROTOCOL_VERSION,
+pub use ops::{
+    decode_embedding, encode_embedding, Applied, Op, OpKind, Refusal, WireTemplate, OP_NAMES,
+    PROTOCOL_VERSION,
 };
+pub use reembed::{reembed, ReembedReport};
+pub use replica::OutboxSettings;
 pub use visits::{rfc3339_millis, Sighting, Visit, MAX_EVENT_FACE_BYTES};
 
 /// Limits and thresholds, from the configuration.

@@ -1,115 +1,13 @@
 //! Replication of galleries between devices (issue 4): the operations a device emits
 //! for its local changes (written to the outbox in the transaction of the change) and
 //! applies from others (idempotent by op id, ordered per user by version, never echoed).
-//! This module knows the operations' JSON shape (docs/sync.md), not the transport.
+//! The operations' wire shape is in `ops.rs`; the transport is not known here.
 
 use base64::Engine;
-use serde::{Deserialize, Serialize};
 
+use super::ops::{b64, decode_embedding, now_ms, wire, Applied, Op, OpKind, Refusal};
 use super::{crop, Change, Error, Gallery};
 use crate::store::{self, EntityVersion, TemplateRecord, UserRecord, Writer};
-
-/// Version of the operation format.
-pub const PROTOCOL_VERSION: u32 = 1;
-
-/// One replicated operation; the same shape travels device -> central (events) and
-/// central -> device (gallery operations).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Op {
-    pub v: u32,
-    /// Unique id (UUID v4); a device applies an id once.
-    pub op_id: String,
-    /// Device id (or central name) that produced the operation.
-    pub origin: String,
-    /// Per-user (or per-gallery) order: milliseconds since the epoch, raised above the
-    /// last version the origin knew for that entity.
-    pub version: u64,
-    /// Seconds since the epoch when the operation was produced.
-    pub ts: u64,
-    pub client: String,
-    pub gallery: String,
-    /// Fingerprint of the embedding model the templates come from.
-    pub model: String,
-    #[serde(flatten)]
-    pub kind: OpKind,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-pub enum OpKind {
-    /// The user's complete state: name and every template (replaces what a device has).
-    UpsertUser {
-        user_id: String,
-        user_name: String,
-        templates: Vec<WireTemplate>,
-    },
-    DeleteUser {
-        user_id: String,
-    },
-    CreateGallery,
-    DeleteGallery,
-    /// Report from a device: it refused the operation `refused_op_id`.
-    Refused {
-        refused_op_id: String,
-        reason: String,
-    },
-    /// Report from a device's camera: whom it recognized (`user_id` null: an unknown
-    /// person). Not a gallery change: devices ignore it (built by `VisitEvent::op`).
-    Recognized {
-        user_id: Option<String>,
-        user_name: Option<String>,
-        similarity: f32,
-        mask: bool,
-        /// The small aligned face (base64 JPEG), when the device sends it.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        face_jpeg: Option<String>,
-    },
-}
-
-/// The operation names a device understands (anything else is an unknown op).
-pub const OP_NAMES: &[&str] = &[
-    "upsert_user",
-    "delete_user",
-    "create_gallery",
-    "delete_gallery",
-    "refused",
-    "recognized",
-];
-
-/// A template on the wire: the embedding as base64 of little-endian f32s, and optionally
-/// the aligned face crop (base64 JPEG) so that a device with another model can re-embed.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct WireTemplate {
-    pub embedding: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub crop: Option<String>,
-    #[serde(default)]
-    pub masked: bool,
-}
-
-/// What applying an operation did.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Applied {
-    Applied,
-    /// Already applied (same op id).
-    Duplicate,
-    /// Older than what the device has for that user or gallery: skipped.
-    Stale,
-    /// Nothing to apply (a refusal report or recognition event from another device).
-    Ignored,
-    /// Refused for good; reported back as a `refused` event.
-    Refused(Refusal),
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum Refusal {
-    #[error("client {0} is not known on this device")]
-    UnknownClient(String),
-    #[error("model fingerprint {theirs} differs from ours ({ours}) and a template has no crop")]
-    ModelMismatch { theirs: String, ours: String },
-    #[error("template cannot be used: {0}")]
-    BadTemplate(String),
-}
 
 /// The pseudo user under which a gallery's deletion version is kept: a user operation
 /// older than the gallery's last deletion is stale (user ids never contain NUL).
@@ -121,50 +19,6 @@ pub struct OutboxSettings {
     pub origin: String,
     /// Largest number of waiting events; beyond it the oldest is dropped (with a warning).
     pub limit: usize,
-}
-
-fn b64() -> base64::engine::GeneralPurpose {
-    base64::engine::general_purpose::STANDARD
-}
-
-pub fn encode_embedding(embedding: &[f32]) -> String {
-    let bytes: Vec<u8> = embedding.iter().flat_map(|v| v.to_le_bytes()).collect();
-    b64().encode(bytes)
-}
-
-pub fn decode_embedding(text: &str) -> Result<Vec<f32>, Refusal> {
-    let bytes = b64()
-        .decode(text)
-        .map_err(|e| Refusal::BadTemplate(format!("embedding base64: {e}")))?;
-    if bytes.is_empty() || bytes.len() % 4 != 0 || bytes.len() > 4 * 4096 {
-        return Err(Refusal::BadTemplate(format!(
-            "embedding of {} bytes",
-            bytes.len()
-        )));
-    }
-    let values: Vec<f32> = bytes
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
-    if values.iter().any(|v| !v.is_finite()) {
-        return Err(Refusal::BadTemplate("embedding not finite".into()));
-    }
-    Ok(values)
-}
-
-pub(super) fn wire(record: &TemplateRecord) -> WireTemplate {
-    WireTemplate {
-        embedding: encode_embedding(&record.embedding),
-        crop: record.crop_jpeg.as_ref().map(|c| b64().encode(c)),
-        masked: record.masked,
-    }
-}
-
-pub(super) fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// The next version for an entity: the clock, but above anything already stored.
@@ -218,17 +72,7 @@ impl Gallery {
                     },
                 )?;
             }
-            ops.push(Op {
-                v: PROTOCOL_VERSION,
-                op_id: uuid::Uuid::new_v4().to_string(),
-                origin: out.origin.clone(),
-                version,
-                ts: store::now(),
-                client: client.to_string(),
-                gallery: gallery.to_string(),
-                model: model.clone(),
-                kind,
-            });
+            ops.push(Op::new(&out.origin, &model, client, gallery, version, kind));
             Ok(())
         };
         match change {
@@ -439,20 +283,17 @@ impl Gallery {
             }
             w.mark_op_seen(&op.op_id, op.version)?;
             if let Some(out) = &self.settings.outbox {
-                let report = Op {
-                    v: PROTOCOL_VERSION,
-                    op_id: uuid::Uuid::new_v4().to_string(),
-                    origin: out.origin.clone(),
-                    version: now_ms(),
-                    ts: store::now(),
-                    client: op.client.clone(),
-                    gallery: op.gallery.clone(),
-                    model: self.pipeline.fingerprint().to_string(),
-                    kind: OpKind::Refused {
+                let report = Op::new(
+                    &out.origin,
+                    self.pipeline.fingerprint(),
+                    &op.client,
+                    &op.gallery,
+                    now_ms(),
+                    OpKind::Refused {
                         refused_op_id: op.op_id.clone(),
                         reason: refusal.to_string(),
                     },
-                };
+                );
                 self.push_bounded(w, out, &report)?;
             }
             Ok::<_, Error>(true)

@@ -5,7 +5,7 @@
 use image::RgbImage;
 use serde_json::{json, Value};
 
-use super::replica::{Op, OpKind, PROTOCOL_VERSION};
+use super::ops::{Op, OpKind};
 use super::{crop, Change, Error, Gallery};
 use crate::store::VisitRecord;
 use crate::vision::{self, Detection, Quality};
@@ -53,22 +53,16 @@ impl VisitEvent<'_> {
             && !r.face_jpeg.is_empty()
             && r.face_jpeg.len() <= MAX_EVENT_FACE_BYTES)
             .then(|| base64::engine::general_purpose::STANDARD.encode(&r.face_jpeg));
+        let kind = OpKind::Recognized {
+            user_id: r.user_id.clone(),
+            user_name: r.user_name.clone(),
+            similarity: (r.similarity * 10_000.0).round() / 10_000.0,
+            mask: r.mask,
+            face_jpeg,
+        };
         Op {
-            v: PROTOCOL_VERSION,
-            op_id: uuid::Uuid::new_v4().to_string(),
-            origin: origin.to_string(),
-            version: r.timestamp_ms,
             ts: r.timestamp_ms / 1000,
-            client: r.client.clone(),
-            gallery: r.gallery.clone(),
-            model: model.to_string(),
-            kind: OpKind::Recognized {
-                user_id: r.user_id.clone(),
-                user_name: r.user_name.clone(),
-                similarity: (r.similarity * 10_000.0).round() / 10_000.0,
-                mask: r.mask,
-                face_jpeg,
-            },
+            ..Op::new(origin, model, &r.client, &r.gallery, r.timestamp_ms, kind)
         }
     }
 }
