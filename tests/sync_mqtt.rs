@@ -7,21 +7,23 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use facegate::gallery::{
-    encode_embedding, Applied, Gallery, Op, OpKind, OutboxSettings, Quota, Settings, WireTemplate,
-};
-use facegate::runtime::Runtime;
+use facegate::gallery::{encode_embedding, Applied, Gallery, Op, OpKind, WireTemplate};
 use facegate::store::Store;
 use facegate::sync::{SyncHandle, SyncOptions};
-use facegate::vision::{Face, FaceSelection, Pipeline, PipelineOptions};
+use facegate::vision::{Face, FaceSelection};
 use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
 
 #[path = "sync_support/broker.rs"]
 mod broker;
+#[path = "sync_support/device.rs"]
+mod device;
+#[path = "common/models.rs"]
+mod models;
 use broker::{free_port, start_broker};
+use models::pipeline;
 
 const CLIENT: &str = "acme";
 const GALLERY: &str = "lobby";
@@ -32,21 +34,6 @@ fn fixture(name: &str) -> Vec<u8> {
         .join("tests/fixtures/vision")
         .join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-fn pipeline() -> Arc<Pipeline> {
-    static PIPELINE: OnceLock<Arc<Pipeline>> = OnceLock::new();
-    PIPELINE
-        .get_or_init(|| {
-            let runtime =
-                Runtime::locate_and_load(None).expect("LiteRT library (run cross/fetch-litert.sh)");
-            let options = PipelineOptions {
-                models_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models-tflite"),
-                ..PipelineOptions::default()
-            };
-            Arc::new(Pipeline::load(&runtime, options).expect("models load"))
-        })
-        .clone()
 }
 
 fn face(name: &str) -> Face {
@@ -207,25 +194,7 @@ impl Device {
     }
 
     fn open_at(id: &str, port: u16, path: &Path, prefix: &str) -> Device {
-        let store = Arc::new(Store::open(path, 4).unwrap());
-        let settings = Settings {
-            verify_threshold: 0.8,
-            identify_threshold: 0.8,
-            ktp_minimum_similarity: 0.7,
-            min_face_px: 40.0,
-            keep_crops: true,
-            max_templates_per_user: 3,
-            quota: Quota::default(),
-            visit_history: 100,
-            outbox: Some(OutboxSettings {
-                origin: id.into(),
-                limit: 100_000,
-            }),
-        };
-        let gallery = Arc::new(Gallery::open(store, pipeline(), settings).unwrap());
-        if gallery.accounts().list_clients().unwrap().is_empty() {
-            gallery.accounts().add_client(CLIENT, None).unwrap();
-        }
+        let gallery = device::open_gallery(path, id);
         let options = SyncOptions {
             host: "127.0.0.1".into(),
             port,
@@ -622,21 +591,7 @@ async fn hostile_messages_are_rejected_counted_and_the_device_keeps_applying() {
 
 fn open_plain(dir: &Path) -> Gallery {
     let store = Arc::new(Store::open(dir, 4).unwrap());
-    let settings = Settings {
-        verify_threshold: 0.8,
-        identify_threshold: 0.8,
-        ktp_minimum_similarity: 0.7,
-        min_face_px: 40.0,
-        keep_crops: false,
-        max_templates_per_user: 3,
-        quota: Quota::default(),
-        visit_history: 100,
-        outbox: Some(OutboxSettings {
-            origin: "door-x".into(),
-            limit: 3,
-        }),
-    };
-    let g = Gallery::open(store, pipeline(), settings).unwrap();
+    let g = Gallery::open(store, pipeline(), device::settings("door-x", 3, false)).unwrap();
     g.accounts().add_client(CLIENT, None).unwrap();
     g
 }

@@ -19,22 +19,29 @@ pub struct Device {
     pub dir: tempfile::TempDir,
 }
 
-pub fn open_gallery(path: &std::path::Path, origin: &str) -> Arc<Gallery> {
-    let store = Arc::new(Store::open(path, 4).unwrap());
-    let settings = Settings {
+/// The gallery settings of the sync tests: an outbox for `origin` holding `outbox_limit`
+/// events.
+pub fn settings(origin: &str, outbox_limit: usize, keep_crops: bool) -> Settings {
+    Settings {
         verify_threshold: 0.8,
         identify_threshold: 0.8,
         ktp_minimum_similarity: 0.7,
         min_face_px: 40.0,
-        keep_crops: true,
+        keep_crops,
         max_templates_per_user: 3,
         quota: Quota::default(),
         visit_history: 100,
         outbox: Some(OutboxSettings {
             origin: origin.into(),
-            limit: 100_000,
+            limit: outbox_limit,
         }),
-    };
+    }
+}
+
+/// A gallery on the store at `path` with the client [`CLIENT`] (added if missing).
+pub fn open_gallery(path: &std::path::Path, origin: &str) -> Arc<Gallery> {
+    let store = Arc::new(Store::open(path, 4).unwrap());
+    let settings = settings(origin, 100_000, true);
     let gallery = Arc::new(Gallery::open(store, crate::models::pipeline(), settings).unwrap());
     if gallery.accounts().list_clients().unwrap().is_empty() {
         gallery.accounts().add_client(CLIENT, None).unwrap();
