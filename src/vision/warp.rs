@@ -123,7 +123,8 @@ impl Texel for u8 {
 }
 
 /// Buffers reused from one warp to the next (one per pipeline session), so that the
-/// per-frame stages allocate nothing once warmed up.
+/// per-frame stages allocate no image-sized buffers once warmed up (only the small
+/// per-row and per-column tap tables).
 #[derive(Debug, Default)]
 pub(super) struct WarpScratch {
     box_sums: BoxScratch,
