@@ -1,9 +1,12 @@
 //! BlazeFace (MediaPipe face detection): letterboxed input, SSD anchor decoding,
 //! weighted non-maximum suppression, and mapping back to image pixels.
 
+use std::borrow::Cow;
+
 use image::RgbImage;
 
-use super::warp::{warp, Similarity};
+use super::model_input::square_rgb_input;
+use super::warp::{warp_into, Similarity, WarpScratch};
 use super::{BoundingBox, Detection, Error, Keypoints, Point};
 use crate::runtime::Model;
 
@@ -88,6 +91,9 @@ pub fn anchors(kind: DetectorKind) -> Vec<Point> {
     out
 }
 
+/// A detector output as floats: borrowed from the tensor, or dequantized.
+type Values<'m> = Cow<'m, [f32]>;
+
 /// A loaded detector with its anchors.
 pub struct Detector {
     kind: DetectorKind,
@@ -105,11 +111,17 @@ impl Detector {
     }
 
     /// Detects faces in `image` with `model` (a BlazeFace session of this kind); if none
-    /// is found, retries zoomed out (see [`DetectorParams::zoom_out_retry`]).
-    pub fn detect(&self, model: &mut Model, image: &RgbImage) -> Result<Vec<Detection>, Error> {
-        let faces = self.detect_zoomed(model, image, 1.0)?;
+    /// is found, retries zoomed out (see [`DetectorParams::zoom_out_retry`]). `scratch`
+    /// holds the letterbox buffers between calls.
+    pub fn detect(
+        &self,
+        model: &mut Model,
+        image: &RgbImage,
+        scratch: &mut WarpScratch,
+    ) -> Result<Vec<Detection>, Error> {
+        let faces = self.detect_zoomed(model, image, 1.0, scratch)?;
         if faces.is_empty() && self.params.zoom_out_retry > 1.0 {
-            return self.detect_zoomed(model, image, self.params.zoom_out_retry);
+            return self.detect_zoomed(model, image, self.params.zoom_out_retry, scratch);
         }
         Ok(faces)
     }
@@ -121,36 +133,34 @@ impl Detector {
         model: &mut Model,
         image: &RgbImage,
         zoom: f32,
+        scratch: &mut WarpScratch,
     ) -> Result<Vec<Detection>, Error> {
         let size = self.kind.input_size();
         let (w, h) = (image.width() as f32, image.height() as f32);
-        // Letterbox: scale the longer side (times `zoom`) to `size`, centre, pad black.
-        let scale = size as f32 / (w.max(h) * zoom.max(1.0));
-        let (pad_x, pad_y) = (
-            (size as f32 - w * scale) / 2.0,
-            (size as f32 - h * scale) / 2.0,
+        // Letterbox: a square of `side` image pixels (the longer side times `zoom`),
+        // centred on the image, padded black, scaled to `size`. Kept in image pixels so
+        // that the usual frames map exactly (640 / 128 = 5 input pixels, offset 80):
+        // the warp then reduces to the box filter and a copy.
+        let side = w.max(h) * zoom.max(1.0);
+        let (pad_x, pad_y) = ((side - w) / 2.0, (side - h) / 2.0);
+        let input_to_image = Similarity::scale_translate(side / size as f32, -pad_x, -pad_y);
+        let tensor = square_rgb_input(model.input_f32_mut(0)?, size, "detector")?;
+        warp_into(
+            image,
+            &input_to_image,
+            size as usize,
+            size as usize,
+            scratch,
+            tensor,
         );
-        let input_to_image =
-            Similarity::scale_translate(1.0 / scale, -pad_x / scale, -pad_y / scale);
-        let letterboxed = warp(image, &input_to_image, size, size);
-        let tensor = model.input_f32_mut(0)?;
-        if tensor.len() != (size * size * 3) as usize {
-            return Err(Error::ModelOutput(format!(
-                "detector input holds {} values, expected {}",
-                tensor.len(),
-                size * size * 3
-            )));
-        }
-        for (t, &v) in tensor.iter_mut().zip(letterboxed.as_raw()) {
-            *t = f32::from(v) / 127.5 - 1.0;
-        }
         model.run()?;
         let (regressors, scores) = self.outputs(model)?;
         let raw = self.decode(&regressors, &scores, size as f32);
         let merged = weighted_nms(raw, self.params.nms_iou);
+        // Normalised letterbox coordinates to image pixels.
         let to_image = |p: Point| Point {
-            x: (p.x * size as f32 - pad_x) / scale,
-            y: (p.y * size as f32 - pad_y) / scale,
+            x: p.x * side - pad_x,
+            y: p.y * side - pad_y,
         };
         let mut faces: Vec<Detection> = merged
             .into_iter()
@@ -188,12 +198,15 @@ impl Detector {
     }
 
     /// The two outputs, identified by size: regressors hold 16 values per anchor,
-    /// classificators one.
-    fn outputs(&self, model: &Model) -> Result<(Vec<f32>, Vec<f32>), Error> {
+    /// classificators one. Float outputs are borrowed, not copied.
+    fn outputs<'m>(&self, model: &'m Model) -> Result<(Values<'m>, Values<'m>), Error> {
         let n = self.anchors.len();
         let (mut regressors, mut scores) = (None, None);
         for i in 0..2 {
-            let values = model.output_dequantized(i)?;
+            let values = match model.output_f32(i) {
+                Ok(values) => Cow::Borrowed(values),
+                Err(_) => Cow::Owned(model.output_dequantized(i)?),
+            };
             if values.len() == n * 16 {
                 regressors = Some(values);
             } else if values.len() == n {
@@ -213,11 +226,14 @@ impl Detector {
         let mut out = Vec::new();
         // Logits are clipped as MediaPipe does (score_clipping_thresh = 100).
         let min_logit = (self.params.min_score / (1.0 - self.params.min_score)).ln();
-        for (i, anchor) in self.anchors.iter().enumerate() {
-            let logit = scores[i].clamp(-100.0, 100.0);
-            if logit < min_logit {
+        for (i, (&score, anchor)) in scores.iter().zip(&self.anchors).enumerate() {
+            // Most anchors fail the threshold: test the raw logit before anything else.
+            // Clipping cannot change the outcome for thresholds whose logit lies within
+            // +-100 (scores between 4e-44 and 1 - 4e-44), so it waits for the survivors.
+            if score < min_logit {
                 continue;
             }
+            let logit = score.clamp(-100.0, 100.0);
             let r = &regressors[i * 16..i * 16 + 16];
             let point = |k: usize| Point {
                 x: r[k] / size + anchor.x,
@@ -254,44 +270,79 @@ impl Detector {
 /// candidates that overlap it by more than `iou`, which steadies boxes and keypoints.
 pub fn weighted_nms(mut candidates: Vec<Detection>, iou: f32) -> Vec<Detection> {
     candidates.sort_by(|a, b| b.score.total_cmp(&a.score));
+    let mut merged = vec![false; candidates.len()];
     let mut out = Vec::new();
-    while !candidates.is_empty() {
-        let best = candidates[0].bbox;
-        let (group, rest): (Vec<Detection>, Vec<Detection>) = candidates
-            .into_iter()
-            .partition(|d| d.bbox.iou(&best) > iou);
-        candidates = rest;
-        if group.is_empty() {
-            // Degenerate box (zero area): drop it rather than loop forever.
+    for best in 0..candidates.len() {
+        if merged[best] {
             continue;
         }
-        let total: f32 = group.iter().map(|d| d.score).sum();
-        let avg = |f: &dyn Fn(&Detection) -> f32| {
-            group.iter().map(|d| f(d) * d.score).sum::<f32>() / total
-        };
-        let avg_point = |f: &dyn Fn(&Keypoints) -> Point| Point {
-            x: avg(&|d| f(&d.keypoints).x),
-            y: avg(&|d| f(&d.keypoints).y),
+        let best_box = candidates[best].bbox;
+        // Score-weighted sums of the box (x, y, w, h) and the six keypoints (x, y), in
+        // one pass over the group, in score order.
+        let mut sums = [0.0f32; 16];
+        let mut total = 0.0f32;
+        for (d, taken) in candidates.iter().zip(merged.iter_mut()).skip(best) {
+            if *taken || d.bbox.iou(&best_box) <= iou {
+                continue;
+            }
+            *taken = true;
+            total += d.score;
+            for (sum, value) in sums.iter_mut().zip(fields(d)) {
+                *sum += value * d.score;
+            }
+        }
+        // A degenerate box (zero area) overlaps nothing, itself included: drop it.
+        merged[best] = true;
+        if total <= 0.0 {
+            continue;
+        }
+        let avg = sums.map(|sum| sum / total);
+        let point = |k: usize| Point {
+            x: avg[4 + 2 * k],
+            y: avg[5 + 2 * k],
         };
         out.push(Detection {
             bbox: BoundingBox {
-                x: avg(&|d| d.bbox.x),
-                y: avg(&|d| d.bbox.y),
-                width: avg(&|d| d.bbox.width),
-                height: avg(&|d| d.bbox.height),
+                x: avg[0],
+                y: avg[1],
+                width: avg[2],
+                height: avg[3],
             },
-            score: group[0].score,
+            score: candidates[best].score,
             keypoints: Keypoints {
-                right_eye: avg_point(&|k| k.right_eye),
-                left_eye: avg_point(&|k| k.left_eye),
-                nose_tip: avg_point(&|k| k.nose_tip),
-                mouth: avg_point(&|k| k.mouth),
-                right_ear: avg_point(&|k| k.right_ear),
-                left_ear: avg_point(&|k| k.left_ear),
+                right_eye: point(0),
+                left_eye: point(1),
+                nose_tip: point(2),
+                mouth: point(3),
+                right_ear: point(4),
+                left_ear: point(5),
             },
         });
     }
     out
+}
+
+/// The averaged values of a detection, in `weighted_nms`'s order.
+fn fields(d: &Detection) -> [f32; 16] {
+    let k = &d.keypoints;
+    [
+        d.bbox.x,
+        d.bbox.y,
+        d.bbox.width,
+        d.bbox.height,
+        k.right_eye.x,
+        k.right_eye.y,
+        k.left_eye.x,
+        k.left_eye.y,
+        k.nose_tip.x,
+        k.nose_tip.y,
+        k.mouth.x,
+        k.mouth.y,
+        k.right_ear.x,
+        k.right_ear.y,
+        k.left_ear.x,
+        k.left_ear.y,
+    ]
 }
 
 #[cfg(test)]
@@ -333,5 +384,14 @@ mod tests {
         // Weighted towards the stronger candidate: (0*0.9 + 1*0.3) / 1.2 = 0.25.
         assert!((out[0].bbox.x - 0.25).abs() < 1e-5);
         assert_eq!(out[1].bbox.x, 50.0);
+    }
+
+    #[test]
+    fn weighted_nms_drops_a_zero_area_box_and_keeps_the_rest() {
+        let mut flat = det(0.0, 0.9);
+        flat.bbox.width = 0.0;
+        let out = weighted_nms(vec![flat, det(50.0, 0.8)], 0.3);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].bbox.x, 50.0);
     }
 }

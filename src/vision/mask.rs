@@ -3,33 +3,39 @@
 
 use image::RgbImage;
 
-use super::warp::{warp, Similarity};
+use super::model_input::square_rgb_input;
+use super::warp::{warp_into, Similarity, WarpScratch};
 use super::{BoundingBox, Error};
 use crate::runtime::Model;
 
-/// The crop that the mask classifier sees: the box's larger side times `1 + margin`,
-/// centred on the box.
-pub fn mask_crop(image: &RgbImage, bbox: &BoundingBox, margin: f32, size: u32) -> RgbImage {
+/// The map from the mask classifier's `size x size` input to the image: a square of the
+/// box's larger side times `1 + margin`, centred on the box.
+fn crop_to_image(bbox: &BoundingBox, margin: f32, size: u32) -> Similarity {
     let side = bbox.width.max(bbox.height) * (1.0 + margin);
     let c = bbox.center();
-    let scale = side / size as f32;
-    let to_image = Similarity::scale_translate(scale, c.x - side / 2.0, c.y - side / 2.0);
-    warp(image, &to_image, size, size)
+    Similarity::scale_translate(side / size as f32, c.x - side / 2.0, c.y - side / 2.0)
 }
 
-/// The probability that `crop` shows a masked face.
-pub fn mask_probability(model: &mut Model, crop: &RgbImage) -> Result<f32, Error> {
-    let input = model.input_f32_mut(0)?;
-    if input.len() != crop.as_raw().len() {
-        return Err(Error::ModelOutput(format!(
-            "mask input holds {} values, crop has {}",
-            input.len(),
-            crop.as_raw().len()
-        )));
-    }
-    for (d, &s) in input.iter_mut().zip(crop.as_raw()) {
-        *d = f32::from(s) / 127.5 - 1.0;
-    }
+/// The probability that the face in `bbox` wears a mask: the crop around it (see
+/// [`crop_to_image`]) is rendered straight into reused buffers and the model's input.
+pub fn mask_probability(
+    model: &mut Model,
+    image: &RgbImage,
+    bbox: &BoundingBox,
+    margin: f32,
+    size: u32,
+    scratch: &mut WarpScratch,
+) -> Result<f32, Error> {
+    let to_image = crop_to_image(bbox, margin, size);
+    let tensor = square_rgb_input(model.input_f32_mut(0)?, size, "mask")?;
+    warp_into(
+        image,
+        &to_image,
+        size as usize,
+        size as usize,
+        scratch,
+        tensor,
+    );
     model.run()?;
     let out = model.output_dequantized(0)?;
     match out.as_slice() {

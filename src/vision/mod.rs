@@ -5,10 +5,13 @@
 //! mapping. Nothing here knows HTTP, MQTT or cameras.
 
 mod align;
+mod axis_aligned;
+mod box_filter;
 mod decode;
 mod detect;
 mod embed;
 mod mask;
+mod model_input;
 mod pipeline;
 mod similarity;
 mod warp;

@@ -4,6 +4,8 @@
 
 use image::RgbImage;
 
+use super::axis_aligned::{bilinear_into, shift_into};
+use super::box_filter::{box_downsample_into, BoxScratch, Region};
 use super::Point;
 
 /// `dst = [a -b; b a] * src + [tx; ty]`: rotation, uniform scale and translation.
@@ -88,68 +90,178 @@ impl Similarity {
     }
 }
 
+/// A borrowed RGB image: `width * height * 3` bytes, rows packed.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct RgbView<'a> {
+    pub data: &'a [u8],
+    pub width: usize,
+    pub height: usize,
+}
+
+impl<'a> From<&'a RgbImage> for RgbView<'a> {
+    fn from(image: &'a RgbImage) -> Self {
+        RgbView {
+            data: image.as_raw(),
+            width: image.width() as usize,
+            height: image.height() as usize,
+        }
+    }
+}
+
+/// A value of a warp's output: RGB bytes as they are, or a model's float input.
+pub(super) trait Texel: Copy {
+    /// What positions outside the source read as.
+    const BLACK: Self;
+    fn from_byte(v: u8) -> Self;
+}
+
+impl Texel for u8 {
+    const BLACK: u8 = 0;
+    fn from_byte(v: u8) -> u8 {
+        v
+    }
+}
+
+/// Buffers reused from one warp to the next (one per pipeline session), so that the
+/// per-frame stages allocate no image-sized buffers once warmed up (only the small
+/// per-row and per-column tap tables).
+#[derive(Debug, Default)]
+pub(super) struct WarpScratch {
+    box_sums: BoxScratch,
+    downsampled: Vec<u8>,
+    blended_row: Vec<u16>,
+}
+
 /// Renders `out_w x out_h` pixels whose centres map to source positions through
 /// `dst_to_src`; positions outside the source read black. When one output pixel spans
 /// more than two source pixels, the needed source region is first box-averaged by an
 /// integer factor so that bilinear sampling does not alias.
 pub fn warp(src: &RgbImage, dst_to_src: &Similarity, out_w: u32, out_h: u32) -> RgbImage {
+    let mut pixels = vec![0u8; out_w as usize * out_h as usize * 3];
+    warp_into(
+        src,
+        dst_to_src,
+        out_w as usize,
+        out_h as usize,
+        &mut WarpScratch::default(),
+        &mut pixels,
+    );
+    // `pixels` has exactly out_w * out_h * 3 bytes by construction.
+    RgbImage::from_raw(out_w, out_h, pixels).unwrap_or_else(|| RgbImage::new(out_w, out_h))
+}
+
+/// [`warp`] straight into `out` (`out_w * out_h * 3` values: RGB bytes, or a model's
+/// float input, see [`Texel`]), with `scratch`'s buffers for the intermediate steps.
+pub(super) fn warp_into<T: Texel>(
+    src: &RgbImage,
+    dst_to_src: &Similarity,
+    out_w: usize,
+    out_h: usize,
+    scratch: &mut WarpScratch,
+    out: &mut [T],
+) {
     let factor = dst_to_src.scale().floor() as u32;
     if factor >= 2 {
-        let corners = [
-            (0.0, 0.0),
-            (out_w as f32, 0.0),
-            (0.0, out_h as f32),
-            (out_w as f32, out_h as f32),
-        ]
-        .map(|(x, y)| dst_to_src.apply(Point { x, y }));
-        let x0 = corners
-            .iter()
-            .map(|p| p.x)
-            .fold(f32::INFINITY, f32::min)
-            .floor()
-            .max(0.0) as u32;
-        let y0 = corners
-            .iter()
-            .map(|p| p.y)
-            .fold(f32::INFINITY, f32::min)
-            .floor()
-            .max(0.0) as u32;
-        let x1 = (corners
-            .iter()
-            .map(|p| p.x)
-            .fold(f32::NEG_INFINITY, f32::max)
-            .ceil() as i64)
-            .clamp(0, i64::from(src.width())) as u32;
-        let y1 = (corners
-            .iter()
-            .map(|p| p.y)
-            .fold(f32::NEG_INFINITY, f32::max)
-            .ceil() as i64)
-            .clamp(0, i64::from(src.height())) as u32;
-        if x1 > x0 && y1 > y0 {
-            let small = box_downsample(src, x0, y0, x1 - x0, y1 - y0, factor);
+        if let Some(region) = covered_region(src, dst_to_src, out_w, out_h) {
+            let (small_w, small_h) = box_downsample_into(
+                src.as_raw(),
+                src.width() as usize * 3,
+                region,
+                factor as usize,
+                &mut scratch.box_sums,
+                &mut scratch.downsampled,
+            );
+            let small = RgbView {
+                data: &scratch.downsampled,
+                width: small_w,
+                height: small_h,
+            };
             // Source position p maps to (p - origin) / factor in the small image.
             let k = factor as f32;
             let adjusted = Similarity {
                 a: dst_to_src.a / k,
                 b: dst_to_src.b / k,
-                tx: (dst_to_src.tx - x0 as f32) / k,
-                ty: (dst_to_src.ty - y0 as f32) / k,
+                tx: (dst_to_src.tx - region.x0 as f32) / k,
+                ty: (dst_to_src.ty - region.y0 as f32) / k,
             };
-            return sample(&small, &adjusted, out_w, out_h);
+            resample(
+                small,
+                &adjusted,
+                out_w,
+                out_h,
+                &mut scratch.blended_row,
+                out,
+            );
+            return;
         }
     }
-    sample(src, dst_to_src, out_w, out_h)
+    resample(
+        src.into(),
+        dst_to_src,
+        out_w,
+        out_h,
+        &mut scratch.blended_row,
+        out,
+    );
 }
 
-fn sample(src: &RgbImage, m: &Similarity, out_w: u32, out_h: u32) -> RgbImage {
-    if m.b == 0.0 && m.a > 0.0 {
-        return sample_axis_aligned(src, m, out_w, out_h);
+/// The source pixels that the output's footprint covers, clipped to the source; `None`
+/// when the output lies entirely outside it.
+fn covered_region(
+    src: &RgbImage,
+    dst_to_src: &Similarity,
+    out_w: usize,
+    out_h: usize,
+) -> Option<Region> {
+    let corners = [
+        (0.0, 0.0),
+        (out_w as f32, 0.0),
+        (0.0, out_h as f32),
+        (out_w as f32, out_h as f32),
+    ]
+    .map(|(x, y)| dst_to_src.apply(Point { x, y }));
+    let min = |f: fn(&Point) -> f32| corners.iter().map(f).fold(f32::INFINITY, f32::min);
+    let max = |f: fn(&Point) -> f32| corners.iter().map(f).fold(f32::NEG_INFINITY, f32::max);
+    let x0 = min(|p| p.x).floor().max(0.0) as usize;
+    let y0 = min(|p| p.y).floor().max(0.0) as usize;
+    let x1 = (max(|p| p.x).ceil() as i64).clamp(0, i64::from(src.width())) as usize;
+    let y1 = (max(|p| p.y).ceil() as i64).clamp(0, i64::from(src.height())) as usize;
+    (x1 > x0 && y1 > y0).then_some(Region {
+        x0,
+        y0,
+        width: x1 - x0,
+        height: y1 - y0,
+    })
+}
+
+/// Bilinear sampling of `src` through `m` into `out`, by the cheapest exact route: a
+/// whole-pixel shift is a copy (the detector's letterbox of a 640x480 frame after the
+/// 5x box filter), a map without rotation is separable, anything else is sampled per
+/// pixel.
+fn resample<T: Texel>(
+    src: RgbView<'_>,
+    m: &Similarity,
+    out_w: usize,
+    out_h: usize,
+    blended_row: &mut Vec<u16>,
+    out: &mut [T],
+) {
+    if m.b == 0.0 && m.a == 1.0 && m.tx.fract() == 0.0 && m.ty.fract() == 0.0 {
+        shift_into(src, m.tx as i64, m.ty as i64, out_w, out_h, out);
+    } else if m.b == 0.0 && m.a > 0.0 {
+        bilinear_into(src, m, out_w, out_h, blended_row, out);
+    } else {
+        sample(src, m, out_w, out_h, out);
     }
-    let (w, h) = (src.width() as i64, src.height() as i64);
-    let raw = src.as_raw();
-    let stride = src.width() as usize * 3;
-    let mut out = vec![0u8; out_w as usize * out_h as usize * 3];
+}
+
+/// Per-pixel bilinear sampling for any similarity (the face alignment's rotation).
+fn sample<T: Texel>(src: RgbView<'_>, m: &Similarity, out_w: usize, out_h: usize, out: &mut [T]) {
+    let (w, h) = (src.width as i64, src.height as i64);
+    let raw = src.data;
+    let stride = src.width * 3;
+    debug_assert_eq!(out.len(), out_w * out_h * 3);
+    out.fill(T::BLACK);
     // Reads a pixel, black outside the image.
     let fetch = |x: i64, y: i64, c: usize| -> f32 {
         if x < 0 || y < 0 || x >= w || y >= h {
@@ -158,13 +270,12 @@ fn sample(src: &RgbImage, m: &Similarity, out_w: u32, out_h: u32) -> RgbImage {
             f32::from(raw[y as usize * stride + x as usize * 3 + c])
         }
     };
-    for v in 0..out_h {
+    for (v, row) in out.chunks_exact_mut(out_w * 3).enumerate() {
         // The map is affine: along a row, the source position advances by (a, b).
         let p0 = m.apply(Point {
             x: 0.5,
             y: v as f32 + 0.5,
         });
-        let row = &mut out[v as usize * out_w as usize * 3..(v as usize + 1) * out_w as usize * 3];
         for (u, px) in row.chunks_exact_mut(3).enumerate() {
             // Index space: pixel i's centre is at i + 0.5.
             let fx = p0.x + m.a * u as f32 - 0.5;
@@ -180,87 +291,28 @@ fn sample(src: &RgbImage, m: &Similarity, out_w: u32, out_h: u32) -> RgbImage {
                 for c in 0..3 {
                     let top = u32::from(r0[c]) * (256 - wx) + u32::from(r0[c + 3]) * wx;
                     let bottom = u32::from(r1[c]) * (256 - wx) + u32::from(r1[c + 3]) * wx;
-                    px[c] = ((top * (256 - wy) + bottom * wy + (1 << 15)) >> 16) as u8;
+                    px[c] =
+                        T::from_byte(((top * (256 - wy) + bottom * wy + (1 << 15)) >> 16) as u8);
                 }
             } else if xi + 1 < 0 || yi + 1 < 0 || xi >= w || yi >= h {
-                // Entirely outside (letterbox padding): black.
-                px.fill(0);
+                // Entirely outside (letterbox padding): black (already zero).
             } else {
                 for (c, out) in px.iter_mut().enumerate() {
                     let top = fetch(xi, yi, c) + (fetch(xi + 1, yi, c) - fetch(xi, yi, c)) * dx;
                     let bottom = fetch(xi, yi + 1, c)
                         + (fetch(xi + 1, yi + 1, c) - fetch(xi, yi + 1, c)) * dx;
-                    *out = (top + (bottom - top) * dy).round().clamp(0.0, 255.0) as u8;
+                    *out =
+                        T::from_byte((top + (bottom - top) * dy).round().clamp(0.0, 255.0) as u8);
                 }
             }
         }
     }
-    // The buffer has exactly out_w * out_h * 3 bytes by construction.
-    RgbImage::from_raw(out_w, out_h, out).unwrap_or_else(|| RgbImage::new(out_w, out_h))
-}
-
-/// Source index and 8-bit weight of the left/top neighbour for each output coordinate of
-/// an axis-aligned map `x -> scale * x + offset`.
-fn taps(n: u32, scale: f32, offset: f32) -> Vec<(i64, u32)> {
-    (0..n)
-        .map(|u| {
-            let f = scale * (u as f32 + 0.5) + offset - 0.5;
-            let i = fast_floor(f);
-            (i, ((f - i as f32) * 256.0) as u32)
-        })
-        .collect()
-}
-
-/// `sample` for maps without rotation (the letterbox and the mask crop): the map is
-/// separable, so source indices and weights are computed once per column and per row
-/// and the inner loop is integer arithmetic only.
-fn sample_axis_aligned(src: &RgbImage, m: &Similarity, out_w: u32, out_h: u32) -> RgbImage {
-    let (w, h) = (src.width() as i64, src.height() as i64);
-    let raw = src.as_raw();
-    let stride = src.width() as usize * 3;
-    let xs = taps(out_w, m.a, m.tx);
-    let ys = taps(out_h, m.a, m.ty);
-    let mut out = vec![0u8; out_w as usize * out_h as usize * 3];
-    // A pixel of the source, black outside it.
-    let at = |x: i64, y: i64, c: usize| -> u32 {
-        if x < 0 || y < 0 || x >= w || y >= h {
-            0
-        } else {
-            u32::from(raw[y as usize * stride + x as usize * 3 + c])
-        }
-    };
-    for (v, &(y0, wy)) in ys.iter().enumerate() {
-        let row = &mut out[v * out_w as usize * 3..(v + 1) * out_w as usize * 3];
-        if y0 + 1 < 0 || y0 >= h {
-            continue; // entirely outside: stays black
-        }
-        let rows_inside = y0 >= 0 && y0 + 1 < h;
-        for (px, &(x0, wx)) in row.chunks_exact_mut(3).zip(&xs) {
-            if rows_inside && x0 >= 0 && x0 + 1 < w {
-                let i = y0 as usize * stride + x0 as usize * 3;
-                let (r0, r1) = (&raw[i..i + 6], &raw[i + stride..i + stride + 6]);
-                for c in 0..3 {
-                    let top = u32::from(r0[c]) * (256 - wx) + u32::from(r0[c + 3]) * wx;
-                    let bottom = u32::from(r1[c]) * (256 - wx) + u32::from(r1[c + 3]) * wx;
-                    px[c] = ((top * (256 - wy) + bottom * wy + (1 << 15)) >> 16) as u8;
-                }
-            } else if x0 + 1 >= 0 && x0 < w {
-                for (c, out) in px.iter_mut().enumerate() {
-                    let top = at(x0, y0, c) * (256 - wx) + at(x0 + 1, y0, c) * wx;
-                    let bottom = at(x0, y0 + 1, c) * (256 - wx) + at(x0 + 1, y0 + 1, c) * wx;
-                    *out = ((top * (256 - wy) + bottom * wy + (1 << 15)) >> 16) as u8;
-                }
-            }
-        }
-    }
-    // The buffer has exactly out_w * out_h * 3 bytes by construction.
-    RgbImage::from_raw(out_w, out_h, out).unwrap_or_else(|| RgbImage::new(out_w, out_h))
 }
 
 /// `x.floor() as i64` without a libm call: baseline x86_64 has no rounding instruction,
 /// and `f32::floor` there is a function call per use (it dominated the warp's time).
 #[inline]
-fn fast_floor(x: f32) -> i64 {
+pub(super) fn fast_floor(x: f32) -> i64 {
     let t = x as i64;
     if (t as f32) > x {
         t - 1
@@ -268,44 +320,6 @@ fn fast_floor(x: f32) -> i64 {
         t
     }
 }
-
-/// Averages `factor x factor` blocks of the region (x0, y0, w, h); partial blocks at the
-/// right and bottom edges average what they cover.
-fn box_downsample(src: &RgbImage, x0: u32, y0: u32, w: u32, h: u32, factor: u32) -> RgbImage {
-    let (ow, oh) = (w.div_ceil(factor) as usize, h.div_ceil(factor) as usize);
-    let raw = src.as_raw();
-    let stride = src.width() as usize * 3;
-    let mut out = vec![0u8; ow * oh * 3];
-    let mut sums = vec![0u32; ow * 3];
-    let mut counts = vec![0u32; ow];
-    for oy in 0..oh {
-        sums.iter_mut().for_each(|s| *s = 0);
-        counts.iter_mut().for_each(|c| *c = 0);
-        let y_end = ((oy + 1) * factor as usize).min(h as usize);
-        for y in oy * factor as usize..y_end {
-            let row = &raw[(y0 as usize + y) * stride + x0 as usize * 3..][..w as usize * 3];
-            for (ox, block) in row.chunks(factor as usize * 3).enumerate() {
-                for px in block.chunks_exact(3) {
-                    sums[ox * 3] += u32::from(px[0]);
-                    sums[ox * 3 + 1] += u32::from(px[1]);
-                    sums[ox * 3 + 2] += u32::from(px[2]);
-                    counts[ox] += 1;
-                }
-            }
-        }
-        let dst = &mut out[oy * ow * 3..(oy + 1) * ow * 3];
-        for ox in 0..ow {
-            let n = counts[ox].max(1);
-            for c in 0..3 {
-                dst[ox * 3 + c] = ((sums[ox * 3 + c] + n / 2) / n) as u8;
-            }
-        }
-    }
-    // The buffer has exactly ow * oh * 3 bytes by construction.
-    RgbImage::from_raw(ow as u32, oh as u32, out)
-        .unwrap_or_else(|| RgbImage::new(ow as u32, oh as u32))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -358,10 +372,18 @@ mod tests {
             Similarity::scale_translate(0.37, -3.2, 2.9),
             Similarity::scale_translate(1.7, 5.5, -4.0),
         ] {
-            let fast = sample_axis_aligned(&img, &m, 37, 29);
+            let (mut fast, mut general, mut row) =
+                (vec![0u8; 37 * 29 * 3], vec![0u8; 37 * 29 * 3], Vec::new());
+            bilinear_into((&img).into(), &m, 37, 29, &mut row, &mut fast);
             // A rotation by a negligible angle takes the general path.
-            let general = sample(&img, &Similarity { b: 1e-9, ..m }, 37, 29);
-            for (a, b) in fast.as_raw().iter().zip(general.as_raw()) {
+            sample(
+                (&img).into(),
+                &Similarity { b: 1e-9, ..m },
+                37,
+                29,
+                &mut general,
+            );
+            for (a, b) in fast.iter().zip(&general) {
                 assert!((i16::from(*a) - i16::from(*b)).abs() <= 1, "{a} vs {b}");
             }
         }

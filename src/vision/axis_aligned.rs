@@ -1,0 +1,206 @@
+//! Resampling for maps without rotation, `x -> a * x + t` on both axes (the detector's
+//! letterbox and the mask crop): the map is separable, so each output row blends two
+//! source rows once (a contiguous, vectorised pass), and each output pixel then blends
+//! two neighbours of that row. Integer arithmetic with 8-bit weights throughout.
+
+use super::warp::{fast_floor, RgbView, Similarity, Texel};
+
+/// Source index and 8-bit weight of the left/top neighbour for each output coordinate of
+/// an axis-aligned map `x -> scale * x + offset`.
+pub(super) fn taps(n: usize, scale: f32, offset: f32) -> Vec<(i64, u32)> {
+    (0..n)
+        .map(|u| {
+            let f = scale * (u as f32 + 0.5) + offset - 0.5;
+            let i = fast_floor(f);
+            (i, ((f - i as f32) * 256.0) as u32)
+        })
+        .collect()
+}
+
+/// Bilinear sampling through `m` (`m.b == 0`, `m.a > 0`) into `out` (`out_w x out_h`
+/// RGB, `out_w * out_h * 3` values), black outside the source. `blended` is a reused
+/// row buffer.
+///
+/// Each output value is `(sum of the four neighbours times their weight products +
+/// 2^15) >> 16`, the same integer sum in whatever order it is formed, so the result is
+/// exactly that of blending horizontally first.
+pub(super) fn bilinear_into<T: Texel>(
+    src: RgbView<'_>,
+    m: &Similarity,
+    out_w: usize,
+    out_h: usize,
+    blended: &mut Vec<u16>,
+    out: &mut [T],
+) {
+    debug_assert_eq!(out.len(), out_w * out_h * 3);
+    out.fill(T::BLACK);
+    let xs = taps(out_w, m.a, m.tx);
+    let ys = taps(out_h, m.a, m.ty);
+    let (Some(&(first_col, _)), Some(&(last_col, _))) = (xs.first(), xs.last()) else {
+        return; // zero-width output
+    };
+    let (w, h) = (src.width as i64, src.height as i64);
+    // `blended` covers source columns first_col..=last_col + 1 (taps increase with u);
+    // columns outside the source stay zero, which reads as black.
+    let span = (last_col + 2 - first_col) as usize;
+    blended.clear();
+    blended.resize(span * 3, 0);
+    let inside_lo = first_col.max(0);
+    let inside_hi = (last_col + 1).min(w - 1);
+    if inside_hi < inside_lo {
+        return; // every column outside: black
+    }
+    let inside = (inside_lo - first_col) as usize * 3..(inside_hi + 1 - first_col) as usize * 3;
+    let src_cols = inside_lo as usize * 3..(inside_hi + 1) as usize * 3;
+    let stride = src.width * 3;
+    let row_at = |y: i64| -> Option<&[u8]> {
+        (0..h)
+            .contains(&y)
+            .then(|| &src.data[y as usize * stride..][src_cols.clone()])
+    };
+    for (out_row, &(y0, wy)) in out.chunks_exact_mut(out_w * 3).zip(&ys) {
+        // wy <= 255 and pixels <= 255: each weighted sum is at most 255 * 256, a u16.
+        let (w_top, w_bottom) = ((256 - wy) as u16, wy as u16);
+        let target = &mut blended[inside.clone()];
+        match (row_at(y0), row_at(y0 + 1)) {
+            (None, None) => continue, // entirely above or below: stays black
+            (Some(top), Some(bottom)) => {
+                for ((b, &t), &d) in target.iter_mut().zip(top).zip(bottom) {
+                    *b = u16::from(t) * w_top + u16::from(d) * w_bottom;
+                }
+            }
+            (Some(top), None) => {
+                for (b, &t) in target.iter_mut().zip(top) {
+                    *b = u16::from(t) * w_top;
+                }
+            }
+            (None, Some(bottom)) => {
+                for (b, &d) in target.iter_mut().zip(bottom) {
+                    *b = u16::from(d) * w_bottom;
+                }
+            }
+        }
+        for (px, &(x0, wx)) in out_row.chunks_exact_mut(3).zip(&xs) {
+            let i = (x0 - first_col) as usize * 3;
+            let pair = &blended[i..i + 6];
+            for c in 0..3 {
+                let v = u32::from(pair[c]) * (256 - wx) + u32::from(pair[c + 3]) * wx;
+                px[c] = T::from_byte(((v + (1 << 15)) >> 16) as u8);
+            }
+        }
+    }
+}
+
+/// `out` (`out_w x out_h` RGB) gets the source shifted by whole pixels: output pixel
+/// `(u, v)` is source pixel `(u + dx, v + dy)`, black outside the source. This is what
+/// bilinear sampling gives when the map is `x -> x + d` with integer `d` (all weights
+/// zero), without the arithmetic.
+pub(super) fn shift_into<T: Texel>(
+    src: RgbView<'_>,
+    dx: i64,
+    dy: i64,
+    out_w: usize,
+    out_h: usize,
+    out: &mut [T],
+) {
+    debug_assert_eq!(out.len(), out_w * out_h * 3);
+    out.fill(T::BLACK);
+    // Output columns u with 0 <= u + dx < width.
+    let u_lo = (-dx).clamp(0, out_w as i64);
+    let u_hi = (src.width as i64 - dx).clamp(u_lo, out_w as i64);
+    if u_hi == u_lo {
+        return;
+    }
+    let (u_lo, u_hi) = (u_lo as usize, u_hi as usize);
+    let x_lo = (u_lo as i64 + dx) as usize;
+    let stride = src.width * 3;
+    for (v, out_row) in out.chunks_exact_mut(out_w * 3).enumerate() {
+        let y = v as i64 + dy;
+        if !(0..src.height as i64).contains(&y) {
+            continue;
+        }
+        let row = &src.data[y as usize * stride..][x_lo * 3..(x_lo + u_hi - u_lo) * 3];
+        for (o, &p) in out_row[u_lo * 3..u_hi * 3].iter_mut().zip(row) {
+            *o = T::from_byte(p);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    /// Per-pixel bilinear sampling, horizontal first, black outside: the reference.
+    fn naive(src: RgbView<'_>, m: &Similarity, out_w: usize, out_h: usize) -> Vec<u8> {
+        let (w, h) = (src.width as i64, src.height as i64);
+        let at = |x: i64, y: i64, c: usize| -> u32 {
+            if x < 0 || y < 0 || x >= w || y >= h {
+                0
+            } else {
+                u32::from(src.data[(y * w + x) as usize * 3 + c])
+            }
+        };
+        let (xs, ys) = (taps(out_w, m.a, m.tx), taps(out_h, m.a, m.ty));
+        let mut out = Vec::new();
+        for &(y0, wy) in &ys {
+            for &(x0, wx) in &xs {
+                for c in 0..3 {
+                    let top = at(x0, y0, c) * (256 - wx) + at(x0 + 1, y0, c) * wx;
+                    let bottom = at(x0, y0 + 1, c) * (256 - wx) + at(x0 + 1, y0 + 1, c) * wx;
+                    out.push(((top * (256 - wy) + bottom * wy + (1 << 15)) >> 16) as u8);
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn bilinear_equals_the_per_pixel_reference_including_edges_and_outside() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        let (mut blended, mut out) = (Vec::new(), Vec::<u8>::new());
+        for _ in 0..80 {
+            let (w, h) = (rng.gen_range(1..60), rng.gen_range(1..50));
+            let data: Vec<u8> = (0..w * h * 3).map(|_| rng.gen()).collect();
+            let src = RgbView {
+                data: &data,
+                width: w,
+                height: h,
+            };
+            // Scales from upsampling to 2x downsampling, offsets reaching outside.
+            let m = Similarity::scale_translate(
+                rng.gen_range(0.2..2.0),
+                rng.gen_range(-20.0..20.0),
+                rng.gen_range(-20.0..20.0),
+            );
+            let (ow, oh) = (rng.gen_range(1..45), rng.gen_range(1..45));
+            out.resize(ow * oh * 3, 0u8);
+            bilinear_into(src, &m, ow, oh, &mut blended, &mut out);
+            assert_eq!(out, naive(src, &m, ow, oh), "{w}x{h} {m:?} -> {ow}x{oh}");
+        }
+    }
+
+    #[test]
+    fn shift_equals_bilinear_with_an_integer_offset() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        let (mut blended, mut shifted, mut sampled) =
+            (Vec::new(), Vec::<u8>::new(), Vec::<u8>::new());
+        for _ in 0..50 {
+            let (w, h) = (rng.gen_range(1..40), rng.gen_range(1..40));
+            let data: Vec<u8> = (0..w * h * 3).map(|_| rng.gen()).collect();
+            let src = RgbView {
+                data: &data,
+                width: w,
+                height: h,
+            };
+            let (dx, dy) = (rng.gen_range(-45..45), rng.gen_range(-45..45));
+            let (ow, oh) = (rng.gen_range(1..50), rng.gen_range(1..50));
+            shifted.resize(ow * oh * 3, 0u8);
+            sampled.resize(ow * oh * 3, 0u8);
+            shift_into(src, dx, dy, ow, oh, &mut shifted);
+            let m = Similarity::scale_translate(1.0, dx as f32, dy as f32);
+            bilinear_into(src, &m, ow, oh, &mut blended, &mut sampled);
+            assert_eq!(shifted, sampled, "{w}x{h} by ({dx}, {dy}) -> {ow}x{oh}");
+        }
+    }
+}
