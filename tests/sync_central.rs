@@ -19,7 +19,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use device::{open_gallery, tag, wait_for, Device, CLIENT, WAIT};
-use facegate::gallery::{read_export, Applied};
+use facegate::gallery::{read_export, Applied, OpKind};
 use facegate::sync::SyncOptions;
 
 const BIN: &str = env!("CARGO_BIN_EXE_facegate");
@@ -125,9 +125,14 @@ async fn facegate_push_from_a_folder_of_photos_reaches_a_device_and_skips_photos
     let bytes = std::fs::read(fixture("amy2.png")).unwrap();
     let found = device.gallery.identify(CLIENT, "lobby", &bytes).unwrap();
     assert_eq!(found.expect("a match").user_id, "amy");
-    // The export file holds the same operations.
+    // The export file holds the same operations, and ends with the gallery's state
+    // (not pushed without --replace).
     let (header, ops) = read_export(BufReader::new(std::fs::File::open(&export).unwrap())).unwrap();
-    assert_eq!((header.users, ops.len()), (2, 3));
+    assert_eq!((header.users, ops.len()), (2, 4));
+    assert!(matches!(
+        &ops[3].kind,
+        OpKind::GalleryState { users } if users.len() == 2
+    ));
     device.stop().await;
 
     // A folder without any face pushes nothing and says so.
@@ -248,21 +253,166 @@ async fn a_device_with_a_fresh_data_dir_converges_after_a_snapshot_request() {
         device.users("lobby") == expected
     })
     .await;
-    // Amy applied; the gallery creation and Sheldon are older than the local state.
+    // Amy and the gallery state (which lists Sheldon: nothing removed) applied; the
+    // gallery creation and Sheldon are older than the local state.
     wait_for("whole snapshot handled", || {
-        device.metrics().applied + device.metrics().stale == 3
+        device.metrics().applied + device.metrics().stale == 4
     })
     .await;
-    assert_eq!((device.metrics().applied, device.metrics().stale), (1, 2));
+    assert_eq!((device.metrics().applied, device.metrics().stale), (2, 2));
 
     // Asking again changes nothing: the same operations are duplicates.
     request();
     wait_for("second snapshot handled", || {
-        device.metrics().duplicates == 3
+        device.metrics().duplicates == 4
     })
     .await;
     assert_eq!(device.users("lobby"), expected);
-    assert_eq!(device.metrics().applied, 1);
+    assert_eq!(device.metrics().applied, 2);
+    device.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_removes_a_user_deleted_centrally_and_keeps_one_enrolled_after_it() {
+    let port = broker_port();
+    let t = tag();
+    let prefix = format!("fgd-{t}");
+    let work = tempfile::tempdir().unwrap();
+    let central = format!("central-{t}");
+    let door = format!("door-{t}");
+    let device = Device::start(SyncOptions::plain("127.0.0.1", port, &door, &prefix));
+    wait_for("device subscribed", || device.metrics().subscribed).await;
+
+    // First publication: Amy and Sheldon reach the device.
+    let photos = photo_folder(work.path());
+    let before = work.path().join("lobby-before.jsonl");
+    let out = facegate(port, &central, &prefix, work.path(), &[])
+        .args(["push", "--photos"])
+        .arg(&photos)
+        .args(["--client", CLIENT, "--gallery", "lobby", "--export-to"])
+        .arg(&before)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for("first publication at the device", || {
+        device.users("lobby") == expected()
+    })
+    .await;
+
+    // The central drops Sheldon. Its new state is published under another topic prefix,
+    // where the device does not listen: the device misses the removal.
+    std::fs::remove_dir_all(photos.join("sheldon")).unwrap();
+    let after = work.path().join("lobby-after.jsonl");
+    let out = facegate(
+        port,
+        &central,
+        &format!("{prefix}-elsewhere"),
+        work.path(),
+        &[],
+    )
+    .args(["push", "--photos"])
+    .arg(&photos)
+    .args(["--client", CLIENT, "--gallery", "lobby", "--export-to"])
+    .arg(&after)
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(device.users("lobby").contains_key("sheldon"));
+
+    // Enrolled here after the central's new state: newer than the snapshot, kept.
+    device
+        .gallery
+        .enroll(
+            CLIENT,
+            &facegate::gallery::EnrollRequest {
+                gallery: "lobby",
+                user_id: "leonard",
+                user_name: "Leonard",
+                image: &std::fs::read(fixture("sheldon3.png")).unwrap(),
+                force: true,
+            },
+        )
+        .unwrap();
+    let mut expected = expected();
+    expected.remove("sheldon");
+    expected.insert("leonard".into(), ("Leonard".into(), 1));
+
+    let mut serve = facegate(port, &central, &prefix, work.path(), &[]);
+    serve
+        .args(["push", "--serve-snapshots", "--from"])
+        .arg(&after);
+    let _server = SnapshotServer::start(serve);
+    let request = || {
+        let out = facegate(port, &door, &prefix, work.path(), &[])
+            .args([
+                "sync",
+                "request-snapshot",
+                "--client",
+                CLIENT,
+                "--gallery",
+                "lobby",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    request();
+    wait_for("Sheldon removed by the snapshot, Leonard kept", || {
+        device.users("lobby") == expected
+    })
+    .await;
+    let faces = || {
+        device
+            .gallery
+            .accounts()
+            .list_clients()
+            .unwrap()
+            .into_iter()
+            .find(|c| c.name == CLIENT)
+            .map(|c| c.faces)
+    };
+    assert_eq!(faces(), Some(2));
+    let sheldon_photo = std::fs::read(fixture("sheldon1.png")).unwrap();
+    let found = device
+        .gallery
+        .identify(CLIENT, "lobby", &sheldon_photo)
+        .unwrap();
+    assert_ne!(
+        found.map(|m| m.user_id).as_deref(),
+        Some("sheldon"),
+        "the index still holds the removed user"
+    );
+
+    // The same snapshot again: its three operations are duplicates, nothing changes.
+    let duplicates = device.metrics().duplicates;
+    request();
+    wait_for("second snapshot handled", || {
+        device.metrics().duplicates == duplicates + 3
+    })
+    .await;
+    assert_eq!(device.users("lobby"), expected);
+
+    // Sheldon's older upsert arriving late (reissued with a new op id) stays removed.
+    let (_, ops) = read_export(BufReader::new(std::fs::File::open(&before).unwrap())).unwrap();
+    let mut late = ops
+        .into_iter()
+        .find(|op| matches!(&op.kind, OpKind::UpsertUser { user_id, .. } if user_id == "sheldon"))
+        .expect("Sheldon in the first export");
+    late.op_id = format!("late-{t}");
+    assert_eq!(device.gallery.apply_op(&late).unwrap(), Applied::Stale);
+    assert_eq!(device.users("lobby"), expected);
     device.stop().await;
 }
 

@@ -6,6 +6,8 @@
 //!   gallery from a folder of photos (see push_photos.rs) and publishes it likewise.
 //!   Exit status 0 when at least one user was pushed (skipped photos are reported on
 //!   stderr), 1 when no user had a usable photo.
+//! - Both send the `gallery_state` operation (removing users absent from the push) only
+//!   with `--replace`; `--export-to` files always end with it (full snapshots).
 //! - `facegate push --serve-snapshots --from FILE...`: answers the devices' snapshot
 //!   requests from export files until SIGTERM or Ctrl-C.
 
@@ -18,7 +20,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use facegate::config::Config;
 use facegate::gallery::{
-    central_ops, read_export, write_export, ExportHeader, Op, EXPORT_FORMAT, EXPORT_VERSION,
+    central_ops, read_export, write_export, ExportHeader, Op, OpKind, EXPORT_FORMAT, EXPORT_VERSION,
 };
 use facegate::sync::{Catalog, SnapshotEvent, SyncOptions};
 
@@ -47,6 +49,10 @@ pub struct PushArgs {
     /// Export files to serve snapshots of (one gallery each; repeatable).
     #[arg(long)]
     from: Vec<PathBuf>,
+    /// Also send the `gallery_state` (last): devices then delete the gallery's users
+    /// that are not pushed (older than the push). Default: only the pushed users change.
+    #[arg(long, conflicts_with = "serve_snapshots")]
+    replace: bool,
     /// Seconds to wait for the broker's acknowledgements.
     #[arg(long, default_value_t = 60)]
     timeout: u64,
@@ -113,6 +119,10 @@ pub fn run(config: &Config, args: &PushArgs) -> anyhow::Result<ExitCode> {
         }
         _ => bail!("give an export FILE, --photos DIR or --serve-snapshots (see --help)"),
     };
+    let ops: Vec<Op> = ops
+        .into_iter()
+        .filter(|op| args.replace || !matches!(op.kind, OpKind::GalleryState { .. }))
+        .collect();
     let n = runtime()?.block_on(facegate::sync::push(&options, &ops, timeout))?;
     println!(
         "pushed {n} operation(s) of {}/{} ({} user(s))",

@@ -1,11 +1,11 @@
 //! What the central tool (`facegate push --photos`) sends: templates made from faces
-//! found in photos, and a gallery's `create_gallery` + `upsert_user` operations with
-//! fresh op ids and versions (docs/sync.md). No store is written here.
+//! found in photos, and a gallery's `create_gallery` + `upsert_user` + `gallery_state`
+//! operations with fresh op ids and versions (docs/sync.md). No store is written here.
 
 use base64::Engine;
 
 use super::ops::now_ms;
-use super::{crop, encode_embedding, Error, Op, OpKind, WireTemplate};
+use super::{crop, encode_embedding, Error, Op, OpKind, StateUser, WireTemplate};
 use crate::vision::Face;
 
 /// A template for the wire: the face's embedding and its aligned crop (so that a device
@@ -27,8 +27,9 @@ pub struct CentralUser {
     pub templates: Vec<WireTemplate>,
 }
 
-/// `create_gallery` then one `upsert_user` per user, fresh op ids, versions from the
-/// clock (newer than what devices hold, so the pushed state wins).
+/// `create_gallery`, one `upsert_user` per user, then the `gallery_state` listing them;
+/// fresh op ids, versions from the clock (newer than what devices hold, so the pushed
+/// state wins). `facegate push` sends the `gallery_state` only with `--replace`.
 pub fn central_ops(
     client: &str,
     gallery: &str,
@@ -39,6 +40,14 @@ pub fn central_ops(
     let version = now_ms();
     let op = |kind: OpKind| Op::new(origin, model, client, gallery, version, kind);
     let mut ops = vec![op(OpKind::CreateGallery)];
+    let listed = users
+        .iter()
+        .map(|u| StateUser {
+            user_id: u.user_id.clone(),
+            version,
+            origin: origin.to_string(),
+        })
+        .collect();
     for u in users {
         ops.push(op(OpKind::UpsertUser {
             user_id: u.user_id,
@@ -46,5 +55,6 @@ pub fn central_ops(
             templates: u.templates,
         }));
     }
+    ops.push(op(OpKind::GalleryState { users: listed }));
     ops
 }

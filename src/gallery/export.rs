@@ -7,7 +7,7 @@ use std::io::{BufRead, Write};
 use serde::{Deserialize, Serialize};
 
 use super::ops::{now_ms, wire};
-use super::{Error, Gallery, Op, OpKind};
+use super::{Error, Gallery, Op, OpKind, StateUser};
 use crate::store;
 
 pub const EXPORT_FORMAT: &str = "facegate-gallery";
@@ -37,7 +37,8 @@ pub enum ExportError {
 
 impl Gallery {
     /// The gallery as operations: `create_gallery`, then one `upsert_user` per user
-    /// (sorted by user id) with every template, crops included when stored.
+    /// (sorted by user id) with every template, crops included when stored, and last a
+    /// `gallery_state` listing every user (a snapshot then removes users absent from it).
     pub fn export_ops(
         &self,
         client: &str,
@@ -60,13 +61,22 @@ impl Gallery {
             ops.push(op(version("")?, OpKind::CreateGallery));
             let mut users = r.users(client, gallery)?;
             users.sort_by(|a, b| a.0.cmp(&b.0));
+            let mut listed = Vec::with_capacity(users.len());
+            let mut latest = 0;
             for (user_id, user) in users {
                 let templates = r
                     .templates_of(client, gallery, &user_id)?
                     .iter()
                     .map(|(_, t)| wire(t))
                     .collect();
-                let v = version(&user_id)?;
+                let stored = r.entity_version(client, gallery, &user_id)?;
+                let v = stored.as_ref().map(|s| s.version).unwrap_or_else(now_ms);
+                latest = latest.max(v);
+                listed.push(StateUser {
+                    user_id: user_id.clone(),
+                    version: v,
+                    origin: stored.map(|s| s.origin).unwrap_or_else(|| origin.into()),
+                });
                 ops.push(op(
                     v,
                     OpKind::UpsertUser {
@@ -76,6 +86,9 @@ impl Gallery {
                     },
                 ));
             }
+            // The snapshot's version: now, and never below a listed user's version.
+            let state = op(now_ms().max(latest), OpKind::GalleryState { users: listed });
+            ops.push(state);
             Ok(())
         })?;
         let header = ExportHeader {
@@ -85,7 +98,8 @@ impl Gallery {
             gallery: gallery.into(),
             model,
             exported_at: store::now(),
-            users: ops.len() - 1,
+            // create_gallery, the upserts, gallery_state.
+            users: ops.len() - 2,
         };
         Ok((header, ops))
     }

@@ -17,6 +17,7 @@ mod ops;
 mod reembed;
 mod replica;
 mod seen;
+mod state;
 mod visits;
 
 use std::sync::atomic::AtomicU64;
@@ -36,8 +37,8 @@ pub use faces::{
     CompareOutcome, EnrollOutcome, EnrollRequest, IdentifyMatch, KtpOutcome, VerifyOutcome,
 };
 pub use ops::{
-    decode_embedding, encode_embedding, Applied, Op, OpKind, Refusal, WireTemplate, OP_NAMES,
-    PROTOCOL_VERSION,
+    decode_embedding, encode_embedding, Applied, Op, OpKind, Refusal, StateUser, WireTemplate,
+    OP_NAMES, PROTOCOL_VERSION,
 };
 pub use reembed::{reembed, ReembedReport};
 pub use replica::OutboxSettings;

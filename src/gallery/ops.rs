@@ -46,6 +46,12 @@ pub enum OpKind {
     },
     CreateGallery,
     DeleteGallery,
+    /// The gallery's complete user list at the snapshot's version (`Op::version`): a
+    /// local user absent from it and older than that version is deleted, as if its
+    /// `delete_user` had arrived (state.rs). Sent after a snapshot's upserts.
+    GalleryState {
+        users: Vec<StateUser>,
+    },
     /// Report from a device: it refused the operation `refused_op_id`.
     Refused {
         refused_op_id: String,
@@ -70,9 +76,19 @@ pub const OP_NAMES: &[&str] = &[
     "delete_user",
     "create_gallery",
     "delete_gallery",
+    "gallery_state",
     "refused",
     "recognized",
 ];
+
+/// A user listed by a `gallery_state`, with the version it has where the snapshot was
+/// made (informational: the accompanying `upsert_user` carries the state).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateUser {
+    pub user_id: String,
+    pub version: u64,
+    pub origin: String,
+}
 
 /// A template on the wire: the embedding as base64 of little-endian f32s, and optionally
 /// the aligned face crop (base64 JPEG) so that a device with another model can re-embed.

@@ -11,7 +11,7 @@ use crate::store::{self, EntityVersion, TemplateRecord, UserRecord, Writer};
 
 /// The pseudo user under which a gallery's deletion version is kept: a user operation
 /// older than the gallery's last deletion is stale (user ids never contain NUL).
-const GALLERY_DELETED: &str = "\u{0}deleted";
+pub(super) const GALLERY_DELETED: &str = "\u{0}deleted";
 
 /// Where the device's own changes go: its id and the outbox bound.
 #[derive(Clone, Debug, PartialEq)]
@@ -166,6 +166,9 @@ impl Gallery {
         if matches!(op.kind, OpKind::Refused { .. } | OpKind::Recognized { .. }) {
             return Ok(Applied::Ignored);
         }
+        if matches!(op.kind, OpKind::GalleryState { .. }) {
+            return self.apply_state(op);
+        }
         // Decode and, for another model, re-embed before taking the write lock.
         let prepared = match self.prepare_templates(op) {
             Ok(t) => t,
@@ -269,7 +272,7 @@ impl Gallery {
 
     /// Remembers a refused op (so a redelivery is not refused and reported again) and
     /// reports it in the outbox when sync is on.
-    fn refuse(&self, op: &Op, refusal: Refusal) -> Result<Applied, Error> {
+    pub(super) fn refuse(&self, op: &Op, refusal: Refusal) -> Result<Applied, Error> {
         tracing::warn!(
             op_id = %op.op_id,
             origin = %op.origin,
@@ -422,6 +425,9 @@ fn apply_in_txn(
             }
             IndexChange::ReplaceUser(added)
         }
-        OpKind::Refused { .. } | OpKind::Recognized { .. } => IndexChange::None,
+        // Applied by `apply_state` (state.rs), never here.
+        OpKind::GalleryState { .. } | OpKind::Refused { .. } | OpKind::Recognized { .. } => {
+            IndexChange::None
+        }
     })
 }

@@ -3,7 +3,7 @@
 //! topic may not touch another client's gallery; a peer may not speak for another).
 
 use super::topics::{Source, Topics};
-use crate::gallery::{Op, OP_NAMES, PROTOCOL_VERSION};
+use crate::gallery::{Op, OpKind, OP_NAMES, PROTOCOL_VERSION};
 
 /// Largest accepted message (a user with a few templates and crops is well below).
 pub const MAX_OP_BYTES: usize = 1 << 20;
@@ -72,6 +72,13 @@ pub fn check(topics: &Topics, topic: &str, payload: &[u8]) -> Result<Inbound, Re
                 payload: op.client,
             })
         }
+        // A device never emits a gallery's full state: only the central server may
+        // remove users it does not list.
+        Source::Peer { device } if matches!(op.kind, OpKind::GalleryState { .. }) => {
+            return Err(Rejection::Invalid(format!(
+                "gallery_state from device {device}: only the central server sends it"
+            )))
+        }
         Source::Peer { device } if device != op.origin => {
             return Err(Rejection::Spoofed {
                 topic: device,
@@ -133,6 +140,17 @@ mod tests {
                 &op_json("acme", "door-3", "delete_user")
             ),
             Err(Rejection::Spoofed { .. })
+        ));
+        // Only the central server sends a gallery's full state.
+        let state = br#"{"v":1,"op_id":"x2","origin":"door-2","version":5,"ts":1,"client":"acme",
+            "gallery":"g","model":"m","op":"gallery_state","users":[]}"#;
+        assert!(matches!(
+            check(&t, "fg/devices/door-2/events", state),
+            Err(Rejection::Invalid(_))
+        ));
+        assert!(matches!(
+            check(&t, "fg/ops/acme", state),
+            Ok(Inbound::Apply(_))
         ));
     }
 
