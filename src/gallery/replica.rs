@@ -1,7 +1,8 @@
 //! Replication of galleries between devices (issue 4): the operations a device emits
 //! for its local changes (written to the outbox in the transaction of the change) and
 //! applies from others (idempotent by op id, ordered per user by version, never echoed).
-//! The operations' wire shape is in `ops.rs`; the transport is not known here.
+//! The operations' wire shape is in `ops.rs`, applying a `gallery_state` in `state.rs`;
+//! the transport is not known here.
 
 use base64::Engine;
 

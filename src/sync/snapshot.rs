@@ -1,8 +1,9 @@
 //! Snapshots (docs/sync.md, "Snapshots"): a device asks the central server for the full
 //! state of a gallery on `{prefix}/devices/{device}/requests`; the central answers on
-//! `{prefix}/devices/{device}/snapshot` with the gallery's `create_gallery` and one
-//! `upsert_user` per user, with their versions and op ids as stored, so that applying a
-//! snapshot is idempotent and never overwrites newer data.
+//! `{prefix}/devices/{device}/snapshot` with the gallery's `create_gallery`, one
+//! `upsert_user` per user and last the `gallery_state` (which removes users absent from
+//! the snapshot), in the export file's order, with their versions and op ids as stored,
+//! so that applying a snapshot is idempotent and never overwrites newer data.
 
 use std::collections::HashMap;
 use std::future::Future;
