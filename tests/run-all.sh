@@ -50,7 +50,7 @@ step "tests"
 } 2>&1 | tee target/test-output.txt
 
 step "sync tests against mosquitto"
-tests/with-mosquitto.sh cargo test --test sync_mqtt --test sync_daemons --test sync_central 2>&1 | tee -a target/test-output.txt
+tests/with-mosquitto.sh cargo test --test sync_mqtt --test sync_daemons --test sync_central --test sync_gallery_state 2>&1 | tee -a target/test-output.txt
 # The camera's recognized events through mosquitto as well.
 tests/with-mosquitto.sh cargo test --test camera mqtt_events 2>&1 | tee -a target/test-output.txt
 

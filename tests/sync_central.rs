@@ -2,10 +2,13 @@
 //! in-process, or `FACEGATE_TEST_MQTT_PORT`), real stores and models:
 //! `facegate push --photos`, snapshots (`facegate push --serve-snapshots` and
 //! `facegate sync request-snapshot`), the bounded memory of op ids, and a daemon that
-//! the broker refuses (logged, counted on /metrics, the API still serving).
+//! the broker refuses (logged, counted on /metrics, the API still serving). Snapshots
+//! and pushes that remove users (`gallery_state`): sync_gallery_state.rs.
 
 #[path = "sync_support/broker.rs"]
 mod broker;
+#[path = "sync_support/central.rs"]
+mod central;
 #[path = "sync_support/device.rs"]
 mod device;
 #[path = "common/models.rs"]
@@ -14,71 +17,13 @@ mod models;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use central::{broker_port, expected, facegate, fixture, photo_folder, SnapshotServer, BIN};
 use device::{open_gallery, tag, wait_for, Device, CLIENT, WAIT};
 use facegate::gallery::{read_export, Applied, OpKind};
 use facegate::sync::SyncOptions;
-
-const BIN: &str = env!("CARGO_BIN_EXE_facegate");
-
-fn broker_port() -> u16 {
-    match std::env::var("FACEGATE_TEST_MQTT_PORT") {
-        Ok(p) => p.parse().expect("FACEGATE_TEST_MQTT_PORT"),
-        Err(_) => broker::start_broker(),
-    }
-}
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/vision")
-        .join(name)
-}
-
-/// A `facegate` command with the broker, a device id and a topic prefix.
-fn facegate(port: u16, device: &str, prefix: &str, work: &Path, args: &[&str]) -> Command {
-    let config = work.join(format!("{device}.toml"));
-    std::fs::write(&config, format!("[sync]\ntopic_prefix = \"{prefix}\"\n")).unwrap();
-    let mut cmd = Command::new(BIN);
-    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("FACEGATE_MQTT_URL", format!("mqtt://127.0.0.1:{port}"))
-        .env("FACEGATE_DEVICE_ID", device)
-        .env("FACEGATE_DATA_DIR", work.join(format!("data-{device}")))
-        .env("FACEGATE_LOG", "warn")
-        .arg("--config")
-        .arg(&config)
-        .args(args);
-    cmd
-}
-
-/// DIR/amy (two photos, name.txt), DIR/sheldon (one photo), DIR/nobody (a white
-/// picture: no face).
-fn photo_folder(root: &Path) -> PathBuf {
-    let dir = root.join("photos");
-    for (user, photos) in [
-        ("amy", &["amy1.png", "amy2.png"][..]),
-        ("sheldon", &["sheldon1.png"][..]),
-        ("nobody", &["white.png"][..]),
-    ] {
-        std::fs::create_dir_all(dir.join(user)).unwrap();
-        for p in photos {
-            std::fs::copy(fixture(p), dir.join(user).join(p)).unwrap();
-        }
-    }
-    std::fs::write(dir.join("amy/name.txt"), "Amy Farrah Fowler\n").unwrap();
-    dir
-}
-
-fn expected() -> std::collections::BTreeMap<String, (String, usize)> {
-    [
-        ("amy".to_string(), ("Amy Farrah Fowler".to_string(), 2)),
-        ("sheldon".to_string(), ("sheldon".to_string(), 1)),
-    ]
-    .into_iter()
-    .collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn facegate_push_from_a_folder_of_photos_reaches_a_device_and_skips_photos_without_a_face() {
@@ -147,37 +92,6 @@ async fn facegate_push_from_a_folder_of_photos_reaches_a_device_and_skips_photos
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("nothing to push"));
-}
-
-/// `facegate push --serve-snapshots`, until dropped; waits until it listens.
-struct SnapshotServer(Child);
-
-impl SnapshotServer {
-    fn start(mut cmd: Command) -> SnapshotServer {
-        let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let start = Instant::now();
-        loop {
-            let line = lines
-                .next()
-                .expect("snapshot server exited")
-                .expect("snapshot server output");
-            if line.starts_with("listening for snapshot requests") {
-                break;
-            }
-            assert!(start.elapsed() < WAIT, "snapshot server did not listen");
-        }
-        // Keep reading its output so that it never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines.by_ref() {});
-        SnapshotServer(child)
-    }
-}
-
-impl Drop for SnapshotServer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -269,150 +183,6 @@ async fn a_device_with_a_fresh_data_dir_converges_after_a_snapshot_request() {
     .await;
     assert_eq!(device.users("lobby"), expected);
     assert_eq!(device.metrics().applied, 2);
-    device.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_snapshot_removes_a_user_deleted_centrally_and_keeps_one_enrolled_after_it() {
-    let port = broker_port();
-    let t = tag();
-    let prefix = format!("fgd-{t}");
-    let work = tempfile::tempdir().unwrap();
-    let central = format!("central-{t}");
-    let door = format!("door-{t}");
-    let device = Device::start(SyncOptions::plain("127.0.0.1", port, &door, &prefix));
-    wait_for("device subscribed", || device.metrics().subscribed).await;
-
-    // First publication: Amy and Sheldon reach the device.
-    let photos = photo_folder(work.path());
-    let before = work.path().join("lobby-before.jsonl");
-    let out = facegate(port, &central, &prefix, work.path(), &[])
-        .args(["push", "--photos"])
-        .arg(&photos)
-        .args(["--client", CLIENT, "--gallery", "lobby", "--export-to"])
-        .arg(&before)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    wait_for("first publication at the device", || {
-        device.users("lobby") == expected()
-    })
-    .await;
-
-    // The central drops Sheldon. Its new state is published under another topic prefix,
-    // where the device does not listen: the device misses the removal.
-    std::fs::remove_dir_all(photos.join("sheldon")).unwrap();
-    let after = work.path().join("lobby-after.jsonl");
-    let out = facegate(
-        port,
-        &central,
-        &format!("{prefix}-elsewhere"),
-        work.path(),
-        &[],
-    )
-    .args(["push", "--photos"])
-    .arg(&photos)
-    .args(["--client", CLIENT, "--gallery", "lobby", "--export-to"])
-    .arg(&after)
-    .output()
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(device.users("lobby").contains_key("sheldon"));
-
-    // Enrolled here after the central's new state: newer than the snapshot, kept.
-    device
-        .gallery
-        .enroll(
-            CLIENT,
-            &facegate::gallery::EnrollRequest {
-                gallery: "lobby",
-                user_id: "leonard",
-                user_name: "Leonard",
-                image: &std::fs::read(fixture("sheldon3.png")).unwrap(),
-                force: true,
-            },
-        )
-        .unwrap();
-    let mut expected = expected();
-    expected.remove("sheldon");
-    expected.insert("leonard".into(), ("Leonard".into(), 1));
-
-    let mut serve = facegate(port, &central, &prefix, work.path(), &[]);
-    serve
-        .args(["push", "--serve-snapshots", "--from"])
-        .arg(&after);
-    let _server = SnapshotServer::start(serve);
-    let request = || {
-        let out = facegate(port, &door, &prefix, work.path(), &[])
-            .args([
-                "sync",
-                "request-snapshot",
-                "--client",
-                CLIENT,
-                "--gallery",
-                "lobby",
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    request();
-    wait_for("Sheldon removed by the snapshot, Leonard kept", || {
-        device.users("lobby") == expected
-    })
-    .await;
-    let faces = || {
-        device
-            .gallery
-            .accounts()
-            .list_clients()
-            .unwrap()
-            .into_iter()
-            .find(|c| c.name == CLIENT)
-            .map(|c| c.faces)
-    };
-    assert_eq!(faces(), Some(2));
-    let sheldon_photo = std::fs::read(fixture("sheldon1.png")).unwrap();
-    let found = device
-        .gallery
-        .identify(CLIENT, "lobby", &sheldon_photo)
-        .unwrap();
-    assert_ne!(
-        found.map(|m| m.user_id).as_deref(),
-        Some("sheldon"),
-        "the index still holds the removed user"
-    );
-
-    // The same snapshot again: its three operations are duplicates, nothing changes.
-    let duplicates = device.metrics().duplicates;
-    request();
-    wait_for("second snapshot handled", || {
-        device.metrics().duplicates == duplicates + 3
-    })
-    .await;
-    assert_eq!(device.users("lobby"), expected);
-
-    // Sheldon's older upsert arriving late (reissued with a new op id) stays removed.
-    let (_, ops) = read_export(BufReader::new(std::fs::File::open(&before).unwrap())).unwrap();
-    let mut late = ops
-        .into_iter()
-        .find(|op| matches!(&op.kind, OpKind::UpsertUser { user_id, .. } if user_id == "sheldon"))
-        .expect("Sheldon in the first export");
-    late.op_id = format!("late-{t}");
-    assert_eq!(device.gallery.apply_op(&late).unwrap(), Applied::Stale);
-    assert_eq!(device.users("lobby"), expected);
     device.stop().await;
 }
 

@@ -1,0 +1,99 @@
+//! The central side's helpers for the sync tests: the `facegate` binary with a broker,
+//! device id and topic prefix, a folder of photos, and a running snapshot server.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Instant;
+
+use crate::device::WAIT;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_facegate");
+
+pub fn broker_port() -> u16 {
+    match std::env::var("FACEGATE_TEST_MQTT_PORT") {
+        Ok(p) => p.parse().expect("FACEGATE_TEST_MQTT_PORT"),
+        Err(_) => crate::broker::start_broker(),
+    }
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/vision")
+        .join(name)
+}
+
+/// A `facegate` command with the broker, a device id and a topic prefix.
+pub fn facegate(port: u16, device: &str, prefix: &str, work: &Path, args: &[&str]) -> Command {
+    let config = work.join(format!("{device}.toml"));
+    std::fs::write(&config, format!("[sync]\ntopic_prefix = \"{prefix}\"\n")).unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("FACEGATE_MQTT_URL", format!("mqtt://127.0.0.1:{port}"))
+        .env("FACEGATE_DEVICE_ID", device)
+        .env("FACEGATE_DATA_DIR", work.join(format!("data-{device}")))
+        .env("FACEGATE_LOG", "warn")
+        .arg("--config")
+        .arg(&config)
+        .args(args);
+    cmd
+}
+
+/// DIR/amy (two photos, name.txt), DIR/sheldon (one photo), DIR/nobody (a white
+/// picture: no face).
+pub fn photo_folder(root: &Path) -> PathBuf {
+    let dir = root.join("photos");
+    for (user, photos) in [
+        ("amy", &["amy1.png", "amy2.png"][..]),
+        ("sheldon", &["sheldon1.png"][..]),
+        ("nobody", &["white.png"][..]),
+    ] {
+        std::fs::create_dir_all(dir.join(user)).unwrap();
+        for p in photos {
+            std::fs::copy(fixture(p), dir.join(user).join(p)).unwrap();
+        }
+    }
+    std::fs::write(dir.join("amy/name.txt"), "Amy Farrah Fowler\n").unwrap();
+    dir
+}
+
+pub fn expected() -> std::collections::BTreeMap<String, (String, usize)> {
+    [
+        ("amy".to_string(), ("Amy Farrah Fowler".to_string(), 2)),
+        ("sheldon".to_string(), ("sheldon".to_string(), 1)),
+    ]
+    .into_iter()
+    .collect()
+}
+
+/// `facegate push --serve-snapshots`, until dropped; waits until it listens.
+pub struct SnapshotServer(Child);
+
+impl SnapshotServer {
+    pub fn start(mut cmd: Command) -> SnapshotServer {
+        let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let start = Instant::now();
+        loop {
+            let line = lines
+                .next()
+                .expect("snapshot server exited")
+                .expect("snapshot server output");
+            if line.starts_with("listening for snapshot requests") {
+                break;
+            }
+            assert!(start.elapsed() < WAIT, "snapshot server did not listen");
+        }
+        // Keep reading its output so that it never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines.by_ref() {});
+        SnapshotServer(child)
+    }
+}
+
+impl Drop for SnapshotServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
