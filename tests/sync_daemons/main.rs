@@ -265,7 +265,12 @@ fn export(data: &Path, config: &Path, file: &Path) -> Vec<(String, String, Vec<S
     );
     let reader = std::io::BufReader::new(std::fs::File::open(file).unwrap());
     let (header, ops) = facegate::gallery::read_export(reader).unwrap();
-    assert_eq!(header.users, ops.len() - 1);
+    // create_gallery, one upsert_user per user, and last the gallery_state.
+    assert_eq!(header.users, ops.len() - 2);
+    assert!(matches!(
+        ops.last().map(|op| &op.kind),
+        Some(OpKind::GalleryState { users }) if users.len() == header.users
+    ));
     ops.into_iter()
         .filter_map(|op| match op.kind {
             OpKind::UpsertUser {
