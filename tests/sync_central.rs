@@ -20,7 +20,10 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use central::{broker_port, expected, facegate, fixture, photo_folder, SnapshotServer, BIN};
+use central::{
+    broker_port, expected, facegate, fixture, photo_folder, request_snapshot, run_ok,
+    SnapshotServer, BIN,
+};
 use device::{open_gallery, tag, wait_for, Device, CLIENT, WAIT};
 use facegate::gallery::{read_export, Applied, OpKind};
 use facegate::sync::SyncOptions;
@@ -103,17 +106,12 @@ async fn a_device_with_a_fresh_data_dir_converges_after_a_snapshot_request() {
     let central = format!("central-{t}");
     // The central publishes the gallery while no device listens: nobody gets it.
     let export = work.path().join("lobby.jsonl");
-    let out = facegate(port, &central, &prefix, work.path(), &[])
-        .args(["push", "--photos"])
-        .arg(photo_folder(work.path()))
-        .args(["--client", CLIENT, "--gallery", "lobby", "--export-to"])
-        .arg(&export)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        facegate(port, &central, &prefix, work.path(), &[])
+            .args(["push", "--photos"])
+            .arg(photo_folder(work.path()))
+            .args(["--client", CLIENT, "--gallery", "lobby", "--export-to"])
+            .arg(&export),
     );
 
     let door = format!("door-{t}");
@@ -139,29 +137,8 @@ async fn a_device_with_a_fresh_data_dir_converges_after_a_snapshot_request() {
     let mut expected = expected();
     expected.insert("sheldon".into(), ("Sheldon (enrolled here)".into(), 1));
 
-    let mut serve = facegate(port, &central, &prefix, work.path(), &[]);
-    serve
-        .args(["push", "--serve-snapshots", "--from"])
-        .arg(&export);
-    let _server = SnapshotServer::start(serve);
-    let request = || {
-        let out = facegate(port, &door, &prefix, work.path(), &[])
-            .args([
-                "sync",
-                "request-snapshot",
-                "--client",
-                CLIENT,
-                "--gallery",
-                "lobby",
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let _server = SnapshotServer::serve(port, &central, &prefix, work.path(), &export);
+    let request = || request_snapshot(port, &door, &prefix, work.path(), "lobby");
     request();
     wait_for("device converged from the snapshot", || {
         device.users("lobby") == expected
@@ -194,23 +171,14 @@ async fn a_device_that_never_received_anything_asks_for_snapshots_by_itself() {
     let work = tempfile::tempdir().unwrap();
     let central = format!("central-{t}");
     let export = work.path().join("lobby.jsonl");
-    let out = facegate(port, &central, &prefix, work.path(), &[])
-        .args(["push", "--photos"])
-        .arg(photo_folder(work.path()))
-        .args(["--client", CLIENT, "--gallery", "lobby", "--export-to"])
-        .arg(&export)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        facegate(port, &central, &prefix, work.path(), &[])
+            .args(["push", "--photos"])
+            .arg(photo_folder(work.path()))
+            .args(["--client", CLIENT, "--gallery", "lobby", "--export-to"])
+            .arg(&export),
     );
-    let mut serve = facegate(port, &central, &prefix, work.path(), &[]);
-    serve
-        .args(["push", "--serve-snapshots", "--from"])
-        .arg(&export);
-    let _server = SnapshotServer::start(serve);
+    let _server = SnapshotServer::serve(port, &central, &prefix, work.path(), &export);
 
     let mut options = SyncOptions::plain("127.0.0.1", port, &format!("door-{t}"), &prefix);
     options.snapshot_when_empty = true;

@@ -14,7 +14,10 @@ mod models;
 
 use std::io::BufReader;
 
-use central::{broker_port, expected, facegate, fixture, photo_folder, SnapshotServer};
+use central::{
+    broker_port, expected, facegate, fixture, photo_folder, request_snapshot, run_ok,
+    SnapshotServer,
+};
 use device::{tag, wait_for, Device, CLIENT};
 use facegate::gallery::{read_export, Applied, OpKind};
 use facegate::sync::SyncOptions;
@@ -33,17 +36,12 @@ async fn a_snapshot_removes_a_user_deleted_centrally_and_keeps_one_enrolled_afte
     // First publication: Amy and Sheldon reach the device.
     let photos = photo_folder(work.path());
     let before = work.path().join("lobby-before.jsonl");
-    let out = facegate(port, &central, &prefix, work.path(), &[])
-        .args(["push", "--photos"])
-        .arg(&photos)
-        .args(["--client", CLIENT, "--gallery", "lobby", "--export-to"])
-        .arg(&before)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        facegate(port, &central, &prefix, work.path(), &[])
+            .args(["push", "--photos"])
+            .arg(&photos)
+            .args(["--client", CLIENT, "--gallery", "lobby", "--export-to"])
+            .arg(&before),
     );
     wait_for("first publication at the device", || {
         device.users("lobby") == expected()
@@ -92,29 +90,8 @@ async fn a_snapshot_removes_a_user_deleted_centrally_and_keeps_one_enrolled_afte
     expected.remove("sheldon");
     expected.insert("leonard".into(), ("Leonard".into(), 1));
 
-    let mut serve = facegate(port, &central, &prefix, work.path(), &[]);
-    serve
-        .args(["push", "--serve-snapshots", "--from"])
-        .arg(&after);
-    let _server = SnapshotServer::start(serve);
-    let request = || {
-        let out = facegate(port, &door, &prefix, work.path(), &[])
-            .args([
-                "sync",
-                "request-snapshot",
-                "--client",
-                CLIENT,
-                "--gallery",
-                "lobby",
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let _server = SnapshotServer::serve(port, &central, &prefix, work.path(), &after);
+    let request = || request_snapshot(port, &door, &prefix, work.path(), "lobby");
     request();
     wait_for("Sheldon removed by the snapshot, Leonard kept", || {
         device.users("lobby") == expected

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
-use crate::device::WAIT;
+use crate::device::{CLIENT, WAIT};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_facegate");
 
@@ -67,10 +67,41 @@ pub fn expected() -> std::collections::BTreeMap<String, (String, usize)> {
     .collect()
 }
 
+/// Runs `cmd` to its end; panics with its stderr unless it succeeded.
+pub fn run_ok(cmd: &mut Command) -> std::process::Output {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// `facegate sync request-snapshot` for `gallery` of [`CLIENT`], as `device`.
+pub fn request_snapshot(port: u16, device: &str, prefix: &str, work: &Path, gallery: &str) {
+    run_ok(facegate(port, device, prefix, work, &[]).args([
+        "sync",
+        "request-snapshot",
+        "--client",
+        CLIENT,
+        "--gallery",
+        gallery,
+    ]));
+}
+
 /// `facegate push --serve-snapshots`, until dropped; waits until it listens.
 pub struct SnapshotServer(Child);
 
 impl SnapshotServer {
+    /// Serves the export file `export` as the central server `central`.
+    pub fn serve(port: u16, central: &str, prefix: &str, work: &Path, export: &Path) -> Self {
+        let mut cmd = facegate(port, central, prefix, work, &[]);
+        cmd.args(["push", "--serve-snapshots", "--from"])
+            .arg(export);
+        SnapshotServer::start(cmd)
+    }
+
     pub fn start(mut cmd: Command) -> SnapshotServer {
         let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
