@@ -21,7 +21,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use central::{
-    broker_port, expected, facegate, fixture, photo_folder, request_snapshot, run_ok,
+    broker_port, expected, facegate, fixture, photo_folder, push_photos, request_snapshot,
     SnapshotServer, BIN,
 };
 use device::{open_gallery, tag, wait_for, Device, CLIENT, WAIT};
@@ -106,12 +106,13 @@ async fn a_device_with_a_fresh_data_dir_converges_after_a_snapshot_request() {
     let central = format!("central-{t}");
     // The central publishes the gallery while no device listens: nobody gets it.
     let export = work.path().join("lobby.jsonl");
-    run_ok(
-        facegate(port, &central, &prefix, work.path(), &[])
-            .args(["push", "--photos"])
-            .arg(photo_folder(work.path()))
-            .args(["--client", CLIENT, "--gallery", "lobby", "--export-to"])
-            .arg(&export),
+    push_photos(
+        port,
+        &central,
+        &prefix,
+        work.path(),
+        &photo_folder(work.path()),
+        &export,
     );
 
     let door = format!("door-{t}");
@@ -121,19 +122,12 @@ async fn a_device_with_a_fresh_data_dir_converges_after_a_snapshot_request() {
     // Made here after the export: newer than the snapshot's Sheldon, which must not
     // overwrite it.
     device.gallery.create_gallery(CLIENT, "lobby").unwrap();
-    device
-        .gallery
-        .enroll(
-            CLIENT,
-            &facegate::gallery::EnrollRequest {
-                gallery: "lobby",
-                user_id: "sheldon",
-                user_name: "Sheldon (enrolled here)",
-                image: &std::fs::read(fixture("sheldon3.png")).unwrap(),
-                force: true,
-            },
-        )
-        .unwrap();
+    device.enroll_photo(
+        "lobby",
+        "sheldon",
+        "Sheldon (enrolled here)",
+        &fixture("sheldon3.png"),
+    );
     let mut expected = expected();
     expected.insert("sheldon".into(), ("Sheldon (enrolled here)".into(), 1));
 
@@ -171,12 +165,13 @@ async fn a_device_that_never_received_anything_asks_for_snapshots_by_itself() {
     let work = tempfile::tempdir().unwrap();
     let central = format!("central-{t}");
     let export = work.path().join("lobby.jsonl");
-    run_ok(
-        facegate(port, &central, &prefix, work.path(), &[])
-            .args(["push", "--photos"])
-            .arg(photo_folder(work.path()))
-            .args(["--client", CLIENT, "--gallery", "lobby", "--export-to"])
-            .arg(&export),
+    push_photos(
+        port,
+        &central,
+        &prefix,
+        work.path(),
+        &photo_folder(work.path()),
+        &export,
     );
     let _server = SnapshotServer::serve(port, &central, &prefix, work.path(), &export);
 

@@ -15,7 +15,7 @@ mod models;
 use std::io::BufReader;
 
 use central::{
-    broker_port, expected, facegate, fixture, photo_folder, request_snapshot, run_ok,
+    broker_port, expected, facegate, fixture, photo_folder, push_photos, request_snapshot,
     SnapshotServer,
 };
 use device::{tag, wait_for, Device, CLIENT};
@@ -36,13 +36,7 @@ async fn a_snapshot_removes_a_user_deleted_centrally_and_keeps_one_enrolled_afte
     // First publication: Amy and Sheldon reach the device.
     let photos = photo_folder(work.path());
     let before = work.path().join("lobby-before.jsonl");
-    run_ok(
-        facegate(port, &central, &prefix, work.path(), &[])
-            .args(["push", "--photos"])
-            .arg(&photos)
-            .args(["--client", CLIENT, "--gallery", "lobby", "--export-to"])
-            .arg(&before),
-    );
+    push_photos(port, &central, &prefix, work.path(), &photos, &before);
     wait_for("first publication at the device", || {
         device.users("lobby") == expected()
     })
@@ -52,40 +46,12 @@ async fn a_snapshot_removes_a_user_deleted_centrally_and_keeps_one_enrolled_afte
     // where the device does not listen: the device misses the removal.
     std::fs::remove_dir_all(photos.join("sheldon")).unwrap();
     let after = work.path().join("lobby-after.jsonl");
-    let out = facegate(
-        port,
-        &central,
-        &format!("{prefix}-elsewhere"),
-        work.path(),
-        &[],
-    )
-    .args(["push", "--photos"])
-    .arg(&photos)
-    .args(["--client", CLIENT, "--gallery", "lobby", "--export-to"])
-    .arg(&after)
-    .output()
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let elsewhere = format!("{prefix}-elsewhere");
+    push_photos(port, &central, &elsewhere, work.path(), &photos, &after);
     assert!(device.users("lobby").contains_key("sheldon"));
 
     // Enrolled here after the central's new state: newer than the snapshot, kept.
-    device
-        .gallery
-        .enroll(
-            CLIENT,
-            &facegate::gallery::EnrollRequest {
-                gallery: "lobby",
-                user_id: "leonard",
-                user_name: "Leonard",
-                image: &std::fs::read(fixture("sheldon3.png")).unwrap(),
-                force: true,
-            },
-        )
-        .unwrap();
+    device.enroll_photo("lobby", "leonard", "Leonard", &fixture("sheldon3.png"));
     let mut expected = expected();
     expected.remove("sheldon");
     expected.insert("leonard".into(), ("Leonard".into(), 1));

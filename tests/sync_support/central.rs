@@ -78,6 +78,25 @@ pub fn run_ok(cmd: &mut Command) -> std::process::Output {
     out
 }
 
+/// `facegate push --photos photos` of gallery `lobby` of [`CLIENT`] as `central`, also
+/// written to the export file `export`; panics unless it succeeded.
+pub fn push_photos(
+    port: u16,
+    central: &str,
+    prefix: &str,
+    work: &Path,
+    photos: &Path,
+    export: &Path,
+) {
+    run_ok(
+        facegate(port, central, prefix, work, &[])
+            .args(["push", "--photos"])
+            .arg(photos)
+            .args(["--client", CLIENT, "--gallery", "lobby", "--export-to"])
+            .arg(export),
+    );
+}
+
 /// `facegate sync request-snapshot` for `gallery` of [`CLIENT`], as `device`.
 pub fn request_snapshot(port: u16, device: &str, prefix: &str, work: &Path, gallery: &str) {
     run_ok(facegate(port, device, prefix, work, &[]).args([

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -57,6 +58,22 @@ impl Device {
         options.reconnect_delay = Duration::from_millis(200);
         let sync = Some(facegate::sync::start(gallery.clone(), options));
         Device { gallery, sync, dir }
+    }
+
+    /// Enrolls the fixture photo `photo` locally as `user_id` in `gallery` of [`CLIENT`].
+    pub fn enroll_photo(&self, gallery: &str, user_id: &str, user_name: &str, photo: &Path) {
+        self.gallery
+            .enroll(
+                CLIENT,
+                &facegate::gallery::EnrollRequest {
+                    gallery,
+                    user_id,
+                    user_name,
+                    image: &std::fs::read(photo).unwrap(),
+                    force: true,
+                },
+            )
+            .unwrap();
     }
 
     pub fn metrics(&self) -> MetricsSnapshot {
