@@ -236,17 +236,7 @@ struct Mosquitto {
 
 impl Mosquitto {
     fn start(pki: &Pki, dir: &Path) -> Option<Mosquitto> {
-        let found = std::process::Command::new("mosquitto_passwd")
-            .arg("--help")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok();
-        if !found {
-            assert!(
-                std::env::var_os("FACEGATE_REQUIRE_MOSQUITTO").is_none(),
-                "mosquitto is required (apt-get install mosquitto)"
-            );
+        if !broker::mosquitto_installed("mosquitto_passwd", "--help") {
             return None;
         }
         let passwords = dir.join("passwords");

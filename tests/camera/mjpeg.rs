@@ -89,12 +89,7 @@ fn the_mjpeg_source_reads_a_stream_and_reconnects_after_it_drops() {
     let c = connections.clone();
     std::thread::spawn(move || serve(listener, encoded, 3, c));
 
-    let options = CaptureOptions {
-        fps: 10,
-        width: 640,
-        height: 480,
-        realtime: true,
-    };
+    let options = capture_options();
     let source = MjpegSource::new(&url, options).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let mut driver = Reconnecting::new(
@@ -146,12 +141,7 @@ fn an_http_error_or_a_non_mjpeg_answer_is_a_source_error() {
             let _ = stream.write_all(answer);
         }
     });
-    let options = CaptureOptions {
-        fps: 10,
-        width: 640,
-        height: 480,
-        realtime: true,
-    };
+    let options = capture_options();
     let mut source = MjpegSource::new(&format!("http://{addr}/stream"), options).unwrap();
     use facegate::camera::FrameSource;
     let e = source.open().unwrap_err().to_string();
@@ -217,12 +207,7 @@ fn credentials_in_an_mjpeg_url_are_sent_as_basic_auth_and_a_camera_without_them_
             }
         }
     });
-    let options = CaptureOptions {
-        fps: 10,
-        width: 640,
-        height: 480,
-        realtime: true,
-    };
+    let options = capture_options();
     use facegate::camera::FrameSource;
     let mut anonymous = MjpegSource::new(&format!("http://{addr}/stream"), options).unwrap();
     let e = anonymous.open().unwrap_err().to_string();
@@ -257,4 +242,14 @@ fn credentials_in_an_mjpeg_url_are_sent_as_basic_auth_and_a_camera_without_them_
             Some(expected.to_string())
         ]
     );
+}
+
+/// What the MJPEG tests ask of a source: 640x480 at 10 frames/s, real time.
+fn capture_options() -> CaptureOptions {
+    CaptureOptions {
+        fps: 10,
+        width: 640,
+        height: 480,
+        realtime: true,
+    }
 }

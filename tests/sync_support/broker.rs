@@ -89,3 +89,20 @@ fn config(port: u16, options: &BrokerOptions) -> rumqttd::Config {
         ..Default::default()
     }
 }
+
+/// Whether the mosquitto tool `program` (`mosquitto`, `mosquitto_passwd`) can run here.
+/// Missing is a test failure when `FACEGATE_REQUIRE_MOSQUITTO` is set (CI), else the
+/// caller skips its mosquitto part.
+pub fn mosquitto_installed(program: &str, probe_arg: &str) -> bool {
+    let found = std::process::Command::new(program)
+        .arg(probe_arg)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok();
+    assert!(
+        found || std::env::var_os("FACEGATE_REQUIRE_MOSQUITTO").is_none(),
+        "mosquitto is required (apt-get install mosquitto)"
+    );
+    found
+}
