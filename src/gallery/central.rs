@@ -4,7 +4,7 @@
 
 use base64::Engine;
 
-use super::ops::now_ms;
+use super::ops::{b64, now_ms};
 use super::{crop, encode_embedding, Error, Op, OpKind, StateUser, WireTemplate};
 use crate::vision::Face;
 
@@ -14,7 +14,7 @@ pub fn wire_template(face: &Face) -> Result<WireTemplate, Error> {
     let jpeg = crop::encode(&face.aligned)?;
     Ok(WireTemplate {
         embedding: encode_embedding(&face.embedding.0),
-        crop: Some(base64::engine::general_purpose::STANDARD.encode(jpeg)),
+        crop: Some(b64().encode(jpeg)),
         masked: face.masked,
     })
 }

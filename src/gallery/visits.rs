@@ -2,10 +2,11 @@
 //! history (stored in LMDB, bounded, and broadcast to live listeners such as the
 //! Server-Sent Events stream). Nothing here knows where frames come from.
 
+use base64::Engine;
 use image::RgbImage;
 use serde_json::{json, Value};
 
-use super::ops::{Op, OpKind};
+use super::ops::{b64, Op, OpKind};
 use super::{crop, Change, Error, Gallery};
 use crate::store::VisitRecord;
 use crate::vision::{self, Detection, Quality};
@@ -47,12 +48,11 @@ impl VisitEvent<'_> {
     /// versioned by the capture time; it touches no entity version, since receivers
     /// do not apply it.
     pub(super) fn op(&self, origin: &str, model: &str) -> Op {
-        use base64::Engine;
         let r = self.record;
         let face_jpeg = (self.publish_face
             && !r.face_jpeg.is_empty()
             && r.face_jpeg.len() <= MAX_EVENT_FACE_BYTES)
-            .then(|| base64::engine::general_purpose::STANDARD.encode(&r.face_jpeg));
+            .then(|| b64().encode(&r.face_jpeg));
         let kind = OpKind::Recognized {
             user_id: r.user_id.clone(),
             user_name: r.user_name.clone(),
@@ -103,7 +103,7 @@ impl Visit {
             "device_id": r.device_id,
             "client": r.client,
             "facegallery_id": r.gallery,
-            "face_jpeg": base64::engine::general_purpose::STANDARD.encode(&r.face_jpeg),
+            "face_jpeg": b64().encode(&r.face_jpeg),
         })
     }
 }
