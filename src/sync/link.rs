@@ -20,7 +20,7 @@ use crate::gallery::{Applied, Gallery};
 /// Outbox events published and not yet acknowledged, at most.
 const WINDOW: usize = 64;
 /// Largest incoming MQTT packet the client reads.
-const MAX_PACKET: usize = 16 << 20;
+pub(super) const MAX_PACKET: usize = 16 << 20;
 /// How often the outbox is looked at when nothing else happens.
 const TICK: Duration = Duration::from_millis(50);
 /// How often remembered op ids older than the retention are forgotten.

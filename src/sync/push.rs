@@ -51,7 +51,7 @@ pub(super) async fn publish_all(
     timeout: Duration,
 ) -> Result<usize, PushError> {
     let mut mqtt = options.mqtt(format!("facegate-{role}-{}", std::process::id()));
-    mqtt.set_max_packet_size(16 << 20, 16 << 20);
+    mqtt.set_max_packet_size(super::link::MAX_PACKET, super::link::MAX_PACKET);
     let (client, mut eventloop) = AsyncClient::new(mqtt, messages.len().max(1));
     let total = messages.len();
     for (topic, payload) in messages {

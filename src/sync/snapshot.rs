@@ -128,7 +128,7 @@ pub async fn serve_snapshots(
     let mut mqtt = options.mqtt(format!("facegate-snapshots-{}", options.device_id));
     mqtt.set_clean_session(false)
         .set_keep_alive(Duration::from_secs(5))
-        .set_max_packet_size(16 << 20, 16 << 20);
+        .set_max_packet_size(super::link::MAX_PACKET, super::link::MAX_PACKET);
     let (client, mut eventloop) = AsyncClient::new(mqtt, 1024);
     let catalog = std::sync::Arc::new(catalog);
     tokio::pin!(stop);
