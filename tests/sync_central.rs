@@ -226,6 +226,21 @@ async fn the_link_forgets_op_ids_older_than_the_retention_when_it_starts() {
     sync.stop(Duration::from_secs(5)).await;
 }
 
+#[test]
+fn an_operation_for_a_client_unknown_on_this_device_is_refused_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let gallery = open_gallery(dir.path(), "door");
+    let mut op = create_gallery_op("op-other-client");
+    op.client = "globex".into();
+    assert!(matches!(
+        gallery.apply_op(&op).unwrap(),
+        Applied::Refused(facegate::gallery::Refusal::UnknownClient(c)) if c == "globex"
+    ));
+    assert!(gallery.galleries(CLIENT).unwrap().is_empty());
+    // Reported back: one `refused` event waits in the outbox.
+    assert_eq!(gallery.outbox_len().unwrap(), 1);
+}
+
 fn create_gallery_op(op_id: &str) -> facegate::gallery::Op {
     facegate::gallery::Op {
         v: facegate::gallery::PROTOCOL_VERSION,
