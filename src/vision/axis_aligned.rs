@@ -18,8 +18,8 @@ pub(super) fn taps(n: usize, scale: f32, offset: f32) -> Vec<(i64, u32)> {
 }
 
 /// Bilinear sampling through `m` (`m.b == 0`, `m.a > 0`) into `out` (`out_w x out_h`
-/// RGB, `out_w * out_h * 3` values), black outside the source. `blended` is a reused
-/// row buffer.
+/// RGB, `out_w * out_h * 3` values), black outside the source. `blended` and
+/// `row_bytes` are reused row buffers.
 ///
 /// Each output value is `(sum of the four neighbours times their weight products +
 /// 2^15) >> 16`, the same integer sum in whatever order it is formed, so the result is
@@ -30,10 +30,13 @@ pub(super) fn bilinear_into<T: Texel>(
     out_w: usize,
     out_h: usize,
     blended: &mut Vec<u16>,
+    row_bytes: &mut Vec<u8>,
     out: &mut [T],
 ) {
     debug_assert_eq!(out.len(), out_w * out_h * 3);
     out.fill(T::BLACK);
+    row_bytes.clear();
+    row_bytes.resize(out_w * 3, 0);
     let xs = taps(out_w, m.a, m.tx);
     let ys = taps(out_h, m.a, m.ty);
     let (Some(&(first_col, _)), Some(&(last_col, _))) = (xs.first(), xs.last()) else {
@@ -80,14 +83,15 @@ pub(super) fn bilinear_into<T: Texel>(
                 }
             }
         }
-        for (px, &(x0, wx)) in out_row.chunks_exact_mut(3).zip(&xs) {
+        for (px, &(x0, wx)) in row_bytes.chunks_exact_mut(3).zip(&xs) {
             let i = (x0 - first_col) as usize * 3;
             let pair = &blended[i..i + 6];
             for c in 0..3 {
                 let v = u32::from(pair[c]) * (256 - wx) + u32::from(pair[c + 3]) * wx;
-                px[c] = T::from_byte(((v + (1 << 15)) >> 16) as u8);
+                px[c] = ((v + (1 << 15)) >> 16) as u8;
             }
         }
+        T::from_bytes(row_bytes, out_row);
     }
 }
 
@@ -104,26 +108,35 @@ pub(super) fn shift_into<T: Texel>(
     out: &mut [T],
 ) {
     debug_assert_eq!(out.len(), out_w * out_h * 3);
-    out.fill(T::BLACK);
-    // Output columns u with 0 <= u + dx < width.
-    let u_lo = (-dx).clamp(0, out_w as i64);
-    let u_hi = (src.width as i64 - dx).clamp(u_lo, out_w as i64);
-    if u_hi == u_lo {
-        return;
-    }
-    let (u_lo, u_hi) = (u_lo as usize, u_hi as usize);
-    let x_lo = (u_lo as i64 + dx) as usize;
+    // Output columns u with 0 <= u + dx < width, rows v with 0 <= v + dy < height; the
+    // rest is black (filled here, not before, so each value is written once).
+    let (u_lo, u_hi) = covered(dx, src.width, out_w);
+    let (v_lo, v_hi) = covered(dy, src.height, out_h);
+    let row_len = out_w * 3;
+    out[..v_lo * row_len].fill(T::BLACK);
+    out[v_hi * row_len..].fill(T::BLACK);
     let stride = src.width * 3;
-    for (v, out_row) in out.chunks_exact_mut(out_w * 3).enumerate() {
-        let y = v as i64 + dy;
-        if !(0..src.height as i64).contains(&y) {
-            continue;
-        }
-        let row = &src.data[y as usize * stride..][x_lo * 3..(x_lo + u_hi - u_lo) * 3];
-        for (o, &p) in out_row[u_lo * 3..u_hi * 3].iter_mut().zip(row) {
-            *o = T::from_byte(p);
-        }
+    let x_lo = (u_lo as i64 + dx).max(0) as usize;
+    for v in v_lo..v_hi {
+        let out_row = &mut out[v * row_len..(v + 1) * row_len];
+        out_row[..u_lo * 3].fill(T::BLACK);
+        out_row[u_hi * 3..].fill(T::BLACK);
+        let y = (v as i64 + dy) as usize;
+        let row = &src.data[y * stride..(y + 1) * stride];
+        // Empty when no column is covered (x_lo may then lie past the row).
+        T::from_bytes(
+            row.get(x_lo * 3..).unwrap_or_default(),
+            &mut out_row[u_lo * 3..u_hi * 3],
+        );
     }
+}
+
+/// The output range `lo..hi` along one axis whose positions `i` read source `i + d`
+/// inside a source of `len` pixels, for an output of `out_len`.
+fn covered(d: i64, len: usize, out_len: usize) -> (usize, usize) {
+    let lo = (-d).clamp(0, out_len as i64);
+    let hi = (len as i64 - d).clamp(lo, out_len as i64);
+    (lo as usize, hi as usize)
 }
 
 #[cfg(test)]
@@ -158,7 +171,7 @@ mod tests {
     #[test]
     fn bilinear_equals_the_per_pixel_reference_including_edges_and_outside() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(11);
-        let (mut blended, mut out) = (Vec::new(), Vec::<u8>::new());
+        let (mut blended, mut row, mut out) = (Vec::new(), Vec::new(), Vec::<u8>::new());
         for _ in 0..80 {
             let (w, h) = (rng.gen_range(1..60), rng.gen_range(1..50));
             let data: Vec<u8> = (0..w * h * 3).map(|_| rng.gen()).collect();
@@ -175,7 +188,7 @@ mod tests {
             );
             let (ow, oh) = (rng.gen_range(1..45), rng.gen_range(1..45));
             out.resize(ow * oh * 3, 0u8);
-            bilinear_into(src, &m, ow, oh, &mut blended, &mut out);
+            bilinear_into(src, &m, ow, oh, &mut blended, &mut row, &mut out);
             assert_eq!(out, naive(src, &m, ow, oh), "{w}x{h} {m:?} -> {ow}x{oh}");
         }
     }
@@ -183,8 +196,8 @@ mod tests {
     #[test]
     fn shift_equals_bilinear_with_an_integer_offset() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(5);
-        let (mut blended, mut shifted, mut sampled) =
-            (Vec::new(), Vec::<u8>::new(), Vec::<u8>::new());
+        let (mut blended, mut row, mut shifted, mut sampled) =
+            (Vec::new(), Vec::new(), Vec::<u8>::new(), Vec::<u8>::new());
         for _ in 0..50 {
             let (w, h) = (rng.gen_range(1..40), rng.gen_range(1..40));
             let data: Vec<u8> = (0..w * h * 3).map(|_| rng.gen()).collect();
@@ -199,7 +212,7 @@ mod tests {
             sampled.resize(ow * oh * 3, 0u8);
             shift_into(src, dx, dy, ow, oh, &mut shifted);
             let m = Similarity::scale_translate(1.0, dx as f32, dy as f32);
-            bilinear_into(src, &m, ow, oh, &mut blended, &mut sampled);
+            bilinear_into(src, &m, ow, oh, &mut blended, &mut row, &mut sampled);
             assert_eq!(shifted, sampled, "{w}x{h} by ({dx}, {dy}) -> {ow}x{oh}");
         }
     }

@@ -4,23 +4,17 @@
 use super::warp::Texel;
 use super::Error;
 
-/// `v / 127.5 - 1` for every byte value, computed once: a table read per value instead
-/// of a division, with results bit-identical to the arithmetic.
-const UNIT_RANGE: [f32; 256] = {
-    let mut table = [0.0f32; 256];
-    let mut v = 0;
-    while v < 256 {
-        table[v] = v as f32 / 127.5 - 1.0;
-        v += 1;
-    }
-    table
-};
+/// The model inputs' scale: bytes 0..=255 to -1..=1.
+const UNIT_RANGE_SCALE: f32 = 1.0 / 127.5;
 
-/// A float output of a warp is a model input value: the byte scaled to -1..1.
+/// A float output of a warp is a model input value: the byte scaled to -1..1, as
+/// `(v - 127.5) / 127.5` with the division as a multiplication (two vector operations
+/// per four values when the warps convert a row at once). Within 1e-7 of the exact
+/// value for every byte, with -1, 1 and the symmetry around 127.5 exact.
 impl Texel for f32 {
     const BLACK: f32 = -1.0;
     fn from_byte(v: u8) -> f32 {
-        UNIT_RANGE[usize::from(v)]
+        (f32::from(v) - 127.5) * UNIT_RANGE_SCALE
     }
 }
 
@@ -46,12 +40,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn float_texels_equal_the_arithmetic_for_every_byte() {
+    fn float_texels_are_the_byte_scaled_to_unit_range_for_every_byte() {
         for v in 0..=255u8 {
-            assert_eq!(f32::from_byte(v), f32::from(v) / 127.5 - 1.0);
+            let exact = f64::from(v) / 127.5 - 1.0;
+            let got = f32::from_byte(v);
+            assert!(
+                (f64::from(got) - exact).abs() < 1e-7,
+                "{v}: {got} vs {exact}"
+            );
+            // Symmetric around the middle: v and 255 - v map to opposite values.
+            assert_eq!(got, -f32::from_byte(255 - v), "{v}");
         }
         assert_eq!(f32::from_byte(0), f32::BLACK);
         assert_eq!(f32::from_byte(255), 1.0);
+    }
+
+    #[test]
+    fn a_row_converts_as_its_bytes_one_by_one() {
+        let bytes: Vec<u8> = (0..=255).chain((0..=255).rev()).collect();
+        let mut row = vec![0.0f32; bytes.len()];
+        f32::from_bytes(&bytes, &mut row);
+        for (&b, &f) in bytes.iter().zip(&row) {
+            assert_eq!(f, f32::from_byte(b));
+        }
     }
 
     #[test]

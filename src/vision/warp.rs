@@ -113,12 +113,23 @@ pub(super) trait Texel: Copy {
     /// What positions outside the source read as.
     const BLACK: Self;
     fn from_byte(v: u8) -> Self;
+    /// `dst[i] = from_byte(src[i])` over the shorter of the two: the warps convert a
+    /// row at a time, a contiguous loop that LLVM vectorises.
+    fn from_bytes(src: &[u8], dst: &mut [Self]) {
+        for (d, &s) in dst.iter_mut().zip(src) {
+            *d = Self::from_byte(s);
+        }
+    }
 }
 
 impl Texel for u8 {
     const BLACK: u8 = 0;
     fn from_byte(v: u8) -> u8 {
         v
+    }
+    fn from_bytes(src: &[u8], dst: &mut [u8]) {
+        let n = src.len().min(dst.len());
+        dst[..n].copy_from_slice(&src[..n]);
     }
 }
 
@@ -130,6 +141,7 @@ pub(super) struct WarpScratch {
     box_sums: BoxScratch,
     downsampled: Vec<u8>,
     blended_row: Vec<u16>,
+    row_bytes: Vec<u8>,
 }
 
 /// Renders `out_w x out_h` pixels whose centres map to source positions through
@@ -190,6 +202,7 @@ pub(super) fn warp_into<T: Texel>(
                 out_w,
                 out_h,
                 &mut scratch.blended_row,
+                &mut scratch.row_bytes,
                 out,
             );
             return;
@@ -201,6 +214,7 @@ pub(super) fn warp_into<T: Texel>(
         out_w,
         out_h,
         &mut scratch.blended_row,
+        &mut scratch.row_bytes,
         out,
     );
 }
@@ -244,12 +258,13 @@ fn resample<T: Texel>(
     out_w: usize,
     out_h: usize,
     blended_row: &mut Vec<u16>,
+    row_bytes: &mut Vec<u8>,
     out: &mut [T],
 ) {
     if m.b == 0.0 && m.a == 1.0 && m.tx.fract() == 0.0 && m.ty.fract() == 0.0 {
         shift_into(src, m.tx as i64, m.ty as i64, out_w, out_h, out);
     } else if m.b == 0.0 && m.a > 0.0 {
-        bilinear_into(src, m, out_w, out_h, blended_row, out);
+        bilinear_into(src, m, out_w, out_h, blended_row, row_bytes, out);
     } else {
         sample(src, m, out_w, out_h, out);
     }
@@ -372,9 +387,13 @@ mod tests {
             Similarity::scale_translate(0.37, -3.2, 2.9),
             Similarity::scale_translate(1.7, 5.5, -4.0),
         ] {
-            let (mut fast, mut general, mut row) =
-                (vec![0u8; 37 * 29 * 3], vec![0u8; 37 * 29 * 3], Vec::new());
-            bilinear_into((&img).into(), &m, 37, 29, &mut row, &mut fast);
+            let (mut fast, mut general, mut row, mut bytes) = (
+                vec![0u8; 37 * 29 * 3],
+                vec![0u8; 37 * 29 * 3],
+                Vec::new(),
+                Vec::new(),
+            );
+            bilinear_into((&img).into(), &m, 37, 29, &mut row, &mut bytes, &mut fast);
             // A rotation by a negligible angle takes the general path.
             sample(
                 (&img).into(),
