@@ -4,6 +4,8 @@
 //! per-column accumulators over contiguous slices (which LLVM vectorises), and block
 //! sums are divided by a multiply and a shift instead of a division.
 
+use super::block_sums::{self, NarrowDivisor};
+
 /// A rectangle of source pixels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Region {
@@ -20,6 +22,7 @@ pub(super) struct BoxScratch {
     narrow_blocks: Vec<u16>,
     wide: Vec<u32>,
     wide_blocks: Vec<u32>,
+    totals: Vec<u16>,
 }
 
 /// Columns summed at once in registers: 64 byte lanes are a few vector registers wide.
@@ -48,29 +51,70 @@ pub(super) fn box_downsample_into(
     // vector lanes of u32; larger factors (frames over 2048 px wide) take u32.
     if factor * factor * 255 <= usize::from(u16::MAX) {
         let (sums, block_sums) = (&mut scratch.narrow, &mut scratch.narrow_blocks);
-        downsample_with(src, stride, region, factor, sums, block_sums, out);
+        downsample_with(
+            src,
+            stride,
+            region,
+            factor,
+            sums,
+            block_sums,
+            &mut scratch.totals,
+            out,
+        );
     } else {
         let (sums, block_sums) = (&mut scratch.wide, &mut scratch.wide_blocks);
-        downsample_with(src, stride, region, factor, sums, block_sums, out);
+        downsample_with(
+            src,
+            stride,
+            region,
+            factor,
+            sums,
+            block_sums,
+            &mut scratch.totals,
+            out,
+        );
     }
     (out_w, out_h)
 }
 
-fn downsample_with<A>(
+/// A column-sum type and its horizontal pass for blocks of a constant width `F`.
+trait ColumnSum: Copy + Default + From<u8> + std::ops::AddAssign + Into<u32> {
+    /// Averages blocks of `F` columns of `sums` into `dst` (`dst.len() / 3` blocks);
+    /// `sums` holds at least one value past the blocks.
+    fn average_blocks<const F: usize>(sums: &[Self], n: u32, dst: &mut [u8], totals: &mut Vec<u16>);
+}
+
+impl ColumnSum for u16 {
+    fn average_blocks<const F: usize>(sums: &[u16], n: u32, dst: &mut [u8], totals: &mut Vec<u16>) {
+        match NarrowDivisor::new(n) {
+            Some(divisor) => block_sums::average_blocks::<F>(sums, divisor, dst, totals),
+            None => average_blocks::<u16, F>(sums, RoundingDivisor::new(n), dst),
+        }
+    }
+}
+
+impl ColumnSum for u32 {
+    fn average_blocks<const F: usize>(sums: &[u32], n: u32, dst: &mut [u8], _: &mut Vec<u16>) {
+        average_blocks::<u32, F>(sums, RoundingDivisor::new(n), dst);
+    }
+}
+
+#[allow(clippy::too_many_arguments)] // the scratch buffers, passed apart by type
+fn downsample_with<A: ColumnSum>(
     src: &[u8],
     stride: usize,
     region: Region,
     factor: usize,
     sums: &mut Vec<A>,
     block_sums: &mut Vec<A>,
+    totals: &mut Vec<u16>,
     out: &mut [u8],
-) where
-    A: Copy + Default + From<u8> + std::ops::AddAssign + Into<u32>,
-{
+) {
     let row_len = region.width * 3;
     let out_row_len = region.width.div_ceil(factor) * 3;
+    // One value past the row, always zero: the wide horizontal loads read it.
     sums.clear();
-    sums.resize(row_len, A::default());
+    sums.resize(row_len + 1, A::default());
     let rows_of = |y: usize| {
         let start = (region.y0 + y) * stride + region.x0 * 3;
         &src[start..start + row_len]
@@ -80,7 +124,7 @@ fn downsample_with<A>(
         let rows = factor.min(region.height - first);
         // Vertical: column sums of the block's rows, a chunk of columns at a time so the
         // partial sums stay in registers across rows (constant-length loops vectorise).
-        let mut chunks = sums.chunks_exact_mut(COLUMN_CHUNK);
+        let mut chunks = sums[..row_len].chunks_exact_mut(COLUMN_CHUNK);
         let mut start = 0;
         for chunk in &mut chunks {
             let mut acc = [A::default(); COLUMN_CHUNK];
@@ -103,17 +147,19 @@ fn downsample_with<A>(
         // Horizontal: the sum of each block's columns per channel, then the division.
         let full_blocks = region.width / factor;
         let covered = full_blocks * factor * 3;
-        let divisor = RoundingDivisor::new((rows * factor) as u32);
-        let (sums_full, dst_full) = (&sums[..covered], &mut dst[..full_blocks * 3]);
+        let n = (rows * factor) as u32;
+        let divisor = RoundingDivisor::new(n);
+        // The blocks and the values after them (at least the zero past the row).
+        let (sums_full, dst_full) = (&sums[..], &mut dst[..full_blocks * 3]);
         match factor {
             // The common factors with a constant block width, so the block loop unrolls
             // (640 px frames into 128 px: 5; with the zoom-out retry: 8).
-            2 => average_blocks::<A, 2>(sums_full, divisor, dst_full),
-            3 => average_blocks::<A, 3>(sums_full, divisor, dst_full),
-            4 => average_blocks::<A, 4>(sums_full, divisor, dst_full),
-            5 => average_blocks::<A, 5>(sums_full, divisor, dst_full),
-            6 => average_blocks::<A, 6>(sums_full, divisor, dst_full),
-            8 => average_blocks::<A, 8>(sums_full, divisor, dst_full),
+            2 => A::average_blocks::<2>(sums_full, n, dst_full, totals),
+            3 => A::average_blocks::<3>(sums_full, n, dst_full, totals),
+            4 => A::average_blocks::<4>(sums_full, n, dst_full, totals),
+            5 => A::average_blocks::<5>(sums_full, n, dst_full, totals),
+            6 => A::average_blocks::<6>(sums_full, n, dst_full, totals),
+            8 => A::average_blocks::<8>(sums_full, n, dst_full, totals),
             _ => {
                 // `block_sums[i]` = sum of `sums[i + 3k]` for k < factor, formed as
                 // `factor` shifted slice additions (vectorised); the block of output
@@ -138,7 +184,7 @@ fn downsample_with<A>(
                 }
             }
         }
-        let tail = &sums[covered..];
+        let tail = &sums[covered..row_len];
         if !tail.is_empty() {
             let mut total = [0u32; 3];
             for column in tail.chunks_exact(3) {

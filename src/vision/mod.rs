@@ -6,6 +6,7 @@
 
 mod align;
 mod axis_aligned;
+mod block_sums;
 mod box_filter;
 mod decode;
 mod detect;
