@@ -18,11 +18,19 @@ pub(super) struct Region {
 /// Accumulator buffers kept between calls so that a frame allocates nothing.
 #[derive(Debug, Default)]
 pub(super) struct BoxScratch {
-    narrow: Vec<u16>,
-    narrow_blocks: Vec<u16>,
-    wide: Vec<u32>,
-    wide_blocks: Vec<u32>,
+    narrow: ColumnBuffers<u16>,
+    wide: ColumnBuffers<u32>,
+    /// Block totals of a row, for the narrow horizontal pass.
     totals: Vec<u16>,
+}
+
+/// The per-row buffers of one column-sum type.
+#[derive(Debug, Default)]
+struct ColumnBuffers<A> {
+    /// Column sums of a row of blocks (and one zero past them).
+    sums: Vec<A>,
+    /// Block sums of the generic horizontal pass.
+    blocks: Vec<A>,
 }
 
 /// Columns summed at once in registers: 64 byte lanes are a few vector registers wide.
@@ -50,29 +58,19 @@ pub(super) fn box_downsample_into(
     // u16 column sums hold a whole block (factor^2 * 255) up to factor 16, twice the
     // vector lanes of u32; larger factors (frames over 2048 px wide) take u32.
     if factor * factor * 255 <= usize::from(u16::MAX) {
-        let (sums, block_sums) = (&mut scratch.narrow, &mut scratch.narrow_blocks);
+        let narrow = &mut scratch.narrow;
         downsample_with(
             src,
             stride,
             region,
             factor,
-            sums,
-            block_sums,
+            narrow,
             &mut scratch.totals,
             out,
         );
     } else {
-        let (sums, block_sums) = (&mut scratch.wide, &mut scratch.wide_blocks);
-        downsample_with(
-            src,
-            stride,
-            region,
-            factor,
-            sums,
-            block_sums,
-            &mut scratch.totals,
-            out,
-        );
+        let wide = &mut scratch.wide;
+        downsample_with(src, stride, region, factor, wide, &mut scratch.totals, out);
     }
     (out_w, out_h)
 }
@@ -99,17 +97,19 @@ impl ColumnSum for u32 {
     }
 }
 
-#[allow(clippy::too_many_arguments)] // the scratch buffers, passed apart by type
 fn downsample_with<A: ColumnSum>(
     src: &[u8],
     stride: usize,
     region: Region,
     factor: usize,
-    sums: &mut Vec<A>,
-    block_sums: &mut Vec<A>,
+    buffers: &mut ColumnBuffers<A>,
     totals: &mut Vec<u16>,
     out: &mut [u8],
 ) {
+    let ColumnBuffers {
+        sums,
+        blocks: block_sums,
+    } = buffers;
     let row_len = region.width * 3;
     let out_row_len = region.width.div_ceil(factor) * 3;
     // One value past the row, always zero: the wide horizontal loads read it.
