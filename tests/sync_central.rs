@@ -20,30 +20,19 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use central::{
-    broker_port, expected, facegate, fixture, photo_folder, push_photos, request_snapshot,
-    SnapshotServer, BIN,
-};
+use central::{expected, fixture, photo_folder, Scene, BIN};
 use device::{open_gallery, tag, wait_for, Device, CLIENT, WAIT};
 use facegate::gallery::{read_export, Applied, OpKind};
-use facegate::sync::SyncOptions;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn facegate_push_from_a_folder_of_photos_reaches_a_device_and_skips_photos_without_a_face() {
-    let port = broker_port();
-    let t = tag();
-    let prefix = format!("fgc-{t}");
-    let work = tempfile::tempdir().unwrap();
-    let device = Device::start(SyncOptions::plain(
-        "127.0.0.1",
-        port,
-        &format!("door-{t}"),
-        &prefix,
-    ));
+    let scene = Scene::new("fgc");
+    let device = Device::start(scene.device_options("door"));
     wait_for("device subscribed", || device.metrics().subscribed).await;
-    let photos = photo_folder(work.path());
-    let export = work.path().join("lobby.jsonl");
-    let out = facegate(port, &format!("central-{t}"), &prefix, work.path(), &[])
+    let photos = photo_folder(scene.path());
+    let export = scene.path().join("lobby.jsonl");
+    let out = scene
+        .central_command()
         .args(["push", "--photos"])
         .arg(&photos)
         .args(["--client", CLIENT, "--gallery", "lobby", "--export-to"])
@@ -84,10 +73,11 @@ async fn facegate_push_from_a_folder_of_photos_reaches_a_device_and_skips_photos
     device.stop().await;
 
     // A folder without any face pushes nothing and says so.
-    let empty = work.path().join("empty");
+    let empty = scene.path().join("empty");
     std::fs::create_dir_all(empty.join("nobody")).unwrap();
     std::fs::copy(fixture("white.png"), empty.join("nobody/white.png")).unwrap();
-    let out = facegate(port, &format!("central-{t}"), &prefix, work.path(), &[])
+    let out = scene
+        .central_command()
         .args(["push", "--photos"])
         .arg(&empty)
         .args(["--client", CLIENT, "--gallery", "lobby"])
@@ -99,24 +89,12 @@ async fn facegate_push_from_a_folder_of_photos_reaches_a_device_and_skips_photos
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_device_with_a_fresh_data_dir_converges_after_a_snapshot_request() {
-    let port = broker_port();
-    let t = tag();
-    let prefix = format!("fgs-{t}");
-    let work = tempfile::tempdir().unwrap();
-    let central = format!("central-{t}");
+    let scene = Scene::new("fgs");
     // The central publishes the gallery while no device listens: nobody gets it.
-    let export = work.path().join("lobby.jsonl");
-    push_photos(
-        port,
-        &central,
-        &prefix,
-        work.path(),
-        &photo_folder(work.path()),
-        &export,
-    );
+    let export = scene.path().join("lobby.jsonl");
+    scene.push_photos(&photo_folder(scene.path()), &export);
 
-    let door = format!("door-{t}");
-    let device = Device::start(SyncOptions::plain("127.0.0.1", port, &door, &prefix));
+    let device = Device::start(scene.device_options("door"));
     wait_for("device subscribed", || device.metrics().subscribed).await;
     assert!(!device.has_gallery("lobby"), "the device missed the push");
     // Made here after the export: newer than the snapshot's Sheldon, which must not
@@ -131,8 +109,8 @@ async fn a_device_with_a_fresh_data_dir_converges_after_a_snapshot_request() {
     let mut expected = expected();
     expected.insert("sheldon".into(), ("Sheldon (enrolled here)".into(), 1));
 
-    let _server = SnapshotServer::serve(port, &central, &prefix, work.path(), &export);
-    let request = || request_snapshot(port, &door, &prefix, work.path(), "lobby");
+    let _server = scene.serve_snapshots(&export);
+    let request = || scene.request_snapshot(&scene.device_id("door"), "lobby");
     request();
     wait_for("device converged from the snapshot", || {
         device.users("lobby") == expected
@@ -159,23 +137,12 @@ async fn a_device_with_a_fresh_data_dir_converges_after_a_snapshot_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_device_that_never_received_anything_asks_for_snapshots_by_itself() {
-    let port = broker_port();
-    let t = tag();
-    let prefix = format!("fga-{t}");
-    let work = tempfile::tempdir().unwrap();
-    let central = format!("central-{t}");
-    let export = work.path().join("lobby.jsonl");
-    push_photos(
-        port,
-        &central,
-        &prefix,
-        work.path(),
-        &photo_folder(work.path()),
-        &export,
-    );
-    let _server = SnapshotServer::serve(port, &central, &prefix, work.path(), &export);
+    let scene = Scene::new("fga");
+    let export = scene.path().join("lobby.jsonl");
+    scene.push_photos(&photo_folder(scene.path()), &export);
+    let _server = scene.serve_snapshots(&export);
 
-    let mut options = SyncOptions::plain("127.0.0.1", port, &format!("door-{t}"), &prefix);
+    let mut options = scene.device_options("door");
     options.snapshot_when_empty = true;
     let device = Device::start(options);
     wait_for("device converged without being told", || {
@@ -204,18 +171,15 @@ fn remembered_op_ids_are_forgotten_after_the_retention_and_a_redelivery_stays_st
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_link_forgets_op_ids_older_than_the_retention_when_it_starts() {
-    let port = broker_port();
-    let t = tag();
-    let dir = tempfile::tempdir().unwrap();
-    let gallery = open_gallery(dir.path(), "door");
+    let scene = Scene::new("fgr");
+    let gallery = open_gallery(scene.path(), "door");
     for i in 0..3 {
         let mut op = create_gallery_op(&format!("op-{i}"));
         op.gallery = format!("g{i}");
         assert_eq!(gallery.apply_op(&op).unwrap(), Applied::Applied);
     }
     std::thread::sleep(Duration::from_millis(5));
-    let mut options =
-        SyncOptions::plain("127.0.0.1", port, &format!("door-{t}"), &format!("fgr-{t}"));
+    let mut options = scene.device_options("door");
     options.seen_retention = Some(Duration::ZERO);
     let sync = facegate::sync::start(gallery.clone(), options);
     wait_for("op ids pruned at start", || {

@@ -14,29 +14,20 @@ mod models;
 
 use std::io::BufReader;
 
-use central::{
-    broker_port, expected, facegate, fixture, photo_folder, push_photos, request_snapshot,
-    SnapshotServer,
-};
-use device::{tag, wait_for, Device, CLIENT};
+use central::{expected, fixture, photo_folder, push_photos, Scene};
+use device::{wait_for, Device, CLIENT};
 use facegate::gallery::{read_export, Applied, OpKind};
-use facegate::sync::SyncOptions;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_snapshot_removes_a_user_deleted_centrally_and_keeps_one_enrolled_after_it() {
-    let port = broker_port();
-    let t = tag();
-    let prefix = format!("fgd-{t}");
-    let work = tempfile::tempdir().unwrap();
-    let central = format!("central-{t}");
-    let door = format!("door-{t}");
-    let device = Device::start(SyncOptions::plain("127.0.0.1", port, &door, &prefix));
+    let scene = Scene::new("fgd");
+    let device = Device::start(scene.device_options("door"));
     wait_for("device subscribed", || device.metrics().subscribed).await;
 
     // First publication: Amy and Sheldon reach the device.
-    let photos = photo_folder(work.path());
-    let before = work.path().join("lobby-before.jsonl");
-    push_photos(port, &central, &prefix, work.path(), &photos, &before);
+    let photos = photo_folder(scene.path());
+    let before = scene.path().join("lobby-before.jsonl");
+    scene.push_photos(&photos, &before);
     wait_for("first publication at the device", || {
         device.users("lobby") == expected()
     })
@@ -45,9 +36,16 @@ async fn a_snapshot_removes_a_user_deleted_centrally_and_keeps_one_enrolled_afte
     // The central drops Sheldon. Its new state is published under another topic prefix,
     // where the device does not listen: the device misses the removal.
     std::fs::remove_dir_all(photos.join("sheldon")).unwrap();
-    let after = work.path().join("lobby-after.jsonl");
-    let elsewhere = format!("{prefix}-elsewhere");
-    push_photos(port, &central, &elsewhere, work.path(), &photos, &after);
+    let after = scene.path().join("lobby-after.jsonl");
+    let elsewhere = format!("{}-elsewhere", scene.prefix);
+    push_photos(
+        scene.port,
+        &scene.central,
+        &elsewhere,
+        scene.path(),
+        &photos,
+        &after,
+    );
     assert!(device.users("lobby").contains_key("sheldon"));
 
     // Enrolled here after the central's new state: newer than the snapshot, kept.
@@ -56,8 +54,8 @@ async fn a_snapshot_removes_a_user_deleted_centrally_and_keeps_one_enrolled_afte
     expected.remove("sheldon");
     expected.insert("leonard".into(), ("Leonard".into(), 1));
 
-    let _server = SnapshotServer::serve(port, &central, &prefix, work.path(), &after);
-    let request = || request_snapshot(port, &door, &prefix, work.path(), "lobby");
+    let _server = scene.serve_snapshots(&after);
+    let request = || scene.request_snapshot(&scene.device_id("door"), "lobby");
     request();
     wait_for("Sheldon removed by the snapshot, Leonard kept", || {
         device.users("lobby") == expected
@@ -100,7 +98,7 @@ async fn a_snapshot_removes_a_user_deleted_centrally_and_keeps_one_enrolled_afte
         .into_iter()
         .find(|op| matches!(&op.kind, OpKind::UpsertUser { user_id, .. } if user_id == "sheldon"))
         .expect("Sheldon in the first export");
-    late.op_id = format!("late-{t}");
+    late.op_id = format!("late-{}", scene.tag);
     assert_eq!(device.gallery.apply_op(&late).unwrap(), Applied::Stale);
     assert_eq!(device.users("lobby"), expected);
     device.stop().await;
@@ -108,21 +106,12 @@ async fn a_snapshot_removes_a_user_deleted_centrally_and_keeps_one_enrolled_afte
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_push_removes_users_it_lacks_only_with_replace() {
-    let port = broker_port();
-    let t = tag();
-    let prefix = format!("fgx-{t}");
-    let work = tempfile::tempdir().unwrap();
-    let central = format!("central-{t}");
-    let device = Device::start(SyncOptions::plain(
-        "127.0.0.1",
-        port,
-        &format!("door-{t}"),
-        &prefix,
-    ));
+    let scene = Scene::new("fgx");
+    let device = Device::start(scene.device_options("door"));
     wait_for("device subscribed", || device.metrics().subscribed).await;
-    let photos = photo_folder(work.path());
+    let photos = photo_folder(scene.path());
     let push = |replace: bool| {
-        let mut cmd = facegate(port, &central, &prefix, work.path(), &[]);
+        let mut cmd = scene.central_command();
         cmd.args(["push", "--photos"]).arg(&photos).args([
             "--client",
             CLIENT,

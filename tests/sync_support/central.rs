@@ -24,6 +24,78 @@ pub fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// One test's sync setting: a broker, a topic prefix and device ids of its own (so that
+/// tests sharing a broker never hear each other), a work folder, and the central
+/// tool's device id. The central-side helpers below, bound to it.
+pub struct Scene {
+    pub port: u16,
+    /// Unique per test: device ids are `{name}-{tag}`.
+    pub tag: String,
+    pub prefix: String,
+    pub work: tempfile::TempDir,
+    pub central: String,
+}
+
+impl Scene {
+    /// A scene whose topic prefix starts with `stem`.
+    pub fn new(stem: &str) -> Scene {
+        let tag = crate::device::tag();
+        Scene {
+            port: broker_port(),
+            prefix: format!("{stem}-{tag}"),
+            work: tempfile::tempdir().unwrap(),
+            central: format!("central-{tag}"),
+            tag,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.work.path()
+    }
+
+    /// The device id `{name}-{tag}`.
+    pub fn device_id(&self, name: &str) -> String {
+        format!("{name}-{}", self.tag)
+    }
+
+    /// Plain-MQTT sync options of the device `{name}-{tag}` in this scene.
+    pub fn device_options(&self, name: &str) -> facegate::sync::SyncOptions {
+        facegate::sync::SyncOptions::plain(
+            "127.0.0.1",
+            self.port,
+            &self.device_id(name),
+            &self.prefix,
+        )
+    }
+
+    /// `facegate` as the central tool.
+    pub fn central_command(&self) -> Command {
+        facegate(self.port, &self.central, &self.prefix, self.path(), &[])
+    }
+
+    /// [`push_photos`] as the central tool.
+    pub fn push_photos(&self, photos: &Path, export: &Path) {
+        push_photos(
+            self.port,
+            &self.central,
+            &self.prefix,
+            self.path(),
+            photos,
+            export,
+        );
+    }
+
+    /// [`request_snapshot`] as the device `device` (a full device id).
+    pub fn request_snapshot(&self, device: &str, gallery: &str) {
+        request_snapshot(self.port, device, &self.prefix, self.path(), gallery);
+    }
+
+    /// [`SnapshotServer::serve`] of `export` by the central tool.
+    pub fn serve_snapshots(&self, export: &Path) -> SnapshotServer {
+        SnapshotServer::serve(self.port, &self.central, &self.prefix, self.path(), export)
+    }
+}
+
 /// A `facegate` command with the broker, a device id and a topic prefix.
 pub fn facegate(port: u16, device: &str, prefix: &str, work: &Path, args: &[&str]) -> Command {
     let config = work.join(format!("{device}.toml"));
