@@ -17,9 +17,17 @@ pub(super) fn taps(n: usize, scale: f32, offset: f32) -> Vec<(i64, u32)> {
         .collect()
 }
 
+/// The row buffers of [`bilinear_into`], reused from call to call.
+#[derive(Debug, Default)]
+pub(super) struct RowScratch {
+    /// Source columns blended vertically for one output row (8-bit weights).
+    blended: Vec<u16>,
+    /// One output row as bytes, before its conversion to the output type.
+    bytes: Vec<u8>,
+}
+
 /// Bilinear sampling through `m` (`m.b == 0`, `m.a > 0`) into `out` (`out_w x out_h`
-/// RGB, `out_w * out_h * 3` values), black outside the source. `blended` and
-/// `row_bytes` are reused row buffers.
+/// RGB, `out_w * out_h * 3` values), black outside the source.
 ///
 /// Each output value is `(sum of the four neighbours times their weight products +
 /// 2^15) >> 16`, the same integer sum in whatever order it is formed, so the result is
@@ -29,10 +37,13 @@ pub(super) fn bilinear_into<T: Texel>(
     m: &Similarity,
     out_w: usize,
     out_h: usize,
-    blended: &mut Vec<u16>,
-    row_bytes: &mut Vec<u8>,
+    rows: &mut RowScratch,
     out: &mut [T],
 ) {
+    let RowScratch {
+        blended,
+        bytes: row_bytes,
+    } = rows;
     debug_assert_eq!(out.len(), out_w * out_h * 3);
     out.fill(T::BLACK);
     row_bytes.clear();
@@ -171,7 +182,7 @@ mod tests {
     #[test]
     fn bilinear_equals_the_per_pixel_reference_including_edges_and_outside() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(11);
-        let (mut blended, mut row, mut out) = (Vec::new(), Vec::new(), Vec::<u8>::new());
+        let (mut rows, mut out) = (RowScratch::default(), Vec::<u8>::new());
         for _ in 0..80 {
             let (w, h) = (rng.gen_range(1..60), rng.gen_range(1..50));
             let data: Vec<u8> = (0..w * h * 3).map(|_| rng.gen()).collect();
@@ -188,7 +199,7 @@ mod tests {
             );
             let (ow, oh) = (rng.gen_range(1..45), rng.gen_range(1..45));
             out.resize(ow * oh * 3, 0u8);
-            bilinear_into(src, &m, ow, oh, &mut blended, &mut row, &mut out);
+            bilinear_into(src, &m, ow, oh, &mut rows, &mut out);
             assert_eq!(out, naive(src, &m, ow, oh), "{w}x{h} {m:?} -> {ow}x{oh}");
         }
     }
@@ -196,8 +207,8 @@ mod tests {
     #[test]
     fn shift_equals_bilinear_with_an_integer_offset() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(5);
-        let (mut blended, mut row, mut shifted, mut sampled) =
-            (Vec::new(), Vec::new(), Vec::<u8>::new(), Vec::<u8>::new());
+        let (mut rows, mut shifted, mut sampled) =
+            (RowScratch::default(), Vec::<u8>::new(), Vec::<u8>::new());
         for _ in 0..50 {
             let (w, h) = (rng.gen_range(1..40), rng.gen_range(1..40));
             let data: Vec<u8> = (0..w * h * 3).map(|_| rng.gen()).collect();
@@ -212,7 +223,7 @@ mod tests {
             sampled.resize(ow * oh * 3, 0u8);
             shift_into(src, dx, dy, ow, oh, &mut shifted);
             let m = Similarity::scale_translate(1.0, dx as f32, dy as f32);
-            bilinear_into(src, &m, ow, oh, &mut blended, &mut row, &mut sampled);
+            bilinear_into(src, &m, ow, oh, &mut rows, &mut sampled);
             assert_eq!(shifted, sampled, "{w}x{h} by ({dx}, {dy}) -> {ow}x{oh}");
         }
     }

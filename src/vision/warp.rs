@@ -4,7 +4,7 @@
 
 use image::RgbImage;
 
-use super::axis_aligned::{bilinear_into, shift_into};
+use super::axis_aligned::{bilinear_into, shift_into, RowScratch};
 use super::box_filter::{box_downsample_into, BoxScratch, Region};
 use super::Point;
 
@@ -140,8 +140,7 @@ impl Texel for u8 {
 pub(super) struct WarpScratch {
     box_sums: BoxScratch,
     downsampled: Vec<u8>,
-    blended_row: Vec<u16>,
-    row_bytes: Vec<u8>,
+    rows: RowScratch,
 }
 
 /// Renders `out_w x out_h` pixels whose centres map to source positions through
@@ -196,27 +195,11 @@ pub(super) fn warp_into<T: Texel>(
                 tx: (dst_to_src.tx - region.x0 as f32) / k,
                 ty: (dst_to_src.ty - region.y0 as f32) / k,
             };
-            resample(
-                small,
-                &adjusted,
-                out_w,
-                out_h,
-                &mut scratch.blended_row,
-                &mut scratch.row_bytes,
-                out,
-            );
+            resample(small, &adjusted, out_w, out_h, &mut scratch.rows, out);
             return;
         }
     }
-    resample(
-        src.into(),
-        dst_to_src,
-        out_w,
-        out_h,
-        &mut scratch.blended_row,
-        &mut scratch.row_bytes,
-        out,
-    );
+    resample(src.into(), dst_to_src, out_w, out_h, &mut scratch.rows, out);
 }
 
 /// The source pixels that the output's footprint covers, clipped to the source; `None`
@@ -257,14 +240,13 @@ fn resample<T: Texel>(
     m: &Similarity,
     out_w: usize,
     out_h: usize,
-    blended_row: &mut Vec<u16>,
-    row_bytes: &mut Vec<u8>,
+    rows: &mut RowScratch,
     out: &mut [T],
 ) {
     if m.b == 0.0 && m.a == 1.0 && m.tx.fract() == 0.0 && m.ty.fract() == 0.0 {
         shift_into(src, m.tx as i64, m.ty as i64, out_w, out_h, out);
     } else if m.b == 0.0 && m.a > 0.0 {
-        bilinear_into(src, m, out_w, out_h, blended_row, row_bytes, out);
+        bilinear_into(src, m, out_w, out_h, rows, out);
     } else {
         sample(src, m, out_w, out_h, out);
     }
@@ -387,13 +369,9 @@ mod tests {
             Similarity::scale_translate(0.37, -3.2, 2.9),
             Similarity::scale_translate(1.7, 5.5, -4.0),
         ] {
-            let (mut fast, mut general, mut row, mut bytes) = (
-                vec![0u8; 37 * 29 * 3],
-                vec![0u8; 37 * 29 * 3],
-                Vec::new(),
-                Vec::new(),
-            );
-            bilinear_into((&img).into(), &m, 37, 29, &mut row, &mut bytes, &mut fast);
+            let (mut fast, mut general) = (vec![0u8; 37 * 29 * 3], vec![0u8; 37 * 29 * 3]);
+            let mut rows = RowScratch::default();
+            bilinear_into((&img).into(), &m, 37, 29, &mut rows, &mut fast);
             // A rotation by a negligible angle takes the general path.
             sample(
                 (&img).into(),
