@@ -1,6 +1,7 @@
 //! `facegate bench`: median latency of each pipeline stage on one image, single
-//! thread, next to the bare model runs (`Model::run` alone) of the same model files.
-//! `tests/bench/stages_vs_litert.sh` puts these next to LiteRT's own Python interpreter.
+//! thread, next to the bare model runs (`Model::run` alone) of the same model files:
+//! in the stages' places of the sequence, hot, and in turn.
+//! `tests/bench/stages_vs_litert.py` puts these next to LiteRT's own Python interpreter.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
