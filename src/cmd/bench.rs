@@ -52,16 +52,16 @@ pub fn run(config: &Config, args: &BenchArgs) -> anyhow::Result<ExitCode> {
     let pipeline = Pipeline::load(&runtime, options)?;
     let decoded = pipeline.decode(&bytes)?;
     // The face the stages analyse (the largest); the Python reference crops the same.
-    let face = pipeline
+    let detection = pipeline
         .detect(&decoded)?
         .into_iter()
         .next()
-        .map(|d| d.bbox)
         .context("the benchmark image has no face")?;
+    let face = detection.bbox;
 
     let n = args.iterations.max(1);
     let bar = super::progress::bar(n as u64, "pipeline stages");
-    let samples = pipeline.measure_stages(&bytes, n, &|| bar.inc(1))?;
+    let samples = pipeline.measure_stages(&bytes, &detection, n, &|| bar.inc(1))?;
     bar.finish_and_clear();
     let stage = |f: fn(&facegate::vision::StageTimings) -> Duration| {
         median_ms(samples.iter().map(f).collect())

@@ -321,29 +321,24 @@ impl Pipeline {
         })
     }
 
-    /// Runs each stage of one analysis `iterations` times on one session and returns
-    /// every sample, for `facegate bench` and the criterion benches. Each iteration is
-    /// two passes over the same sequence: the stages, then the bare model runs in the
-    /// same places (see [`StageTimings::detect_model_run`]), so each model finds the
-    /// caches as its stage did: after the frame's decode, the other models' runs and
-    /// the previous iteration. `tick` is called once per iteration (progress output).
+    /// Runs each stage of one analysis of `detection` (a face [`Pipeline::detect`] found
+    /// in `jpeg_or_png`) `iterations` times on one session and returns every sample,
+    /// for `facegate bench`. Each iteration is two passes over the same sequence: the
+    /// stages, then the bare model runs in the same places (see
+    /// [`StageTimings::detect_model_run`]), so each model finds the caches as its stage
+    /// did: after the frame's decode, the other models' runs and the previous
+    /// iteration. `tick` is called once per iteration (progress output).
     pub fn measure_stages(
         &self,
         jpeg_or_png: &[u8],
+        detection: &Detection,
         iterations: usize,
         tick: &dyn Fn(),
     ) -> Result<Vec<StageTimings>, Error> {
-        let image = self.decode(jpeg_or_png)?;
         let runs_per_embed = if self.options.flip_average { 2 } else { 1 };
         self.with_session(|s| {
-            let detection = self
-                .detector
-                .detect(&mut s.detector, &image, &mut s.scratch)?
-                .into_iter()
-                .next()
-                .ok_or_else(|| Error::ModelOutput("benchmark image has no face".into()))?;
             let aligned = |frame: &RgbImage| {
-                align(frame, &detection, &self.chip)
+                align(frame, detection, &self.chip)
                     .ok_or_else(|| Error::ModelOutput("degenerate keypoints".into()))
             };
             let mut samples = Vec::with_capacity(iterations);

@@ -25,6 +25,11 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+def stage_of(model_file):
+    """The pipeline stage that runs a model file."""
+    return "detect" if "detection" in model_file else "embed" if "dlib" in model_file else "mask"
+
+
 def venv_python():
     venv = os.path.join(ROOT, "target", "bench-venv")
     py = os.path.join(venv, "bin", "python")
@@ -60,8 +65,7 @@ def main():
                               "--json", "--interleave", "-n", str(args.iterations), *files],
                              cwd=ROOT, check=True, capture_output=True, text=True).stdout
         interleaved = json.loads(out)
-        by_stage = {("detect" if "detection" in f else "embed" if "dlib" in f else "mask"): f
-                    for f in files}
+        by_stage = {stage_of(f): f for f in files}
         face = ",".join(str(v) for v in report["face_box"])
         out = subprocess.run([py, os.path.join(ROOT, "models-tflite", "build", "reference_latency.py"),
                               "--json", "--pipeline", report["image"], "--face", face,
@@ -73,11 +77,9 @@ def main():
     def med(values):
         return statistics.median(values)
 
-    stage_of_model = {}
-    for f in ours[0]["model_run_median_ms"]:
-        stage_of_model[f] = "detect" if "detection" in f else "embed" if "dlib" in f else "mask"
     rows = []
-    for f, stage in stage_of_model.items():
+    for f in ours[0]["model_run_median_ms"]:
+        stage = stage_of(f)
         litert = med([t["hot"][f] for t in theirs])
         litert_inter = med([t["interleaved"][f] for t in theirs])
         litert_pipe = med([t["pipeline"][f] for t in theirs])
