@@ -20,6 +20,30 @@ fn jpeg(image: &RgbImage) -> Vec<u8> {
     out
 }
 
+/// A multipart response of `version` ("1.0" or "1.1") whose parts carry a
+/// Content-Length. Write errors are ignored: the client may go away mid-stream.
+fn write_multipart<'f>(
+    stream: &mut TcpStream,
+    version: &str,
+    frames: impl IntoIterator<Item = &'f Vec<u8>>,
+) {
+    let _ = stream.write_all(
+        format!(
+            "HTTP/{version} 200 OK\r\nContent-Type: multipart/x-mixed-replace; boundary=frame\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    for f in frames {
+        let head = format!(
+            "--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n",
+            f.len()
+        );
+        let _ = stream.write_all(head.as_bytes());
+        let _ = stream.write_all(f);
+        let _ = stream.write_all(b"\r\n");
+    }
+}
+
 fn read_request(stream: &TcpStream) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut line = String::new();
@@ -37,18 +61,7 @@ fn serve(listener: TcpListener, frames: Vec<Vec<u8>>, first: usize, connections:
         read_request(&stream);
         let n = connections.fetch_add(1, Ordering::SeqCst) + 1;
         if n == 1 {
-            let _ = stream.write_all(
-                b"HTTP/1.0 200 OK\r\nContent-Type: multipart/x-mixed-replace; boundary=frame\r\n\r\n",
-            );
-            for f in frames.iter().take(first) {
-                let head = format!(
-                    "--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n",
-                    f.len()
-                );
-                let _ = stream.write_all(head.as_bytes());
-                let _ = stream.write_all(f);
-                let _ = stream.write_all(b"\r\n");
-            }
+            write_multipart(&mut stream, "1.0", frames.iter().take(first));
             // Dropped mid-stream, as when a camera reboots.
             continue;
         }
@@ -193,18 +206,7 @@ fn credentials_in_an_mjpeg_url_are_sent_as_basic_auth_and_a_camera_without_them_
                 );
                 continue;
             }
-            let _ = stream.write_all(
-                b"HTTP/1.1 200 OK\r\nContent-Type: multipart/x-mixed-replace; boundary=frame\r\n\r\n",
-            );
-            for f in &frames {
-                let head = format!(
-                    "--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n",
-                    f.len()
-                );
-                let _ = stream.write_all(head.as_bytes());
-                let _ = stream.write_all(f);
-                let _ = stream.write_all(b"\r\n");
-            }
+            write_multipart(&mut stream, "1.1", &frames);
         }
     });
     let options = capture_options();
