@@ -1,7 +1,7 @@
 //! facegate: a face-recognition daemon for camera kiosks.
 //!
 //! Layers (dependencies point down only):
-//! `api`, `camera`, `sync` -> `gallery` -> `vision`, `index`, `store`; `vision` -> `runtime`.
+//! `api`, `camera`, `sync`, `door` -> `gallery` -> `vision`, `index`, `store`; `vision` -> `runtime`.
 //! Nothing below `gallery` knows HTTP, MQTT or the camera.
 
 #![deny(unsafe_code)]
@@ -9,6 +9,7 @@
 pub mod api;
 pub mod camera;
 pub mod config;
+pub mod door;
 pub mod gallery;
 pub mod index;
 pub mod runtime;

@@ -1,6 +1,7 @@
 //! The kiosk screen's routes: `GET /kiosk` (a plain HTML/JS page from the binary),
 //! `GET {prefix}/kiosk/events` (Server-Sent Events: recent visits first, then live
-//! ones; `Last-Event-ID` honoured) and `GET {prefix}/kiosk/frame.jpg` (the camera's
+//! ones; `Last-Event-ID` honoured; each replayed visit carries its door lines, and live
+//! door lines arrive as `door` events) and `GET {prefix}/kiosk/frame.jpg` (the camera's
 //! newest frame with face boxes). Authenticated by the `Accesstoken` header or an
 //! `access_token` query parameter (browsers cannot set headers on EventSource or img).
 //!
@@ -21,6 +22,7 @@ use tokio::sync::{broadcast, mpsc};
 
 use super::{ApiState, Reply, Status};
 use crate::gallery::Visit;
+use crate::store::DoorLine;
 
 /// The kiosk page, served as is.
 const PAGE: &str = include_str!("kiosk.html");
@@ -136,10 +138,31 @@ impl futures_core::Stream for Events {
     }
 }
 
-fn event(visit: &Visit) -> Event {
+fn event(visit: &Visit, door: &[DoorLine]) -> Event {
+    let mut json = visit.to_json();
+    json["door"] = door.iter().map(door_json).collect();
     Event::default()
         .id(visit.id.to_string())
-        .data(visit.to_json().to_string())
+        .data(json.to_string())
+}
+
+/// A door action line as the kiosk sees it (docs/api.md).
+fn door_json(line: &DoorLine) -> serde_json::Value {
+    serde_json::json!({
+        "visit_id": line.visit_id,
+        "action": line.action,
+        "outcome": line.outcome,
+        "detail": line.detail,
+        "at": crate::gallery::rfc3339_millis(line.at_ms),
+    })
+}
+
+/// A live door line: an SSE event of type `door` (no id: the visit's id stays the
+/// resume point).
+fn door_event(line: &DoorLine) -> Event {
+    Event::default()
+        .event("door")
+        .data(door_json(line).to_string())
 }
 
 pub(super) async fn events(
@@ -157,6 +180,7 @@ pub(super) async fn events(
         .and_then(|v| v.trim().parse::<u64>().ok());
     // Subscribe before reading the history, so that no visit falls between the two.
     let live = s.gallery.subscribe_visits();
+    let door = s.gallery.subscribe_door();
     let (tx, rx) = mpsc::channel(32);
     let replay_ms = s.options.kiosk_replay_secs.saturating_mul(1000);
     tokio::spawn(stream_visits(
@@ -164,7 +188,7 @@ pub(super) async fn events(
         client,
         last_id,
         replay_ms,
-        live,
+        (live, door),
         tx,
     ));
     let mut response = Sse::new(Events(rx))
@@ -186,24 +210,30 @@ async fn stream_visits(
     client: String,
     last_id: Option<u64>,
     replay_ms: u64,
-    mut live: broadcast::Receiver<Visit>,
+    (mut live, mut door): (broadcast::Receiver<Visit>, broadcast::Receiver<DoorLine>),
     tx: mpsc::Sender<Event>,
 ) {
     let gallery = state.gallery.clone();
-    let backlog = tokio::task::spawn_blocking(move || match last_id {
-        Some(id) => gallery.visits_after(id, REPLAY_LIMIT),
-        None => {
-            let since = now_ms().saturating_sub(replay_ms);
-            gallery.visits_since(since, REPLAY_LIMIT)
-        }
+    let backlog = tokio::task::spawn_blocking(move || {
+        let visits = match last_id {
+            Some(id) => gallery.visits_after(id, REPLAY_LIMIT),
+            None => {
+                let since = now_ms().saturating_sub(replay_ms);
+                gallery.visits_since(since, REPLAY_LIMIT)
+            }
+        }?;
+        visits
+            .into_iter()
+            .map(|v| Ok((gallery.door_lines(v.id)?, v)))
+            .collect::<Result<Vec<_>, crate::gallery::Error>>()
     })
     .await;
     let mut sent = last_id.unwrap_or(0);
     match backlog {
         Ok(Ok(visits)) => {
-            for v in visits {
+            for (lines, v) in visits {
                 sent = sent.max(v.id);
-                if v.record.client == client && tx.send(event(&v)).await.is_err() {
+                if v.record.client == client && tx.send(event(&v, &lines)).await.is_err() {
                     return;
                 }
             }
@@ -214,6 +244,20 @@ async fn stream_visits(
     loop {
         let next = tokio::select! {
             next = live.recv() => next,
+            line = door.recv() => {
+                // A lagging screen misses live door lines; they stay in the visits'
+                // records (replayed on reconnect).
+                match line {
+                    Ok(line) if line.client == client => {
+                        if tx.send(door_event(&line)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                    _ => {}
+                }
+                continue;
+            }
             () = tx.closed() => return,
         };
         let visits = match next {
@@ -236,7 +280,7 @@ async fn stream_visits(
                 continue;
             }
             sent = v.id;
-            if v.record.client == client && tx.send(event(&v)).await.is_err() {
+            if v.record.client == client && tx.send(event(&v, &[])).await.is_err() {
                 return;
             }
         }

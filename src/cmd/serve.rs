@@ -1,6 +1,7 @@
 //! `facegate serve`: open the store, load the models, build the index, serve HTTP
 //! (and, with `[sync] url` set, the MQTT fleet sync) until SIGTERM or Ctrl-C, then give
-//! in-flight requests `shutdown_grace_secs`.
+//! in-flight requests `shutdown_grace_secs`. With `[door]` actions configured, the
+//! door acts on recognized visits (src/door).
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -30,6 +31,35 @@ pub fn run(config: &Config, _args: &ServeArgs) -> anyhow::Result<ExitCode> {
         pipeline,
         Settings::from_config(config),
     )?);
+    // Blocking threads run the use cases (each may hold an LMDB reader slot): bounded.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(64)
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
+    // Door actions (src/door) subscribe to visits before the camera can record one;
+    // with pending webhook calls from before a restart they are sent even without a
+    // camera.
+    let door_metrics = Arc::new(facegate::door::DoorMetrics::default());
+    let door = match facegate::door::DoorOptions::from_config(config).context("[door]")? {
+        Some(options) => {
+            tracing::info!(
+                webhook = options.webhook.is_some(),
+                gpio = options.gpio.is_some(),
+                mqtt = options.mqtt_topic.is_some(),
+                "door actions on"
+            );
+            let relay = options.gpio_relay();
+            Some(facegate::door::Door::start(
+                runtime.handle(),
+                gallery.clone(),
+                options,
+                relay,
+                door_metrics.clone(),
+            ))
+        }
+        None => None,
+    };
     // Camera kiosk mode: its own capture and inference threads; a camera that is
     // missing or unplugged is retried in the background while the API serves.
     let camera = match CameraOptions::from_config(config)? {
@@ -52,8 +82,9 @@ pub fn run(config: &Config, _args: &ServeArgs) -> anyhow::Result<ExitCode> {
             Arc::new(move || live.live_jpeg()),
         ));
     }
-    if camera.is_some() || sync_metrics.is_some() {
+    if camera.is_some() || sync_metrics.is_some() || door.is_some() {
         let (camera_metrics, link_metrics) = (camera.clone(), sync_metrics.clone());
+        let door_metrics = door.as_ref().map(|_| door_metrics.clone());
         hooks.metrics = Some(Arc::new(move || {
             let mut text = String::new();
             if let Some(camera) = &camera_metrics {
@@ -62,17 +93,14 @@ pub fn run(config: &Config, _args: &ServeArgs) -> anyhow::Result<ExitCode> {
             if let Some(sync) = &link_metrics {
                 text += &sync.prometheus();
             }
+            if let Some(door) = &door_metrics {
+                text += &door.prometheus();
+            }
             text
         }));
     }
     let state = ApiState::with_kiosk(gallery.clone(), ServerOptions::from_config(config), hooks);
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
-    // Blocking threads run the use cases (each may hold an LMDB reader slot): bounded.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .max_blocking_threads(64)
-        .enable_all()
-        .build()
-        .context("tokio runtime")?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(config.server.listen)
             .await
@@ -102,6 +130,9 @@ pub fn run(config: &Config, _args: &ServeArgs) -> anyhow::Result<ExitCode> {
         match tokio::time::timeout(grace, server).await {
             Ok(joined) => joined.context("server task")?.context("server")?,
             Err(_) => tracing::warn!("grace period over: stopping with requests in flight"),
+        }
+        if let Some(door) = door {
+            door.stop(Duration::from_secs(2)).await;
         }
         if let Some(sync) = sync {
             sync.stop(Duration::from_secs(3)).await;

@@ -22,6 +22,7 @@ pub struct Config {
     pub logging: LoggingConfig,
     pub sync: SyncConfig,
     pub camera: CameraConfig,
+    pub door: DoorConfig,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -284,6 +285,56 @@ impl Default for CameraConfig {
             replay_secs: 300,
             reconnect_min_ms: 500,
             reconnect_max_ms: 30_000,
+        }
+    }
+}
+
+/// What a recognized visit makes happen at the door (src/door; checked by
+/// `door::DoorOptions::from_config`).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DoorConfig {
+    pub galleries: Vec<String>,
+    pub users: Vec<String>,
+    pub min_similarity: f32,
+    pub allow_masked: bool,
+    pub time_windows: Vec<String>,
+    pub utc_offset: String,
+    pub webhook_url: String,
+    pub webhook_secret: String,
+    pub webhook_timeout_ms: u64,
+    pub webhook_retry_min_ms: u64,
+    pub webhook_retry_max_ms: u64,
+    pub webhook_queue_limit: usize,
+    pub gpio_chip: String,
+    pub gpio_line: u32,
+    pub gpio_active_low: bool,
+    pub gpio_pulse_ms: u64,
+    pub mqtt_open: bool,
+    pub mqtt_open_ttl_secs: u64,
+}
+
+impl Default for DoorConfig {
+    fn default() -> Self {
+        DoorConfig {
+            galleries: Vec::new(),
+            users: Vec::new(),
+            min_similarity: 0.8,
+            allow_masked: false,
+            time_windows: Vec::new(),
+            utc_offset: "+00:00".into(),
+            webhook_url: String::new(),
+            webhook_secret: String::new(),
+            webhook_timeout_ms: 5000,
+            webhook_retry_min_ms: 1000,
+            webhook_retry_max_ms: 30_000,
+            webhook_queue_limit: 10_000,
+            gpio_chip: String::new(),
+            gpio_line: 0,
+            gpio_active_low: false,
+            gpio_pulse_ms: 1000,
+            mqtt_open: true,
+            mqtt_open_ttl_secs: 10,
         }
     }
 }

@@ -9,6 +9,7 @@
 mod accounts;
 mod central;
 mod crop;
+mod door;
 mod error;
 mod export;
 mod faces;
@@ -29,6 +30,7 @@ use crate::vision::Pipeline;
 
 pub use accounts::{Accounts, ClientSummary, Remaining, UNLIMITED_REPORTED};
 pub use central::{central_ops, wire_template, CentralUser};
+pub use door::OpenCommand;
 pub use error::{Error, ImageRole, QuotaKind};
 pub use export::{
     read_export, write_export, ExportError, ExportHeader, EXPORT_FORMAT, EXPORT_VERSION,
@@ -119,6 +121,8 @@ pub(crate) enum Change<'a> {
     },
     /// A camera kiosk visit, published as a `recognized` event.
     Visit(visits::VisitEvent<'a>),
+    /// A visit that opens the door, published as an `open` command (src/door).
+    DoorOpen(&'a door::OpenCommand),
 }
 
 pub struct Gallery {
@@ -134,6 +138,8 @@ pub struct Gallery {
     outbox_dropped: AtomicU64,
     /// Live camera visits, sent after they are committed.
     visits: tokio::sync::broadcast::Sender<Visit>,
+    /// Live door action lines, sent after they are committed.
+    door_lines: tokio::sync::broadcast::Sender<crate::store::DoorLine>,
 }
 
 impl std::fmt::Debug for Gallery {
@@ -189,6 +195,7 @@ impl Gallery {
             write: Mutex::new(()),
             outbox_dropped: AtomicU64::new(0),
             visits: tokio::sync::broadcast::channel(visits::BROADCAST_CAPACITY).0,
+            door_lines: tokio::sync::broadcast::channel(visits::BROADCAST_CAPACITY).0,
         })
     }
 

@@ -68,6 +68,19 @@ pub enum OpKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         face_jpeg: Option<String>,
     },
+    /// A device's door command: the visit `visit_id` opens the door (src/door). Published
+    /// on `{prefix}/devices/{device}/door`, not on the events topic; devices ignore it.
+    /// Not to be acted on after `expires_at_ms`.
+    Open {
+        visit_id: u64,
+        user_id: String,
+        user_name: String,
+        similarity: f32,
+        mask: bool,
+        /// The visit's capture time, RFC 3339 UTC.
+        at: String,
+        expires_at_ms: u64,
+    },
 }
 
 /// The operation names a device understands (anything else is an unknown op).
@@ -79,6 +92,7 @@ pub const OP_NAMES: &[&str] = &[
     "gallery_state",
     "refused",
     "recognized",
+    "open",
 ];
 
 /// A user listed by a `gallery_state`, with the version it has where the snapshot was

@@ -124,6 +124,7 @@ impl Gallery {
             )?,
             // Not a gallery operation: no entity version is bumped.
             Change::Visit(event) => ops.push(event.op(&out.origin, &model)),
+            Change::DoorOpen(command) => ops.push(command.op(&out.origin, &model)),
         }
         for op in &ops {
             self.push_bounded(w, out, op)?;
@@ -164,7 +165,10 @@ impl Gallery {
     /// outbox (so it is not echoed back). A refusal is remembered and reported as a
     /// `refused` event in the outbox.
     pub fn apply_op(&self, op: &Op) -> Result<Applied, Error> {
-        if matches!(op.kind, OpKind::Refused { .. } | OpKind::Recognized { .. }) {
+        if matches!(
+            op.kind,
+            OpKind::Refused { .. } | OpKind::Recognized { .. } | OpKind::Open { .. }
+        ) {
             return Ok(Applied::Ignored);
         }
         if matches!(op.kind, OpKind::GalleryState { .. }) {
@@ -427,8 +431,9 @@ fn apply_in_txn(
             IndexChange::ReplaceUser(added)
         }
         // Applied by `apply_state` (state.rs), never here.
-        OpKind::GalleryState { .. } | OpKind::Refused { .. } | OpKind::Recognized { .. } => {
-            IndexChange::None
-        }
+        OpKind::GalleryState { .. }
+        | OpKind::Refused { .. }
+        | OpKind::Recognized { .. }
+        | OpKind::Open { .. } => IndexChange::None,
     })
 }

@@ -6,6 +6,7 @@
 //! [`Reader`] / [`Writer`], the record types, and [`Error`]. Every write is committed
 //! (and, with LMDB's default flags, synced) before `write` returns.
 
+mod door;
 mod keys;
 mod records;
 mod schema;
@@ -17,6 +18,7 @@ use std::sync::{Mutex, RwLock};
 use heed::types::Bytes;
 use heed::{CommitOrAbort, Database, Env, EnvOpenOptions};
 
+pub use door::{DoorLine, WebhookCall};
 pub use records::{
     ClientRecord, Counters, GalleryRecord, TemplateRecord, TokenRecord, UserRecord, VisitRecord,
 };
@@ -74,6 +76,11 @@ pub(crate) struct Dbs {
     pub sync_versions: Db,
     /// Camera kiosk visits (schema 2), keyed by a big-endian u64 sequence number.
     pub visits: Db,
+    /// Door actions (additive, like the sync databases): the webhook's pending calls,
+    /// keyed by a big-endian u64 sequence number.
+    pub door_queue: Db,
+    /// Door actions: each visit's action lines, keyed by the visit's sequence number.
+    pub door_lines: Db,
 }
 
 /// Largest map the store grows to (1 TiB of address space; LMDB only uses what it writes).
@@ -124,6 +131,8 @@ impl Store {
                     open("sync_seen")?,
                     open("sync_versions")?,
                     open("visits")?,
+                    // heed commits tuples of at most 12 databases: later ones nest.
+                    (open("door_queue")?, open("door_lines")?),
                 );
                 Ok(CommitOrAbort::<_, ()>::Commit(dbs))
             })?
@@ -142,6 +151,8 @@ impl Store {
                 sync_seen: dbs.8,
                 sync_versions: dbs.9,
                 visits: dbs.10,
+                door_queue: dbs.11 .0,
+                door_lines: dbs.11 .1,
             },
             gate: RwLock::new(()),
             grow: Mutex::new(()),

@@ -37,8 +37,8 @@ pub struct TemplateRow {
 }
 
 pub struct Reader<'t> {
-    txn: &'t RoTxn<'t>,
-    dbs: &'t Dbs,
+    pub(super) txn: &'t RoTxn<'t>,
+    pub(super) dbs: &'t Dbs,
 }
 
 impl<'t> Reader<'t> {
@@ -307,8 +307,8 @@ fn part(k: &[u8], parts: usize, index: usize) -> Result<String, Error> {
 }
 
 pub struct Writer<'a, 'e> {
-    txn: &'a mut RwTxn<'e>,
-    dbs: &'a Dbs,
+    pub(super) txn: &'a mut RwTxn<'e>,
+    pub(super) dbs: &'a Dbs,
     map_full: Cell<bool>,
 }
 
@@ -340,12 +340,12 @@ impl<'a, 'e> Writer<'a, 'e> {
         r
     }
 
-    fn put(&mut self, db: super::Db, k: &[u8], v: &[u8]) -> Result<(), Error> {
+    pub(super) fn put(&mut self, db: super::Db, k: &[u8], v: &[u8]) -> Result<(), Error> {
         let r = db.put(self.txn, k, v);
         self.check(r)
     }
 
-    fn del(&mut self, db: super::Db, k: &[u8]) -> Result<bool, Error> {
+    pub(super) fn del(&mut self, db: super::Db, k: &[u8]) -> Result<bool, Error> {
         let r = db.delete(self.txn, k);
         self.check(r)
     }
@@ -365,7 +365,7 @@ impl<'a, 'e> Writer<'a, 'e> {
         self.put(self.dbs.meta, name.as_bytes(), value)
     }
 
-    fn next_seq(&mut self, name: &str) -> Result<u64, Error> {
+    pub(super) fn next_seq(&mut self, name: &str) -> Result<u64, Error> {
         let current = self
             .reader()
             .meta(name)?

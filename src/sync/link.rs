@@ -354,7 +354,29 @@ async fn top_up(
         }
     };
     for (seq, payload) in batch {
-        match client.try_publish(topics.events(), QoS::AtLeastOnce, false, payload) {
+        // Door commands go to their own topic; one that expired while the broker was
+        // unreachable is dropped instead of opening the door late.
+        let topic = match door_command_expiry(&payload) {
+            None => topics.events(),
+            Some(expires) if expires >= crate::store::now_ms() => topics.door(),
+            Some(expires) => {
+                tracing::warn!(
+                    seq,
+                    expires,
+                    "door open command expired before publishing: dropped"
+                );
+                let g = gallery.clone();
+                if let Ok(Err(e)) =
+                    tokio::task::spawn_blocking(move || g.outbox_acknowledged(seq)).await
+                {
+                    tracing::error!(seq, error = %e, "cannot drop expired door command");
+                    return;
+                }
+                inflight.cursor = seq;
+                continue;
+            }
+        };
+        match client.try_publish(topic, QoS::AtLeastOnce, false, payload) {
             Ok(()) => {
                 inflight.sent.push_back(Some(seq));
                 inflight.cursor = seq;
@@ -364,5 +386,37 @@ async fn top_up(
                 return;
             }
         }
+    }
+}
+
+/// The expiry (ms since the epoch) of an outbox event that is a door `open` command;
+/// None for every other event.
+fn door_command_expiry(payload: &[u8]) -> Option<u64> {
+    #[derive(serde::Deserialize)]
+    struct Peek<'a> {
+        #[serde(borrow)]
+        op: std::borrow::Cow<'a, str>,
+        #[serde(default)]
+        expires_at_ms: u64,
+    }
+    let peek: Peek<'_> = serde_json::from_slice(payload).ok()?;
+    (peek.op == "open").then_some(peek.expires_at_ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_open_commands_are_routed_to_the_door_topic() {
+        assert_eq!(
+            door_command_expiry(br#"{"op":"open","visit_id":3,"expires_at_ms":42}"#),
+            Some(42)
+        );
+        assert_eq!(
+            door_command_expiry(br#"{"op":"recognized","expires_at_ms":42}"#),
+            None
+        );
+        assert_eq!(door_command_expiry(b"not json"), None);
     }
 }

@@ -31,6 +31,12 @@ impl Topics {
         format!("{}/devices/{}/events", self.prefix, self.device)
     }
 
+    /// This device's door commands (`open`, src/door): what door controllers and home
+    /// automation subscribe to.
+    pub fn door(&self) -> String {
+        format!("{}/devices/{}/door", self.prefix, self.device)
+    }
+
     /// Retained "online" / "offline" (the last will).
     pub fn status(&self) -> String {
         format!("{}/devices/{}/status", self.prefix, self.device)
@@ -104,6 +110,8 @@ mod tests {
     fn topics_are_classified_by_their_shape() {
         let t = Topics::new("fg/", "door-1");
         assert_eq!(t.events(), "fg/devices/door-1/events");
+        assert_eq!(t.door(), "fg/devices/door-1/door");
+        assert_eq!(t.classify("fg/devices/door-2/door"), None);
         assert_eq!(
             t.classify("fg/ops/acme"),
             Some(Source::Central {

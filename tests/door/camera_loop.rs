@@ -1,0 +1,300 @@
+//! Door rules and actions on the real camera loop (real models, `dir:` frames from real
+//! photos): the relay (recording implementation) pulses only for allowed members, every
+//! refusal says which rule, and with sync on each opening is an `open` command on the
+//! door topic of a real MQTT broker.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use facegate::camera::{Camera, CameraOptions};
+use facegate::config::Config;
+use facegate::door::{Door, DoorMetrics, DoorOptions, RecordingRelay, Relay};
+use facegate::gallery::EnrollRequest;
+use facegate::sync::SyncOptions;
+use image::RgbImage;
+use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
+use serde_json::Value;
+
+use super::sequence::{background, fixture, walk, write_frames, GAP_FRAMES, WALK_FRAMES};
+use super::support::{Enrolled, CLIENT, GALLERY};
+use super::{broker, wait_for};
+
+fn masked_leonard() -> (Vec<u8>, RgbImage) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/mask/masked_leonard2.jpg");
+    let bytes = std::fs::read(path).unwrap();
+    let image = image::load_from_memory(&bytes).unwrap().to_rgb8();
+    (bytes, image)
+}
+
+/// Walk-ups one after the other, alternating sides, with the kiosk tests' gaps.
+fn frames(faces: &[RgbImage]) -> Vec<RgbImage> {
+    let bg = background();
+    let mut frames = vec![bg.clone(); 3];
+    for (i, face) in faces.iter().enumerate() {
+        let centre_x = if i % 2 == 0 { 190.0 } else { 450.0 };
+        frames.extend(walk(face, WALK_FRAMES, centre_x));
+        frames.extend(std::iter::repeat_n(bg.clone(), GAP_FRAMES));
+    }
+    frames
+}
+
+/// Every (topic, payload) received under `filter`.
+fn subscribe(
+    runtime: &tokio::runtime::Runtime,
+    port: u16,
+    filter: &str,
+) -> (Arc<Mutex<Vec<(String, Value)>>>, Arc<AtomicBool>) {
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let subscribed = Arc::new(AtomicBool::new(false));
+    let (r, s, filter) = (received.clone(), subscribed.clone(), filter.to_string());
+    let mut options = MqttOptions::new("door-watcher", "127.0.0.1", port);
+    options.set_max_packet_size(1 << 20, 1 << 20);
+    runtime.spawn(async move {
+        let (client, mut eventloop) = AsyncClient::new(options, 10);
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Incoming::ConnAck(_))) => {
+                    let _ = client.subscribe(filter.clone(), QoS::AtLeastOnce).await;
+                }
+                Ok(Event::Incoming(Incoming::SubAck(_))) => s.store(true, Ordering::SeqCst),
+                Ok(Event::Incoming(Incoming::Publish(p))) => {
+                    let value = serde_json::from_slice(&p.payload).unwrap_or(Value::Null);
+                    r.lock().unwrap().push((p.topic, value));
+                }
+                Ok(_) => {}
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    });
+    (received, subscribed)
+}
+
+/// A door on `gallery` with the rules of `tweak`, a recording relay and no other action.
+fn relay_door(
+    runtime: &tokio::runtime::Runtime,
+    enrolled: &Enrolled,
+    tweak: impl FnOnce(&mut Config),
+) -> (Door, Arc<RecordingRelay>) {
+    let mut config = enrolled.config.clone();
+    config.door.mqtt_open = false;
+    tweak(&mut config);
+    let options = DoorOptions::from_config(&config).unwrap().unwrap();
+    let relay = Arc::new(RecordingRelay::default());
+    let door = Door::start(
+        runtime.handle(),
+        enrolled.gallery.clone(),
+        options,
+        Some(relay.clone() as Arc<dyn Relay>),
+        Arc::new(DoorMetrics::default()),
+    );
+    (door, relay)
+}
+
+#[test]
+fn the_door_opens_for_allowed_members_only_and_every_refusal_says_why() {
+    let port = broker::start_broker();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let enrolled = Enrolled::new(|c| {
+        c.camera.dir_realtime = false;
+        c.sync.url = format!("mqtt://127.0.0.1:{port}");
+        c.door.gpio_chip = "recording".into();
+        c.door.gpio_pulse_ms = 50;
+        c.door.users = vec!["amy".into(), "penny".into(), "leonard".into()];
+    });
+    // Leonard is a member, enrolled (and seen) with a mask.
+    let (masked_bytes, masked_face) = masked_leonard();
+    enrolled
+        .gallery
+        .enroll(
+            CLIENT,
+            &EnrollRequest {
+                gallery: GALLERY,
+                user_id: "leonard",
+                user_name: "Leonard Hofstadter",
+                image: &masked_bytes,
+                force: true,
+            },
+        )
+        .unwrap();
+    let (opens, subscribed) = subscribe(&runtime, port, "facegate/devices/door-1/#");
+    wait_for("subscribed", || subscribed.load(Ordering::SeqCst));
+    let sync = {
+        let _entered = runtime.enter();
+        let options = SyncOptions::from_config(&enrolled.config).unwrap().unwrap();
+        facegate::sync::start(enrolled.gallery.clone(), options)
+    };
+
+    // The door under test: members amy, penny, leonard; relay and MQTT.
+    let options = DoorOptions::from_config(&enrolled.config).unwrap().unwrap();
+    assert_eq!(
+        options.mqtt_topic.as_deref(),
+        Some("facegate/devices/door-1/door")
+    );
+    let relay = Arc::new(RecordingRelay::default());
+    let door = Door::start(
+        runtime.handle(),
+        enrolled.gallery.clone(),
+        options,
+        Some(relay.clone() as Arc<dyn Relay>),
+        Arc::new(DoorMetrics::default()),
+    );
+    // Doors with one rule each that refuses everyone (every user allowed otherwise).
+    let (strict, strict_relay) = relay_door(&runtime, &enrolled, |c| {
+        c.door.users.clear();
+        c.door.min_similarity = 0.9999;
+    });
+    let now_min = (facegate::store::now_ms() / 60_000 % 1440) as u32;
+    let hm = |m: u32| format!("{:02}:{:02}", m % 1440 / 60, m % 60);
+    let (closed, closed_relay) = relay_door(&runtime, &enrolled, |c| {
+        c.door.users.clear();
+        c.door.time_windows = vec![format!("{}-{}", hm(now_min + 120), hm(now_min + 180))];
+    });
+    let (lobby, lobby_relay) = relay_door(&runtime, &enrolled, |c| {
+        c.door.users.clear();
+        c.door.galleries = vec!["kiosk/lobby".into()];
+    });
+    // A door whose relay fails (as a missing chip would).
+    let (broken, broken_relay) = relay_door(&runtime, &enrolled, |c| c.door.users.clear());
+    broken_relay.fail_with(Some("no such chip"));
+
+    let dir = enrolled.dir.path().join("frames");
+    let faces = [
+        fixture("amy2.png"),
+        fixture("sheldon2.png"),
+        fixture("stuart1.png"),
+        masked_face,
+        fixture("penny2.png"),
+    ];
+    write_frames(&frames(&faces), &dir).unwrap();
+    let mut config = enrolled.config.clone();
+    config.camera.source = format!("dir:{}", dir.display());
+    let camera = Camera::start(
+        enrolled.gallery.clone(),
+        CameraOptions::from_config(&config).unwrap().unwrap(),
+    )
+    .unwrap();
+    wait_for("the camera replayed the scene", || camera.is_idle());
+
+    let visits = enrolled.gallery.visits_after(0, 100).unwrap();
+    let who: Vec<(Option<&str>, bool)> = visits
+        .iter()
+        .map(|v| (v.record.user_id.as_deref(), v.record.mask))
+        .collect();
+    assert_eq!(
+        who,
+        [
+            (Some("amy"), false),
+            (Some("sheldon"), false),
+            (None, false),
+            (Some("leonard"), true),
+            (Some("penny"), false),
+        ]
+    );
+    let m = door.metrics().clone();
+    wait_for("every door decided every visit", || {
+        m.get("relay", "done") + m.get("relay", "refused") == 5
+            && m.get("mqtt", "queued") + m.get("mqtt", "refused") == 5
+            && [&strict, &closed, &lobby]
+                .iter()
+                .all(|d| d.metrics().get("relay", "refused") == 5)
+            && broken.metrics().get("relay", "failed") + broken.metrics().get("relay", "refused")
+                == 5
+    });
+    // The door under test: amy and penny.
+    assert_eq!(relay.pulses(), [Duration::from_millis(50); 2]);
+    assert_eq!((m.get("relay", "done"), m.get("relay", "refused")), (2, 3));
+    assert_eq!((m.get("mqtt", "queued"), m.get("mqtt", "refused")), (2, 3));
+    let lines = |i: usize| -> Vec<String> {
+        enrolled
+            .gallery
+            .door_lines(visits[i].id)
+            .unwrap()
+            .iter()
+            .map(|l| format!("{} {}: {}", l.action, l.outcome, l.detail))
+            .collect()
+    };
+    let has = |i: usize, text: &str| {
+        let l = lines(i);
+        assert!(
+            l.iter().any(|l| l.contains(text)),
+            "visit {i}: {text:?} not in {l:#?}"
+        );
+    };
+    has(
+        0,
+        "relay done: recording relay pulsed 50 ms for Amy Farrah Fowler (amy)",
+    );
+    has(
+        0,
+        "mqtt queued: open for Amy Farrah Fowler (amy) on facegate/devices/door-1/door",
+    );
+    has(1, "relay refused: user sheldon does not open this door");
+    has(1, "mqtt refused: user sheldon does not open this door");
+    has(2, "relay refused: unknown face");
+    has(3, "relay refused: masked face (allow_masked = false)");
+    has(
+        4,
+        "relay done: recording relay pulsed 50 ms for Penny (penny)",
+    );
+    // The other doors: one rule each.
+    has(0, "relay refused: similarity");
+    has(0, "relay refused: outside the door's time windows");
+    has(
+        0,
+        "relay refused: gallery kiosk/door does not open this door",
+    );
+    has(0, "relay failed: GPIO recording line 0: no such chip");
+    for r in [&strict_relay, &closed_relay, &lobby_relay, &broken_relay] {
+        assert!(r.pulses().is_empty());
+    }
+    assert_eq!(broken.metrics().get("relay", "failed"), 3);
+    // Nobody but the unknown face opens no door because of it: the stranger is refused
+    // as unknown by every door, whatever its other rules.
+    assert!(
+        lines(2)
+            .iter()
+            .all(|l| l.ends_with("refused: unknown face")),
+        "{:?}",
+        lines(2)
+    );
+
+    // One `open` command per opening, on the door topic (never on the events topic).
+    wait_for("two open commands published", || {
+        opens
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, v)| v["op"] == "open")
+            .count()
+            >= 2
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let received = opens.lock().unwrap().clone();
+    let open: Vec<&(String, Value)> = received.iter().filter(|(_, v)| v["op"] == "open").collect();
+    assert_eq!(open.len(), 2, "{open:#?}");
+    for ((topic, v), visit) in open.iter().zip([&visits[0], &visits[4]]) {
+        assert_eq!(topic, "facegate/devices/door-1/door");
+        assert_eq!(v["visit_id"], visit.id);
+        assert_eq!(v["user_id"].as_str(), visit.record.user_id.as_deref());
+        assert_eq!(v["origin"], "door-1");
+        assert!(v["expires_at_ms"].as_u64().unwrap() > visit.record.timestamp_ms);
+    }
+    assert!(received
+        .iter()
+        .filter(|(t, _)| t.ends_with("/events"))
+        .all(|(_, v)| v["op"] != "open"));
+
+    camera.stop();
+    runtime.block_on(async {
+        for d in [door, strict, closed, lobby, broken] {
+            d.stop(Duration::from_secs(2)).await;
+        }
+        sync.stop(Duration::from_secs(3)).await;
+    });
+}
