@@ -1,6 +1,7 @@
 //! One request from method check to reply: body, token, fields, quota, then the
-//! endpoint's use case (on the blocking pool; image endpoints also take an inference
-//! permit or answer 503).
+//! endpoint's use case (on the blocking pool). Image endpoints wait there for an
+//! inference session in the pipeline's bounded queue (shared with the camera loop) and
+//! answer 503 only when that queue is full or its deadline passes.
 
 use std::sync::Arc;
 
@@ -44,20 +45,8 @@ pub(super) async fn run(
         .optional_text("trx_id")?
         .unwrap_or_else(|| format!("gen-{}", uuid::Uuid::new_v4()));
     span.record("trx_id", trx_id.as_str());
-    let permit = if ep.needs_inference() {
-        Some(
-            state
-                .permits
-                .clone()
-                .try_acquire_owned()
-                .map_err(|_| Status::BUSY)?,
-        )
-    } else {
-        None
-    };
     let gallery = state.gallery.clone();
     let task = tokio::task::spawn_blocking(move || {
-        let _permit = permit;
         let _entered = span.enter();
         gallery
             .accounts()

@@ -1,7 +1,8 @@
 //! The Face API over HTTP (axum on hyper): routes under `/face-api/` and
 //! `/risetai/face-api/`, wire types, the envelope, status codes and the one mapping
 //! from domain errors to them ([`Status::of`]); `/healthz`, `/metrics`,
-//! `/openapi.json`, the OAuth token endpoints; bounded inference; graceful shutdown.
+//! `/openapi.json`, the OAuth token endpoints; graceful shutdown. Inference admission
+//! (bounded queue, deadline) is the pipeline's, shared with the camera loop.
 //!
 //! Public face: [`ApiState`], [`ServerOptions`], [`router`], [`serve`], [`Status`].
 
@@ -25,7 +26,6 @@ use axum::http::{HeaderMap, Method, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::Router;
-use tokio::sync::Semaphore;
 use tracing::{field, Instrument};
 
 use crate::config::{Config, Envelope, HttpStatusRule};
@@ -43,9 +43,6 @@ pub struct ServerOptions {
     pub envelope: Envelope,
     pub http_status: HttpStatusRule,
     pub body_limit_bytes: usize,
-    /// Image requests in flight (running on a model session or waiting for one)
-    /// before the API answers 503: `runtime.workers + runtime.queue`.
-    pub inference_slots: usize,
     /// A kiosk screen connecting without Last-Event-ID first gets the visits of this
     /// many seconds (`camera.replay_secs`).
     pub kiosk_replay_secs: u64,
@@ -57,7 +54,6 @@ impl ServerOptions {
             envelope: config.server.envelope,
             http_status: config.server.http_status,
             body_limit_bytes: config.server.body_limit_bytes,
-            inference_slots: config.runtime.workers + config.runtime.queue,
             kiosk_replay_secs: config.camera.replay_secs,
         }
     }
@@ -66,7 +62,6 @@ impl ServerOptions {
 pub struct ApiState {
     gallery: Arc<Gallery>,
     options: ServerOptions,
-    permits: Arc<Semaphore>,
     metrics: Metrics,
     kiosk: KioskHooks,
 }
@@ -83,7 +78,6 @@ impl ApiState {
         kiosk: KioskHooks,
     ) -> Arc<ApiState> {
         Arc::new(ApiState {
-            permits: Arc::new(Semaphore::new(options.inference_slots)),
             gallery,
             options,
             metrics: Metrics::default(),
@@ -173,6 +167,7 @@ async fn healthz(State(s): State<Arc<ApiState>>) -> Response {
     let body = serde_json::json!({
         "status": if ok { "ok" } else { "store unavailable" },
         "templates": s.gallery.index().len(),
+        "inference": s.gallery.inference_status(),
     });
     let code = if ok { 200 } else { 503 };
     (
@@ -183,18 +178,32 @@ async fn healthz(State(s): State<Arc<ApiState>>) -> Response {
 }
 
 async fn metrics(State(s): State<Arc<ApiState>>) -> Response {
-    let slots = s.options.inference_slots;
-    let in_use = slots.saturating_sub(s.permits.available_permits());
+    let pool = s.gallery.inference_status();
     let text = s.metrics.render(&[
         (
             "facegate_inference_in_flight",
-            "Image requests running or waiting for a model session.",
-            in_use as f64,
+            "Callers (requests, camera) running on a model session or waiting for one.",
+            (pool.busy + pool.queued) as f64,
         ),
         (
             "facegate_inference_slots",
-            "Image requests allowed in flight before 503.",
-            slots as f64,
+            "Callers allowed in flight before 503: sessions plus queue places.",
+            (pool.sessions + pool.queue_limit) as f64,
+        ),
+        (
+            "facegate_inference_sessions_busy",
+            "Model sessions working now.",
+            pool.busy as f64,
+        ),
+        (
+            "facegate_inference_queued",
+            "Callers waiting for a model session.",
+            pool.queued as f64,
+        ),
+        (
+            "facegate_inference_refused_total",
+            "Callers refused (503) since start: queue full or deadline passed.",
+            (pool.refused_queue_full_total + pool.refused_deadline_total) as f64,
         ),
         (
             "facegate_index_templates",

@@ -37,7 +37,8 @@ impl Status {
     /// (413 is taken by "face too small"; the HTTP status line says 413).
     pub const BODY_TOO_LARGE: Status = Status(498);
     pub const SERVER_ERROR: Status = Status(500);
-    /// Not in the original list: every inference slot and queue place is taken.
+    /// Not in the original list: every inference session is busy and the queue is full,
+    /// or the request waited `runtime.queue_timeout_ms` without getting one.
     pub const BUSY: Status = Status(503);
 
     pub fn message(self) -> &'static str {
@@ -105,6 +106,7 @@ impl Status {
             Error::UnknownClient(_) | Error::ClientExists(_) | Error::InvalidName(_) => {
                 Status::MALFORMED
             }
+            Error::Vision(vision::Error::Busy(_)) => Status::BUSY,
             Error::Store(_) | Error::Vision(_) | Error::Crop(_) => Status::SERVER_ERROR,
         }
     }

@@ -31,9 +31,10 @@ pub fn run(config: &Config, _args: &ServeArgs) -> anyhow::Result<ExitCode> {
         pipeline,
         Settings::from_config(config),
     )?);
-    // Blocking threads run the use cases (each may hold an LMDB reader slot): bounded.
+    // Blocking threads run the use cases (each may hold an LMDB reader slot): bounded,
+    // with room for every caller the inference queue admits besides the other requests.
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .max_blocking_threads(64)
+        .max_blocking_threads(64 + config.runtime.workers + config.runtime.queue)
         .enable_all()
         .build()
         .context("tokio runtime")?;
@@ -120,6 +121,12 @@ pub fn run(config: &Config, _args: &ServeArgs) -> anyhow::Result<ExitCode> {
         let server = tokio::spawn(api::serve(listener, state, async move {
             let _ = stopped.changed().await;
         }));
+        // API hits are counted in memory (a read request writes nothing); saved in
+        // batches here and once more below after the last request.
+        let flusher = tokio::spawn(flush_hits_every(
+            gallery.clone(),
+            Duration::from_secs(config.store.hits_flush_secs),
+        ));
         shutdown_signal().await;
         let _ = facegate::telemetry::notify::stopping();
         tracing::info!(
@@ -131,6 +138,7 @@ pub fn run(config: &Config, _args: &ServeArgs) -> anyhow::Result<ExitCode> {
             Ok(joined) => joined.context("server task")?.context("server")?,
             Err(_) => tracing::warn!("grace period over: stopping with requests in flight"),
         }
+        flusher.abort();
         if let Some(door) = door {
             door.stop(Duration::from_secs(2)).await;
         }
@@ -143,9 +151,28 @@ pub fn run(config: &Config, _args: &ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(camera) = camera.and_then(|c| Arc::try_unwrap(c).ok()) {
         camera.stop();
     }
+    let saved = gallery
+        .accounts()
+        .flush_hits()
+        .context("saving the api hit counts")?;
+    tracing::info!(hits = saved, "api hit counts saved");
     store.sync()?;
     tracing::info!("stopped; store synced");
     Ok(ExitCode::SUCCESS)
+}
+
+async fn flush_hits_every(gallery: Arc<Gallery>, period: Duration) {
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let g = gallery.clone();
+        match tokio::task::spawn_blocking(move || g.accounts().flush_hits()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "api hit counts not saved; retrying"),
+            Err(e) => tracing::error!(error = %e, "api hit flush task failed"),
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -32,6 +32,7 @@ pub struct RuntimeConfig {
     pub threads_per_model: usize,
     pub workers: usize,
     pub queue: usize,
+    pub queue_timeout_ms: u64,
 }
 
 impl Default for RuntimeConfig {
@@ -40,7 +41,8 @@ impl Default for RuntimeConfig {
             library: PathBuf::new(),
             threads_per_model: 1,
             workers: 2,
-            queue: 16,
+            queue: 64,
+            queue_timeout_ms: 10_000,
         }
     }
 }
@@ -77,6 +79,7 @@ pub struct RecognitionConfig {
     pub mask_margin: f32,
     pub chip_padding: f32,
     pub flip_average: bool,
+    pub flip_margin_cosine: f32,
     pub min_face_px: f32,
 }
 
@@ -92,6 +95,7 @@ impl Default for RecognitionConfig {
             mask_margin: 0.5,
             chip_padding: 0.25,
             flip_average: true,
+            flip_margin_cosine: 0.02,
             min_face_px: 80.0,
         }
     }
@@ -157,6 +161,7 @@ pub struct StoreConfig {
     pub map_size_mb: usize,
     pub keep_crops: bool,
     pub max_templates_per_user: usize,
+    pub hits_flush_secs: u64,
 }
 
 impl Default for StoreConfig {
@@ -166,6 +171,7 @@ impl Default for StoreConfig {
             map_size_mb: 64,
             keep_crops: true,
             max_templates_per_user: 5,
+            hits_flush_secs: 5,
         }
     }
 }
@@ -413,6 +419,11 @@ impl Config {
                 "camera.track_iou must be within 0..1 and width, height at least 1".into(),
             ));
         }
+        if self.store.hits_flush_secs == 0 {
+            return Err(Error::Invalid(
+                "store.hits_flush_secs must be at least 1".into(),
+            ));
+        }
         if self.store.max_templates_per_user == 0 {
             return Err(Error::Invalid(
                 "store.max_templates_per_user must be at least 1".into(),
@@ -431,6 +442,10 @@ impl Config {
             mask_file: self.models.mask.clone(),
             threads_per_model: self.runtime.threads_per_model,
             workers: self.runtime.workers,
+            admission: crate::vision::AdmissionLimits {
+                queue: self.runtime.queue,
+                timeout: std::time::Duration::from_millis(self.runtime.queue_timeout_ms),
+            },
             min_detector_score: r.min_detector_score,
             detector_zoom_out: r.detector_zoom_out,
             mask_threshold: r.mask_threshold,

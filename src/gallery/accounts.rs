@@ -4,8 +4,17 @@
 //! A token is 43 URL-safe characters; its first 12 are its public id (the key it is
 //! stored under) and only its SHA-256 is stored, compared in constant time. Passwords
 //! are stored as PBKDF2-HMAC-SHA256 with a random salt.
+//!
+//! API hits are counted in memory and added to the stored counters in batches
+//! ([`Accounts::flush_hits`]: every `store.hits_flush_secs` and at shutdown), so that a
+//! read request (identify, verify, compare) commits nothing and syncs nothing to disk.
+//! The quota check adds the stored count and the unflushed hits, so it holds across
+//! restarts. A crash (power loss, SIGKILL) loses the hits counted since the last flush:
+//! at most `hits_flush_secs` of them, which a client gets for free. Every other write
+//! here (clients, tokens) is durable before it returns.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 use base64::Engine;
@@ -45,11 +54,17 @@ pub struct Remaining {
 pub struct Accounts {
     store: Arc<Store>,
     quota: Quota,
+    /// API hits per client not yet added to the stored counters.
+    unflushed_hits: Mutex<HashMap<String, u64>>,
 }
 
 impl Accounts {
     pub fn new(store: Arc<Store>, quota: Quota) -> Accounts {
-        Accounts { store, quota }
+        Accounts {
+            store,
+            quota,
+            unflushed_hits: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Creates a client and returns its first token.
@@ -82,7 +97,7 @@ impl Accounts {
                     has_password: c.password_hash.is_some(),
                     galleries: counters.galleries,
                     faces: counters.faces,
-                    api_hits: counters.api_hits,
+                    api_hits: counters.api_hits + self.unflushed(&c.name),
                     name: c.name,
                     created_at: c.created_at,
                 });
@@ -168,22 +183,63 @@ impl Accounts {
         }
     }
 
-    /// Counts one API hit; refuses it when the api_hits quota is used up.
+    /// Counts one API hit in memory (no disk write); refuses it when the api_hits quota
+    /// is used up by the stored and the unflushed hits together.
     pub fn hit(&self, client: &str) -> Result<(), Error> {
         let limit = self.quota.api_hits;
-        self.store.write(|w| {
-            let mut c = w.reader().counters(client)?;
-            if limit > 0 && c.api_hits >= limit {
+        // Held across the check and the count so that concurrent hits cannot both
+        // take the last one; `flush_hits` holds it too while it moves hits to the store.
+        let mut unflushed = self.lock_hits();
+        if limit > 0 {
+            let stored = self.store.read(|r| r.counters(client))?.api_hits;
+            let pending = unflushed.get(client).copied().unwrap_or(0);
+            if stored + pending >= limit {
                 return Err(Error::QuotaExhausted(QuotaKind::ApiHits));
             }
-            c.api_hits += 1;
-            w.put_counters(client, &c)?;
-            Ok(())
-        })
+        }
+        *unflushed.entry(client.to_string()).or_insert(0) += 1;
+        Ok(())
+    }
+
+    /// Adds the hits counted in memory to the stored counters in one transaction;
+    /// returns how many there were. Called every `store.hits_flush_secs` and at
+    /// shutdown. On a store error the hits stay in memory for the next attempt.
+    pub fn flush_hits(&self) -> Result<u64, Error> {
+        let mut unflushed = self.lock_hits();
+        if unflushed.is_empty() {
+            return Ok(0);
+        }
+        self.store.write(|w| {
+            for (client, hits) in unflushed.iter() {
+                // A client removed since its hits were counted has no counters to add to.
+                if w.reader().client(client)?.is_none() {
+                    continue;
+                }
+                let mut c = w.reader().counters(client)?;
+                c.api_hits += hits;
+                w.put_counters(client, &c)?;
+            }
+            Ok::<_, Error>(())
+        })?;
+        let moved = unflushed.values().sum();
+        unflushed.clear();
+        Ok(moved)
+    }
+
+    fn unflushed(&self, client: &str) -> u64 {
+        self.lock_hits().get(client).copied().unwrap_or(0)
+    }
+
+    fn lock_hits(&self) -> MutexGuard<'_, HashMap<String, u64>> {
+        // Poisoned only by a panic between two map operations; the map is still valid.
+        self.unflushed_hits
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn remaining(&self, client: &str) -> Result<Remaining, Error> {
-        let c: Counters = self.store.read(|r| r.counters(client))?;
+        let mut c: Counters = self.store.read(|r| r.counters(client))?;
+        c.api_hits += self.unflushed(client);
         let left = |limit: u64, used: u64| {
             if limit == 0 {
                 UNLIMITED_REPORTED
@@ -200,6 +256,15 @@ impl Accounts {
 
     pub(crate) fn quota(&self) -> Quota {
         self.quota
+    }
+}
+
+impl Drop for Accounts {
+    /// The last flush for owners that do not call `flush_hits` at their end.
+    fn drop(&mut self) {
+        if let Err(e) = self.flush_hits() {
+            tracing::warn!(error = %e, "api hit counts not saved");
+        }
     }
 }
 
@@ -350,5 +415,67 @@ mod tests {
             Err(Error::QuotaExhausted(QuotaKind::ApiHits))
         ));
         assert_eq!(a.remaining("kiosk").unwrap().faces, UNLIMITED_REPORTED);
+    }
+
+    #[test]
+    fn hits_write_nothing_until_flushed_and_the_quota_holds_across_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let quota = Quota {
+            api_hits: 5,
+            ..Quota::default()
+        };
+        let store = Arc::new(Store::open(dir.path(), 1).unwrap());
+        let a = Accounts::new(store.clone(), quota);
+        a.add_client("kiosk", None).unwrap();
+        for _ in 0..3 {
+            a.hit("kiosk").unwrap();
+        }
+        let stored = |s: &Store| s.read(|r| r.counters("kiosk")).unwrap().api_hits;
+        assert_eq!(stored(&store), 0, "a hit writes nothing");
+        assert_eq!(a.remaining("kiosk").unwrap().api_hits, 2);
+        assert_eq!(a.flush_hits().unwrap(), 3);
+        assert_eq!(stored(&store), 3);
+        a.hit("kiosk").unwrap();
+        // A restart: the one unflushed hit is saved when the accounts are dropped.
+        drop(a);
+        drop(store);
+        let store = Arc::new(Store::open(dir.path(), 1).unwrap());
+        assert_eq!(stored(&store), 4);
+        let a = Accounts::new(store, quota);
+        a.hit("kiosk").unwrap();
+        assert!(matches!(
+            a.hit("kiosk"),
+            Err(Error::QuotaExhausted(QuotaKind::ApiHits))
+        ));
+        assert_eq!(a.remaining("kiosk").unwrap().api_hits, 0);
+    }
+
+    #[test]
+    fn concurrent_hits_never_pass_the_quota() {
+        let (_dir, a) = accounts(Quota {
+            api_hits: 50,
+            ..Quota::default()
+        });
+        a.add_client("kiosk", None).unwrap();
+        let a = Arc::new(a);
+        let granted = std::sync::atomic::AtomicU64::new(0);
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let (a, granted) = (&a, &granted);
+                s.spawn(move || {
+                    for i in 0..40 {
+                        if a.hit("kiosk").is_ok() {
+                            granted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        // A flush in the middle of the race moves hits to the store.
+                        if t == 0 && i % 10 == 0 {
+                            a.flush_hits().unwrap();
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(granted.into_inner(), 50);
+        assert_eq!(a.remaining("kiosk").unwrap().api_hits, 0);
     }
 }

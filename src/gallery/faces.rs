@@ -1,8 +1,6 @@
 //! Face use cases: enroll (plain and against an ID card), verify (1:1), identify (1:N),
 //! compare two pictures, list and delete enrolled users.
 
-use image::RgbImage;
-
 use super::{crop, Change, Error, Gallery, ImageRole, QuotaKind};
 use crate::store::{self, TemplateRecord, UserRecord};
 use crate::vision::{self, Face, FaceSelection};
@@ -66,12 +64,9 @@ impl Gallery {
         role: ImageRole,
         selection: FaceSelection,
     ) -> Result<Vec<Face>, Error> {
-        let picture: RgbImage = self
-            .pipeline
-            .decode(bytes)
-            .map_err(|e| Error::image(role, e))?;
+        // Decoded once a model session is admitted (see `Pipeline::analyze_bytes`).
         self.pipeline
-            .analyze(&picture, selection)
+            .analyze_bytes(bytes, selection)
             .map_err(|e| Error::image(role, e))
     }
 
@@ -80,6 +75,29 @@ impl Gallery {
             .into_iter()
             .next()
             .ok_or(Error::NoFace(role))
+    }
+
+    /// The largest face for a read whose decision is `decision_cosine(embedding)` against
+    /// `threshold` (a similarity): the mirrored chip is embedded only when the single
+    /// embedding's decision is within `recognition.flip_margin_cosine` of it
+    /// (src/vision/flip.rs). `None` from `decision_cosine`: nothing to decide.
+    fn largest_face_deciding(
+        &self,
+        bytes: &[u8],
+        threshold: f32,
+        decision_cosine: &dyn Fn(&vision::Embedding) -> Option<f32>,
+    ) -> Result<Face, Error> {
+        let threshold_cosine = vision::CALIBRATION.cosine_for(threshold);
+        let margin = self.settings.flip_margin_cosine;
+        let near = |e: &vision::Embedding| {
+            decision_cosine(e).is_some_and(|c| vision::near_threshold(c, threshold_cosine, margin))
+        };
+        self.pipeline
+            .analyze_bytes_deciding(bytes, FaceSelection::Largest, &near)
+            .map_err(|e| Error::image(ImageRole::Image, e))?
+            .into_iter()
+            .next()
+            .ok_or(Error::NoFace(ImageRole::Image))
     }
 
     pub(super) fn require_gallery(&self, client: &str, gallery: &str) -> Result<(), Error> {
@@ -240,13 +258,21 @@ impl Gallery {
                 .ok_or(Error::UserNotFound)?;
             Ok((user, r.templates_of(client, gallery, user_id)?))
         })?;
-        let face = self.largest_face(image, ImageRole::Image)?;
-        let best = templates
+        let templates: Vec<vision::Embedding> = templates
             .iter()
             .filter(|(_, t)| t.fingerprint == fingerprint)
             .filter_map(|(_, t)| vision::Embedding::from_raw(&t.embedding))
-            .map(|e| face.embedding.cosine(&e))
-            .fold(f32::NEG_INFINITY, f32::max);
+            .collect();
+        let best_cosine = |query: &vision::Embedding| {
+            templates
+                .iter()
+                .map(|t| query.cosine(t))
+                .fold(f32::NEG_INFINITY, f32::max)
+        };
+        let face = self.largest_face_deciding(image, self.settings.verify_threshold, &|e| {
+            Some(best_cosine(e)).filter(|c| c.is_finite())
+        })?;
+        let best = best_cosine(&face.embedding);
         let similarity = if best.is_finite() {
             vision::similarity(best)
         } else {
@@ -268,8 +294,20 @@ impl Gallery {
         image: &[u8],
     ) -> Result<Option<IdentifyMatch>, Error> {
         self.require_gallery(client, gallery)?;
-        let face = self.largest_face(image, ImageRole::Image)?;
-        let Some(found) = self.index.search(client, gallery, &face.embedding.0) else {
+        // The search made for the single embedding's decision is the answer too when
+        // the mirror was not needed (one search per request at any gallery size).
+        let first_search = std::cell::RefCell::new(None);
+        let face = self.largest_face_deciding(image, self.settings.identify_threshold, &|e| {
+            let found = self.index.search(client, gallery, &e.0);
+            let cosine = found.as_ref().map(|m| m.cosine);
+            *first_search.borrow_mut() = Some((*e, found));
+            cosine
+        })?;
+        let found = match first_search.into_inner() {
+            Some((single, found)) if single == face.embedding => found,
+            _ => self.index.search(client, gallery, &face.embedding.0),
+        };
+        let Some(found) = found else {
             return Ok(None);
         };
         let confidence = vision::similarity(found.cosine);
@@ -294,24 +332,20 @@ impl Gallery {
 
     /// compare-images: the largest face of each picture; nothing is stored.
     pub fn compare(&self, source: &[u8], target: &[u8]) -> Result<CompareOutcome, Error> {
-        let source_picture = self
+        const ROLES: [ImageRole; 2] = [ImageRole::Source, ImageRole::Target];
+        let faces = self
             .pipeline
-            .decode(source)
-            .map_err(|e| Error::image(ImageRole::Source, e))?;
-        let target_picture = self
-            .pipeline
-            .decode(target)
-            .map_err(|e| Error::image(ImageRole::Target, e))?;
-        let first = |picture: &RgbImage, role| -> Result<Face, Error> {
-            self.pipeline
-                .analyze(picture, FaceSelection::Largest)
-                .map_err(|e| Error::image(role, e))?
-                .into_iter()
-                .next()
-                .ok_or(Error::NoFace(role))
+            .analyze_all_bytes(&[source, target], FaceSelection::Largest)
+            .map_err(|(i, e)| Error::image(ROLES[i.min(1)], e))?;
+        let mut largest = faces
+            .into_iter()
+            .zip(ROLES)
+            .map(|(faces, role)| faces.into_iter().next().ok_or(Error::NoFace(role)));
+        let (Some(s), Some(t)) = (largest.next(), largest.next()) else {
+            // analyze_all_bytes answers one list per picture, two pictures were given.
+            return Err(Error::NoFace(ImageRole::Source));
         };
-        let s = first(&source_picture, ImageRole::Source)?;
-        let t = first(&target_picture, ImageRole::Target)?;
+        let (s, t) = (s?, t?);
         let similarity = vision::similarity(s.embedding.cosine(&t.embedding));
         Ok(CompareOutcome {
             similarity,

@@ -53,6 +53,9 @@ pub struct Settings {
     pub identify_threshold: f32,
     pub ktp_minimum_similarity: f32,
     pub min_face_px: f32,
+    /// identify and verify embed the mirrored chip only when the single embedding's
+    /// cosine is within this of the threshold's (src/vision/flip.rs); >= 2: always.
+    pub flip_margin_cosine: f32,
     pub keep_crops: bool,
     pub max_templates_per_user: usize,
     pub quota: Quota,
@@ -79,6 +82,7 @@ impl Settings {
             identify_threshold: r.identify_threshold,
             ktp_minimum_similarity: r.ktp_minimum_similarity,
             min_face_px: r.min_face_px,
+            flip_margin_cosine: r.flip_margin_cosine,
             keep_crops: config.store.keep_crops,
             max_templates_per_user: config.store.max_templates_per_user.max(1),
             quota: Quota {
@@ -205,6 +209,11 @@ impl Gallery {
 
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// The inference pool's sessions and queue (for /healthz and /metrics).
+    pub fn inference_status(&self) -> crate::vision::PoolStatus {
+        self.pipeline.pool_status()
     }
 
     pub fn index(&self) -> &Index {

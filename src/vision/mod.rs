@@ -4,6 +4,7 @@
 //! per-face result [`Face`], the [`Embedding`] type and the calibrated [`similarity`]
 //! mapping. Nothing here knows HTTP, MQTT or cameras.
 
+mod admission;
 mod align;
 mod axis_aligned;
 mod block_sums;
@@ -11,17 +12,20 @@ mod box_filter;
 mod decode;
 mod detect;
 mod embed;
+mod flip;
 mod mask;
 mod model_input;
 mod pipeline;
 mod similarity;
 mod warp;
 
+pub use admission::{AdmissionLimits, Busy, PoolStatus};
 pub use align::frontalness;
 pub use decode::{decode_image, DecodeError, DecodeLimits};
 pub use detect::DetectorKind;
 pub use embed::{Embedding, EMBEDDING_DIM};
-pub use pipeline::{FaceSelection, Pipeline, PipelineOptions, StageTimings};
+pub use flip::near_threshold;
+pub use pipeline::{FaceSelection, HeldSession, Pipeline, PipelineOptions, StageTimings};
 pub use similarity::{similarity, Calibration, CALIBRATION, DEFAULT_THRESHOLD};
 
 /// An axis-aligned box in image pixels (origin top-left).
@@ -125,4 +129,8 @@ pub enum Error {
     Runtime(#[from] crate::runtime::Error),
     #[error("model output malformed: {0}")]
     ModelOutput(String),
+    /// No inference session within the queue's bounds (`[runtime] queue`,
+    /// `queue_timeout_ms`): the caller may retry later.
+    #[error(transparent)]
+    Busy(#[from] Busy),
 }

@@ -2,19 +2,23 @@
 //!
 //! LiteRT compiled models are not safe to run from two threads at once, so the pipeline
 //! owns a small pool of sessions (detector + embedder + mask model each); a call borrows
-//! one session, and waits when all are busy. The pool size is the number of inference
-//! workers; callers that need a bounded queue (the HTTP API) bound it themselves.
+//! one session through the pool's admission (src/vision/admission.rs): it waits in a
+//! bounded line with a deadline when all are busy, and is refused with
+//! [`Error::Busy`] beyond them. Every caller (API, camera, CLI) shares that one line.
+//! A picture is decoded only once its call holds a session, so at most `workers`
+//! decoded pictures exist at a time however many requests wait.
 
 use std::path::PathBuf;
-use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use image::RgbImage;
 use sha2::{Digest, Sha256};
 
+use super::admission::{AdmissionLimits, Lease, PoolStatus, SessionPool};
 use super::align::{align, frontalness, ChipLayout};
 use super::detect::{Detector, DetectorKind, DetectorParams, ZOOM_OUT_RETRY};
 use super::embed::{embed, Embedding};
+use super::flip::{embed_with, Flip};
 use super::mask::{input_side, mask_probability};
 use super::warp::WarpScratch;
 use super::{decode_image, DecodeLimits, Detection, Error, Face, Quality};
@@ -31,6 +35,8 @@ pub struct PipelineOptions {
     pub threads_per_model: usize,
     /// Sessions in the pool: how many images can be processed at once.
     pub workers: usize,
+    /// Callers allowed to wait for a session, and for how long.
+    pub admission: AdmissionLimits,
     pub min_detector_score: f32,
     /// When no face is found, detect again with the picture shrunk into a black border of
     /// this many times its longer side (finds faces that fill the frame); <= 1: off.
@@ -55,6 +61,7 @@ impl Default for PipelineOptions {
             mask_file: "mask_mnv2_128_int8.tflite".into(),
             threads_per_model: 1,
             workers: 1,
+            admission: AdmissionLimits::default(),
             min_detector_score: 0.5,
             detector_zoom_out: ZOOM_OUT_RETRY,
             mask_threshold: 0.5,
@@ -109,8 +116,13 @@ pub struct Pipeline {
     chip: ChipLayout,
     mask_side: u32,
     fingerprint: String,
-    pool: Mutex<Vec<Session>>,
-    available: Condvar,
+    pool: SessionPool<Session>,
+}
+
+/// One session held away from every other caller until dropped (maintenance, and the
+/// tests that fill the pool on purpose).
+pub struct HeldSession<'a> {
+    _lease: Lease<'a, Session>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -167,13 +179,12 @@ impl Pipeline {
             },
         );
         Ok(Pipeline {
-            options,
             detector,
             chip,
             mask_side,
             fingerprint,
-            pool: Mutex::new(sessions),
-            available: Condvar::new(),
+            pool: SessionPool::new(sessions, options.admission),
+            options,
         })
     }
 
@@ -187,6 +198,19 @@ impl Pipeline {
         &self.fingerprint
     }
 
+    /// Sessions busy and free, callers waiting, refusals (for /healthz and /metrics).
+    pub fn pool_status(&self) -> PoolStatus {
+        self.pool.status()
+    }
+
+    /// Takes one session out of the pool (through the queue like any caller) until the
+    /// returned value is dropped.
+    pub fn hold_session(&self) -> Result<HeldSession<'_>, Error> {
+        Ok(HeldSession {
+            _lease: self.pool.acquire()?,
+        })
+    }
+
     pub fn decode(&self, bytes: &[u8]) -> Result<RgbImage, Error> {
         Ok(decode_image(bytes, &self.options.decode_limits)?)
     }
@@ -196,14 +220,57 @@ impl Pipeline {
         self.with_session(|s| self.detector.detect(&mut s.detector, image, &mut s.scratch))
     }
 
-    /// Decodes, detects and analyses the selected faces (largest first).
+    /// Decodes, detects and analyses the selected faces (largest first). The picture is
+    /// decoded after a session is admitted: waiting callers hold only their bytes.
     pub fn analyze_bytes(
         &self,
         bytes: &[u8],
         selection: FaceSelection,
     ) -> Result<Vec<Face>, Error> {
-        let image = self.decode(bytes)?;
-        self.analyze(&image, selection)
+        self.with_session(|s| {
+            let image = self.decode(bytes)?;
+            Ok(self.analyze_in(s, &image, selection, Flip::Configured)?.0)
+        })
+    }
+
+    /// As [`Pipeline::analyze_bytes`], the mirrored chip embedded only when `near`
+    /// finds the caller's decision close (src/vision/flip.rs).
+    pub fn analyze_bytes_deciding(
+        &self,
+        bytes: &[u8],
+        selection: FaceSelection,
+        near: &dyn Fn(&Embedding) -> bool,
+    ) -> Result<Vec<Face>, Error> {
+        self.with_session(|s| {
+            let image = self.decode(bytes)?;
+            let flip = Flip::WhenNear(near);
+            Ok(self.analyze_in(s, &image, selection, flip)?.0)
+        })
+    }
+
+    /// Decodes every picture, then analyses each, on one admitted session (compare:
+    /// a broken second picture is reported before any model runs). An error carries the
+    /// position of the picture it is about.
+    pub fn analyze_all_bytes(
+        &self,
+        pictures: &[&[u8]],
+        selection: FaceSelection,
+    ) -> Result<Vec<Vec<Face>>, (usize, Error)> {
+        let mut session = self.pool.acquire().map_err(|e| (0, e.into()))?;
+        let decoded = pictures
+            .iter()
+            .enumerate()
+            .map(|(i, bytes)| self.decode(bytes).map_err(|e| (i, e)))
+            .collect::<Result<Vec<_>, _>>()?;
+        decoded
+            .iter()
+            .enumerate()
+            .map(|(i, image)| {
+                self.analyze_in(&mut session, image, selection, Flip::Configured)
+                    .map(|(faces, _)| faces)
+                    .map_err(|e| (i, e))
+            })
+            .collect()
     }
 
     pub fn analyze(&self, image: &RgbImage, selection: FaceSelection) -> Result<Vec<Face>, Error> {
@@ -216,22 +283,30 @@ impl Pipeline {
         image: &RgbImage,
         selection: FaceSelection,
     ) -> Result<(Vec<Face>, StageTimings), Error> {
-        self.with_session(|s| {
-            let mut t = StageTimings::default();
-            let start = Instant::now();
-            let detections = self
-                .detector
-                .detect(&mut s.detector, image, &mut s.scratch)?;
-            t.detect = start.elapsed();
-            let chosen = select(detections, selection, image);
-            let mut faces = Vec::with_capacity(chosen.len());
-            for detection in chosen {
-                if let Some(face) = self.analyze_one(s, image, detection, &mut t)? {
-                    faces.push(face);
-                }
+        self.with_session(|s| self.analyze_in(s, image, selection, Flip::Configured))
+    }
+
+    fn analyze_in(
+        &self,
+        s: &mut Session,
+        image: &RgbImage,
+        selection: FaceSelection,
+        flip: Flip<'_>,
+    ) -> Result<(Vec<Face>, StageTimings), Error> {
+        let mut t = StageTimings::default();
+        let start = Instant::now();
+        let detections = self
+            .detector
+            .detect(&mut s.detector, image, &mut s.scratch)?;
+        t.detect = start.elapsed();
+        let chosen = select(detections, selection, image);
+        let mut faces = Vec::with_capacity(chosen.len());
+        for detection in chosen {
+            if let Some(face) = self.analyze_one(s, image, detection, flip, &mut t)? {
+                faces.push(face);
             }
-            Ok((faces, t))
-        })
+        }
+        Ok((faces, t))
     }
 
     /// Analyses one face found earlier by [`Pipeline::detect`] in the same `image`
@@ -244,7 +319,7 @@ impl Pipeline {
     ) -> Result<Option<Face>, Error> {
         self.with_session(|s| {
             let mut t = StageTimings::default();
-            self.analyze_one(s, image, detection, &mut t)
+            self.analyze_one(s, image, detection, Flip::Configured, &mut t)
         })
     }
 
@@ -253,6 +328,7 @@ impl Pipeline {
         s: &mut Session,
         image: &RgbImage,
         detection: Detection,
+        flip: Flip<'_>,
         t: &mut StageTimings,
     ) -> Result<Option<Face>, Error> {
         let start = Instant::now();
@@ -276,7 +352,7 @@ impl Pipeline {
         )?;
         t.mask += start.elapsed();
         let start = Instant::now();
-        let embedding = embed(&mut s.embedder, &aligned, self.options.flip_average)?;
+        let embedding = embed_with(&mut s.embedder, &aligned, self.options.flip_average, flip)?;
         t.embed += start.elapsed();
         Ok(Some(Face {
             detection,
@@ -393,24 +469,9 @@ impl Pipeline {
         &self,
         work: impl FnOnce(&mut Session) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        let mut session = {
-            // A poisoned lock only means another thread panicked while holding the
-            // pool; the Vec itself is still consistent, so keep going.
-            let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
-            loop {
-                if let Some(s) = pool.pop() {
-                    break s;
-                }
-                pool = self.available.wait(pool).unwrap_or_else(|e| e.into_inner());
-            }
-        };
-        let result = work(&mut session);
-        self.pool
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(session);
-        self.available.notify_one();
-        result
+        // The lease returns the session when dropped, also if `work` panics.
+        let mut session = self.pool.acquire()?;
+        work(&mut session)
     }
 }
 

@@ -429,7 +429,9 @@ fn healthz_metrics_and_openapi_answer() {
         text.contains("facegate_requests_total{endpoint=\"client/register\",status=\"200\"} 1"),
         "{text}"
     );
-    assert!(text.contains("facegate_inference_slots 18"));
+    // The test pipeline's 2 sessions and the default queue of 64.
+    assert!(text.contains("facegate_inference_slots 66"), "{text}");
+    assert_eq!(h.raw["inference"]["sessions"], 2);
     let o = http(server.addr, "GET", "/openapi.json", &[], b"");
     assert_eq!(o.raw["openapi"], "3.0.3");
     let paths = o.raw["paths"].as_object().unwrap();

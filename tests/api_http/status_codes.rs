@@ -190,21 +190,7 @@ fn malformed_requests_are_400() {
     assert_eq!(r.status(), 400);
 }
 
-#[test]
-fn a_busy_server_answers_503_with_retry_after() {
-    // Every inference slot taken is modelled by a server with none (the load run in
-    // tests/bench/load.sh shows 503s under real overload).
-    let server = TestServer::start_with_options(|_| {}, |o| o.inference_slots = 0);
-    let c = server.client("kiosk");
-    assert_eq!(
-        c.create_gallery("door").status(),
-        200,
-        "non-image endpoints still work"
-    );
-    let r = c.identify("door", &photo("amy1.png"));
-    assert_eq!((r.http, r.status()), (503, 503));
-    assert!(r.headers.to_ascii_lowercase().contains("retry-after: 1"));
-}
+// 503 (busy): admission::a_full_queue_and_a_passed_deadline_answer_503_with_retry_after.
 
 #[test]
 fn a_body_over_the_limit_is_498_in_the_body_and_413_on_the_status_line() {

@@ -62,6 +62,15 @@ impl TestServer {
         tweak: impl FnOnce(&mut Config),
         tweak_options: impl FnOnce(&mut ServerOptions),
     ) -> TestServer {
+        TestServer::start_on(pipeline(), tweak, tweak_options)
+    }
+
+    /// As `start_with_options`, on a pipeline of the test's own (its own session pool).
+    pub fn start_on(
+        pipeline: Arc<facegate::vision::Pipeline>,
+        tweak: impl FnOnce(&mut Config),
+        tweak_options: impl FnOnce(&mut ServerOptions),
+    ) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = default_config();
         config.store.data_dir = dir.path().to_path_buf();
@@ -70,7 +79,7 @@ impl TestServer {
         let store =
             Arc::new(Store::open(&config.store.data_dir, config.store.map_size_mb).unwrap());
         let gallery =
-            Arc::new(Gallery::open(store, pipeline(), Settings::from_config(&config)).unwrap());
+            Arc::new(Gallery::open(store, pipeline, Settings::from_config(&config)).unwrap());
         let mut options = ServerOptions::from_config(&config);
         tweak_options(&mut options);
         let state = ApiState::new(gallery.clone(), options);

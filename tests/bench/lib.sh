@@ -3,7 +3,8 @@
 #   source tests/bench/lib.sh; start_daemon [extra env...]
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-BIN="$ROOT/target/release/facegate"
+# FACEGATE_BIN: another build to measure (e.g. the baseline binary of main).
+BIN="${FACEGATE_BIN:-$ROOT/target/release/facegate}"
 PORT="${PORT:-18431}"
 URL="http://127.0.0.1:$PORT"
 DATA="$(mktemp -d /tmp/facegate-bench.XXXXXX)"

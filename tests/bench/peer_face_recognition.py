@@ -1,15 +1,19 @@
 #!/usr/bin/env python3
 """identify-face over HTTP (facegate, one client) next to the peer face_recognition
-(dlib) doing detect + encode + compare on the same 640x480 JPEG, in the same run.
+(dlib) doing the same job on the same single-face 640x480 JPEG, interleaved in one run.
 
-Both sides start from the JPEG bytes in memory: facegate gets them base64-encoded in
-the JSON body (decode, detect, align, mask, embed, 1:N search, LMDB read, HTTP);
-face_recognition decodes them (PIL), detects (HOG, its default), encodes (its default
-"small" landmarks, 1 jitter) and compares with a known encoding.
+The same job on both sides, from the JPEG bytes in memory to the best match among the
+enrolled people, for the LARGEST face only (the API's rule): facegate gets the bytes
+base64-encoded in the JSON body (decode, detect, align, mask, embed, 1:N search, LMDB
+read, HTTP); face_recognition decodes them (PIL), detects every face (HOG, its
+default), encodes the largest one only (its default "small" landmarks, 1 jitter) and
+takes the nearest of the known encodings. The calls alternate (facegate, peer,
+facegate, ...) so both see the same machine load.
 
     python tests/bench/peer_face_recognition.py --url http://127.0.0.1:18431 \
-        --token TOKEN --gallery bench --image tests/fixtures/vision/group_640x480.jpg
-(run by tests/bench/peer.sh, which starts the daemon)
+        --token TOKEN --gallery bench --image tests/fixtures/vision/single_640x480.jpg \
+        --known tests/fixtures/api/amy1.png ...
+(run by tests/bench/peer.sh, which starts the daemon and enrolls the same pictures)
 """
 import argparse
 import base64
@@ -37,22 +41,26 @@ def facegate_identify(url, token, gallery, jpeg):
         return json.load(resp)["risetai"]
 
 
+def largest(locations):
+    # (top, right, bottom, left)
+    return max(locations, key=lambda l: (l[2] - l[0]) * (l[1] - l[3]))
+
+
 def peer_identify(jpeg, known):
     image = np.array(Image.open(io.BytesIO(jpeg)).convert("RGB"))
     locations = face_recognition.face_locations(image)
-    encodings = face_recognition.face_encodings(image, locations)
-    if not encodings:
+    if not locations:
         return None
-    return face_recognition.compare_faces(known, encodings[0])
+    encoding = face_recognition.face_encodings(image, [largest(locations)])[0]
+    distances = face_recognition.face_distance(known, encoding)
+    best = int(np.argmin(distances))
+    return best if distances[best] <= 0.6 else None
 
 
-def median_ms(fn, runs):
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t) * 1000)
-    return statistics.median(times), times
+def timed_ms(fn):
+    t = time.perf_counter()
+    fn()
+    return (time.perf_counter() - t) * 1000
 
 
 def main():
@@ -62,24 +70,35 @@ def main():
     ap.add_argument("--gallery", default="bench")
     ap.add_argument("--image", required=True)
     ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--known", nargs="+", required=True,
+                    help="the pictures enrolled in the gallery, the probe's own first")
     args = ap.parse_args()
     jpeg = open(args.image, "rb").read()
     w, h = Image.open(io.BytesIO(jpeg)).size
 
     first = facegate_identify(args.url, args.token, args.gallery, jpeg)
-    known_image = np.array(Image.open(io.BytesIO(jpeg)).convert("RGB"))
-    known = face_recognition.face_encodings(known_image)[:1]
+    known = []
+    for path in args.known:
+        picture = face_recognition.load_image_file(path)
+        locations = face_recognition.face_locations(picture)
+        known.append(face_recognition.face_encodings(picture, [largest(locations)])[0])
     peer_first = peer_identify(jpeg, known)
     for _ in range(3):  # warm-up both
         facegate_identify(args.url, args.token, args.gallery, jpeg)
         peer_identify(jpeg, known)
 
-    fg, _ = median_ms(lambda: facegate_identify(args.url, args.token, args.gallery, jpeg), args.runs)
-    peer, _ = median_ms(lambda: peer_identify(jpeg, known), args.runs)
-    print(f"image {args.image} {w}x{h}, {args.runs} runs each, one client")
+    fg_times, peer_times = [], []
+    for _ in range(args.runs):  # interleaved: both sides under the same load
+        fg_times.append(timed_ms(lambda: facegate_identify(args.url, args.token, args.gallery, jpeg)))
+        peer_times.append(timed_ms(lambda: peer_identify(jpeg, known)))
+    fg, peer = statistics.median(fg_times), statistics.median(peer_times)
+    matched = first.get("return") or [{}]
+    print(f"image {args.image} {w}x{h}, {args.runs} interleaved runs each, one client, "
+          f"{len(known)} people enrolled")
     print(f"facegate identify-face over HTTP: median {fg:.1f} ms "
-          f"(status {first['status']}, user {first.get('return', [{}])[0].get('user_id') if first.get('return') else '-'})")
-    print(f"face_recognition detect+encode+compare: median {peer:.1f} ms (match {peer_first})")
+          f"(status {first['status']}, user {matched[0].get('user_id', '-')})")
+    print(f"face_recognition decode+HOG+encode largest+nearest: median {peer:.1f} ms "
+          f"(match: known #{peer_first})")
     print(f"RESULT facegate_ms={fg:.1f} peer_ms={peer:.1f} ratio_peer_over_facegate={peer / fg:.2f}")
 
 

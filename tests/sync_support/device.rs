@@ -28,6 +28,7 @@ pub fn settings(origin: &str, outbox_limit: usize, keep_crops: bool) -> Settings
         identify_threshold: 0.8,
         ktp_minimum_similarity: 0.7,
         min_face_px: 40.0,
+        flip_margin_cosine: 0.02,
         keep_crops,
         max_templates_per_user: 3,
         quota: Quota::default(),

@@ -34,6 +34,12 @@ pub struct LfwArgs {
     /// Also report FAR/FRR at this cosine (e.g. a threshold chosen on another pairs file).
     #[arg(long)]
     at_cosine: Option<f32>,
+    /// Score each pair as verify does (issue 13): the first image's flip-averaged
+    /// template against the second's single embedding, or its flip-averaged one when
+    /// that cosine is within this margin of the verify threshold's. Default:
+    /// `recognition.flip_margin_cosine`; 2 or more: always flip-averaged on both sides.
+    #[arg(long)]
+    flip_margin_cosine: Option<f32>,
 }
 
 /// Where each side of a pair is read from.
@@ -131,6 +137,11 @@ pub fn run(config: &Config, args: &LfwArgs) -> anyhow::Result<ExitCode> {
         .into_iter()
         .collect();
     let pipeline = crate::cmd::load_pipeline(config)?;
+    let margin = args
+        .flip_margin_cosine
+        .unwrap_or(config.recognition.flip_margin_cosine);
+    let threshold_cosine = CALIBRATION.cosine_for(config.recognition.verify_threshold);
+    let near_verify_threshold = |c: f32| vision::near_threshold(c, threshold_cosine, margin);
     let threads = args.threads.unwrap_or(config.runtime.workers);
     let bar = crate::cmd::progress::bar(images.len() as u64, "embedding");
     let start = Instant::now();
@@ -143,7 +154,7 @@ pub fn run(config: &Config, args: &LfwArgs) -> anyhow::Result<ExitCode> {
     });
     let elapsed = start.elapsed();
     bar.finish_and_clear();
-    let by_name: BTreeMap<(Side, &str), &Option<Embedding>> = images
+    let by_name: BTreeMap<(Side, &str), &Option<Probe>> = images
         .iter()
         .map(|(side, name)| (*side, name.as_str()))
         .zip(embeddings.iter())
@@ -156,6 +167,7 @@ pub fn run(config: &Config, args: &LfwArgs) -> anyhow::Result<ExitCode> {
             Side::Probe => format!("probe:{n}"),
         })
         .collect();
+    let mirrored_pairs = std::cell::Cell::new(0usize);
     let scored: Vec<ScoredPair> = pairs
         .iter()
         .map(|p| ScoredPair {
@@ -165,7 +177,17 @@ pub fn run(config: &Config, args: &LfwArgs) -> anyhow::Result<ExitCode> {
                 by_name[&(Side::Enrolled, p.a.as_str())],
                 by_name[&(probe_side, p.b.as_str())],
             ) {
-                (Some(a), Some(b)) => Some(a.cosine(b)),
+                (Some(a), Some(b)) => {
+                    let single = a.template.cosine(&b.single);
+                    if margin >= 2.0 {
+                        Some(a.template.cosine(&b.template))
+                    } else if near_verify_threshold(single) {
+                        mirrored_pairs.set(mirrored_pairs.get() + 1);
+                        Some(a.template.cosine(&b.near))
+                    } else {
+                        Some(single)
+                    }
+                }
                 _ => None,
             },
         })
@@ -213,6 +235,8 @@ pub fn run(config: &Config, args: &LfwArgs) -> anyhow::Result<ExitCode> {
         "threads": threads,
         "embedder": config.models.embedder,
         "flip_average": config.recognition.flip_average,
+        "flip_margin_cosine": margin,
+        "pairs_with_mirror_run": mirrored_pairs.get(),
         "chip_padding": config.recognition.chip_padding,
         "fingerprint": pipeline.fingerprint(),
     });
@@ -224,12 +248,36 @@ pub fn run(config: &Config, args: &LfwArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn embed(pipeline: &vision::Pipeline, dir: &Path, name: &str) -> Option<Embedding> {
+/// One picture's embeddings: as a template (flip-averaged as configured), and as a
+/// probe of verify (the single embedding, and the one averaged on demand).
+struct Probe {
+    template: Embedding,
+    single: Embedding,
+    near: Embedding,
+}
+
+fn embed(pipeline: &vision::Pipeline, dir: &Path, name: &str) -> Option<Probe> {
     let bytes = std::fs::read(dir.join(name)).ok()?;
-    let faces = pipeline
-        .analyze_bytes(&bytes, FaceSelection::NearestCenter)
-        .ok()?;
-    faces.into_iter().next().map(|f| f.embedding)
+    let first = |faces: Vec<vision::Face>| faces.into_iter().next().map(|f| f.embedding);
+    let template = first(
+        pipeline
+            .analyze_bytes(&bytes, FaceSelection::NearestCenter)
+            .ok()?,
+    )?;
+    let single = std::cell::Cell::new(None);
+    let near = first(
+        pipeline
+            .analyze_bytes_deciding(&bytes, FaceSelection::NearestCenter, &|e| {
+                single.set(Some(*e));
+                true
+            })
+            .ok()?,
+    )?;
+    Some(Probe {
+        template,
+        single: single.get()?,
+        near,
+    })
 }
 
 #[cfg(test)]

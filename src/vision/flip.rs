@@ -1,0 +1,51 @@
+//! Flip averaging on demand (issue 13): the mirrored chip costs a second embedder run,
+//! half of the single-face pipeline. Its average moves a cosine by a few thousandths,
+//! which only matters for a decision close to its threshold; far from it, the single
+//! embedding gives the same answer. So a caller that knows its decision (identify:
+//! best match against the identify threshold; verify: best template against the verify
+//! threshold) asks for the single embedding first and for the mirror only when near.
+//! Templates are still flip-averaged (enrollment uses [`Flip::Configured`]), so the
+//! embedding space (the fingerprint) is unchanged. LFW development figures: docs/accuracy.md.
+
+use image::RgbImage;
+
+use super::embed::{embed, Embedding, EMBEDDING_DIM};
+use super::Error;
+use crate::runtime::Model;
+
+/// When the embedder also runs on the mirrored chip.
+#[derive(Clone, Copy)]
+pub enum Flip<'a> {
+    /// As `recognition.flip_average` says (templates, compare, the camera).
+    Configured,
+    /// With flip averaging on: the single embedding first, then the mirror too only if
+    /// `near` says the caller's decision with the single embedding is near its threshold.
+    WhenNear(&'a dyn Fn(&Embedding) -> bool),
+}
+
+/// True when `cosine` is within `margin` of `threshold_cosine` (both cosines).
+pub fn near_threshold(cosine: f32, threshold_cosine: f32, margin: f32) -> bool {
+    (cosine - threshold_cosine).abs() <= margin
+}
+
+pub(super) fn embed_with(
+    model: &mut Model,
+    chip: &RgbImage,
+    flip_average: bool,
+    flip: Flip<'_>,
+) -> Result<Embedding, Error> {
+    let Flip::WhenNear(near) = flip else {
+        return embed(model, chip, flip_average);
+    };
+    let single = embed(model, chip, false)?;
+    if !flip_average || !near(&single) {
+        return Ok(single);
+    }
+    let mirrored = embed(model, &image::imageops::flip_horizontal(chip), false)?;
+    let mut sum = [0.0f32; EMBEDDING_DIM];
+    for ((s, a), b) in sum.iter_mut().zip(single.0).zip(mirrored.0) {
+        *s = a + b;
+    }
+    Embedding::from_raw(&sum)
+        .ok_or_else(|| Error::ModelOutput("flip-averaged embedding is zero".into()))
+}
