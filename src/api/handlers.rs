@@ -94,8 +94,8 @@ fn domain(e: crate::gallery::Error) -> Reply {
 }
 
 fn dispatch(ep: Endpoint, g: &Gallery, client: &str, f: &Fields) -> Result<Reply, Reply> {
-    let gallery_id = || f.text("facegallery_id", Status::GALLERY_ID_MISSING);
-    let user_id = || f.text("user_id", Status::USER_ID_MISSING);
+    let gallery_id = || f.id("facegallery_id", Status::GALLERY_ID_MISSING);
+    let user_id = || f.id("user_id", Status::USER_ID_MISSING);
     match ep {
         Endpoint::ClientRegister => {
             let id = g.register_client(client).map_err(domain)?;
@@ -201,9 +201,9 @@ fn dispatch(ep: Endpoint, g: &Gallery, client: &str, f: &Fields) -> Result<Reply
 }
 
 fn enroll(ep: Endpoint, g: &Gallery, client: &str, f: &Fields) -> Result<Reply, Reply> {
-    let user_id = f.text("user_id", Status::USER_ID_MISSING)?;
+    let user_id = f.id("user_id", Status::USER_ID_MISSING)?;
     let user_name = f.text("user_name", Status::USER_NAME_MISSING)?;
-    let gallery = f.text("facegallery_id", Status::GALLERY_ID_MISSING)?;
+    let gallery = f.id("facegallery_id", Status::GALLERY_ID_MISSING)?;
     let force = f.flag("force_register")?;
     let minimum = f.unit_float("minimum_similarity")?;
     let image = f.image("image", ImageRole::Image, Status::IMAGE_MISSING)?;

@@ -101,6 +101,16 @@ impl Fields {
         Ok(Some(text))
     }
 
+    /// An id field (`facegallery_id`, `user_id`): a text field that also fits the
+    /// store's keys, at most `MAX_ID_BYTES` bytes of UTF-8 (else 400).
+    pub fn id(&self, name: &str, missing: Status) -> Result<String, Status> {
+        let id = self.text(name, missing)?;
+        if id.len() > crate::gallery::MAX_ID_BYTES {
+            return Err(Status::MALFORMED);
+        }
+        Ok(id)
+    }
+
     /// true/false, also as the strings "true"/"false" or 1/0. Missing: false.
     pub fn flag(&self, name: &str) -> Result<bool, Status> {
         match self.present(name) {

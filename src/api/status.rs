@@ -36,6 +36,9 @@ impl Status {
     /// Not in the original list: request body over `server.body_limit_bytes`
     /// (413 is taken by "face too small"; the HTTP status line says 413).
     pub const BODY_TOO_LARGE: Status = Status(498);
+    /// Not in the original list: the token endpoints after too many failed logins
+    /// (per client name or in all), refused before any password hashing.
+    pub const TOO_MANY_ATTEMPTS: Status = Status(429);
     pub const SERVER_ERROR: Status = Status(500);
     /// Not in the original list: every inference slot and queue place is taken.
     pub const BUSY: Status = Status(503);
@@ -65,6 +68,7 @@ impl Status {
             494 => "Cannot decode source_image base64",
             495 => "source_image type not recognized",
             496 => "target_image type not recognized",
+            429 => "Too many failed logins, retry later",
             498 => "Request body too large",
             503 => "Service busy, retry later",
             _ => "Server error",
@@ -84,6 +88,7 @@ impl Status {
     pub fn of(error: &Error) -> Status {
         match error {
             Error::Unauthorized => Status::UNAUTHORIZED,
+            Error::TooManyAttempts { .. } => Status::TOO_MANY_ATTEMPTS,
             Error::QuotaExhausted(_) => Status::DENIED,
             Error::GalleryNotFound => Status::GALLERY_NOT_FOUND,
             Error::GalleryExists => Status::GALLERY_EXISTS,

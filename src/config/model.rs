@@ -101,6 +101,14 @@ impl Default for RecognitionConfig {
 pub struct ImagesConfig {
     pub max_side: u32,
     pub max_pixels: u64,
+    /// Memory one picture's decoding may take, in MiB (decoder output with 16-bit
+    /// samples and palette expansion, RGB copy, rotation, progressive JPEG planes).
+    #[serde(default = "default_max_decode_mb")]
+    pub max_decode_mb: u64,
+}
+
+fn default_max_decode_mb() -> u64 {
+    crate::vision::DEFAULT_MAX_DECODE_BYTES / (1024 * 1024)
 }
 
 impl Default for ImagesConfig {
@@ -108,6 +116,7 @@ impl Default for ImagesConfig {
         ImagesConfig {
             max_side: 12_000,
             max_pixels: 50_000_000,
+            max_decode_mb: default_max_decode_mb(),
         }
     }
 }
@@ -389,7 +398,7 @@ impl Config {
             decode_limits: DecodeLimits {
                 max_side: self.images.max_side,
                 max_pixels: self.images.max_pixels,
-                ..DecodeLimits::default()
+                max_decode_bytes: self.images.max_decode_mb.saturating_mul(1024 * 1024),
             },
         }
     }

@@ -17,6 +17,7 @@ use std::sync::{Mutex, RwLock};
 use heed::types::Bytes;
 use heed::{CommitOrAbort, Database, Env, EnvOpenOptions};
 
+pub use keys::MAX_ID_BYTES;
 pub use records::{
     ClientRecord, Counters, GalleryRecord, TemplateRecord, TokenRecord, UserRecord, VisitRecord,
 };

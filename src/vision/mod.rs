@@ -18,7 +18,7 @@ mod similarity;
 mod warp;
 
 pub use align::frontalness;
-pub use decode::{decode_image, DecodeError, DecodeLimits};
+pub use decode::{decode_image, DecodeError, DecodeLimits, DEFAULT_MAX_DECODE_BYTES};
 pub use detect::DetectorKind;
 pub use embed::{Embedding, EMBEDDING_DIM};
 pub use pipeline::{FaceSelection, Pipeline, PipelineOptions, StageTimings};
