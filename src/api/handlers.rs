@@ -25,18 +25,22 @@ pub(super) async fn run(
     if !ep.methods().contains(&method) {
         return Err(Reply::from(Status::MALFORMED).message("Method not allowed for this endpoint"));
     }
-    let body = read_body(body, state.options.body_limit_bytes)
-        .await
-        .map_err(|e| match e {
-            BodyError::TooLarge => Status::BODY_TOO_LARGE,
-            BodyError::Read => Status::MALFORMED,
-        })?;
+    // The token before the body: a client without one gets 401 without a byte of its
+    // body read or buffered.
     let token = access_token(&headers).ok_or(Status::UNAUTHORIZED)?;
     let client = state
         .gallery
         .accounts()
         .authenticate(&token)
         .map_err(|e| Status::of(&e))?;
+    let limits = &state.options;
+    let body = read_body(body, limits.body_limit_bytes, limits.limits.body_timeout)
+        .await
+        .map_err(|e| match e {
+            BodyError::TooLarge => Status::BODY_TOO_LARGE,
+            BodyError::Read => Status::MALFORMED,
+            BodyError::TimedOut => Status::BODY_TIMEOUT,
+        })?;
     let span = tracing::Span::current();
     span.record("client", client.as_str());
     let fields = Fields::parse(&body, uri.query())?;

@@ -23,9 +23,22 @@ const DRAIN_BYTES: usize = 16 * 1024 * 1024;
 pub enum BodyError {
     TooLarge,
     Read,
+    TimedOut,
 }
 
-pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, BodyError> {
+/// The body, at most `limit` bytes, received within `timeout` in all (a client
+/// trickling bytes cannot hold the connection and its buffer open).
+pub async fn read_body(
+    body: Body,
+    limit: usize,
+    timeout: std::time::Duration,
+) -> Result<Bytes, BodyError> {
+    tokio::time::timeout(timeout, read_body_untimed(body, limit))
+        .await
+        .unwrap_or(Err(BodyError::TimedOut))
+}
+
+async fn read_body_untimed(body: Body, limit: usize) -> Result<Bytes, BodyError> {
     let mut body = body;
     let mut buf = BytesMut::new();
     let mut total = 0usize;

@@ -39,6 +39,12 @@ impl Status {
     /// Not in the original list: the token endpoints after too many failed logins
     /// (per client name or in all), refused before any password hashing.
     pub const TOO_MANY_ATTEMPTS: Status = Status(429);
+    /// Not in the original list: the body did not arrive within `server.body_timeout_secs`.
+    pub const BODY_TIMEOUT: Status = Status(408);
+    /// Not in the original list: the URI is over 8 KiB.
+    pub const URI_TOO_LONG: Status = Status(414);
+    /// Not in the original list: the request's headers are over 32 KiB or 100 lines.
+    pub const HEADERS_TOO_LARGE: Status = Status(431);
     pub const SERVER_ERROR: Status = Status(500);
     /// Not in the original list: every inference slot and queue place is taken.
     pub const BUSY: Status = Status(503);
@@ -68,7 +74,10 @@ impl Status {
             494 => "Cannot decode source_image base64",
             495 => "source_image type not recognized",
             496 => "target_image type not recognized",
+            408 => "Request body not received in time",
+            414 => "Request URI too long",
             429 => "Too many failed logins, retry later",
+            431 => "Request headers too large",
             498 => "Request body too large",
             503 => "Service busy, retry later",
             _ => "Server error",

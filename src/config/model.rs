@@ -144,6 +144,42 @@ pub struct ServerConfig {
     pub envelope: Envelope,
     pub http_status: HttpStatusRule,
     pub shutdown_grace_secs: u64,
+    /// Open connections at most; more are closed at once.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Open connections from one peer address at most.
+    #[serde(default = "default_max_connections_per_ip")]
+    pub max_connections_per_ip: usize,
+    /// A connection without a complete request head within this is closed.
+    #[serde(default = "default_header_timeout_secs")]
+    pub header_timeout_secs: u64,
+    /// A request body not received in full within this answers 408.
+    #[serde(default = "default_body_timeout_secs")]
+    pub body_timeout_secs: u64,
+    /// PEM certificate chain and key: the API is served over TLS only.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificates: with TLS, clients must present a certificate it signed.
+    #[serde(default)]
+    pub tls_client_ca: Option<PathBuf>,
+}
+
+fn default_max_connections() -> usize {
+    1024
+}
+
+fn default_max_connections_per_ip() -> usize {
+    128
+}
+
+fn default_header_timeout_secs() -> u64 {
+    10
+}
+
+fn default_body_timeout_secs() -> u64 {
+    30
 }
 
 impl Default for ServerConfig {
@@ -154,6 +190,13 @@ impl Default for ServerConfig {
             envelope: Envelope::Risetai,
             http_status: HttpStatusRule::Mirror,
             shutdown_grace_secs: 10,
+            max_connections: default_max_connections(),
+            max_connections_per_ip: default_max_connections_per_ip(),
+            header_timeout_secs: default_header_timeout_secs(),
+            body_timeout_secs: default_body_timeout_secs(),
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
         }
     }
 }

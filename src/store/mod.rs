@@ -7,6 +7,7 @@
 //! (and, with LMDB's default flags, synced) before `write` returns.
 
 mod keys;
+mod lock;
 mod records;
 mod schema;
 mod txn;
@@ -18,6 +19,7 @@ use heed::types::Bytes;
 use heed::{CommitOrAbort, Database, Env, EnvOpenOptions};
 
 pub use keys::MAX_ID_BYTES;
+pub use lock::{DataLock, LockError, LOCK_FILE};
 pub use records::{
     ClientRecord, Counters, GalleryRecord, TemplateRecord, TokenRecord, UserRecord, VisitRecord,
 };

@@ -3,6 +3,7 @@
 
 mod compat;
 mod endpoints;
+mod hardening;
 mod robustness;
 mod status_codes;
 mod support;
