@@ -26,18 +26,22 @@ pub(super) async fn run(
     if !ep.methods().contains(&method) {
         return Err(Reply::from(Status::MALFORMED).message("Method not allowed for this endpoint"));
     }
-    let body = read_body(body, state.options.body_limit_bytes)
-        .await
-        .map_err(|e| match e {
-            BodyError::TooLarge => Status::BODY_TOO_LARGE,
-            BodyError::Read => Status::MALFORMED,
-        })?;
+    // The token before the body: a client without one gets 401 without a byte of its
+    // body read or buffered.
     let token = access_token(&headers).ok_or(Status::UNAUTHORIZED)?;
     let client = state
         .gallery
         .accounts()
         .authenticate(&token)
         .map_err(|e| Status::of(&e))?;
+    let limits = &state.options;
+    let body = read_body(body, limits.body_limit_bytes, limits.limits.body_timeout)
+        .await
+        .map_err(|e| match e {
+            BodyError::TooLarge => Status::BODY_TOO_LARGE,
+            BodyError::Read => Status::MALFORMED,
+            BodyError::TimedOut => Status::BODY_TIMEOUT,
+        })?;
     let span = tracing::Span::current();
     span.record("client", client.as_str());
     let fields = Fields::parse(&body, uri.query())?;
@@ -83,8 +87,8 @@ fn domain(e: crate::gallery::Error) -> Reply {
 }
 
 fn dispatch(ep: Endpoint, g: &Gallery, client: &str, f: &Fields) -> Result<Reply, Reply> {
-    let gallery_id = || f.text("facegallery_id", Status::GALLERY_ID_MISSING);
-    let user_id = || f.text("user_id", Status::USER_ID_MISSING);
+    let gallery_id = || f.id("facegallery_id", Status::GALLERY_ID_MISSING);
+    let user_id = || f.id("user_id", Status::USER_ID_MISSING);
     match ep {
         Endpoint::ClientRegister => {
             let id = g.register_client(client).map_err(domain)?;
@@ -190,9 +194,9 @@ fn dispatch(ep: Endpoint, g: &Gallery, client: &str, f: &Fields) -> Result<Reply
 }
 
 fn enroll(ep: Endpoint, g: &Gallery, client: &str, f: &Fields) -> Result<Reply, Reply> {
-    let user_id = f.text("user_id", Status::USER_ID_MISSING)?;
+    let user_id = f.id("user_id", Status::USER_ID_MISSING)?;
     let user_name = f.text("user_name", Status::USER_NAME_MISSING)?;
-    let gallery = f.text("facegallery_id", Status::GALLERY_ID_MISSING)?;
+    let gallery = f.id("facegallery_id", Status::GALLERY_ID_MISSING)?;
     let force = f.flag("force_register")?;
     let minimum = f.unit_float("minimum_similarity")?;
     let image = f.image("image", ImageRole::Image, Status::IMAGE_MISSING)?;

@@ -14,6 +14,7 @@ mod oauth;
 mod openapi;
 mod reply;
 mod request;
+mod server;
 mod status;
 
 use std::future::Future;
@@ -35,6 +36,7 @@ pub use kiosk::KioskHooks;
 use metrics::Metrics;
 pub use reply::Reply;
 pub use request::{decode_base64, MAX_FIELD_CHARS};
+pub use server::{tls_config, ConnectionLimits, TlsError};
 pub use status::Status;
 
 /// How the server answers; from the `[server]` and `[runtime]` configuration.
@@ -46,6 +48,8 @@ pub struct ServerOptions {
     /// A kiosk screen connecting without Last-Event-ID first gets the visits of this
     /// many seconds (`camera.replay_secs`).
     pub kiosk_replay_secs: u64,
+    /// Connection caps and read timeouts (`server.max_connections`, ...).
+    pub limits: ConnectionLimits,
 }
 
 impl ServerOptions {
@@ -55,6 +59,12 @@ impl ServerOptions {
             http_status: config.server.http_status,
             body_limit_bytes: config.server.body_limit_bytes,
             kiosk_replay_secs: config.camera.replay_secs,
+            limits: ConnectionLimits {
+                max_connections: config.server.max_connections,
+                max_connections_per_ip: config.server.max_connections_per_ip,
+                header_timeout: std::time::Duration::from_secs(config.server.header_timeout_secs),
+                body_timeout: std::time::Duration::from_secs(config.server.body_timeout_secs),
+            },
         }
     }
 }
@@ -116,19 +126,61 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            check_head,
+        ))
         .with_state(state)
 }
 
-/// Serves on `listener` until `shutdown` completes, then lets in-flight requests
-/// finish (the caller bounds that wait with its grace period).
+/// Serves plain HTTP on `listener` until `shutdown` completes, then lets in-flight
+/// requests finish (the caller bounds that wait with its grace period). Connection
+/// caps and timeouts: `server.rs`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<ApiState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    server::serve_connections(listener, state, None, shutdown).await
+}
+
+/// As [`serve`], over TLS only (see [`tls_config`]).
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    state: Arc<ApiState>,
+    tls: Arc<rustls::ServerConfig>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    server::serve_connections(listener, state, Some(tls), shutdown).await
+}
+
+/// Heads larger than this (all header lines) answer 431, URIs longer than
+/// `MAX_URI_BYTES` 414, in the envelope like every other error.
+const MAX_HEAD_BYTES: usize = 32 * 1024;
+const MAX_HEADERS: usize = 100;
+const MAX_URI_BYTES: usize = 8 * 1024;
+
+async fn check_head(
+    State(s): State<Arc<ApiState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let head_bytes: usize = request
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    let status = if request.uri().to_string().len() > MAX_URI_BYTES {
+        Some(Status::URI_TOO_LONG)
+    } else if head_bytes > MAX_HEAD_BYTES || request.headers().len() > MAX_HEADERS {
+        Some(Status::HEADERS_TOO_LARGE)
+    } else {
+        None
+    };
+    match status {
+        Some(status) => Reply::from(status).render(s.options.envelope, s.options.http_status),
+        None => next.run(request).await,
+    }
 }
 
 async fn handle(

@@ -21,6 +21,22 @@ fn field(fields: &[(String, String)], name: &str) -> String {
         .unwrap_or_default()
 }
 
+fn refused(error: Option<crate::gallery::Error>) -> Response {
+    match error {
+        Some(crate::gallery::Error::TooManyAttempts { retry_after_secs }) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(
+                axum::http::header::RETRY_AFTER,
+                retry_after_secs.to_string(),
+            )],
+            axum::Json(json!({"error": "too_many_attempts", "status": "429",
+                "status_message": super::Status::TOO_MANY_ATTEMPTS.message()})),
+        )
+            .into_response(),
+        _ => unauthorized(),
+    }
+}
+
 fn unauthorized() -> Response {
     (
         StatusCode::UNAUTHORIZED,
@@ -41,7 +57,8 @@ pub(super) async fn token(State(s): State<Arc<ApiState>>, uri: Uri, body: Bytes)
         Ok(Ok(token)) => {
             axum::Json(json!({"access_token": token, "token_type": "Bearer"})).into_response()
         }
-        _ => unauthorized(),
+        Ok(Err(e)) => refused(Some(e)),
+        Err(_) => refused(None),
     }
 }
 
@@ -67,6 +84,7 @@ pub(super) async fn revoke(
         Ok(Ok(())) => {
             axum::Json(json!({"status": "200", "status_message": "Token revoked"})).into_response()
         }
-        _ => unauthorized(),
+        Ok(Err(e)) => refused(Some(e)),
+        Err(_) => refused(None),
     }
 }

@@ -23,9 +23,22 @@ const DRAIN_BYTES: usize = 16 * 1024 * 1024;
 pub enum BodyError {
     TooLarge,
     Read,
+    TimedOut,
 }
 
-pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, BodyError> {
+/// The body, at most `limit` bytes, received within `timeout` in all (a client
+/// trickling bytes cannot hold the connection and its buffer open).
+pub async fn read_body(
+    body: Body,
+    limit: usize,
+    timeout: std::time::Duration,
+) -> Result<Bytes, BodyError> {
+    tokio::time::timeout(timeout, read_body_untimed(body, limit))
+        .await
+        .unwrap_or(Err(BodyError::TimedOut))
+}
+
+async fn read_body_untimed(body: Body, limit: usize) -> Result<Bytes, BodyError> {
     let mut body = body;
     let mut buf = BytesMut::new();
     let mut total = 0usize;
@@ -99,6 +112,16 @@ impl Fields {
             return Err(Status::MALFORMED);
         }
         Ok(Some(text))
+    }
+
+    /// An id field (`facegallery_id`, `user_id`): a text field that also fits the
+    /// store's keys, at most `MAX_ID_BYTES` bytes of UTF-8 (else 400).
+    pub fn id(&self, name: &str, missing: Status) -> Result<String, Status> {
+        let id = self.text(name, missing)?;
+        if id.len() > crate::gallery::MAX_ID_BYTES {
+            return Err(Status::MALFORMED);
+        }
+        Ok(id)
     }
 
     /// true/false, also as the strings "true"/"false" or 1/0. Missing: false.

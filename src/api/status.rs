@@ -36,6 +36,15 @@ impl Status {
     /// Not in the original list: request body over `server.body_limit_bytes`
     /// (413 is taken by "face too small"; the HTTP status line says 413).
     pub const BODY_TOO_LARGE: Status = Status(498);
+    /// Not in the original list: the token endpoints after too many failed logins
+    /// (per client name or in all), refused before any password hashing.
+    pub const TOO_MANY_ATTEMPTS: Status = Status(429);
+    /// Not in the original list: the body did not arrive within `server.body_timeout_secs`.
+    pub const BODY_TIMEOUT: Status = Status(408);
+    /// Not in the original list: the URI is over 8 KiB.
+    pub const URI_TOO_LONG: Status = Status(414);
+    /// Not in the original list: the request's headers are over 32 KiB or 100 lines.
+    pub const HEADERS_TOO_LARGE: Status = Status(431);
     pub const SERVER_ERROR: Status = Status(500);
     /// Not in the original list: every inference session is busy and the queue is full,
     /// or the request waited `runtime.queue_timeout_ms` without getting one.
@@ -66,6 +75,10 @@ impl Status {
             494 => "Cannot decode source_image base64",
             495 => "source_image type not recognized",
             496 => "target_image type not recognized",
+            408 => "Request body not received in time",
+            414 => "Request URI too long",
+            429 => "Too many failed logins, retry later",
+            431 => "Request headers too large",
             498 => "Request body too large",
             503 => "Service busy, retry later",
             _ => "Server error",
@@ -85,6 +98,7 @@ impl Status {
     pub fn of(error: &Error) -> Status {
         match error {
             Error::Unauthorized => Status::UNAUTHORIZED,
+            Error::TooManyAttempts { .. } => Status::TOO_MANY_ATTEMPTS,
             Error::QuotaExhausted(_) => Status::DENIED,
             Error::GalleryNotFound => Status::GALLERY_NOT_FOUND,
             Error::GalleryExists => Status::GALLERY_EXISTS,

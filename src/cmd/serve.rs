@@ -20,6 +20,10 @@ pub struct ServeArgs {}
 
 pub fn run(config: &Config, _args: &ServeArgs) -> anyhow::Result<ExitCode> {
     facegate::telemetry::init(&config.logging)?;
+    // Held until the process ends: `reembed` refuses to run beside the daemon.
+    let _lock =
+        facegate::store::DataLock::acquire(&config.store.data_dir).context("facegate serve")?;
+    tracing::info!(data_dir = %config.store.data_dir.display(), "data folder");
     let store = Arc::new(
         Store::open(&config.store.data_dir, config.store.map_size_mb)
             .with_context(|| format!("data folder {}", config.store.data_dir.display()))?,
@@ -101,13 +105,22 @@ pub fn run(config: &Config, _args: &ServeArgs) -> anyhow::Result<ExitCode> {
         }));
     }
     let state = ApiState::with_kiosk(gallery.clone(), ServerOptions::from_config(config), hooks);
+    let tls = match (&config.server.tls_cert, &config.server.tls_key) {
+        (Some(cert), Some(key)) => Some(
+            api::tls_config(cert, key, config.server.tls_client_ca.as_deref())
+                .context("[server] tls_cert / tls_key")?,
+        ),
+        (None, None) => None,
+        _ => anyhow::bail!("[server] tls_cert and tls_key go together: set both or neither"),
+    };
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.server.listen))?;
         let listen = listener.local_addr()?;
-        tracing::info!(%listen, "facegate serving");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        tracing::info!(%listen, scheme, "facegate serving");
         let sync = sync_options
             .zip(sync_metrics)
             .map(|(o, m)| facegate::sync::start_with_metrics(gallery.clone(), o, m));
@@ -118,9 +131,13 @@ pub fn run(config: &Config, _args: &ServeArgs) -> anyhow::Result<ExitCode> {
         }
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut stopped = stop_rx.clone();
-        let server = tokio::spawn(api::serve(listener, state, async move {
+        let stop = async move {
             let _ = stopped.changed().await;
-        }));
+        };
+        let server = match tls {
+            Some(tls) => tokio::spawn(api::serve_tls(listener, state, tls, stop)),
+            None => tokio::spawn(api::serve(listener, state, stop)),
+        };
         // API hits are counted in memory (a read request writes nothing); saved in
         // batches here and once more below after the last request.
         let flusher = tokio::spawn(flush_hits_every(

@@ -61,11 +61,28 @@ pub fn load(file: Option<&Path>, env: &dyn Source) -> Result<Config, Error> {
         None => None,
     };
     let name = file.map(|p| p.display().to_string());
-    merge(
+    let mut config = merge(
         text.as_deref(),
         name.as_deref().unwrap_or("<embedded>"),
         env,
-    )
+    )?;
+    config.store.data_dir = resolve_data_dir(&config.store.data_dir, file, env);
+    Ok(config)
+}
+
+/// A relative `store.data_dir` from a config file (or the default under one) is
+/// relative to that file's folder, so `facegate serve` opens the same store from any
+/// working directory; from `FACEGATE_DATA_DIR`, or without a file, it is relative to
+/// the working directory. The result is absolute (logged at start).
+fn resolve_data_dir(dir: &Path, file: Option<&Path>, env: &dyn Source) -> PathBuf {
+    let from_env = env
+        .get("FACEGATE_DATA_DIR")
+        .is_some_and(|v| !v.trim().is_empty());
+    let joined = match file.and_then(Path::parent) {
+        Some(folder) if dir.is_relative() && !from_env => folder.join(dir),
+        _ => dir.to_path_buf(),
+    };
+    std::path::absolute(&joined).unwrap_or(joined)
 }
 
 /// The pure merge: embedded default <- file text <- environment.
@@ -198,6 +215,26 @@ mod tests {
     fn embedded_default_is_the_documented_default() {
         let config = merge(None, "-", &env(&[])).unwrap();
         assert_eq!(config, Config::default());
+    }
+
+    #[test]
+    fn a_relative_data_dir_is_relative_to_the_config_file_unless_it_comes_from_the_environment() {
+        let file = Path::new("/etc/facegate/facegate.toml");
+        let from_file = resolve_data_dir(Path::new("data"), Some(file), &env(&[]));
+        assert_eq!(from_file, PathBuf::from("/etc/facegate/data"));
+        let absolute = resolve_data_dir(Path::new("/var/lib/f"), Some(file), &env(&[]));
+        assert_eq!(absolute, PathBuf::from("/var/lib/f"));
+        let cwd = std::env::current_dir().unwrap();
+        let from_env = resolve_data_dir(
+            Path::new("d2"),
+            Some(file),
+            &env(&[("FACEGATE_DATA_DIR", "d2")]),
+        );
+        assert_eq!(from_env, cwd.join("d2"));
+        assert_eq!(
+            resolve_data_dir(Path::new("data"), None, &env(&[])),
+            cwd.join("data")
+        );
     }
 
     #[test]

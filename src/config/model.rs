@@ -106,6 +106,14 @@ impl Default for RecognitionConfig {
 pub struct ImagesConfig {
     pub max_side: u32,
     pub max_pixels: u64,
+    /// Memory one picture's decoding may take, in MiB (decoder output with 16-bit
+    /// samples and palette expansion, RGB copy, rotation, progressive JPEG planes).
+    #[serde(default = "default_max_decode_mb")]
+    pub max_decode_mb: u64,
+}
+
+fn default_max_decode_mb() -> u64 {
+    crate::vision::DEFAULT_MAX_DECODE_BYTES / (1024 * 1024)
 }
 
 impl Default for ImagesConfig {
@@ -113,6 +121,7 @@ impl Default for ImagesConfig {
         ImagesConfig {
             max_side: 12_000,
             max_pixels: 50_000_000,
+            max_decode_mb: default_max_decode_mb(),
         }
     }
 }
@@ -140,6 +149,42 @@ pub struct ServerConfig {
     pub envelope: Envelope,
     pub http_status: HttpStatusRule,
     pub shutdown_grace_secs: u64,
+    /// Open connections at most; more are closed at once.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Open connections from one peer address at most.
+    #[serde(default = "default_max_connections_per_ip")]
+    pub max_connections_per_ip: usize,
+    /// A connection without a complete request head within this is closed.
+    #[serde(default = "default_header_timeout_secs")]
+    pub header_timeout_secs: u64,
+    /// A request body not received in full within this answers 408.
+    #[serde(default = "default_body_timeout_secs")]
+    pub body_timeout_secs: u64,
+    /// PEM certificate chain and key: the API is served over TLS only.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificates: with TLS, clients must present a certificate it signed.
+    #[serde(default)]
+    pub tls_client_ca: Option<PathBuf>,
+}
+
+fn default_max_connections() -> usize {
+    1024
+}
+
+fn default_max_connections_per_ip() -> usize {
+    128
+}
+
+fn default_header_timeout_secs() -> u64 {
+    10
+}
+
+fn default_body_timeout_secs() -> u64 {
+    30
 }
 
 impl Default for ServerConfig {
@@ -150,6 +195,13 @@ impl Default for ServerConfig {
             envelope: Envelope::Risetai,
             http_status: HttpStatusRule::Mirror,
             shutdown_grace_secs: 10,
+            max_connections: default_max_connections(),
+            max_connections_per_ip: default_max_connections_per_ip(),
+            header_timeout_secs: default_header_timeout_secs(),
+            body_timeout_secs: default_body_timeout_secs(),
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
         }
     }
 }
@@ -455,7 +507,7 @@ impl Config {
             decode_limits: DecodeLimits {
                 max_side: self.images.max_side,
                 max_pixels: self.images.max_pixels,
-                ..DecodeLimits::default()
+                max_decode_bytes: self.images.max_decode_mb.saturating_mul(1024 * 1024),
             },
         }
     }

@@ -22,11 +22,21 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use super::login_throttle::LoginThrottle;
 use super::{Error, Quota, QuotaKind};
 use crate::store::{self, ClientRecord, Counters, Store, TokenRecord};
 
 const TOKEN_ID_LEN: usize = 12;
 const PBKDF2_ROUNDS: u32 = 200_000;
+/// Tokens from `/oauth/client/token` a client may hold at once; issuing one more
+/// revokes the oldest. Tokens made by `facegate client` do not count and are kept.
+pub const MAX_OAUTH_TOKENS: usize = 10;
+/// Password hashes of this scheme run PBKDF2 over the password's length (u32, big
+/// endian) and bytes: HMAC pads a short key with zeros, so over the bare password
+/// "hunter2" and "hunter2\0" would hash alike.
+const SCHEME: &str = "pbkdf2-sha256-len";
+/// The first scheme (bare password): still verified, for hashes stored before.
+const SCHEME_BARE: &str = "pbkdf2-sha256";
 
 /// What get-counters reports for an unlimited quota (fits a signed 32-bit integer).
 pub const UNLIMITED_REPORTED: u64 = i32::MAX as u64;
@@ -56,6 +66,7 @@ pub struct Accounts {
     quota: Quota,
     /// API hits per client not yet added to the stored counters.
     unflushed_hits: Mutex<HashMap<String, u64>>,
+    logins: LoginThrottle,
 }
 
 impl Accounts {
@@ -64,6 +75,7 @@ impl Accounts {
             store,
             quota,
             unflushed_hits: Mutex::new(HashMap::new()),
+            logins: LoginThrottle::default(),
         }
     }
 
@@ -154,12 +166,25 @@ impl Accounts {
         })
     }
 
-    /// `/oauth/client/token`: a new token for a client that has a password.
+    /// `/oauth/client/token`: a new token for a client that has a password. Beyond
+    /// [`MAX_OAUTH_TOKENS`] of them, the oldest are revoked.
     pub fn issue_token(&self, client: &str, password: &str) -> Result<String, Error> {
         self.check_password(client, password)?;
         let token = new_token();
-        self.store
-            .write(|w| put_token(w, client, &token, "oauth"))?;
+        self.store.write(|w| {
+            let mut issued: Vec<(String, TokenRecord)> = w
+                .reader()
+                .tokens_of(client)?
+                .into_iter()
+                .filter(|(_, t)| t.origin == "oauth")
+                .collect();
+            issued.sort_by_key(|(_, t)| t.created_at);
+            let excess = (issued.len() + 1).saturating_sub(MAX_OAUTH_TOKENS);
+            for (id, _) in issued.iter().take(excess) {
+                w.delete_token(id)?;
+            }
+            put_token(w, client, &token, "oauth")
+        })?;
         Ok(token)
     }
 
@@ -174,13 +199,27 @@ impl Accounts {
         Ok(())
     }
 
+    /// Within the failed-login budgets (else `TooManyAttempts`, before any hashing),
+    /// one password hash whether or not the client exists or has a password (a dummy
+    /// hash stands in), so the answer's time does not tell which names exist.
     fn check_password(&self, client: &str, password: &str) -> Result<(), Error> {
+        let attempt = self
+            .logins
+            .begin(client)
+            .map_err(|retry_after_secs| Error::TooManyAttempts { retry_after_secs })?;
         let record = self.store.read(|r| r.client(client))?;
-        let hash = record.and_then(|c| c.password_hash);
-        match hash {
-            Some(h) if verify_password(password, &h) => Ok(()),
-            _ => Err(Error::Unauthorized),
+        let ok = match record.and_then(|c| c.password_hash) {
+            Some(h) => verify_password(password, &h),
+            None => {
+                verify_password(password, dummy_hash());
+                false
+            }
+        };
+        if !ok {
+            return Err(Error::Unauthorized);
         }
+        self.logins.succeeded(attempt);
+        Ok(())
     }
 
     /// Counts one API hit in memory (no disk write); refuses it when the api_hits quota
@@ -281,10 +320,15 @@ fn normalize(token: &str) -> Option<&str> {
 }
 
 fn check_name(name: &str) -> Result<(), Error> {
-    if name.is_empty() || name.chars().count() > 120 || name.chars().any(char::is_whitespace) {
-        return Err(Error::InvalidName(
-            "a client name is 1-120 characters without spaces".into(),
-        ));
+    if name.is_empty()
+        || name.chars().count() > 120
+        || name.len() > crate::store::MAX_ID_BYTES
+        || name.chars().any(char::is_whitespace)
+    {
+        return Err(Error::InvalidName(format!(
+            "a client name is 1-120 characters ({} bytes of UTF-8) without spaces",
+            crate::store::MAX_ID_BYTES
+        )));
     }
     Ok(())
 }
@@ -316,12 +360,27 @@ fn hash_password(password: &str) -> String {
     let mut salt = [0u8; 16];
     rand::thread_rng().fill_bytes(&mut salt);
     let mut out = [0u8; 32];
-    pbkdf2::pbkdf2_hmac::<Sha256>(password.as_bytes(), &salt, PBKDF2_ROUNDS, &mut out);
+    pbkdf2::pbkdf2_hmac::<Sha256>(&length_prefixed(password), &salt, PBKDF2_ROUNDS, &mut out);
     format!(
-        "pbkdf2-sha256${PBKDF2_ROUNDS}${}${}",
+        "{SCHEME}${PBKDF2_ROUNDS}${}${}",
         STANDARD_NO_PAD.encode(salt),
         STANDARD_NO_PAD.encode(out)
     )
+}
+
+/// The PBKDF2 input of [`SCHEME`]: distinct passwords give distinct HMAC keys.
+fn length_prefixed(password: &str) -> Vec<u8> {
+    let len = u32::try_from(password.len()).unwrap_or(u32::MAX);
+    let mut out = len.to_be_bytes().to_vec();
+    out.extend_from_slice(password.as_bytes());
+    out
+}
+
+/// A hash of a random password, checked against when a name has none, so that
+/// unknown names cost the same work as known ones.
+fn dummy_hash() -> &'static str {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DUMMY.get_or_init(|| hash_password(&new_token()))
 }
 
 fn verify_password(password: &str, stored: &str) -> bool {
@@ -336,11 +395,20 @@ fn verify_password(password: &str, stored: &str) -> bool {
     ) else {
         return false;
     };
-    if *scheme != "pbkdf2-sha256" || hash.len() != 32 {
+    let input = match *scheme {
+        SCHEME => length_prefixed(password),
+        // The bare scheme cannot tell trailing NULs apart nor a password over 64 bytes
+        // from its SHA-256 (HMAC key handling): such passwords never match it.
+        SCHEME_BARE if !password.contains('\0') && password.len() <= 64 => {
+            password.as_bytes().to_vec()
+        }
+        _ => return false,
+    };
+    if hash.len() != 32 {
         return false;
     }
     let mut out = [0u8; 32];
-    pbkdf2::pbkdf2_hmac::<Sha256>(password.as_bytes(), &salt, rounds, &mut out);
+    pbkdf2::pbkdf2_hmac::<Sha256>(&input, &salt, rounds, &mut out);
     bool::from(out.ct_eq(hash.as_slice()))
 }
 
@@ -398,6 +466,67 @@ mod tests {
         assert!(a.revoke_token(&t, "kiosk", "wrong").is_err());
         a.revoke_token(&t, "kiosk", "s3cret").unwrap();
         assert!(a.authenticate(&t).is_err());
+    }
+
+    #[test]
+    fn a_password_with_a_trailing_nul_is_another_password() {
+        let (_dir, a) = accounts(Quota::default());
+        a.add_client("kiosk", Some("hunter2")).unwrap();
+        assert!(matches!(
+            a.issue_token("kiosk", "hunter2\u{0}"),
+            Err(Error::Unauthorized)
+        ));
+        assert!(a.issue_token("kiosk", "hunter2").is_ok());
+        // A hash of the first scheme: still verified, but not with the NUL.
+        let mut salt_out = [0u8; 32];
+        pbkdf2::pbkdf2_hmac::<Sha256>(b"hunter2", b"0123456789abcdef", 1000, &mut salt_out);
+        let bare = format!(
+            "pbkdf2-sha256$1000${}${}",
+            STANDARD_NO_PAD.encode(b"0123456789abcdef"),
+            STANDARD_NO_PAD.encode(salt_out)
+        );
+        assert!(verify_password("hunter2", &bare));
+        assert!(!verify_password("hunter2\u{0}", &bare));
+    }
+
+    #[test]
+    fn issuing_past_the_cap_revokes_the_oldest_oauth_token_and_keeps_the_cli_one() {
+        let (_dir, a) = accounts(Quota::default());
+        let cli = a.add_client("kiosk", Some("pw")).unwrap();
+        let first = a.issue_token("kiosk", "pw").unwrap();
+        // created_at counts seconds: the first token is older than the rest only
+        // once a second has passed.
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        let mut last = String::new();
+        for _ in 0..MAX_OAUTH_TOKENS {
+            last = a.issue_token("kiosk", "pw").unwrap();
+        }
+        assert_eq!(a.authenticate(&cli).unwrap(), "kiosk");
+        assert_eq!(a.authenticate(&last).unwrap(), "kiosk");
+        let live = a.store.read(|r| r.tokens_of("kiosk")).unwrap();
+        assert_eq!(live.len(), MAX_OAUTH_TOKENS + 1);
+        assert!(matches!(a.authenticate(&first), Err(Error::Unauthorized)));
+    }
+
+    #[test]
+    fn wrong_passwords_are_refused_before_hashing_once_over_the_budget() {
+        let (_dir, a) = accounts(Quota::default());
+        a.add_client("kiosk", Some("pw")).unwrap();
+        let mut limited = None;
+        for i in 0..50 {
+            if let Err(Error::TooManyAttempts { retry_after_secs }) = a.issue_token("kiosk", "no") {
+                limited = Some((i, retry_after_secs));
+                break;
+            }
+        }
+        let (after, wait) = limited.expect("never limited");
+        assert_eq!(after, super::super::login_throttle::NAME_BURST as usize);
+        assert!(wait >= 1);
+        // Even the right password waits now: the name's budget is spent.
+        assert!(matches!(
+            a.issue_token("kiosk", "pw"),
+            Err(Error::TooManyAttempts { .. })
+        ));
     }
 
     #[test]

@@ -21,10 +21,25 @@ pub enum QuotaKind {
     Galleries,
 }
 
+/// An id (gallery id, user id) must fit the store's keys: at most
+/// [`crate::store::MAX_ID_BYTES`] bytes of UTF-8 (120 emoji are 480 bytes).
+pub fn check_id(what: &str, id: &str) -> Result<(), Error> {
+    if id.len() > crate::store::MAX_ID_BYTES {
+        return Err(Error::InvalidName(format!(
+            "{what} is {} bytes, at most {} allowed",
+            id.len(),
+            crate::store::MAX_ID_BYTES
+        )));
+    }
+    Ok(())
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("access token missing or not valid")]
     Unauthorized,
+    #[error("too many failed logins; retry in {retry_after_secs} s")]
+    TooManyAttempts { retry_after_secs: u64 },
     #[error("quota exhausted: {0:?}")]
     QuotaExhausted(QuotaKind),
     #[error("facegallery_id not found")]

@@ -162,6 +162,7 @@ impl Gallery {
         user_name: &str,
         face: &Face,
     ) -> Result<EnrollOutcome, Error> {
+        super::check_id("user_id", user_id)?;
         self.require_gallery(client, gallery)?;
         self.store_face(client, gallery, user_id, user_name, face)
     }

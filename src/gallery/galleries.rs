@@ -12,6 +12,7 @@ impl Gallery {
     }
 
     pub fn create_gallery(&self, client: &str, gallery: &str) -> Result<(), Error> {
+        super::check_id("facegallery_id", gallery)?;
         let quota = self.accounts.quota().galleries;
         self.commit(
             Change::GalleryCreated { client, gallery },

@@ -14,6 +14,7 @@ mod error;
 mod export;
 mod faces;
 mod galleries;
+mod login_throttle;
 mod ops;
 mod reembed;
 mod replica;
@@ -28,10 +29,11 @@ use crate::index::Index;
 use crate::store::{Store, Writer};
 use crate::vision::Pipeline;
 
-pub use accounts::{Accounts, ClientSummary, Remaining, UNLIMITED_REPORTED};
+pub use crate::store::MAX_ID_BYTES;
+pub use accounts::{Accounts, ClientSummary, Remaining, MAX_OAUTH_TOKENS, UNLIMITED_REPORTED};
 pub use central::{central_ops, wire_template, CentralUser};
 pub use door::OpenCommand;
-pub use error::{Error, ImageRole, QuotaKind};
+pub use error::{check_id, Error, ImageRole, QuotaKind};
 pub use export::{
     read_export, write_export, ExportError, ExportHeader, EXPORT_FORMAT, EXPORT_VERSION,
 };

@@ -171,6 +171,11 @@ impl Gallery {
         ) {
             return Ok(Applied::Ignored);
         }
+        super::check_id("client", &op.client)?;
+        super::check_id("facegallery_id", &op.gallery)?;
+        if let OpKind::UpsertUser { user_id, .. } | OpKind::DeleteUser { user_id } = &op.kind {
+            super::check_id("user_id", user_id)?;
+        }
         if matches!(op.kind, OpKind::GalleryState { .. }) {
             return self.apply_state(op);
         }

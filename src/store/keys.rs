@@ -2,6 +2,16 @@
 //! key made of the first N components is a prefix of exactly the keys below it
 //! ("alice" never prefixes "alice2"), and iteration order is stable.
 
+/// Longest id (client name, gallery id, user id) in UTF-8 bytes. The longest key is
+/// `[client, gallery, user]` and a u64 (templates): 3 x (2 + 160) + 8 = 494 bytes, under
+/// LMDB's 511-byte key limit, with room for the 6 bytes of `<client>@trial`.
+pub const MAX_ID_BYTES: usize = 160;
+
+/// LMDB's default (and compiled-in) largest key, in bytes.
+const LMDB_MAX_KEY_BYTES: usize = 511;
+
+const _: () = assert!(3 * (2 + MAX_ID_BYTES) + 6 + 8 <= LMDB_MAX_KEY_BYTES);
+
 pub(crate) fn key(parts: &[&str]) -> Vec<u8> {
     let mut out = Vec::with_capacity(parts.iter().map(|p| p.len() + 2).sum());
     for part in parts {
@@ -17,7 +27,7 @@ pub(crate) fn key_with_id(parts: &[&str], id: u64) -> Vec<u8> {
 }
 
 fn push(out: &mut Vec<u8>, bytes: &[u8]) {
-    // Fields are limited to 120 characters upstream (<= 480 bytes); a longer part would
+    // Ids are limited to MAX_ID_BYTES upstream (gallery and api); a longer part would
     // still encode correctly up to 65535 bytes, and LMDB refuses keys over 511 bytes.
     let len = u16::try_from(bytes.len()).unwrap_or(u16::MAX);
     out.extend_from_slice(&len.to_be_bytes());

@@ -8,6 +8,7 @@
 
 mod door;
 mod keys;
+mod lock;
 mod records;
 mod schema;
 mod txn;
@@ -19,6 +20,8 @@ use heed::types::Bytes;
 use heed::{CommitOrAbort, Database, Env, EnvOpenOptions};
 
 pub use door::{DoorLine, WebhookCall};
+pub use keys::MAX_ID_BYTES;
+pub use lock::{DataLock, LockError, LOCK_FILE};
 pub use records::{
     ClientRecord, Counters, GalleryRecord, TemplateRecord, TokenRecord, UserRecord, VisitRecord,
 };

@@ -21,7 +21,7 @@ mod warp;
 
 pub use admission::{AdmissionLimits, Busy, PoolStatus};
 pub use align::frontalness;
-pub use decode::{decode_image, DecodeError, DecodeLimits};
+pub use decode::{decode_image, DecodeError, DecodeLimits, DEFAULT_MAX_DECODE_BYTES};
 pub use detect::DetectorKind;
 pub use embed::{Embedding, EMBEDDING_DIM};
 pub use flip::near_threshold;

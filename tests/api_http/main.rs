@@ -4,6 +4,7 @@
 mod admission;
 mod compat;
 mod endpoints;
+mod hardening;
 mod robustness;
 mod status_codes;
 mod support;
