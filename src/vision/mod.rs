@@ -14,6 +14,7 @@ mod embed;
 mod mask;
 mod model_input;
 mod pipeline;
+mod sharpness;
 mod similarity;
 mod warp;
 
@@ -21,7 +22,8 @@ pub use align::frontalness;
 pub use decode::{decode_image, DecodeError, DecodeLimits};
 pub use detect::DetectorKind;
 pub use embed::{Embedding, EMBEDDING_DIM};
-pub use pipeline::{FaceSelection, Pipeline, PipelineOptions, StageTimings};
+pub use pipeline::{Appearance, FaceSelection, Pipeline, PipelineOptions, StageTimings};
+pub use sharpness::chip_sharpness;
 pub use similarity::{similarity, Calibration, CALIBRATION, DEFAULT_THRESHOLD};
 
 /// An axis-aligned box in image pixels (origin top-left).
