@@ -17,7 +17,7 @@ mod runner;
 mod source;
 mod tracker;
 
-pub use options::{device_id, RecognizerOptions};
+pub use options::{device_id, RecognizerOptions, TrackCheck};
 pub use recognizer::{Decisions, Emitted, Label, LabelledBox, Recognizer};
 pub use runner::{Camera, CameraOptions};
 #[cfg(feature = "camera-v4l")]

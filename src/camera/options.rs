@@ -23,6 +23,22 @@ pub struct RecognizerOptions {
     pub unknown_retry_ms: u64,
     /// Attach the face JPEG to the `recognized` sync event.
     pub publish_face: bool,
+    /// Check that a track still shows the same face (see [`TrackCheck`]); `None`:
+    /// tracks by position only.
+    pub track_check: Option<TrackCheck>,
+}
+
+/// When and how a track's face is compared with the face the track started with.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TrackCheck {
+    /// Below this similarity (calibrated, 0..1) the face is another person's.
+    pub same_face: f32,
+    /// Check at least every this many detection frames while the face is in view.
+    pub every_frames: u32,
+    /// At most this many checks per frame (the loop's cost bound).
+    pub per_frame: u32,
+    /// Chips less sharp than this tell nothing (see `vision::chip_sharpness`).
+    pub min_sharpness: f32,
 }
 
 impl RecognizerOptions {
@@ -45,6 +61,12 @@ impl RecognizerOptions {
             unknown_retry_gain: c.unknown_retry_gain.max(1.0),
             unknown_retry_ms: c.unknown_retry_ms,
             publish_face: c.publish_face,
+            track_check: (c.track_check_frames > 0).then_some(TrackCheck {
+                same_face: c.track_same_face,
+                every_frames: c.track_check_frames,
+                per_frame: c.track_checks_per_frame.max(1),
+                min_sharpness: c.track_min_sharpness,
+            }),
         })
     }
 }

@@ -4,6 +4,16 @@
 //! user and rate-limit unknown people before a visit is recorded. A track identified as
 //! unknown is identified again on a clearly better frame (a person still walking up),
 //! a bounded number of times, before the unknown visit is reported.
+//!
+//! A track is one person. With `track_check` on, a track's face is compared with the
+//! face it started with (an appearance embedding: one embedder run, no mask): when the
+//! tracker saw an abrupt motion (the face was missing, the box jumped or changed size
+//! or shape), before the track is decided, and every `every_frames` frames. Frames since
+//! the last comparison are provisional: they count for the track (best frame, good
+//! frames, the debounce of the person it was decided as) only once a clear face
+//! confirms it. Another face ends the track (it is decided on its confirmed frames) and
+//! starts a new one. Cost per frame: one detection plus at most `per_frame` appearance
+//! embeddings (plus the identification of a track being decided, as before).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,13 +21,13 @@ use std::time::{Duration, Instant};
 
 use image::RgbImage;
 
-use super::options::RecognizerOptions;
+use super::options::{RecognizerOptions, TrackCheck};
 use super::source::Frame;
-use super::tracker::Tracker;
+use super::tracker::{Match, Motion, Track, Tracker};
 use super::Error;
 use crate::gallery::{Gallery, Sighting, Visit};
 use crate::store::VisitRecord;
-use crate::vision::{frontalness, BoundingBox, Detection};
+use crate::vision::{frontalness, similarity, BoundingBox, Detection, Embedding};
 
 /// What the kiosk screen shows on a face box.
 #[derive(Clone, Debug, PartialEq)]
@@ -54,6 +64,10 @@ pub struct Decisions {
     pub retried: u64,
     /// Of those, recognized on a retry (they would have been reported as unknown).
     pub recognized_on_retry: u64,
+    /// Appearance comparisons of a track's face with the face it started with.
+    pub track_checks: u64,
+    /// Of those, another person's face: the track ended and a new one started.
+    pub track_splits: u64,
 }
 
 struct Candidate {
@@ -74,11 +88,66 @@ struct Pending {
 
 #[derive(Default)]
 struct TrackState {
+    /// Confirmed frames with a large-enough face.
     good_frames: u32,
+    /// The best confirmed frame.
     best: Option<Candidate>,
     decided: Option<Label>,
     user_id: Option<String>,
     pending: Option<Pending>,
+    /// The appearance of the track's clearest face so far and its candidate score.
+    identity: Option<(Embedding, f32)>,
+    /// Good frames since the last confirmation (see the module doc).
+    provisional_good: u32,
+    provisional_best: Option<Candidate>,
+    /// Frames (with a face of any size) were seen since the last confirmation.
+    unconfirmed: bool,
+    /// An abrupt motion was seen and no clear face has been compared since.
+    check_due: bool,
+    /// Detection frames since the last comparison.
+    since_check: u32,
+}
+
+impl TrackState {
+    /// Adds a frame (its `candidate`, `None` when the face is too small) to the
+    /// confirmed frames or to the provisional ones.
+    fn add_frame(&mut self, candidate: Option<Candidate>, confirmed: bool) {
+        let (count, best) = if confirmed {
+            (&mut self.good_frames, &mut self.best)
+        } else {
+            self.unconfirmed = true;
+            (&mut self.provisional_good, &mut self.provisional_best)
+        };
+        if let Some(c) = candidate {
+            *count += 1;
+            if best.as_ref().is_none_or(|b| c.score > b.score) {
+                *best = Some(c);
+            }
+        }
+    }
+
+    /// The provisional frames show the track's face: they count from now on.
+    fn confirm(&mut self) {
+        self.good_frames += std::mem::take(&mut self.provisional_good);
+        if let Some(c) = self.provisional_best.take() {
+            if self.best.as_ref().is_none_or(|b| c.score > b.score) {
+                self.best = Some(c);
+            }
+        }
+        self.unconfirmed = false;
+        self.check_due = false;
+        self.since_check = 0;
+    }
+}
+
+/// What a look at a track's face found.
+enum Verdict {
+    /// The same face as the track's (or the first clear face of the track).
+    Same(Embedding),
+    /// Another person's face.
+    Other(Embedding),
+    /// Too blurred or not alignable, or not looked at: tells nothing.
+    Unclear,
 }
 
 pub struct Recognizer {
@@ -142,27 +211,26 @@ impl Recognizer {
             return Ok(Vec::new());
         }
         let detections = self.gallery.detect_faces(&image)?;
-        let update = self.tracker.update(&detections, meta.timestamp_ms);
+        let mut update = self.tracker.update(&detections, meta.timestamp_ms);
+        // Abrupt motions first: they are the likeliest to be another person, and the
+        // per-frame budget of checks goes to them.
+        update.matched.sort_by_key(|m| match m.motion {
+            Motion::Abrupt => 0,
+            Motion::New => 1,
+            Motion::Steady => 2,
+        });
+        let mut budget = self.options.track_check.map_or(0, |c| c.per_frame);
         let mut emitted = Vec::new();
-        for (track_id, d) in update.matched {
-            let detection = &detections[d];
-            let state = self.states.entry(track_id).or_default();
-            if let Some(user_id) = &state.user_id {
-                // A decided person still in view keeps their debounce window open.
-                self.last_seen.insert(user_id.clone(), meta.timestamp_ms);
+        let mut ended = std::mem::take(&mut update.ended);
+        for m in update.matched {
+            let detection = &detections[m.detection];
+            let (track_id, split) = self.follow(m, detection, &image, &meta, &mut budget)?;
+            if let Some(track) = split {
+                ended.push(track);
             }
-            let face_px = detection.bbox.width.max(detection.bbox.height);
-            if face_px >= self.options.min_face_px {
-                state.good_frames += 1;
-                let score = candidate_score(detection);
-                if state.best.as_ref().is_none_or(|b| score > b.score) {
-                    state.best = Some(Candidate {
-                        score,
-                        frame: image.clone(),
-                        detection: detection.clone(),
-                    });
-                }
-            }
+            let Some(state) = self.states.get_mut(&track_id) else {
+                continue;
+            };
             if state.decided.is_some() {
                 continue;
             }
@@ -181,11 +249,8 @@ impl Recognizer {
                 emitted.extend(self.decide(track_id, &meta, false)?);
             }
         }
-        for track in update.ended {
-            if self.is_undecided(track.id) {
-                emitted.extend(self.decide(track.id, &meta, true)?);
-            }
-            self.states.remove(&track.id);
+        for track in ended {
+            emitted.extend(self.end_track(&track, &meta)?);
         }
         self.view = (Some(image), self.boxes(meta.timestamp_ms));
         Ok(emitted)
@@ -199,12 +264,149 @@ impl Recognizer {
         };
         let mut emitted = Vec::new();
         for track in self.tracker.end_all() {
-            if self.is_undecided(track.id) {
-                emitted.extend(self.decide(track.id, &meta, true)?);
-            }
+            emitted.extend(self.end_track(&track, &meta)?);
         }
         self.states.clear();
         self.view.1.clear();
+        Ok(emitted)
+    }
+
+    /// Continues track `m.track` with `detection`: looks at the face when due, then
+    /// counts the frame as confirmed or provisional, or ends the track when the face is
+    /// another person's and starts a new track with it. Returns the track the detection
+    /// belongs to now, and the ended track.
+    fn follow(
+        &mut self,
+        m: Match,
+        detection: &Detection,
+        image: &Arc<RgbImage>,
+        meta: &FrameMeta,
+        budget: &mut u32,
+    ) -> Result<(u64, Option<Track>), Error> {
+        let o = &self.options;
+        let face_px = detection.bbox.width.max(detection.bbox.height);
+        let good = face_px >= o.min_face_px;
+        let candidate = good.then(|| Candidate {
+            score: candidate_score(detection),
+            frame: image.clone(),
+            detection: detection.clone(),
+        });
+        let mut state = self.states.remove(&m.track).unwrap_or_default();
+        state.since_check = state.since_check.saturating_add(1);
+        if m.motion == Motion::Abrupt {
+            state.check_due = true;
+        }
+        let verdict = match o.track_check {
+            Some(check) if good && *budget > 0 && Self::wants_look(&state, &check, o) => {
+                *budget -= 1;
+                self.look(
+                    image,
+                    detection,
+                    state.identity.as_ref().map(|i| &i.0),
+                    &check,
+                )?
+            }
+            _ => Verdict::Unclear,
+        };
+        let score = candidate.as_ref().map_or(0.0, |c| c.score);
+        match verdict {
+            Verdict::Same(embedding) => {
+                if state.identity.as_ref().is_none_or(|i| score > i.1) {
+                    state.identity = Some((embedding, score));
+                }
+                state.confirm();
+                state.add_frame(candidate, true);
+            }
+            Verdict::Other(embedding) => {
+                self.decisions.track_splits += 1;
+                tracing::debug!(track = m.track, "another face in the track's place");
+                if let Some((ended, new_id)) =
+                    self.tracker.restart(m.track, detection, meta.timestamp_ms)
+                {
+                    self.states.insert(m.track, state);
+                    let mut fresh = TrackState {
+                        identity: Some((embedding, score)),
+                        ..TrackState::default()
+                    };
+                    fresh.add_frame(candidate, true);
+                    self.states.insert(new_id, fresh);
+                    return Ok((new_id, Some(ended)));
+                }
+            }
+            // Nothing contradicts a track without a clear face yet.
+            Verdict::Unclear if state.identity.is_none() => state.add_frame(candidate, true),
+            Verdict::Unclear => state.add_frame(candidate, false),
+        }
+        if !state.unconfirmed {
+            if let Some(user_id) = &state.user_id {
+                // A decided person still in view keeps their debounce window open, as
+                // long as the face in view is theirs.
+                self.last_seen.insert(user_id.clone(), meta.timestamp_ms);
+            }
+        }
+        self.states.insert(m.track, state);
+        Ok((m.track, None))
+    }
+
+    /// Whether a track's (large-enough) face is due for a comparison.
+    fn wants_look(state: &TrackState, check: &TrackCheck, o: &RecognizerOptions) -> bool {
+        let about_to_decide = state.decided.is_none()
+            && state.good_frames + state.provisional_good + 1 >= o.decide_frames;
+        state.identity.is_none()
+            || state.check_due
+            || state.since_check >= check.every_frames
+            || about_to_decide
+    }
+
+    /// Compares the face of `detection` with the track's `identity`.
+    fn look(
+        &mut self,
+        image: &RgbImage,
+        detection: &Detection,
+        identity: Option<&Embedding>,
+        check: &TrackCheck,
+    ) -> Result<Verdict, Error> {
+        self.decisions.track_checks += 1;
+        let Some(seen) = self.gallery.face_appearance(image, detection)? else {
+            return Ok(Verdict::Unclear);
+        };
+        if seen.sharpness < check.min_sharpness {
+            return Ok(Verdict::Unclear);
+        }
+        Ok(match identity {
+            Some(id) if similarity(seen.embedding.cosine(id)) < check.same_face => {
+                Verdict::Other(seen.embedding)
+            }
+            _ => Verdict::Same(seen.embedding),
+        })
+    }
+
+    /// A track left (or was split off): its provisional best frame is compared with
+    /// its face once more, then the track is decided if it was not yet.
+    fn end_track(&mut self, track: &Track, at: &FrameMeta) -> Result<Option<Emitted>, Error> {
+        let Some(mut state) = self.states.remove(&track.id) else {
+            return Ok(None);
+        };
+        if let (Some(check), Some(c), Some((identity, _))) = (
+            self.options.track_check,
+            state.provisional_best.as_ref(),
+            state.identity.as_ref(),
+        ) {
+            if state.decided.is_none() {
+                let (frame, detection, identity) =
+                    (c.frame.clone(), c.detection.clone(), *identity);
+                if let Verdict::Same(_) = self.look(&frame, &detection, Some(&identity), &check)? {
+                    state.confirm();
+                }
+            }
+        }
+        self.states.insert(track.id, state);
+        let emitted = if self.is_undecided(track.id) {
+            self.decide(track.id, at, true)?
+        } else {
+            None
+        };
+        self.states.remove(&track.id);
         Ok(emitted)
     }
 

@@ -81,6 +81,8 @@ struct Counters {
     suppressed: AtomicU64,
     retried: AtomicU64,
     recognized_on_retry: AtomicU64,
+    track_checks: AtomicU64,
+    track_splits: AtomicU64,
     latency_us_sum: AtomicU64,
     latency_count: AtomicU64,
 }
@@ -248,6 +250,13 @@ impl Camera {
             get(&c.retried),
             get(&c.recognized_on_retry)
         );
+        let (checks, splits) = (get(&c.track_checks), get(&c.track_splits));
+        let _ = writeln!(
+            out,
+            "# HELP facegate_camera_track_checks_total Comparisons of a track's face with the face it started with, by outcome (other: another person, the track was split).\n# TYPE facegate_camera_track_checks_total counter\nfacegate_camera_track_checks_total{{outcome=\"same\"}} {}\nfacegate_camera_track_checks_total{{outcome=\"other\"}} {}",
+            checks.saturating_sub(splits),
+            splits
+        );
         let _ = writeln!(
             out,
             "# HELP facegate_camera_event_latency_seconds From the capture of the deciding frame to the stored event.\n# TYPE facegate_camera_event_latency_seconds summary\nfacegate_camera_event_latency_seconds_sum {}\nfacegate_camera_event_latency_seconds_count {}",
@@ -402,6 +411,8 @@ fn report(
     c.suppressed
         .store(d.debounced + d.unknown_suppressed, Ordering::Relaxed);
     c.retried.store(d.retried, Ordering::Relaxed);
+    c.track_checks.store(d.track_checks, Ordering::Relaxed);
+    c.track_splits.store(d.track_splits, Ordering::Relaxed);
     c.recognized_on_retry
         .store(d.recognized_on_retry, Ordering::Relaxed);
 }

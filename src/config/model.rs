@@ -317,7 +317,14 @@ pub struct CameraConfig {
     pub replay_secs: u64,
     pub reconnect_min_ms: u64,
     pub reconnect_max_ms: u64,
+    pub track_same_face: f32,
+    pub track_check_frames: u32,
+    pub track_checks_per_frame: u32,
+    pub track_min_sharpness: f32,
 }
+
+/// `camera.track_min_sharpness`: see configs/facegate.toml (how it was chosen).
+const TRACK_MIN_SHARPNESS: f32 = 0.03;
 
 impl Default for CameraConfig {
     fn default() -> Self {
@@ -343,6 +350,10 @@ impl Default for CameraConfig {
             replay_secs: 300,
             reconnect_min_ms: 500,
             reconnect_max_ms: 30_000,
+            track_same_face: 0.75,
+            track_check_frames: 5,
+            track_checks_per_frame: 2,
+            track_min_sharpness: TRACK_MIN_SHARPNESS,
         }
     }
 }
@@ -474,6 +485,15 @@ impl Config {
         if self.store.hits_flush_secs == 0 {
             return Err(Error::Invalid(
                 "store.hits_flush_secs must be at least 1".into(),
+            ));
+        }
+        if !(0.0..=1.0).contains(&c.track_same_face)
+            || c.track_min_sharpness.is_nan()
+            || c.track_min_sharpness < 0.0
+        {
+            return Err(Error::Invalid(
+                "camera.track_same_face must be within 0..1 and track_min_sharpness at least 0"
+                    .into(),
             ));
         }
         if self.store.max_templates_per_user == 0 {

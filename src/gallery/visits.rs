@@ -114,6 +114,19 @@ impl Gallery {
         self.pipeline.detect(frame).map_err(Error::Vision)
     }
 
+    /// The appearance embedding of `detection` (found by [`Gallery::detect_faces`] in
+    /// `frame`), for telling whether two detections show the same face; `None` when
+    /// the face cannot be aligned. Searches nothing and writes nothing.
+    pub fn face_appearance(
+        &self,
+        frame: &RgbImage,
+        detection: &Detection,
+    ) -> Result<Option<vision::Appearance>, Error> {
+        self.pipeline
+            .appearance(frame, detection)
+            .map_err(Error::Vision)
+    }
+
     /// Analyses `detection` (found by [`Gallery::detect_faces`] in `frame`) and searches
     /// the gallery for it. `None` when the face cannot be aligned.
     pub fn identify_detection(

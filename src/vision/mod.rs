@@ -16,6 +16,7 @@ mod flip;
 mod mask;
 mod model_input;
 mod pipeline;
+mod sharpness;
 mod similarity;
 mod warp;
 
@@ -25,7 +26,10 @@ pub use decode::{decode_image, DecodeError, DecodeLimits, DEFAULT_MAX_DECODE_BYT
 pub use detect::DetectorKind;
 pub use embed::{Embedding, EMBEDDING_DIM};
 pub use flip::near_threshold;
-pub use pipeline::{FaceSelection, HeldSession, Pipeline, PipelineOptions, StageTimings};
+pub use pipeline::{
+    Appearance, FaceSelection, HeldSession, Pipeline, PipelineOptions, StageTimings,
+};
+pub use sharpness::chip_sharpness;
 pub use similarity::{similarity, Calibration, CALIBRATION, DEFAULT_THRESHOLD};
 
 /// An axis-aligned box in image pixels (origin top-left).

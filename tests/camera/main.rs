@@ -6,5 +6,6 @@ mod kiosk_http;
 mod mjpeg;
 mod mqtt_events;
 mod replay;
+mod scenes;
 mod sequence;
 mod support;

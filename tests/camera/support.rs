@@ -28,6 +28,15 @@ pub struct Enrolled {
 
 impl Enrolled {
     pub fn new(tweak: impl FnOnce(&mut Config)) -> Enrolled {
+        let people: Vec<_> = ENROLLED
+            .iter()
+            .map(|(id, name, photo)| (id.to_string(), name.to_string(), fixture_bytes(photo)))
+            .collect();
+        Enrolled::with(tweak, &people)
+    }
+
+    /// `people` (user_id, user_name, photo bytes) enrolled in `kiosk/door`.
+    pub fn with(tweak: impl FnOnce(&mut Config), people: &[(String, String, Vec<u8>)]) -> Enrolled {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = default_config();
         config.store.data_dir = dir.path().join("data");
@@ -41,8 +50,7 @@ impl Enrolled {
             Arc::new(Gallery::open(store, pipeline(), Settings::from_config(&config)).unwrap());
         let token = gallery.accounts().add_client(CLIENT, None).unwrap();
         gallery.create_gallery(CLIENT, GALLERY).unwrap();
-        for (user_id, user_name, photo) in ENROLLED {
-            let image = fixture_bytes(photo);
+        for (user_id, user_name, image) in people {
             gallery
                 .enroll(
                     CLIENT,
@@ -50,7 +58,7 @@ impl Enrolled {
                         gallery: GALLERY,
                         user_id,
                         user_name,
-                        image: &image,
+                        image,
                         force: false,
                     },
                 )
