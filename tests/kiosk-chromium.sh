@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The kiosk page in headless Chromium against a real daemon fed by the folder source:
 # the page must show the recognized name ("Welcome, Penny": the last visitor of the
-# replayed scene) and the list of visits. Writes a screenshot OUTSIDE the repository.
+# replayed scene), the list of visits, and the door state (Penny is refused by [door]
+# users). Writes a screenshot OUTSIDE the repository.
 #
 #   tests/kiosk-chromium.sh [SCREENSHOT.png]      (default: $TMPDIR/facegate-kiosk.png)
 #
@@ -70,7 +71,15 @@ stop
 step "replay the walk-ups through the dir: source at 10 fps"
 target/debug/examples/camera_frames "$work/frames"
 frames=$(ls "$work/frames" | wc -l)
-FACEGATE_CAMERA="dir:$work/frames" FACEGATE_CAMERA_GALLERY=kiosk/door start
+# The door (docs/door.md): Amy and Sheldon open it, Penny does not; the webhook's
+# receiver is down (nothing listens on port 9), so calls stay queued.
+cat >"$work/door.toml" <<'TOML'
+[door]
+users = ["amy", "sheldon"]
+webhook_url = "http://127.0.0.1:9/hook"
+webhook_secret = "kiosk-chromium"
+TOML
+FACEGATE_CONFIG="$work/door.toml" FACEGATE_CAMERA="dir:$work/frames" FACEGATE_CAMERA_GALLERY=kiosk/door start
 metric() { curl -fs "$base/metrics" | awk -v m="$1" '$1 == m { print $2 }'; }
 for _ in $(seq 1200); do
     [ "$(metric facegate_camera_frames_captured_total)" = "$frames" ] && break
@@ -88,4 +97,7 @@ python3 tests/kiosk_screen.py "$base/kiosk?access_token=$token" '#greeting' 'Wel
     | tee "$work/screen.txt"
 grep -q "'Amy Farrah Fowler'" "$work/screen.txt" || { echo "FAIL: Amy not in the visits" >&2; exit 1; }
 grep -q "'Not recognized'" "$work/screen.txt" || { echo "FAIL: the stranger not in the visits" >&2; exit 1; }
+step "the door state of the last visit on the page"
+python3 tests/kiosk_screen.py "$base/kiosk?access_token=$token" '#door' \
+    'Door stays closed: user penny does not open this door' "${shot%.png}-door.png" 60
 echo "kiosk page OK"

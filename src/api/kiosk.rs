@@ -248,10 +248,8 @@ async fn stream_visits(
                 // A lagging screen misses live door lines; they stay in the visits'
                 // records (replayed on reconnect).
                 match line {
-                    Ok(line) if line.client == client => {
-                        if tx.send(door_event(&line)).await.is_err() {
-                            return;
-                        }
+                    Ok(line) if line.client == client && tx.send(door_event(&line)).await.is_err() => {
+                        return;
                     }
                     Err(broadcast::error::RecvError::Closed) => return,
                     _ => {}

@@ -36,6 +36,7 @@ pub fn run(command: &ConfigCommand, file: Option<&Path>) -> anyhow::Result<ExitC
             }
             // The [sync] section: URL, device id, TLS files (read and checked now).
             facegate::sync::SyncOptions::from_config(&merged).context("[sync]")?;
+            facegate::door::DoorOptions::from_config(&merged).context("[door]")?;
             println!(
                 "config ok: {}",
                 file.map(|p| p.display().to_string())
@@ -44,6 +45,9 @@ pub fn run(command: &ConfigCommand, file: Option<&Path>) -> anyhow::Result<ExitC
             let mut shown = merged.clone();
             if !shown.sync.password.is_empty() {
                 shown.sync.password = "<redacted>".into();
+            }
+            if !shown.door.webhook_secret.is_empty() {
+                shown.door.webhook_secret = "<redacted>".into();
             }
             println!("{shown:#?}");
         }

@@ -392,6 +392,10 @@ impl Actor {
             {
                 Ok(Ok(dropped)) => {
                     self.metrics.count("webhook", "queued");
+                    // The sender sets the true figure whenever it looks at the queue.
+                    if dropped.is_none() {
+                        self.metrics.webhook_pending.fetch_add(1, Ordering::Relaxed);
+                    }
                     if dropped.is_some() {
                         self.metrics.count("webhook", "dropped");
                         tracing::warn!(limit, "door webhook queue full: dropped its oldest call");

@@ -176,7 +176,7 @@ mod tests {
         assert_eq!(json["op"], "open");
         assert_eq!(json["visit_id"], 7);
         assert_eq!(json["user_id"], "amy");
-        assert_eq!(json["at"], "2026-11-25T20:06:20.300Z");
+        assert_eq!(json["at"], "2026-11-25T20:46:20.300Z");
         assert_eq!(json["expires_at_ms"], 1_795_639_590_300u64);
         assert!((json["similarity"].as_f64().unwrap() - 0.9123).abs() < 1e-6);
         assert_eq!(serde_json::from_value::<Op>(json).unwrap(), op);

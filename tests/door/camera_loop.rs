@@ -40,12 +40,15 @@ fn frames(faces: &[RgbImage]) -> Vec<RgbImage> {
     frames
 }
 
-/// Every (topic, payload) received under `filter`.
+/// (topic, JSON payload) of every message received.
+type Received = Arc<Mutex<Vec<(String, Value)>>>;
+
+/// Every (topic, payload) received under `filter`, and whether the subscription is on.
 fn subscribe(
     runtime: &tokio::runtime::Runtime,
     port: u16,
     filter: &str,
-) -> (Arc<Mutex<Vec<(String, Value)>>>, Arc<AtomicBool>) {
+) -> (Received, Arc<AtomicBool>) {
     let received = Arc::new(Mutex::new(Vec::new()));
     let subscribed = Arc::new(AtomicBool::new(false));
     let (r, s, filter) = (received.clone(), subscribed.clone(), filter.to_string());
@@ -254,8 +257,7 @@ fn the_door_opens_for_allowed_members_only_and_every_refusal_says_why() {
         assert!(r.pulses().is_empty());
     }
     assert_eq!(broken.metrics().get("relay", "failed"), 3);
-    // Nobody but the unknown face opens no door because of it: the stranger is refused
-    // as unknown by every door, whatever its other rules.
+    // The stranger is refused as unknown by every door, whatever its other rules.
     assert!(
         lines(2)
             .iter()
