@@ -190,3 +190,33 @@ fn malformed_inputs_give_typed_errors() {
         DecodeError::TooLarge { .. } | DecodeError::Corrupt(_)
     ));
 }
+
+#[test]
+fn the_mirror_runs_only_for_a_decision_near_its_threshold_and_then_matches_the_template() {
+    let p = pipeline();
+    let bytes = fixture("single_640x480.jpg");
+    let first = |faces: Vec<facegate::vision::Face>| faces.into_iter().next().unwrap().embedding;
+    let template = first(p.analyze_bytes(&bytes, FaceSelection::Largest).unwrap());
+    let asked = std::cell::Cell::new(0);
+    let far = first(
+        p.analyze_bytes_deciding(&bytes, FaceSelection::Largest, &|_| {
+            asked.set(asked.get() + 1);
+            false
+        })
+        .unwrap(),
+    );
+    let near = first(
+        p.analyze_bytes_deciding(&bytes, FaceSelection::Largest, &|_| true)
+            .unwrap(),
+    );
+    assert_eq!(asked.get(), 1, "the decision is asked once per face");
+    // Far from the threshold: the single embedding, close to the template but not it.
+    assert!(far != template);
+    assert!(far.cosine(&template) > 0.98, "{}", far.cosine(&template));
+    // Near: averaged with the mirror, the template's embedding space to rounding.
+    assert!(
+        near.cosine(&template) > 0.9999,
+        "{}",
+        near.cosine(&template)
+    );
+}

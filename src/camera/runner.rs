@@ -2,7 +2,9 @@
 //! dedicated inference thread takes the newest frame from it. A frame that arrives
 //! while the previous one still waits replaces it (it is dropped, never queued), so
 //! the loop always works on the freshest picture and never delays the HTTP API beyond
-//! the one model session it borrows at a time.
+//! the one model session it borrows at a time. It borrows it through the same bounded
+//! queue as the API's requests (src/vision/admission.rs); a frame refused there (busy)
+//! counts as dropped.
 
 use std::collections::VecDeque;
 use std::fmt::Write;
@@ -395,6 +397,11 @@ fn report(
                     .fetch_add(e.latency.as_micros() as u64, Ordering::Relaxed);
                 c.latency_count.fetch_add(1, Ordering::Relaxed);
             }
+        }
+        // No model session within the shared queue's bounds (the API is busy): the
+        // frame is dropped like one the camera produced faster than we could take.
+        Err(Error::Gallery(crate::gallery::Error::Vision(crate::vision::Error::Busy(_)))) => {
+            c.dropped.fetch_add(1, Ordering::Relaxed);
         }
         Err(e) => {
             let n = c.errors.fetch_add(1, Ordering::Relaxed);

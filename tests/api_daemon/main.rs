@@ -348,3 +348,47 @@ fn try_post(c: &Client, endpoint: &str, body: &Value) -> Option<Resp> {
         raw,
     })
 }
+
+#[test]
+fn the_hit_quota_holds_across_a_restart_although_reads_write_nothing() {
+    // Hits are counted in memory (issue 13) and saved every hits_flush_secs and at
+    // shutdown; a long flush period proves the SIGTERM path saves them.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("quota.toml");
+    std::fs::write(
+        &config,
+        "[quota]\napi_hits = 6\n[store]\nhits_flush_secs = 3600\n",
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let token = admin(dir.path(), &["client", "add", "kiosk"]);
+    let daemon = Daemon::start_with(dir.path(), &["--config", config]);
+    let c = daemon.client(&token);
+    assert_eq!(c.create_gallery("door").status(), 200);
+    assert_eq!(
+        c.enroll("door", "amy", "Amy", &photo("amy1.png")).status(),
+        200
+    );
+    assert_eq!(c.identify("door", &photo("amy2.png")).status(), 200);
+    // 3 hits so far; get-counters is the 4th.
+    let left = |c: &Client| {
+        c.post("client/get-counters", json!({})).body()["remaining_limit"]["n_api_hits"].clone()
+    };
+    assert_eq!(left(&c), 2);
+    assert!(daemon.terminate().success());
+
+    let daemon = Daemon::start_with(dir.path(), &["--config", config]);
+    let c = daemon.client(&token);
+    assert_eq!(
+        c.identify("door", &photo("amy2.png")).status(),
+        200,
+        "5th hit"
+    );
+    assert_eq!(
+        left(&c),
+        0,
+        "6th hit: the quota counted the hits before the restart"
+    );
+    assert_eq!(c.identify("door", &photo("amy2.png")).status(), 403);
+    assert!(daemon.terminate().success());
+}

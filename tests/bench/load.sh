@@ -1,35 +1,42 @@
 #!/usr/bin/env bash
-# Load run: 32 concurrent identify-face calls for 30 s against a release daemon, on the
-# 640x480 JPEG tests/fixtures/vision/group_640x480.jpg (its largest face enrolled among
-# 8 people). Needs `wrk` (Debian package). Prints one RESULT line per configuration:
-#   tests/bench/load.sh                 # default config (workers 2, queue 16) and queue 64
-#   DURATION=10s tests/bench/load.sh
+# Load run: concurrent identify-face calls (wrk) against a release daemon with the
+# default configuration, on the single-face 640x480 JPEG
+# tests/fixtures/vision/single_640x480.jpg (its face enrolled among 8 people). Needs
+# `wrk` (Debian package). Prints one RESULT line per connection count (answers, non-2xx,
+# throughput, p50/p99; tests/bench/identify.lua):
+#   tests/bench/load.sh                              # 32 and 64 connections, 30 s each
+#   CONNECTIONS="32" DURATION=10s tests/bench/load.sh
+#   BASELINE_BIN=/path/to/main/facegate tests/bench/load.sh   # each run on that build
+#       first, then on this tree's, alternating (same machine load for both)
 source "$(dirname "$0")/lib.sh"
 DURATION="${DURATION:-30s}"
+CONNECTIONS="${CONNECTIONS:-32 64}"
+IMAGE="$ROOT/tests/fixtures/vision/single_640x480.jpg"
 BODY_FILE="$(mktemp)"
 export BODY_FILE
-printf '{"facegallery_id":"bench","image":"%s","trx_id":"load"}' \
-    "$(base64 -w0 "$ROOT/tests/fixtures/vision/group_640x480.jpg")" >"$BODY_FILE"
+printf '{"facegallery_id":"bench","image":"%s","trx_id":"load"}' "$(base64 -w0 "$IMAGE")" >"$BODY_FILE"
+THIS_BIN="$BIN"
 
 run() {
-    local label="$1"
-    shift
-    start_daemon "$@"
+    local label="$1" connections="$2"
+    start_daemon
+    enroll person "$IMAGE" >/dev/null
     for p in amy sheldon penny leonard howard raj bernadette; do
         enroll "$p" "$ROOT/tests/fixtures/api/${p}1.png" >/dev/null
     done
-    enroll group "$ROOT/tests/fixtures/vision/group_640x480.jpg" >/dev/null
-    echo "== $label: $(nproc) cores, 32 connections, $DURATION"
-    wrk -t2 -c32 -d"$DURATION" --timeout 30s -s "$ROOT/tests/bench/identify.lua" \
-        "$URL/face-api/facegallery/identify-face" | grep -E "RESULT|Requests/sec"
+    echo "== $label: $(nproc) cores, $connections connections, $DURATION"
+    wrk -t2 -c"$connections" -d"$DURATION" --timeout 30s -s "$ROOT/tests/bench/identify.lua" \
+        "$URL/face-api/facegallery/identify-face" | grep -E "RESULT" | sed "s|^RESULT|RESULT build=$label connections=$connections|"
     stop_daemon
     DATA="$(mktemp -d /tmp/facegate-bench.XXXXXX)"
 }
 
-run "default config (runtime.workers=2, runtime.queue=16)"
-cat >"$DATA.toml" <<TOML
-[runtime]
-queue = 64
-TOML
-run "runtime.queue=64 (no 503 at 32 connections)" FACEGATE_CONFIG="$DATA.toml"
-rm -f "$BODY_FILE" "$DATA.toml"
+for c in $CONNECTIONS; do
+    if [ -n "${BASELINE_BIN:-}" ]; then
+        BIN="$BASELINE_BIN"
+        run baseline "$c"
+    fi
+    BIN="$THIS_BIN"
+    run this "$c"
+done
+rm -f "$BODY_FILE"

@@ -2,19 +2,26 @@
 # facegate identify-face over HTTP vs the peer face_recognition (dlib) doing the same
 # job (decode, detect, embed the LARGEST face only, nearest enrolled person) on the same
 # single-face 640x480 JPEG, interleaved in one run (tests/bench/peer_face_recognition.py).
-# Creates its own Python environment under target/peer/venv on first use (face_recognition
-# from PyPI; dlib builds from source, which takes a while on a small machine):
+# Creates its own Python environment under target/peer/ on first use, from PyPI:
+# face_recognition with dlib's prebuilt wheel (dlib-bin), or with PEER_DLIB_SOURCE=1 plain
+# `pip install face_recognition`, which compiles dlib (over an hour on a busy 2-core box).
 #   tests/bench/peer.sh             RUNS=50 tests/bench/peer.sh
 #   PEER_PYTHON=/path/to/python tests/bench/peer.sh   (an environment you made yourself)
 source "$(dirname "$0")/lib.sh"
-VENV="$ROOT/target/peer/venv"
+if [ "${PEER_DLIB_SOURCE:-0}" = 1 ]; then VENV="$ROOT/target/peer/venv"; else VENV="$ROOT/target/peer/venv-bin"; fi
 PEER_PYTHON="${PEER_PYTHON:-$VENV/bin/python}"
 if ! "$PEER_PYTHON" -c "import face_recognition" 2>/dev/null; then
-    echo "creating $VENV (pip install face_recognition; dlib compiles from source)" >&2
+    echo "creating $VENV for face_recognition" >&2
     python3 -m venv "$VENV"
     # face_recognition_models imports pkg_resources, which setuptools 81 removed.
-    "$VENV/bin/pip" install --quiet --upgrade pip "setuptools<81" wheel cmake
-    nice "$VENV/bin/pip" install --quiet face_recognition
+    "$VENV/bin/pip" install --quiet --upgrade pip "setuptools<81" wheel
+    if [ "${PEER_DLIB_SOURCE:-0}" = 1 ]; then
+        "$VENV/bin/pip" install --quiet cmake
+        nice "$VENV/bin/pip" install --quiet face_recognition
+    else
+        "$VENV/bin/pip" install --quiet dlib-bin face_recognition_models numpy pillow click
+        "$VENV/bin/pip" install --quiet --no-deps face_recognition
+    fi
     PEER_PYTHON="$VENV/bin/python"
 fi
 IMAGE="$ROOT/tests/fixtures/vision/single_640x480.jpg"
