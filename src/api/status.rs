@@ -105,7 +105,9 @@ impl Status {
             Error::UnknownClient(_) | Error::ClientExists(_) | Error::InvalidName(_) => {
                 Status::MALFORMED
             }
-            Error::Store(_) | Error::Vision(_) | Error::Crop(_) => Status::SERVER_ERROR,
+            Error::Store(_) | Error::Vision(_) | Error::Crop(_) | Error::Index(_) => {
+                Status::SERVER_ERROR
+            }
         }
     }
 
