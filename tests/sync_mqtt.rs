@@ -372,8 +372,10 @@ async fn an_enrollment_at_one_device_is_identified_at_the_other_and_not_echoed()
     let probe = face("amy2.png");
     let found = b
         .gallery
-        .index()
-        .search(CLIENT, GALLERY, &probe.embedding.0);
+        .search_index(CLIENT, GALLERY, &probe.embedding.0, 1)
+        .unwrap()
+        .into_iter()
+        .next();
     assert_eq!(
         found.map(|m| m.user_id.to_string()),
         Some("amy".to_string())
@@ -710,8 +712,10 @@ fn an_op_from_another_model_with_a_crop_is_reembedded_and_without_one_refused() 
     }
     assert_eq!(g.apply_op(&with).unwrap(), Applied::Applied);
     let found = g
-        .index()
-        .search(CLIENT, GALLERY, &face("amy2.png").embedding.0);
+        .search_index(CLIENT, GALLERY, &face("amy2.png").embedding.0, 1)
+        .unwrap()
+        .into_iter()
+        .next();
     assert_eq!(found.map(|m| m.user_id.to_string()), Some("u2".to_string()));
 }
 

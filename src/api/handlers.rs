@@ -15,6 +15,9 @@ use super::request::{read_body, BodyError, Fields};
 use super::{ApiState, Status};
 use crate::gallery::{EnrollRequest, Gallery, ImageRole};
 
+/// identify-face `max_results`: 1 (the default) up to this many users.
+const MAX_IDENTIFY_RESULTS: usize = 100;
+
 pub(super) async fn run(
     ep: Endpoint,
     state: &Arc<ApiState>,
@@ -159,19 +162,28 @@ fn dispatch(ep: Endpoint, g: &Gallery, client: &str, f: &Fields) -> Result<Reply
         Endpoint::Identify => {
             let id = gallery_id()?;
             let image = f.image("image", ImageRole::Image, Status::IMAGE_MISSING)?;
-            Ok(match g.identify(client, &id, &image).map_err(domain)? {
-                Some(m) => Reply::ok()
+            let max_results = f.count("max_results", MAX_IDENTIFY_RESULTS)?.unwrap_or(1);
+            let found = g
+                .identify_top(client, &id, &image, max_results)
+                .map_err(domain)?;
+            Ok(match found.is_empty() {
+                false => Reply::ok()
                     .with("status_description", "Face Recognition Success")
                     .with(
                         "return",
-                        json!([{
-                            "confidence_level": format!("{:.6}", m.confidence),
-                            "mask": m.masked.to_string(),
-                            "user_id": m.user_id,
-                            "user_name": m.user_name,
-                        }]),
+                        found
+                            .into_iter()
+                            .map(|m| {
+                                json!({
+                                    "confidence_level": format!("{:.6}", m.confidence),
+                                    "mask": m.masked.to_string(),
+                                    "user_id": m.user_id,
+                                    "user_name": m.user_name,
+                                })
+                            })
+                            .collect::<Vec<Value>>(),
                     ),
-                None => Reply::from(Status::NOT_VERIFIED)
+                true => Reply::from(Status::NOT_VERIFIED)
                     .with("status_description", "Face not registered in this gallery")
                     .with("return", json!([])),
             })

@@ -157,6 +157,20 @@ impl Fields {
         }
     }
 
+    /// A whole number within 1..=max (also as a numeric string). Missing: None.
+    pub fn count(&self, name: &str, max: usize) -> Result<Option<usize>, Status> {
+        let v = match self.present(name) {
+            None => return Ok(None),
+            Some(Value::Number(n)) => n.as_u64(),
+            Some(Value::String(s)) => s.trim().parse::<u64>().ok(),
+            Some(_) => None,
+        };
+        match v {
+            Some(v) if v >= 1 && v <= max as u64 => Ok(Some(v as usize)),
+            _ => Err(Status::MALFORMED),
+        }
+    }
+
     /// A base64 image field: missing is `missing`; not a string or not base64 is the
     /// role's "cannot decode base64" status.
     pub fn image(&self, name: &str, role: ImageRole, missing: Status) -> Result<Vec<u8>, Status> {

@@ -121,7 +121,9 @@ impl Status {
                 Status::MALFORMED
             }
             Error::Vision(vision::Error::Busy(_)) => Status::BUSY,
-            Error::Store(_) | Error::Vision(_) | Error::Crop(_) => Status::SERVER_ERROR,
+            Error::Store(_) | Error::Vision(_) | Error::Crop(_) | Error::Index(_) => {
+                Status::SERVER_ERROR
+            }
         }
     }
 

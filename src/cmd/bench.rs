@@ -2,20 +2,24 @@
 //! thread, next to the bare model runs (`Model::run` alone) of the same model files:
 //! in the stages' places of the sequence, hot, and in turn.
 //! `tests/bench/stages_vs_litert.py` puts these next to LiteRT's own Python interpreter.
+//! `facegate bench index`: the 1:N index alone (src/cmd/bench_index.rs).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use clap::Args;
+use clap::{Args, Subcommand};
 use facegate::config::Config;
 use facegate::runtime::{Model, Runtime};
 use facegate::vision::Pipeline;
 use serde_json::json;
 
 #[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct BenchArgs {
+    #[command(subcommand)]
+    command: Option<BenchCommand>,
     /// Image to analyse (default: tests/fixtures/vision/group_640x480.jpg).
     #[arg(long)]
     image: Option<PathBuf>,
@@ -29,6 +33,13 @@ pub struct BenchArgs {
     threads: usize,
 }
 
+#[derive(Subcommand, Debug)]
+enum BenchCommand {
+    /// 1:N index search on N synthetic templates: median search time, bytes per
+    /// template, recall@1 against an exact f32 brute force.
+    Index(super::bench_index::IndexArgs),
+}
+
 fn median_ms(mut samples: Vec<Duration>) -> f64 {
     samples.sort();
     samples
@@ -37,6 +48,9 @@ fn median_ms(mut samples: Vec<Duration>) -> f64 {
 }
 
 pub fn run(config: &Config, args: &BenchArgs) -> anyhow::Result<ExitCode> {
+    if let Some(BenchCommand::Index(index_args)) = &args.command {
+        return super::bench_index::run(config, index_args);
+    }
     let mut config = config.clone();
     // One session; one XNNPACK thread unless asked otherwise.
     config.runtime.workers = 1;

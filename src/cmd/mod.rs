@@ -2,6 +2,7 @@
 //! dispatch. `anyhow` is used here, at the binary's edge, and nowhere in the library.
 
 mod bench;
+mod bench_index;
 mod client;
 mod compare;
 mod config_cmd;

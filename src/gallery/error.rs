@@ -69,6 +69,8 @@ pub enum Error {
     Vision(vision::Error),
     #[error("stored face crop cannot be encoded: {0}")]
     Crop(String),
+    #[error("index: {0}")]
+    Index(crate::index::Error),
 }
 
 impl Error {

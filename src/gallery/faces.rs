@@ -230,7 +230,14 @@ impl Gallery {
                 for id in dropped {
                     index.remove_template(client, gallery, *id);
                 }
-                index.insert(client, gallery, user_id, *added, &record.embedding);
+                super::search::index_insert(
+                    index,
+                    client,
+                    gallery,
+                    user_id,
+                    *added,
+                    &record.embedding,
+                );
             },
         )?;
         Ok(EnrollOutcome {
@@ -294,41 +301,63 @@ impl Gallery {
         gallery: &str,
         image: &[u8],
     ) -> Result<Option<IdentifyMatch>, Error> {
+        Ok(self
+            .identify_top(client, gallery, image, 1)?
+            .into_iter()
+            .next())
+    }
+
+    /// 1:N: up to `max_results` users whose best template reaches the identify
+    /// threshold, best first (each user once).
+    pub fn identify_top(
+        &self,
+        client: &str,
+        gallery: &str,
+        image: &[u8],
+        max_results: usize,
+    ) -> Result<Vec<IdentifyMatch>, Error> {
         self.require_gallery(client, gallery)?;
         // The search made for the single embedding's decision is the answer too when
         // the mirror was not needed (one search per request at any gallery size).
         let first_search = std::cell::RefCell::new(None);
         let face = self.largest_face_deciding(image, self.settings.identify_threshold, &|e| {
-            let found = self.index.search(client, gallery, &e.0);
-            let cosine = found.as_ref().map(|m| m.cosine);
+            let found = self.search_index(client, gallery, &e.0, max_results);
+            let cosine = found
+                .as_ref()
+                .ok()
+                .and_then(|matches| matches.first())
+                .map(|m| m.cosine);
             *first_search.borrow_mut() = Some((*e, found));
             cosine
         })?;
         let found = match first_search.into_inner() {
-            Some((single, found)) if single == face.embedding => found,
-            _ => self.index.search(client, gallery, &face.embedding.0),
+            Some((single, found)) if single == face.embedding => found?,
+            _ => self.search_index(client, gallery, &face.embedding.0, max_results)?,
         };
-        let Some(found) = found else {
-            return Ok(None);
-        };
-        let confidence = vision::similarity(found.cosine);
-        if confidence < self.settings.identify_threshold {
-            return Ok(None);
+        let found: Vec<_> = found
+            .into_iter()
+            .map(|m| (vision::similarity(m.cosine), m))
+            .filter(|(confidence, _)| *confidence >= self.settings.identify_threshold)
+            .collect();
+        if found.is_empty() {
+            return Ok(Vec::new());
         }
-        let user = self
-            .store
-            .read(|r| r.user(client, gallery, &found.user_id))?;
         // The index and the store are updated under one lock; a user missing here was
-        // deleted between the search and this read: no match.
-        let Some(user) = user else {
-            return Ok(None);
-        };
-        Ok(Some(IdentifyMatch {
-            user_id: found.user_id.to_string(),
-            user_name: user.user_name,
-            confidence,
-            masked: face.masked,
-        }))
+        // deleted between the search and this read: not a match.
+        self.store.read(|r| {
+            let mut out = Vec::with_capacity(found.len());
+            for (confidence, m) in &found {
+                if let Some(user) = r.user(client, gallery, &m.user_id)? {
+                    out.push(IdentifyMatch {
+                        user_id: m.user_id.to_string(),
+                        user_name: user.user_name,
+                        confidence: *confidence,
+                        masked: face.masked,
+                    });
+                }
+            }
+            Ok(out)
+        })
     }
 
     /// compare-images: the largest face of each picture; nothing is stored.

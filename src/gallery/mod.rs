@@ -18,6 +18,7 @@ mod login_throttle;
 mod ops;
 mod reembed;
 mod replica;
+mod search;
 mod seen;
 mod state;
 mod visits;
@@ -169,9 +170,10 @@ impl Gallery {
         let fingerprint = pipeline.fingerprint().to_string();
         let mut foreign = 0usize;
         store.read(|r| {
-            r.for_each_template(|row| {
+            r.for_each_template_without_crop(|row| {
                 if row.record.fingerprint == fingerprint {
-                    index.insert(
+                    search::index_insert(
+                        &index,
                         &row.client,
                         &row.gallery,
                         &row.user_id,
@@ -190,7 +192,14 @@ impl Gallery {
                 "templates from another model are not searchable: run `facegate reembed`"
             );
         }
-        tracing::info!(templates = index.len(), "index built");
+        index.shrink_to_fit();
+        // The scan touched a page of the data file per template: give them back.
+        store.release_mapped_pages()?;
+        tracing::info!(
+            templates = index.len(),
+            index_bytes = index.memory_bytes(),
+            "index built"
+        );
         let accounts = Accounts::new(store.clone(), settings.quota);
         Ok(Gallery {
             store,

@@ -355,7 +355,7 @@ impl IndexChange {
             (IndexChange::ReplaceUser(templates), OpKind::UpsertUser { user_id, .. }) => {
                 index.remove_user(c, g, user_id);
                 for (id, e) in &templates {
-                    index.insert(c, g, user_id, *id, e);
+                    super::search::index_insert(index, c, g, user_id, *id, e);
                 }
             }
             (IndexChange::RemoveUser, OpKind::DeleteUser { user_id }) => {

@@ -144,7 +144,10 @@ impl Gallery {
         else {
             return Ok(None);
         };
-        let best = self.index.search(client, gallery, &face.embedding.0);
+        let best = self
+            .search_index(client, gallery, &face.embedding.0, 1)?
+            .into_iter()
+            .next();
         let similarity = best
             .as_ref()
             .map(|m| vision::similarity(m.cosine))

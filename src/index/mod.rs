@@ -1,16 +1,33 @@
-//! In-memory 1:N search: per gallery, every template's unit-length embedding in one
-//! contiguous `f32` array, searched by brute force (a dot product per template).
+//! In-memory 1:N search: per gallery, every template as int8 codes with a per-vector
+//! scale (one byte per dimension), scanned in full with a vectorised integer dot
+//! product; the best candidates are then re-ranked with their f32 embeddings, which the
+//! caller fetches from the store, so every answer equals an f32 brute force (see
+//! [`GalleryIndex::search`] for the bound that decides how many to re-rank).
 //!
 //! Built from the store at start and updated by `gallery` in the same code path as
 //! every store write. Public face: [`Index`] (all galleries, thread-safe) and
-//! [`GalleryIndex`] (one gallery; used directly by the benchmark).
+//! [`GalleryIndex`] (one gallery; used directly by the benchmarks).
 
 mod gallery_index;
+mod quantized;
+mod simd;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-pub use gallery_index::{GalleryIndex, Match};
+pub use gallery_index::{Found, GalleryIndex, Match, MAX_DIM};
+pub use quantized::{dot_f32, normalized};
+
+/// Why the index refused an embedding or a query.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    #[error("embedding has {got} dimensions, the gallery's index holds {expected}")]
+    DimensionMismatch { expected: usize, got: usize },
+    #[error("embedding dimension {0} is outside 1..={MAX_DIM}")]
+    BadDimension(usize),
+    #[error("embedding is zero or not finite")]
+    NotAVector,
+}
 
 type Key = (String, String);
 
@@ -49,7 +66,8 @@ impl Index {
             .clone()
     }
 
-    /// Adds a template (the embedding is normalised here).
+    /// Adds a template (the embedding is normalised here). Refused: a dimension other
+    /// than the gallery's, a zero vector.
     pub fn insert(
         &self,
         client: &str,
@@ -57,10 +75,10 @@ impl Index {
         user_id: &str,
         template_id: u64,
         embedding: &[f32],
-    ) {
+    ) -> Result<(), Error> {
         let g = self.get_or_create(client, gallery);
         let mut g = g.write().unwrap_or_else(|e| e.into_inner());
-        g.insert(user_id, template_id, embedding);
+        g.insert(user_id, template_id, embedding)
     }
 
     pub fn remove_template(&self, client: &str, gallery: &str, template_id: u64) {
@@ -84,11 +102,29 @@ impl Index {
         map.remove(&(client.to_string(), gallery.to_string()));
     }
 
-    /// The best-matching template in a gallery (cosine similarity), if it has any.
-    pub fn search(&self, client: &str, gallery: &str, query: &[f32]) -> Option<Match> {
-        let g = self.get(client, gallery)?;
+    /// The `k` users of a gallery with the most similar templates, best first (see
+    /// [`GalleryIndex::search`]; `exact` fetches a candidate's f32 embedding).
+    pub fn search<E: From<Error>>(
+        &self,
+        client: &str,
+        gallery: &str,
+        query: &[f32],
+        k: usize,
+        exact: impl FnMut(&str, u64) -> Result<Option<Vec<f32>>, E>,
+    ) -> Result<Vec<Match>, E> {
+        let Some(g) = self.get(client, gallery) else {
+            return Ok(Vec::new());
+        };
         let g = g.read().unwrap_or_else(|e| e.into_inner());
-        g.search(query)
+        Ok(g.search(query, k, exact)?.matches)
+    }
+
+    /// Gives back the spare room of every gallery's arrays (after building at start).
+    pub fn shrink_to_fit(&self) {
+        let map = self.galleries.read().unwrap_or_else(|e| e.into_inner());
+        for g in map.values() {
+            g.write().unwrap_or_else(|e| e.into_inner()).shrink_to_fit();
+        }
     }
 
     /// Templates in all galleries.
@@ -123,22 +159,41 @@ mod tests {
         v
     }
 
+    fn best(index: &Index, client: &str) -> Option<String> {
+        index
+            .search(client, "g", &unit(0), 1, |_, _| {
+                Ok::<_, Error>(Some(unit(0)))
+            })
+            .unwrap()
+            .first()
+            .map(|m| m.user_id.to_string())
+    }
+
     #[test]
     fn galleries_are_searched_separately() {
         let index = Index::new();
-        index.insert("c1", "g", "alice", 1, &unit(0));
-        index.insert("c2", "g", "bob", 2, &unit(0));
-        assert_eq!(
-            index.search("c1", "g", &unit(0)).unwrap().user_id.as_ref(),
-            "alice"
-        );
-        assert_eq!(
-            index.search("c2", "g", &unit(0)).unwrap().user_id.as_ref(),
-            "bob"
-        );
-        assert!(index.search("c3", "g", &unit(0)).is_none());
+        index.insert("c1", "g", "alice", 1, &unit(0)).unwrap();
+        index.insert("c2", "g", "bob", 2, &unit(0)).unwrap();
+        assert_eq!(best(&index, "c1").as_deref(), Some("alice"));
+        assert_eq!(best(&index, "c2").as_deref(), Some("bob"));
+        assert_eq!(best(&index, "c3"), None);
         index.remove_gallery("c1", "g");
-        assert!(index.search("c1", "g", &unit(0)).is_none());
+        assert_eq!(best(&index, "c1"), None);
         assert_eq!(index.len(), 1);
+    }
+
+    #[test]
+    fn each_gallery_has_its_own_dimension() {
+        let index = Index::new();
+        index.insert("c", "small", "a", 1, &[1.0; 128]).unwrap();
+        index.insert("c", "large", "a", 2, &[1.0; 512]).unwrap();
+        assert_eq!(
+            index.insert("c", "small", "b", 3, &[1.0; 512]),
+            Err(Error::DimensionMismatch {
+                expected: 128,
+                got: 512
+            })
+        );
+        assert_eq!(index.len(), 2);
     }
 }

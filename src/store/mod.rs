@@ -256,6 +256,14 @@ impl Store {
         resize_map(&self.env, 0)
     }
 
+    /// Unmaps and maps the data file again (same size), so that the pages a full scan
+    /// touched (building the index at start) no longer count in the process's RSS; the
+    /// kernel keeps them in its page cache. Waits for running transactions.
+    pub fn release_mapped_pages(&self) -> Result<(), Error> {
+        let _exclusive = self.gate.write().unwrap_or_else(|e| e.into_inner());
+        resize_map(&self.env, self.env.info().map_size)
+    }
+
     /// Flushes the environment to disk (already done at every commit; used at shutdown).
     pub fn sync(&self) -> Result<(), Error> {
         Ok(self.env.force_sync()?)

@@ -121,6 +121,15 @@ impl TemplateRecord {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<TemplateRecord, Error> {
+        Self::decode_layout(bytes, true)
+    }
+
+    /// Everything but the crop (`crop_jpeg` None); the crop's bytes are not read.
+    pub fn decode_without_crop(bytes: &[u8]) -> Result<TemplateRecord, Error> {
+        Self::decode_layout(bytes, false)
+    }
+
+    fn decode_layout(bytes: &[u8], with_crop: bool) -> Result<TemplateRecord, Error> {
         let mut r = Cursor { bytes, at: 0 };
         let layout = r.take(1)?[0];
         if layout != TEMPLATE_LAYOUT {
@@ -137,7 +146,7 @@ impl TemplateRecord {
         let masked = r.take(1)?[0] != 0;
         let created_at = u64::from_le_bytes(r.array()?);
         let crop_len = u32::from_le_bytes(r.array()?) as usize;
-        let crop = r.take(crop_len)?;
+        let crop = if with_crop { r.take(crop_len)? } else { &[] };
         Ok(TemplateRecord {
             fingerprint,
             embedding,

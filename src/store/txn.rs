@@ -146,9 +146,44 @@ impl<'t> Reader<'t> {
         Ok(out)
     }
 
-    /// Calls `visit` with every stored template (used to build the index at start).
+    /// One template's embedding and fingerprint, without copying its crop (the index's
+    /// exact re-rank reads a few of these per search).
+    pub fn template_embedding(
+        &self,
+        client: &str,
+        gallery: &str,
+        user: &str,
+        id: u64,
+    ) -> Result<Option<TemplateRecord>, Error> {
+        let k = key_with_id(&[client, gallery, user], id);
+        self.dbs
+            .templates
+            .get(self.txn, &k)?
+            .map(TemplateRecord::decode_without_crop)
+            .transpose()
+    }
+
+    /// Calls `visit` with every stored template, crops left out (`crop_jpeg` is None):
+    /// building the index at start reads only the first bytes of each record, so the
+    /// crops' pages of the data file are never touched (nor counted in the RSS).
+    pub fn for_each_template_without_crop(
+        &self,
+        visit: impl FnMut(TemplateRow) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        self.scan_templates(TemplateRecord::decode_without_crop, visit)
+    }
+
+    /// Calls `visit` with every stored template.
     pub fn for_each_template(
         &self,
+        visit: impl FnMut(TemplateRow) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        self.scan_templates(TemplateRecord::decode, visit)
+    }
+
+    fn scan_templates(
+        &self,
+        decode: fn(&[u8]) -> Result<TemplateRecord, Error>,
         mut visit: impl FnMut(TemplateRow) -> Result<(), Error>,
     ) -> Result<(), Error> {
         for item in self.dbs.templates.iter(self.txn)? {
@@ -164,7 +199,7 @@ impl<'t> Reader<'t> {
                 gallery,
                 user_id,
                 id,
-                record: TemplateRecord::decode(v)?,
+                record: decode(v)?,
             })?;
         }
         Ok(())

@@ -441,3 +441,85 @@ fn healthz_metrics_and_openapi_answer() {
         .get("get")
         .is_some());
 }
+
+#[test]
+fn identify_with_max_results_lists_each_matching_user_once_best_first() {
+    let server = TestServer::start();
+    let c = server.client("kiosk");
+    c.create_gallery("door");
+    // The same person enrolled twice under two ids (a duplicate registration), with two
+    // photos for the first id; and someone else.
+    for (user, file) in [
+        ("amy", "amy1.png"),
+        ("amy", "amy3.png"),
+        ("amy-again", "amy3.png"),
+        ("sheldon", "sheldon1.png"),
+    ] {
+        let r = c.enroll("door", user, user, &photo(file));
+        assert_eq!(r.status(), 200, "{:?}", r.raw);
+    }
+    let identify = |max: Value| {
+        c.post(
+            "facegallery/identify-face",
+            json!({"facegallery_id": "door", "image": photo("amy2.png"), "max_results": max}),
+        )
+    };
+    let r = identify(json!(5));
+    assert_eq!(r.status(), 200, "{:?}", r.raw);
+    let hits = r.body()["return"].as_array().unwrap().clone();
+    let users: Vec<&str> = hits
+        .iter()
+        .map(|h| h["user_id"].as_str().unwrap())
+        .collect();
+    // Both of Amy's ids, each once; Sheldon is below the threshold.
+    let mut sorted = users.clone();
+    sorted.sort();
+    assert_eq!(sorted, ["amy", "amy-again"], "{:?}", r.raw);
+    let confidence = |h: &Value| {
+        h["confidence_level"]
+            .as_str()
+            .unwrap()
+            .parse::<f64>()
+            .unwrap()
+    };
+    assert!(confidence(&hits[0]) >= confidence(&hits[1]));
+    // max_results 1 (and the default) gives the best of them alone.
+    for r in [
+        identify(json!(1)),
+        identify(json!("1")),
+        c.identify("door", &photo("amy2.png")),
+    ] {
+        assert_eq!(r.status(), 200, "{:?}", r.raw);
+        assert_eq!(r.body()["return"].as_array().unwrap().len(), 1);
+        assert_eq!(r.body()["return"][0]["user_id"], users[0]);
+    }
+    assert_eq!(
+        identify(json!("2")).body()["return"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    // Not a whole number within 1..=100: 400, nothing searched.
+    for bad in [
+        json!(0),
+        json!(-1),
+        json!(101),
+        json!(1.5),
+        json!("two"),
+        json!(true),
+        json!([2]),
+        json!({"n": 2}),
+        json!(u64::MAX),
+    ] {
+        let r = identify(bad.clone());
+        assert_eq!(r.status(), 400, "max_results {bad}: {:?}", r.raw);
+    }
+    // A person not enrolled: 411 with an empty list, whatever max_results.
+    let r = c.post(
+        "facegallery/identify-face",
+        json!({"facegallery_id": "door", "image": photo("penny1.png"), "max_results": 10}),
+    );
+    assert_eq!(r.status(), 411, "{:?}", r.raw);
+    assert_eq!(r.body()["return"], json!([]));
+}
