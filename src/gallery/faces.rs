@@ -121,7 +121,9 @@ impl Gallery {
                 min_px: self.settings.min_face_px,
             });
         }
-        let similarity = vision::similarity(live.embedding.cosine(&card.embedding));
+        let similarity = self
+            .pipeline
+            .similarity(live.embedding.cosine(&card.embedding));
         let minimum = minimum_similarity.unwrap_or(self.settings.ktp_minimum_similarity);
         let enrolled = similarity >= minimum;
         if enrolled {
@@ -248,7 +250,7 @@ impl Gallery {
             .map(|e| face.embedding.cosine(&e))
             .fold(f32::NEG_INFINITY, f32::max);
         let similarity = if best.is_finite() {
-            vision::similarity(best)
+            self.pipeline.similarity(best)
         } else {
             0.0
         };
@@ -272,7 +274,7 @@ impl Gallery {
         let Some(found) = self.index.search(client, gallery, &face.embedding.0) else {
             return Ok(None);
         };
-        let confidence = vision::similarity(found.cosine);
+        let confidence = self.pipeline.identify_score(&face.embedding, found.cosine);
         if confidence < self.settings.identify_threshold {
             return Ok(None);
         }
@@ -312,7 +314,7 @@ impl Gallery {
         };
         let s = first(&source_picture, ImageRole::Source)?;
         let t = first(&target_picture, ImageRole::Target)?;
-        let similarity = vision::similarity(s.embedding.cosine(&t.embedding));
+        let similarity = self.pipeline.similarity(s.embedding.cosine(&t.embedding));
         Ok(CompareOutcome {
             similarity,
             verified: similarity >= self.settings.verify_threshold,

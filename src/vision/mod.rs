@@ -11,6 +11,7 @@ mod box_filter;
 mod decode;
 mod detect;
 mod embed;
+mod embedder_spec;
 mod mask;
 mod model_input;
 mod pipeline;
@@ -21,6 +22,10 @@ pub use align::frontalness;
 pub use decode::{decode_image, DecodeError, DecodeLimits};
 pub use detect::DetectorKind;
 pub use embed::{Embedding, EMBEDDING_DIM};
+pub use embedder_spec::{
+    CropTemplate, EmbedderSpec, InputLayout, InputNormalisation, SimilarityCalibration, SpecError,
+    SpecSource,
+};
 pub use pipeline::{FaceSelection, Pipeline, PipelineOptions, StageTimings};
 pub use similarity::{similarity, Calibration, CALIBRATION, DEFAULT_THRESHOLD};
 
@@ -123,6 +128,8 @@ pub enum Error {
     Decode(#[from] DecodeError),
     #[error(transparent)]
     Runtime(#[from] crate::runtime::Error),
+    #[error(transparent)]
+    Embedder(#[from] SpecError),
     #[error("model output malformed: {0}")]
     ModelOutput(String),
 }

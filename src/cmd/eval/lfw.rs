@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use clap::Args;
 use facegate::config::Config;
-use facegate::vision::{self, Embedding, FaceSelection, CALIBRATION};
+use facegate::vision::{self, Embedding, FaceSelection};
 use serde_json::json;
 
 use super::metrics::{self, ScoredPair};
@@ -177,12 +177,14 @@ pub fn run(config: &Config, args: &LfwArgs) -> anyhow::Result<ExitCode> {
     let (far_t, tar) = metrics::tar_at_far(&scored, 1e-3);
     let all: Vec<&ScoredPair> = scored.iter().collect();
     let best_cosine = metrics::best_threshold(&all);
-    let default_cosine = CALIBRATION.cosine_for(config.recognition.verify_threshold);
+    let default_cosine = pipeline
+        .calibration()
+        .cosine_for(config.recognition.verify_threshold);
     let (far, frr) = metrics::far_frr(&scored, default_cosine);
     let failed_pairs = scored.iter().filter(|p| p.score.is_none()).count();
     let at_cosine = args.at_cosine.map(|c| {
         let (far, frr) = metrics::far_frr(&scored, c);
-        json!({"cosine": c, "similarity": vision::similarity(c), "far": far, "frr": frr,
+        json!({"cosine": c, "similarity": pipeline.similarity(c), "far": far, "frr": frr,
                "tar": 1.0 - frr, "accuracy": metrics::accuracy(&all, c)})
     });
     let report = json!({
@@ -197,7 +199,7 @@ pub fn run(config: &Config, args: &LfwArgs) -> anyhow::Result<ExitCode> {
         "failed_images": failed_images,
         "failed_pairs": failed_pairs,
         "best_threshold_cosine_all_pairs": best_cosine,
-        "best_threshold_similarity_all_pairs": vision::similarity(best_cosine),
+        "best_threshold_similarity_all_pairs": pipeline.similarity(best_cosine),
         "default_threshold": {
             "similarity": config.recognition.verify_threshold,
             "cosine": default_cosine,
@@ -224,7 +226,7 @@ pub fn run(config: &Config, args: &LfwArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn embed(pipeline: &vision::Pipeline, dir: &Path, name: &str) -> Option<Embedding> {
+pub(crate) fn embed(pipeline: &vision::Pipeline, dir: &Path, name: &str) -> Option<Embedding> {
     let bytes = std::fs::read(dir.join(name)).ok()?;
     let faces = pipeline
         .analyze_bytes(&bytes, FaceSelection::NearestCenter)
