@@ -394,7 +394,7 @@ impl Recognizer {
         ) {
             if state.decided.is_none() {
                 let (frame, detection, identity) =
-                    (c.frame.clone(), c.detection.clone(), *identity);
+                    (c.frame.clone(), c.detection.clone(), identity.clone());
                 if let Verdict::Same(_) = self.look(&frame, &detection, Some(&identity), &check)? {
                     state.confirm();
                 }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 use facegate::config::Config;
-use facegate::vision::{self, Face, FaceSelection, Pipeline};
+use facegate::vision::{Face, FaceSelection, Pipeline};
 use serde_json::json;
 
 #[derive(Args, Debug)]
@@ -102,7 +102,7 @@ pub fn compare(config: &Config, args: &CompareArgs) -> anyhow::Result<ExitCode> 
     let a = largest_face(&pipeline, &args.a)?;
     let b = largest_face(&pipeline, &args.b)?;
     let cosine = a.embedding.cosine(&b.embedding);
-    let similarity = vision::similarity(cosine);
+    let similarity = pipeline.similarity(cosine);
     let threshold = args
         .threshold
         .unwrap_or(config.recognition.verify_threshold);

@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_index;
+mod calibrate;
 mod client;
 mod compare;
 mod config_cmd;
@@ -55,6 +56,9 @@ enum Command {
     /// Measure accuracy on labelled data.
     #[command(subcommand)]
     Eval(eval::EvalCommand),
+    /// Fit the embedder's cosine-to-similarity map on a pairs file and write it into the
+    /// embedder's description (docs/own-model.md).
+    Calibrate(calibrate::CalibrateArgs),
     /// Per-stage latency of the recognition pipeline.
     Bench(bench::BenchArgs),
     /// Print or check the configuration.
@@ -87,6 +91,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Detect(args) => compare::detect(&config, &args),
         Command::Compare(args) => compare::compare(&config, &args),
         Command::Eval(c) => eval::run(&config, &c),
+        Command::Calibrate(args) => calibrate::run(&config, &args),
         Command::Bench(args) => bench::run(&config, &args),
         Command::Serve(args) => serve::run(&config, &args),
         Command::Client(c) => client::run(&config, &c),
@@ -118,7 +123,7 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
     } else if error.downcast_ref::<facegate::runtime::Error>().is_some()
         || matches!(
             error.downcast_ref::<facegate::vision::Error>(),
-            Some(facegate::vision::Error::Runtime(_))
+            Some(facegate::vision::Error::Runtime(_) | facegate::vision::Error::Embedder(_))
         )
     {
         69

@@ -87,7 +87,7 @@ impl Gallery {
         threshold: f32,
         decision_cosine: &dyn Fn(&vision::Embedding) -> Option<f32>,
     ) -> Result<Face, Error> {
-        let threshold_cosine = vision::CALIBRATION.cosine_for(threshold);
+        let threshold_cosine = self.pipeline.calibration().cosine_for(threshold);
         let margin = self.settings.flip_margin_cosine;
         let near = |e: &vision::Embedding| {
             decision_cosine(e).is_some_and(|c| vision::near_threshold(c, threshold_cosine, margin))
@@ -139,7 +139,9 @@ impl Gallery {
                 min_px: self.settings.min_face_px,
             });
         }
-        let similarity = vision::similarity(live.embedding.cosine(&card.embedding));
+        let similarity = self
+            .pipeline
+            .similarity(live.embedding.cosine(&card.embedding));
         let minimum = minimum_similarity.unwrap_or(self.settings.ktp_minimum_similarity);
         let enrolled = similarity >= minimum;
         if enrolled {
@@ -282,7 +284,7 @@ impl Gallery {
         })?;
         let best = best_cosine(&face.embedding);
         let similarity = if best.is_finite() {
-            vision::similarity(best)
+            self.pipeline.similarity(best)
         } else {
             0.0
         };
@@ -327,7 +329,7 @@ impl Gallery {
                 .ok()
                 .and_then(|matches| matches.first())
                 .map(|m| m.cosine);
-            *first_search.borrow_mut() = Some((*e, found));
+            *first_search.borrow_mut() = Some((e.clone(), found));
             cosine
         })?;
         let found = match first_search.into_inner() {
@@ -336,7 +338,7 @@ impl Gallery {
         };
         let found: Vec<_> = found
             .into_iter()
-            .map(|m| (vision::similarity(m.cosine), m))
+            .map(|m| (self.pipeline.identify_score(&face.embedding, m.cosine), m))
             .filter(|(confidence, _)| *confidence >= self.settings.identify_threshold)
             .collect();
         if found.is_empty() {
@@ -376,7 +378,7 @@ impl Gallery {
             return Err(Error::NoFace(ImageRole::Source));
         };
         let (s, t) = (s?, t?);
-        let similarity = vision::similarity(s.embedding.cosine(&t.embedding));
+        let similarity = self.pipeline.similarity(s.embedding.cosine(&t.embedding));
         Ok(CompareOutcome {
             similarity,
             verified: similarity >= self.settings.verify_threshold,

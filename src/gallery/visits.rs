@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use super::ops::{b64, Op, OpKind};
 use super::{crop, Change, Error, Gallery};
 use crate::store::VisitRecord;
-use crate::vision::{self, Detection, Quality};
+use crate::vision::{Detection, Quality};
 
 /// Live visits kept for slow listeners before they lag (they then re-read the store).
 pub(super) const BROADCAST_CAPACITY: usize = 256;
@@ -121,7 +121,7 @@ impl Gallery {
         &self,
         frame: &RgbImage,
         detection: &Detection,
-    ) -> Result<Option<vision::Appearance>, Error> {
+    ) -> Result<Option<crate::vision::Appearance>, Error> {
         self.pipeline
             .appearance(frame, detection)
             .map_err(Error::Vision)
@@ -150,7 +150,7 @@ impl Gallery {
             .next();
         let similarity = best
             .as_ref()
-            .map(|m| vision::similarity(m.cosine))
+            .map(|m| self.pipeline.identify_score(&face.embedding, m.cosine))
             .unwrap_or(0.0);
         let mut user = None;
         if let Some(found) = best.filter(|_| similarity >= self.settings.identify_threshold) {

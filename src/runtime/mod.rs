@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use ffi::TensorInfo;
+/// Element type code of float32 tensors ([`TensorInfo::element_type`]).
+pub use ffi::ELEMENT_FLOAT32;
 
 /// The environment variable that overrides every other way of finding the library.
 pub const LIBRARY_ENV: &str = "FACEGATE_LITERT_LIB";

@@ -1,10 +1,11 @@
-//! Alignment: a least-squares similarity transform from three BlazeFace keypoints
-//! (both eyes, mouth centre) to dlib's mean-face layout, rendered as dlib's 150x150
-//! chip. Which points and what padding were measured on the LFW development pairs
+//! Alignment: a similarity transform from three BlazeFace keypoints (both eyes, mouth
+//! centre) to the embedder's crop template ([`CropTemplate`]): by default a least-squares
+//! fit to dlib's mean-face layout, rendered as dlib's 150x150 chip. Which points and what padding were measured on the LFW development pairs
 //! (docs/accuracy.md); the ear and nose points are too unstable across poses.
 
 use image::RgbImage;
 
+use super::embedder_spec::CropTemplate;
 use super::warp::{warp, Similarity};
 use super::{Detection, Point, ALIGNED_SIZE};
 
@@ -24,30 +25,95 @@ const TEMPLATE: [Point; 3] = [
     },
 ];
 
-/// Crop geometry: dlib's `get_face_chip_details(..., size, padding)`.
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// ArcFace's 112x112 template: right eye (image left), left eye, mouth centre (the
+/// midpoint of its two mouth corners).
+const ARCFACE_112: [Point; 3] = [
+    Point {
+        x: 38.2946 / 112.0,
+        y: 51.6963 / 112.0,
+    },
+    Point {
+        x: 73.5318 / 112.0,
+        y: 51.5014 / 112.0,
+    },
+    Point {
+        x: 56.1396 / 112.0,
+        y: 92.2848 / 112.0,
+    },
+];
+
+/// Crop geometry: the embedder's crop template at its input size.
+#[derive(Clone, Debug, PartialEq)]
 pub struct ChipLayout {
-    pub size: u32,
-    pub padding: f32,
+    pub width: u32,
+    pub height: u32,
+    pub template: CropTemplate,
 }
 
 impl Default for ChipLayout {
     fn default() -> Self {
         ChipLayout {
-            size: ALIGNED_SIZE,
-            padding: 0.25,
+            width: ALIGNED_SIZE,
+            height: ALIGNED_SIZE,
+            template: CropTemplate::DlibChip { padding: 0.25 },
         }
     }
 }
 
 impl ChipLayout {
-    fn template(&self) -> [Point; 3] {
-        let s = self.size as f32;
-        let p = self.padding;
-        TEMPLATE.map(|t| Point {
-            x: (t.x + p) / (1.0 + 2.0 * p) * s,
-            y: (t.y + p) / (1.0 + 2.0 * p) * s,
+    /// Chip positions of the right eye, left eye and mouth for the point templates.
+    fn template_points(&self, unit: &[Point; 3], padding: f32) -> [Point; 3] {
+        let (w, h) = (self.width as f32, self.height as f32);
+        unit.map(|t| Point {
+            x: (t.x + padding) / (1.0 + 2.0 * padding) * w,
+            y: (t.y + padding) / (1.0 + 2.0 * padding) * h,
         })
+    }
+
+    /// The transform from image to chip coordinates for these keypoints.
+    fn to_chip(&self, src: &[Point; 3]) -> Option<Similarity> {
+        match self.template {
+            CropTemplate::DlibChip { padding } => {
+                Similarity::fit(src, &self.template_points(&TEMPLATE, padding))
+            }
+            CropTemplate::Arcface112 => {
+                Similarity::fit(src, &self.template_points(&ARCFACE_112, 0.0))
+            }
+            CropTemplate::KeypointSquare { scale, shift_up } => {
+                let [re, le, mouth] = *src;
+                let eyes = Point {
+                    x: (re.x + le.x) / 2.0,
+                    y: (re.y + le.y) / 2.0,
+                };
+                let (dx, dy) = (mouth.x - eyes.x, mouth.y - eyes.y);
+                let d = (dx * dx + dy * dy).sqrt();
+                if d <= f32::EPSILON {
+                    return None;
+                }
+                let side = scale * d;
+                // Upright: the square's "down" is the eye-to-mouth direction.
+                let (ux, uy) = (dx / d, dy / d);
+                let centre = Point {
+                    x: (eyes.x + mouth.x) / 2.0 - shift_up * dx,
+                    y: (eyes.y + mouth.y) / 2.0 - shift_up * dy,
+                };
+                // Corners: top-left, top-right, bottom-left (right = rotate down by -90°).
+                let (rx, ry) = (-uy, ux);
+                let corner = |sx: f32, sy: f32| Point {
+                    x: centre.x + (sx * rx + sy * ux) * side / 2.0,
+                    y: centre.y + (sx * ry + sy * uy) * side / 2.0,
+                };
+                let (w, h) = (self.width as f32, self.height as f32);
+                Similarity::fit(
+                    &[corner(-1.0, -1.0), corner(1.0, -1.0), corner(-1.0, 1.0)],
+                    &[
+                        Point { x: 0.0, y: 0.0 },
+                        Point { x: w, y: 0.0 },
+                        Point { x: 0.0, y: h },
+                    ],
+                )
+            }
+        }
     }
 }
 
@@ -58,9 +124,8 @@ const KEYPOINT_GRID: f32 = 32.0;
 pub fn align(image: &RgbImage, detection: &Detection, layout: &ChipLayout) -> Option<RgbImage> {
     let k = &detection.keypoints;
     let src = [k.right_eye, k.left_eye, k.mouth].map(snap);
-    let to_chip = Similarity::fit(&src, &layout.template())?;
-    let to_image = to_chip.inverse()?;
-    Some(warp(image, &to_image, layout.size, layout.size))
+    let to_image = layout.to_chip(&src)?.inverse()?;
+    Some(warp(image, &to_image, layout.width, layout.height))
 }
 
 /// Rounds a keypoint to 1/32 pixel. The detector's float outputs differ between CPUs by

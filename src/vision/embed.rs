@@ -1,41 +1,46 @@
-//! The embedder: dlib's ResNet (128-d), fed an aligned RGB chip in 0..255.
+//! The embedder: runs the network its [`EmbedderSpec`] describes on an aligned chip and
+//! returns an L2-normalised embedding of the spec's dimension.
 
 use image::RgbImage;
 
+use super::embedder_spec::{EmbedderSpec, InputLayout, InputNormalisation};
 use super::Error;
 use crate::runtime::Model;
 
+/// Dimension of the shipped embedder (dlib ResNet).
 pub const EMBEDDING_DIM: usize = 128;
 
-/// An L2-normalised face embedding.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Embedding(pub [f32; EMBEDDING_DIM]);
-
-impl Default for Embedding {
-    fn default() -> Self {
-        Embedding([0.0; EMBEDDING_DIM])
-    }
-}
+/// An L2-normalised face embedding (its length is the embedder's output dimension).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Embedding(pub Vec<f32>);
 
 impl Embedding {
-    /// Normalises `raw` to unit length; `None` for a zero or non-finite vector.
+    /// Normalises `raw` to unit length; `None` for an empty, zero or non-finite vector.
     pub fn from_raw(raw: &[f32]) -> Option<Embedding> {
-        if raw.len() != EMBEDDING_DIM || raw.iter().any(|v| !v.is_finite()) {
+        if raw.is_empty() || raw.iter().any(|v| !v.is_finite()) {
             return None;
         }
         let norm = raw.iter().map(|v| v * v).sum::<f32>().sqrt();
         if norm <= f32::EPSILON {
             return None;
         }
-        let mut out = [0.0; EMBEDDING_DIM];
-        for (o, v) in out.iter_mut().zip(raw) {
-            *o = v / norm;
-        }
-        Some(Embedding(out))
+        Some(Embedding(raw.iter().map(|v| v / norm).collect()))
     }
 
-    /// Cosine similarity (both are unit vectors), -1..1.
+    pub fn as_slice(&self) -> &[f32] {
+        &self.0
+    }
+
+    pub fn dim(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Cosine similarity (both are unit vectors), -1..1. Embeddings of different
+    /// dimensions come from different models and never match: -1.
     pub fn cosine(&self, other: &Embedding) -> f32 {
+        if self.0.len() != other.0.len() {
+            return -1.0;
+        }
         self.0.iter().zip(&other.0).map(|(a, b)| a * b).sum()
     }
 
@@ -44,23 +49,29 @@ impl Embedding {
     }
 
     pub fn from_le_bytes(bytes: &[u8]) -> Option<Embedding> {
-        if bytes.len() != EMBEDDING_DIM * 4 {
+        if bytes.is_empty() || bytes.len() % 4 != 0 {
             return None;
         }
-        let mut out = [0.0; EMBEDDING_DIM];
-        for (o, c) in out.iter_mut().zip(bytes.chunks_exact(4)) {
-            *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-        }
+        let out = bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
         Some(Embedding(out))
     }
 }
 
 /// Runs the embedder on one chip; with `flip`, averages with the mirrored chip's
-/// embedding (measured on the LFW development pairs: docs/accuracy.md).
-pub fn embed(model: &mut Model, chip: &RgbImage, flip: bool) -> Result<Embedding, Error> {
-    let mut sum = run_once(model, chip, false)?;
+/// embedding (measured on the LFW development pairs: docs/accuracy.md). The chip is
+/// converted to the input `spec` describes (layout, normalisation).
+pub fn embed(
+    model: &mut Model,
+    chip: &RgbImage,
+    flip: bool,
+    spec: &EmbedderSpec,
+) -> Result<Embedding, Error> {
+    let mut sum = run_once(model, chip, false, spec)?;
     if flip {
-        let mirrored = run_once(model, chip, true)?;
+        let mirrored = run_once(model, chip, true, spec)?;
         for (s, m) in sum.iter_mut().zip(mirrored) {
             *s += m;
         }
@@ -69,8 +80,38 @@ pub fn embed(model: &mut Model, chip: &RgbImage, flip: bool) -> Result<Embedding
         .ok_or_else(|| Error::ModelOutput("embedding is zero or not finite".into()))
 }
 
-fn run_once(model: &mut Model, chip: &RgbImage, mirrored: bool) -> Result<Vec<f32>, Error> {
+/// Per channel `(scale, offset)` so that `value = byte * scale + offset`.
+fn affine(chip: &RgbImage, spec: &EmbedderSpec) -> ([f32; 3], [f32; 3]) {
+    match &spec.normalisation {
+        InputNormalisation::ScaleOffset { scale, offset } => (*scale, *offset),
+        InputNormalisation::PerImageStandardisation => {
+            let raw = chip.as_raw();
+            let n = raw.len().max(1) as f64;
+            let (sum, sq) = raw.iter().fold((0.0f64, 0.0f64), |(s, q), &v| {
+                let v = f64::from(v);
+                (s + v, q + v * v)
+            });
+            let mean = sum / n;
+            let std = (sq / n - mean * mean).max(0.0).sqrt().max(1.0 / n.sqrt());
+            let scale = (1.0 / std) as f32;
+            ([scale; 3], [(-mean / std) as f32; 3])
+        }
+    }
+}
+
+fn run_once(
+    model: &mut Model,
+    chip: &RgbImage,
+    mirrored: bool,
+    spec: &EmbedderSpec,
+) -> Result<Vec<f32>, Error> {
     let (w, h) = chip.dimensions();
+    let (scale, offset) = affine(chip, spec);
+    // Source channel for each input channel.
+    let order = match spec.input_layout {
+        InputLayout::NhwcRgb => [0, 1, 2],
+        InputLayout::NhwcBgr => [2, 1, 0],
+    };
     let input = model.input_f32_mut(0)?;
     if input.len() != (w * h * 3) as usize {
         return Err(Error::ModelOutput(format!(
@@ -84,25 +125,20 @@ fn run_once(model: &mut Model, chip: &RgbImage, mirrored: bool) -> Result<Vec<f3
     for y in 0..h as usize {
         let src = &raw[y * row..(y + 1) * row];
         let dst = &mut input[y * row..(y + 1) * row];
-        if mirrored {
-            for (x, px) in src.chunks_exact(3).enumerate() {
-                let o = (w as usize - 1 - x) * 3;
-                dst[o] = f32::from(px[0]);
-                dst[o + 1] = f32::from(px[1]);
-                dst[o + 2] = f32::from(px[2]);
-            }
-        } else {
-            for (d, &s) in dst.iter_mut().zip(src) {
-                *d = f32::from(s);
+        for (x, px) in src.chunks_exact(3).enumerate() {
+            let o = if mirrored { w as usize - 1 - x } else { x } * 3;
+            for c in 0..3 {
+                dst[o + c] = f32::from(px[order[c]]) * scale[c] + offset[c];
             }
         }
     }
     model.run()?;
     let out = model.output_dequantized(0)?;
-    if out.len() != EMBEDDING_DIM {
+    if out.len() != spec.output_dim {
         return Err(Error::ModelOutput(format!(
-            "embedding has {} values",
-            out.len()
+            "embedding has {} values, described: {}",
+            out.len(),
+            spec.output_dim
         )));
     }
     Ok(out)
@@ -126,6 +162,33 @@ mod tests {
         let mut raw = [1.0; EMBEDDING_DIM];
         raw[3] = f32::NAN;
         assert!(Embedding::from_raw(&raw).is_none());
-        assert!(Embedding::from_raw(&[1.0; 3]).is_none());
+        assert!(Embedding::from_raw(&[]).is_none());
+    }
+
+    #[test]
+    fn embeddings_of_different_dimensions_never_match() {
+        let a = Embedding::from_raw(&[1.0; 128]).unwrap();
+        let b = Embedding::from_raw(&[1.0; 512]).unwrap();
+        assert_eq!(a.cosine(&b), -1.0);
+    }
+
+    #[test]
+    fn per_image_standardisation_gives_zero_mean_unit_variance() {
+        let chip = RgbImage::from_fn(8, 8, |x, y| image::Rgb([(x * 30) as u8, (y * 20) as u8, 7]));
+        let mut spec = EmbedderSpec::dlib();
+        spec.normalisation = InputNormalisation::PerImageStandardisation;
+        let (scale, offset) = affine(&chip, &spec);
+        let values: Vec<f32> = chip
+            .as_raw()
+            .iter()
+            .map(|&v| f32::from(v) * scale[0] + offset[0])
+            .collect();
+        let n = values.len() as f32;
+        let mean = values.iter().sum::<f32>() / n;
+        let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / n;
+        assert!(
+            mean.abs() < 1e-4 && (var - 1.0).abs() < 1e-3,
+            "{mean} {var}"
+        );
     }
 }

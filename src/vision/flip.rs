@@ -9,7 +9,8 @@
 
 use image::RgbImage;
 
-use super::embed::{embed, Embedding, EMBEDDING_DIM};
+use super::embed::{embed, Embedding};
+use super::embedder_spec::EmbedderSpec;
 use super::Error;
 use crate::runtime::Model;
 
@@ -33,19 +34,22 @@ pub(super) fn embed_with(
     chip: &RgbImage,
     flip_average: bool,
     flip: Flip<'_>,
+    spec: &EmbedderSpec,
 ) -> Result<Embedding, Error> {
     let Flip::WhenNear(near) = flip else {
-        return embed(model, chip, flip_average);
+        return embed(model, chip, flip_average, spec);
     };
-    let single = embed(model, chip, false)?;
+    let single = embed(model, chip, false, spec)?;
     if !flip_average || !near(&single) {
         return Ok(single);
     }
-    let mirrored = embed(model, &image::imageops::flip_horizontal(chip), false)?;
-    let mut sum = [0.0f32; EMBEDDING_DIM];
-    for ((s, a), b) in sum.iter_mut().zip(single.0).zip(mirrored.0) {
-        *s = a + b;
-    }
+    let mirrored = embed(model, &image::imageops::flip_horizontal(chip), false, spec)?;
+    let sum: Vec<f32> = single
+        .0
+        .iter()
+        .zip(&mirrored.0)
+        .map(|(a, b)| a + b)
+        .collect();
     Embedding::from_raw(&sum)
         .ok_or_else(|| Error::ModelOutput("flip-averaged embedding is zero".into()))
 }

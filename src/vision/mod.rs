@@ -12,6 +12,7 @@ mod box_filter;
 mod decode;
 mod detect;
 mod embed;
+mod embedder_spec;
 mod flip;
 mod mask;
 mod model_input;
@@ -25,6 +26,10 @@ pub use align::frontalness;
 pub use decode::{decode_image, DecodeError, DecodeLimits, DEFAULT_MAX_DECODE_BYTES};
 pub use detect::DetectorKind;
 pub use embed::{Embedding, EMBEDDING_DIM};
+pub use embedder_spec::{
+    CropTemplate, EmbedderSpec, InputLayout, InputNormalisation, SimilarityCalibration, SpecError,
+    SpecSource,
+};
 pub use flip::near_threshold;
 pub use pipeline::{
     Appearance, FaceSelection, HeldSession, Pipeline, PipelineOptions, StageTimings,
@@ -131,6 +136,8 @@ pub enum Error {
     Decode(#[from] DecodeError),
     #[error(transparent)]
     Runtime(#[from] crate::runtime::Error),
+    #[error(transparent)]
+    Embedder(#[from] SpecError),
     #[error("model output malformed: {0}")]
     ModelOutput(String),
     /// No inference session within the queue's bounds (`[runtime] queue`,

@@ -18,9 +18,11 @@ use super::admission::{AdmissionLimits, Lease, PoolStatus, SessionPool};
 use super::align::{align, frontalness, ChipLayout};
 use super::detect::{Detector, DetectorKind, DetectorParams, ZOOM_OUT_RETRY};
 use super::embed::{embed, Embedding};
+use super::embedder_spec::{CropTemplate, EmbedderSpec, SpecError, SpecSource};
 use super::flip::{embed_with, Flip};
 use super::mask::{input_side, mask_probability};
 use super::sharpness::chip_sharpness;
+use super::similarity::Calibration;
 use super::warp::WarpScratch;
 use super::{decode_image, DecodeLimits, Detection, Error, Face, Quality};
 use crate::runtime::{Model, Runtime};
@@ -46,7 +48,8 @@ pub struct PipelineOptions {
     pub mask_threshold: f32,
     /// Extra margin around the detector box for the mask crop (0.3 = 30 % larger).
     pub mask_margin: f32,
-    /// dlib chip padding (0.25 is dlib's default).
+    /// dlib chip padding (0.25 is dlib's default); overrides the padding of an embedder
+    /// whose description crops a dlib chip.
     pub chip_padding: f32,
     /// Average the embedding with that of the mirrored chip.
     pub flip_average: bool,
@@ -113,7 +116,7 @@ struct Session {
 
 /// What [`Pipeline::appearance`] found: one embedder run of the aligned chip and how
 /// sharp that chip is ([`chip_sharpness`]).
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Appearance {
     pub embedding: Embedding,
     pub sharpness: f32,
@@ -125,6 +128,9 @@ pub struct Pipeline {
     chip: ChipLayout,
     mask_side: u32,
     fingerprint: String,
+    spec: EmbedderSpec,
+    /// `options.flip_average` and the description's `flip_average`.
+    flip: bool,
     pool: SessionPool<Session>,
 }
 
@@ -156,11 +162,27 @@ impl Pipeline {
         let detector_bytes = read(options.detector.file_name())?;
         let embedder_bytes = read(&options.embedder_file)?;
         let mask_bytes = read(&options.mask_file)?;
-        let chip = ChipLayout {
-            padding: options.chip_padding,
-            ..ChipLayout::default()
+        let (spec, spec_source) = EmbedderSpec::find(dir, &options.embedder_file)?;
+        let template = match spec.crop {
+            CropTemplate::DlibChip { .. } => CropTemplate::DlibChip {
+                padding: options.chip_padding,
+            },
+            ref other => other.clone(),
         };
-        let fingerprint = fingerprint(&embedder_bytes, &chip, options.flip_average);
+        let chip = ChipLayout {
+            width: spec.input_size[0],
+            height: spec.input_size[1],
+            template,
+        };
+        let flip = options.flip_average && spec.flip_average;
+        if spec.similarity.is_none() {
+            tracing::warn!(
+                embedder = %options.embedder_file,
+                "embedder description has no similarity calibration: similarity = cosine \
+                 (run `facegate calibrate`)"
+            );
+        }
+        let fingerprint = fingerprint(&embedder_bytes, &chip, flip, &spec);
         let mut sessions = Vec::new();
         for _ in 0..options.workers.max(1) {
             sessions.push(Session {
@@ -178,6 +200,14 @@ impl Pipeline {
                 scratch: WarpScratch::default(),
             });
         }
+        spec.check(&sessions[0].embedder)
+            .map_err(|mismatch| SpecError::Mismatch {
+                file: options.embedder_file.clone(),
+                source_path: match &spec_source {
+                    SpecSource::Sidecar(p) | SpecSource::Manifest(p) => p.display().to_string(),
+                },
+                mismatch,
+            })?;
         let mask_side = input_side(&sessions[0].mask)?;
         let detector = Detector::new(
             options.detector,
@@ -192,6 +222,8 @@ impl Pipeline {
             chip,
             mask_side,
             fingerprint,
+            spec,
+            flip,
             pool: SessionPool::new(sessions, options.admission),
             options,
         })
@@ -201,8 +233,35 @@ impl Pipeline {
         &self.options
     }
 
-    /// Identifies the embedding space: embedder file bytes, chip layout and flip
-    /// averaging. Embeddings with different fingerprints must not be compared.
+    /// The embedder's description (MANIFEST.toml or its sidecar).
+    pub fn embedder_spec(&self) -> &EmbedderSpec {
+        &self.spec
+    }
+
+    /// The embedder's map from cosine to the API's similarity.
+    pub fn calibration(&self) -> Calibration {
+        self.spec.calibration()
+    }
+
+    /// The API's similarity (0..1) for a cosine of two embeddings of this pipeline.
+    pub fn similarity(&self, cosine: f32) -> f32 {
+        self.calibration().similarity(cosine)
+    }
+
+    /// The score identify-face compares with its threshold, for the best match's
+    /// `cosine` to `probe`.
+    pub fn identify_score(&self, _probe: &Embedding, cosine: f32) -> f32 {
+        self.similarity(cosine)
+    }
+
+    /// Name of the open-set score normalisation in use (for reports).
+    pub fn score_normalisation_name(&self) -> &'static str {
+        "none"
+    }
+
+    /// Identifies the embedding space: embedder file bytes, chip layout, flip averaging
+    /// and the embedder's description. Embeddings with different fingerprints must not
+    /// be compared.
     pub fn fingerprint(&self) -> &str {
         &self.fingerprint
     }
@@ -361,7 +420,7 @@ impl Pipeline {
         )?;
         t.mask += start.elapsed();
         let start = Instant::now();
-        let embedding = embed_with(&mut s.embedder, &aligned, self.options.flip_average, flip)?;
+        let embedding = embed_with(&mut s.embedder, &aligned, self.flip, flip, &self.spec)?;
         t.embed += start.elapsed();
         Ok(Some(Face {
             detection,
@@ -388,7 +447,8 @@ impl Pipeline {
             return Ok(None);
         };
         let sharpness = chip_sharpness(&aligned);
-        let embedding = self.with_session(|s| embed(&mut s.embedder, &aligned, false))?;
+        let embedding =
+            self.with_session(|s| embed(&mut s.embedder, &aligned, false, &self.spec))?;
         Ok(Some(Appearance {
             embedding,
             sharpness,
@@ -397,15 +457,15 @@ impl Pipeline {
 
     /// Embeds an aligned chip stored earlier (re-embedding after a model change).
     pub fn embed_chip(&self, chip: &RgbImage) -> Result<Embedding, Error> {
-        if chip.dimensions() != (self.chip.size, self.chip.size) {
+        if chip.dimensions() != (self.chip.width, self.chip.height) {
             return Err(Error::ModelOutput(format!(
                 "chip is {:?}, expected {}x{}",
                 chip.dimensions(),
-                self.chip.size,
-                self.chip.size
+                self.chip.width,
+                self.chip.height
             )));
         }
-        self.with_session(|s| embed(&mut s.embedder, chip, self.options.flip_average))
+        self.with_session(|s| embed(&mut s.embedder, chip, self.flip, &self.spec))
     }
 
     /// Mask probability of a whole picture (for tight face crops the detector misses).
@@ -442,7 +502,7 @@ impl Pipeline {
         iterations: usize,
         tick: &dyn Fn(),
     ) -> Result<Vec<StageTimings>, Error> {
-        let runs_per_embed = if self.options.flip_average { 2 } else { 1 };
+        let runs_per_embed = if self.flip { 2 } else { 1 };
         self.with_session(|s| {
             let aligned = |frame: &RgbImage| {
                 align(frame, detection, &self.chip)
@@ -478,7 +538,7 @@ impl Pipeline {
                 )?);
                 t.mask = start.elapsed();
                 let start = Instant::now();
-                std::hint::black_box(embed(&mut s.embedder, &chip, self.options.flip_average)?);
+                std::hint::black_box(embed(&mut s.embedder, &chip, self.flip, &self.spec)?);
                 t.embed = start.elapsed();
 
                 // The same sequence with the bare runs (inputs as the stages left them).
@@ -538,13 +598,29 @@ fn select(
     }
 }
 
-fn fingerprint(embedder: &[u8], chip: &ChipLayout, flip: bool) -> String {
+/// The shipped dlib description adds nothing to its file bytes, chip and flip, so its
+/// fingerprint stays what it was before descriptions existed (stored templates stay
+/// valid); any other description, or a changed calibration, is hashed in.
+fn fingerprint(embedder: &[u8], chip: &ChipLayout, flip: bool, spec: &EmbedderSpec) -> String {
     let mut h = Sha256::new();
     h.update(embedder);
-    h.update(format!(
-        "chip={}x{} pad={} flip={}",
-        chip.size, chip.size, chip.padding, flip
-    ));
+    let mut described = spec.clone();
+    if let CropTemplate::DlibChip { padding } = &mut described.crop {
+        *padding = 0.25;
+    }
+    match &chip.template {
+        CropTemplate::DlibChip { padding } if chip.width == chip.height => h.update(format!(
+            "chip={}x{} pad={} flip={}",
+            chip.width, chip.height, padding, flip
+        )),
+        other => h.update(format!(
+            "chip={}x{} crop={other:?} flip={}",
+            chip.width, chip.height, flip
+        )),
+    }
+    if described.fingerprint_text() != EmbedderSpec::dlib().fingerprint_text() {
+        h.update(spec.fingerprint_text());
+    }
     let digest = h.finalize();
     digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }

@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use clap::Args;
 use facegate::config::Config;
-use facegate::vision::{self, Embedding, FaceSelection, CALIBRATION};
+use facegate::vision::{self, Embedding, FaceSelection};
 use serde_json::json;
 
 use super::metrics::{self, ScoredPair};
@@ -140,7 +140,9 @@ pub fn run(config: &Config, args: &LfwArgs) -> anyhow::Result<ExitCode> {
     let margin = args
         .flip_margin_cosine
         .unwrap_or(config.recognition.flip_margin_cosine);
-    let threshold_cosine = CALIBRATION.cosine_for(config.recognition.verify_threshold);
+    let threshold_cosine = pipeline
+        .calibration()
+        .cosine_for(config.recognition.verify_threshold);
     let near_verify_threshold = |c: f32| vision::near_threshold(c, threshold_cosine, margin);
     let threads = args.threads.unwrap_or(config.runtime.workers);
     let bar = crate::cmd::progress::bar(images.len() as u64, "embedding");
@@ -150,7 +152,7 @@ pub fn run(config: &Config, args: &LfwArgs) -> anyhow::Result<ExitCode> {
             (Side::Probe, Some(dir)) => dir,
             _ => &args.images,
         };
-        embed(&pipeline, dir, name)
+        probe(&pipeline, dir, name)
     });
     let elapsed = start.elapsed();
     bar.finish_and_clear();
@@ -199,12 +201,14 @@ pub fn run(config: &Config, args: &LfwArgs) -> anyhow::Result<ExitCode> {
     let (far_t, tar) = metrics::tar_at_far(&scored, 1e-3);
     let all: Vec<&ScoredPair> = scored.iter().collect();
     let best_cosine = metrics::best_threshold(&all);
-    let default_cosine = CALIBRATION.cosine_for(config.recognition.verify_threshold);
+    let default_cosine = pipeline
+        .calibration()
+        .cosine_for(config.recognition.verify_threshold);
     let (far, frr) = metrics::far_frr(&scored, default_cosine);
     let failed_pairs = scored.iter().filter(|p| p.score.is_none()).count();
     let at_cosine = args.at_cosine.map(|c| {
         let (far, frr) = metrics::far_frr(&scored, c);
-        json!({"cosine": c, "similarity": vision::similarity(c), "far": far, "frr": frr,
+        json!({"cosine": c, "similarity": pipeline.similarity(c), "far": far, "frr": frr,
                "tar": 1.0 - frr, "accuracy": metrics::accuracy(&all, c)})
     });
     let report = json!({
@@ -219,7 +223,7 @@ pub fn run(config: &Config, args: &LfwArgs) -> anyhow::Result<ExitCode> {
         "failed_images": failed_images,
         "failed_pairs": failed_pairs,
         "best_threshold_cosine_all_pairs": best_cosine,
-        "best_threshold_similarity_all_pairs": vision::similarity(best_cosine),
+        "best_threshold_similarity_all_pairs": pipeline.similarity(best_cosine),
         "default_threshold": {
             "similarity": config.recognition.verify_threshold,
             "cosine": default_cosine,
@@ -248,6 +252,18 @@ pub fn run(config: &Config, args: &LfwArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// One picture's embedding as a template (flip-averaged as configured): what
+/// `eval identify` and `calibrate` compare.
+pub(crate) fn embed(pipeline: &vision::Pipeline, dir: &Path, name: &str) -> Option<Embedding> {
+    let bytes = std::fs::read(dir.join(name)).ok()?;
+    pipeline
+        .analyze_bytes(&bytes, FaceSelection::NearestCenter)
+        .ok()?
+        .into_iter()
+        .next()
+        .map(|f| f.embedding)
+}
+
 /// One picture's embeddings: as a template (flip-averaged as configured), and as a
 /// probe of verify (the single embedding, and the one averaged on demand).
 struct Probe {
@@ -256,7 +272,7 @@ struct Probe {
     near: Embedding,
 }
 
-fn embed(pipeline: &vision::Pipeline, dir: &Path, name: &str) -> Option<Probe> {
+fn probe(pipeline: &vision::Pipeline, dir: &Path, name: &str) -> Option<Probe> {
     let bytes = std::fs::read(dir.join(name)).ok()?;
     let first = |faces: Vec<vision::Face>| faces.into_iter().next().map(|f| f.embedding);
     let template = first(
@@ -264,18 +280,18 @@ fn embed(pipeline: &vision::Pipeline, dir: &Path, name: &str) -> Option<Probe> {
             .analyze_bytes(&bytes, FaceSelection::NearestCenter)
             .ok()?,
     )?;
-    let single = std::cell::Cell::new(None);
+    let single = std::cell::RefCell::new(None);
     let near = first(
         pipeline
             .analyze_bytes_deciding(&bytes, FaceSelection::NearestCenter, &|e| {
-                single.set(Some(*e));
+                single.replace(Some(e.clone()));
                 true
             })
             .ok()?,
     )?;
     Some(Probe {
         template,
-        single: single.get()?,
+        single: single.into_inner()?,
         near,
     })
 }

@@ -1,8 +1,9 @@
-//! `facegate eval lfw` and `facegate eval mask`.
+//! `facegate eval lfw`, `facegate eval identify` and `facegate eval mask`.
 
-mod lfw;
+mod identify;
+pub(crate) mod lfw;
 mod mask;
-mod metrics;
+pub(crate) mod metrics;
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,6 +15,8 @@ use facegate::config::Config;
 pub enum EvalCommand {
     /// LFW verification: 10-fold accuracy, TAR at FAR 1e-3, detection failures.
     Lfw(lfw::LfwArgs),
+    /// LFW 1:N identification: closed-set rank-1/rank-5, open-set DIR at 1 % false alarms.
+    Identify(identify::IdentifyArgs),
     /// Mask classification accuracy on folders of masked and unmasked photos.
     Mask(mask::MaskArgs),
 }
@@ -21,6 +24,7 @@ pub enum EvalCommand {
 pub fn run(config: &Config, command: &EvalCommand) -> anyhow::Result<ExitCode> {
     match command {
         EvalCommand::Lfw(args) => lfw::run(config, args),
+        EvalCommand::Identify(args) => identify::run(config, args),
         EvalCommand::Mask(args) => mask::run(config, args),
     }
 }

@@ -1,0 +1,263 @@
+//! `facegate calibrate --images DIR --pairs FILE`: fits the configured embedder's map
+//! from cosine to the API's similarity on a pairs file and writes it into the embedder's
+//! description (its sidecar `<file>.toml`, or its `[model.embedder]` table in
+//! MANIFEST.toml, edited in place with comments kept).
+//!
+//! The fit: `threshold_cosine` (similarity 0.75, the API's default operating point) is
+//! the best-accuracy threshold on all pairs; `zero_cosine` (similarity 0) lies four times
+//! the distance from the impostors' mean cosine to the threshold below that mean, so
+//! an average impostor scores 0.6 for any embedder (the shipped dlib calibration: 0.5).
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use facegate::config::Config;
+use facegate::vision::{EmbedderSpec, SimilarityCalibration, SpecSource};
+use serde_json::json;
+
+use super::eval::lfw::{embed, parse_pairs};
+use super::eval::metrics::{self, ScoredPair};
+
+#[derive(Args, Debug)]
+pub struct CalibrateArgs {
+    /// Folder with `<Name>/<Name>_<NNNN>.jpg`.
+    #[arg(long)]
+    images: PathBuf,
+    /// LFW pairs file (e.g. pairsDevTrain.txt: tune on development pairs only).
+    #[arg(long)]
+    pairs: PathBuf,
+    /// Compute and print, but do not write the description.
+    #[arg(long)]
+    dry_run: bool,
+    /// Threads (default: runtime.workers).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+/// How far below the impostor mean the zero point lies, in units of (threshold - mean).
+const ZERO_SPAN: f32 = 4.0;
+
+/// Fits a calibration to scored pairs; `None` without both kinds of scored pairs.
+pub fn fit(pairs: &[ScoredPair]) -> Option<(f32, f32, f64)> {
+    let all: Vec<&ScoredPair> = pairs.iter().collect();
+    let impostors: Vec<f32> = pairs
+        .iter()
+        .filter(|p| !p.same)
+        .filter_map(|p| p.score)
+        .collect();
+    if impostors.is_empty() || !pairs.iter().any(|p| p.same && p.score.is_some()) {
+        return None;
+    }
+    let threshold = metrics::best_threshold(&all).min(0.999);
+    let mean = impostors.iter().sum::<f32>() / impostors.len() as f32;
+    let gap = (threshold - mean).max(0.01);
+    let zero = (mean - ZERO_SPAN * gap).clamp(-1.0, threshold - 0.01);
+    Some((threshold, zero, metrics::accuracy(&all, threshold)))
+}
+
+pub fn run(config: &Config, args: &CalibrateArgs) -> anyhow::Result<ExitCode> {
+    let text =
+        std::fs::read_to_string(&args.pairs).with_context(|| args.pairs.display().to_string())?;
+    let pairs = parse_pairs(&text)?;
+    let names: Vec<String> = pairs
+        .iter()
+        .flat_map(|p| [p.a.clone(), p.b.clone()])
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let pipeline = super::load_pipeline(config)?;
+    let threads = args.threads.unwrap_or(config.runtime.workers);
+    let bar = super::progress::bar(names.len() as u64, "embedding");
+    let embeddings =
+        super::eval::parallel_map(&names, threads, &bar, |n| embed(&pipeline, &args.images, n));
+    bar.finish_and_clear();
+    let find = |name: &str| {
+        names
+            .binary_search_by(|n| n.as_str().cmp(name))
+            .ok()
+            .and_then(|i| embeddings[i].as_ref())
+    };
+    let scored: Vec<ScoredPair> = pairs
+        .iter()
+        .map(|p| ScoredPair {
+            same: p.same,
+            fold: p.fold,
+            score: match (find(&p.a), find(&p.b)) {
+                (Some(a), Some(b)) => Some(a.cosine(b)),
+                _ => None,
+            },
+        })
+        .collect();
+    let Some((threshold, zero, accuracy)) = fit(&scored) else {
+        bail!("no faces found in enough pairs to calibrate");
+    };
+    // The same 10-fold figure as `eval lfw` on this file (its thresholds are chosen on
+    // the other folds, so it is not the calibration's own, optimistic accuracy).
+    let folds = scored.iter().map(|p| p.fold).max().map_or(0, |m| m + 1);
+    let fold_accs: Vec<f64> = metrics::k_fold(&scored, folds)
+        .iter()
+        .map(|f| f.1)
+        .collect();
+    let (accuracy_10fold, accuracy_10fold_std) = metrics::mean_std(&fold_accs);
+    let pairs_name = args
+        .pairs
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let calibration = SimilarityCalibration {
+        threshold_cosine: round5(threshold),
+        zero_cosine: round5(zero),
+        fitted_on: format!(
+            "{pairs_name}: best-accuracy threshold (accuracy {accuracy:.4} on its {} pairs), \
+             flip_average {}",
+            scored.len(),
+            config.recognition.flip_average
+        ),
+    };
+    let models_dir = config.pipeline_options().models_dir;
+    let file = &config.models.embedder;
+    let (_, source) = EmbedderSpec::find(&models_dir, file)?;
+    let written = if args.dry_run {
+        None
+    } else {
+        Some(write(&source, file, &calibration)?)
+    };
+    println!(
+        "{}",
+        json!({
+            "embedder": file,
+            "threshold_cosine": calibration.threshold_cosine,
+            "zero_cosine": calibration.zero_cosine,
+            "accuracy_at_threshold": accuracy,
+            "accuracy": accuracy_10fold,
+            "accuracy_std": accuracy_10fold_std,
+            "pairs": scored.len(),
+            "failed_pairs": scored.iter().filter(|p| p.score.is_none()).count(),
+            "fitted_on": calibration.fitted_on,
+            "written_to": written.map(|p| p.display().to_string()),
+        })
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn round5(v: f32) -> f32 {
+    (v * 1e5).round() / 1e5
+}
+
+/// Writes `calibration` as the `similarity` table of the description at `source`.
+fn write(
+    source: &SpecSource,
+    file: &str,
+    calibration: &SimilarityCalibration,
+) -> anyhow::Result<PathBuf> {
+    let (path, in_manifest) = match source {
+        SpecSource::Sidecar(p) => (p.clone(), false),
+        SpecSource::Manifest(p) => (p.clone(), true),
+    };
+    let text = std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
+    let updated = with_calibration(&text, in_manifest.then_some(file), calibration)?;
+    // Re-read what was written as a description before replacing the file.
+    let check = if in_manifest {
+        EmbedderSpec::from_manifest(&updated, file).map_err(anyhow::Error::msg)?
+    } else {
+        Some(EmbedderSpec::parse(&updated).map_err(anyhow::Error::msg)?)
+    };
+    if check.and_then(|s| s.similarity).as_ref() != Some(calibration) {
+        bail!("the edited description does not read back the calibration");
+    }
+    let tmp = path.with_extension("toml.tmp");
+    std::fs::write(&tmp, updated).with_context(|| tmp.display().to_string())?;
+    std::fs::rename(&tmp, &path).with_context(|| path.display().to_string())?;
+    Ok(path)
+}
+
+/// `text` with its `similarity` set: at top level of a sidecar, or in the
+/// `[model.embedder]` table of `manifest_file`'s entry.
+pub fn with_calibration(
+    text: &str,
+    manifest_file: Option<&str>,
+    calibration: &SimilarityCalibration,
+) -> anyhow::Result<String> {
+    let mut doc: toml_edit::DocumentMut = text.parse().context("description TOML")?;
+    let mut inline = toml_edit::InlineTable::new();
+    inline.insert(
+        "threshold_cosine",
+        f64::from(calibration.threshold_cosine).into(),
+    );
+    inline.insert("zero_cosine", f64::from(calibration.zero_cosine).into());
+    inline.insert("fitted_on", calibration.fitted_on.as_str().into());
+    let value = toml_edit::value(inline);
+    match manifest_file {
+        None => {
+            doc["similarity"] = value;
+        }
+        Some(file) => {
+            let models = doc
+                .get_mut("model")
+                .and_then(|m| m.as_array_of_tables_mut())
+                .context("MANIFEST.toml has no [[model]] entries")?;
+            let entry = models
+                .iter_mut()
+                .find(|m| m.get("file").and_then(|f| f.as_str()) == Some(file))
+                .with_context(|| format!("MANIFEST.toml has no entry for {file}"))?;
+            let embedder = entry
+                .get_mut("embedder")
+                .and_then(|e| e.as_table_mut())
+                .with_context(|| format!("{file} has no [model.embedder] table"))?;
+            embedder["similarity"] = value;
+        }
+    }
+    Ok(doc.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair(same: bool, score: f32) -> ScoredPair {
+        ScoredPair {
+            same,
+            score: Some(score),
+            fold: 0,
+        }
+    }
+
+    #[test]
+    fn the_threshold_separates_the_pairs_and_an_average_impostor_scores_0_6() {
+        let mut pairs: Vec<ScoredPair> = (0..50)
+            .map(|i| pair(true, 0.7 + i as f32 * 0.002))
+            .collect();
+        pairs.extend((0..50).map(|i| pair(false, 0.3 + i as f32 * 0.004)));
+        let (t, zero, acc) = fit(&pairs).unwrap();
+        assert_eq!(acc, 1.0);
+        assert!(t > 0.496 && t < 0.7, "{t}");
+        let mean = pairs[50..].iter().filter_map(|p| p.score).sum::<f32>() / 50.0;
+        let c = facegate::vision::Calibration {
+            threshold_cosine: t,
+            zero_cosine: zero,
+        };
+        assert!((c.similarity(mean) - 0.6).abs() < 1e-3);
+        assert!((c.similarity(t) - 0.75).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_manifest_entry_gets_its_calibration_and_keeps_its_comments() {
+        let text = "# head\n[[model]]\nfile = \"a.tflite\"\n[[model]]\nfile = \"b.tflite\" # b\n[model.embedder]\ninput_size = [160, 160]\n";
+        let c = SimilarityCalibration {
+            threshold_cosine: 0.5,
+            zero_cosine: 0.1,
+            fitted_on: "x".into(),
+        };
+        let out = with_calibration(text, Some("b.tflite"), &c).unwrap();
+        assert!(out.starts_with("# head\n"));
+        assert!(out.contains("file = \"b.tflite\" # b"));
+        let doc: toml::Value = toml::from_str(&out).unwrap();
+        let b = &doc["model"][1]["embedder"]["similarity"];
+        assert_eq!(b["threshold_cosine"].as_float(), Some(0.5));
+        assert!(doc["model"][0].get("embedder").is_none());
+        assert!(with_calibration(text, Some("a.tflite"), &c).is_err());
+    }
+}

@@ -1,0 +1,356 @@
+//! The embedder's description: what the network expects and what its output means.
+//!
+//! Every embedder file has one, either in `MANIFEST.toml` of the models folder (an
+//! `[model.embedder]` table under the file's `[[model]]` entry) or in a sidecar TOML next
+//! to an operator's own file (`<file>.toml`, e.g. `my_model.tflite.toml`, holding the same
+//! keys at top level); the sidecar wins. docs/own-model.md documents every key.
+//! [`EmbedderSpec::check`] compares it with the loaded model's tensors, so a file that
+//! does not match its description is refused at load with an error naming the mismatch
+//! instead of failing at its first run. The pipeline's template fingerprint hashes the
+//! whole description (see [`EmbedderSpec::fingerprint_text`]).
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::similarity::Calibration;
+use crate::runtime::Model;
+
+/// How the aligned chip's bytes become the network's input values.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum InputNormalisation {
+    /// `value = byte * scale[c] + offset[c]` per channel (in the layout's channel order).
+    ScaleOffset { scale: [f32; 3], offset: [f32; 3] },
+    /// TensorFlow's `per_image_standardization`: `(x - mean) / max(std, 1/sqrt(N))` over
+    /// all values of the chip (FaceNet's prewhitening).
+    PerImageStandardisation,
+}
+
+/// Channel order of the NHWC input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InputLayout {
+    NhwcRgb,
+    NhwcBgr,
+}
+
+/// Where the chip is cut from the picture, from the detector's keypoints.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum CropTemplate {
+    /// dlib's `get_face_chip_details` layout with `padding` (dlib's default 0.25): both
+    /// eyes and the mouth centre fitted to dlib's mean face.
+    DlibChip { padding: f32 },
+    /// The 5-point 112x112 template of ArcFace-family models (eyes and mouth centre of
+    /// it, scaled to the input size).
+    Arcface112,
+    /// An upright square of `scale` x the eye-to-mouth distance, centred `shift_up` x
+    /// that distance above the midpoint between the eye centre and the mouth.
+    KeypointSquare { scale: f32, shift_up: f32 },
+}
+
+/// An embedder file's description.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbedderSpec {
+    /// Input width and height in pixels (the tensor is [1, height, width, 3]).
+    pub input_size: [u32; 2],
+    pub input_layout: InputLayout,
+    pub normalisation: InputNormalisation,
+    pub crop: CropTemplate,
+    /// Length of the embedding the network outputs.
+    pub output_dim: usize,
+    /// Whether averaging with the mirrored chip's embedding helps this network (the
+    /// configuration's `recognition.flip_average` can still turn it off).
+    pub flip_average: bool,
+    /// The map from cosine to the API's 0..1 similarity (`facegate calibrate` writes
+    /// it). Absent: similarity = cosine, and the pipeline logs a warning at load.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub similarity: Option<SimilarityCalibration>,
+}
+
+/// [`Calibration`] with where it came from, as stored in a description.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SimilarityCalibration {
+    /// Cosine at which the similarity is 0.75 (the default operating point).
+    pub threshold_cosine: f32,
+    /// Cosine at and below which the similarity is 0.
+    pub zero_cosine: f32,
+    /// What the threshold was fitted on (pairs file, accuracy there).
+    #[serde(default)]
+    pub fitted_on: String,
+}
+
+/// Where a description was read from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SpecSource {
+    Sidecar(PathBuf),
+    Manifest(PathBuf),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("embedder {file}: no description (neither {sidecar} nor a [model.embedder] table for it in {manifest}); see docs/own-model.md")]
+    Missing {
+        file: String,
+        sidecar: String,
+        manifest: String,
+    },
+    #[error("embedder description {path}: {reason}")]
+    Invalid { path: String, reason: String },
+    #[error("embedder {file} does not match its description ({source_path}): {mismatch}")]
+    Mismatch {
+        file: String,
+        source_path: String,
+        mismatch: String,
+    },
+}
+
+/// An uncalibrated description's mapping: similarity = cosine on 0..1.
+const IDENTITY: Calibration = Calibration {
+    threshold_cosine: super::similarity::DEFAULT_THRESHOLD,
+    zero_cosine: 0.0,
+};
+
+impl EmbedderSpec {
+    /// The description of the shipped dlib embedders (also in MANIFEST.toml); the
+    /// fallback for tests that build a pipeline from a folder without a manifest.
+    pub fn dlib() -> EmbedderSpec {
+        EmbedderSpec {
+            input_size: [150, 150],
+            input_layout: InputLayout::NhwcRgb,
+            normalisation: InputNormalisation::ScaleOffset {
+                scale: [1.0; 3],
+                offset: [0.0; 3],
+            },
+            crop: CropTemplate::DlibChip { padding: 0.25 },
+            output_dim: 128,
+            flip_average: true,
+            similarity: Some(SimilarityCalibration {
+                threshold_cosine: super::similarity::CALIBRATION.threshold_cosine,
+                zero_cosine: super::similarity::CALIBRATION.zero_cosine,
+                fitted_on: "LFW pairsDevTrain.txt".into(),
+            }),
+        }
+    }
+
+    /// The sidecar path of an embedder file: `<file>.toml` next to it.
+    pub fn sidecar_path(models_dir: &Path, file: &str) -> PathBuf {
+        models_dir.join(format!("{file}.toml"))
+    }
+
+    /// Finds and parses the description of `file` in `models_dir`: its sidecar, else its
+    /// `[model.embedder]` table in `MANIFEST.toml`.
+    pub fn find(models_dir: &Path, file: &str) -> Result<(EmbedderSpec, SpecSource), SpecError> {
+        let sidecar = Self::sidecar_path(models_dir, file);
+        if let Ok(text) = std::fs::read_to_string(&sidecar) {
+            let spec = Self::parse(&text).map_err(|reason| SpecError::Invalid {
+                path: sidecar.display().to_string(),
+                reason,
+            })?;
+            return Ok((spec, SpecSource::Sidecar(sidecar)));
+        }
+        let manifest = models_dir.join("MANIFEST.toml");
+        if let Ok(text) = std::fs::read_to_string(&manifest) {
+            let invalid = |reason: String| SpecError::Invalid {
+                path: manifest.display().to_string(),
+                reason,
+            };
+            if let Some(spec) = Self::from_manifest(&text, file).map_err(invalid)? {
+                return Ok((spec, SpecSource::Manifest(manifest)));
+            }
+        }
+        Err(SpecError::Missing {
+            file: file.to_string(),
+            sidecar: sidecar.display().to_string(),
+            manifest: manifest.display().to_string(),
+        })
+    }
+
+    pub fn parse(text: &str) -> Result<EmbedderSpec, String> {
+        let spec: EmbedderSpec = toml::from_str(text).map_err(|e| e.to_string())?;
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    /// The `[model.embedder]` table of `file`'s entry, if it has one.
+    pub fn from_manifest(text: &str, file: &str) -> Result<Option<EmbedderSpec>, String> {
+        let doc: toml::Value = toml::from_str(text).map_err(|e| e.to_string())?;
+        let entry = doc
+            .get("model")
+            .and_then(|m| m.as_array())
+            .into_iter()
+            .flatten()
+            .find(|m| m.get("file").and_then(|f| f.as_str()) == Some(file));
+        let Some(table) = entry.and_then(|e| e.get("embedder")) else {
+            return Ok(None);
+        };
+        let spec: EmbedderSpec = table
+            .clone()
+            .try_into()
+            .map_err(|e| format!("{file}: {e}"))?;
+        spec.validate().map_err(|e| format!("{file}: {e}"))?;
+        Ok(Some(spec))
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let [w, h] = self.input_size;
+        if !(16..=1024).contains(&w) || !(16..=1024).contains(&h) {
+            return Err(format!("input_size {w}x{h} is outside 16..1024"));
+        }
+        if self.output_dim == 0 || self.output_dim > 8192 {
+            return Err(format!("output_dim {} is outside 1..8192", self.output_dim));
+        }
+        if let InputNormalisation::ScaleOffset { scale, offset } = &self.normalisation {
+            if scale.iter().chain(offset).any(|v| !v.is_finite()) || scale.contains(&0.0) {
+                return Err("normalisation scale must be finite and non-zero".into());
+            }
+        }
+        match self.crop {
+            CropTemplate::DlibChip { padding } if !(0.0..=1.0).contains(&padding) => {
+                return Err(format!("crop padding {padding} is outside 0..1"))
+            }
+            CropTemplate::KeypointSquare { scale, shift_up }
+                if !(scale > 0.5 && scale < 10.0 && shift_up.abs() < 2.0) =>
+            {
+                return Err(format!(
+                    "crop scale {scale} / shift_up {shift_up} out of range"
+                ))
+            }
+            _ => {}
+        }
+        if let Some(c) = &self.similarity {
+            if !(c.zero_cosine < c.threshold_cosine && c.threshold_cosine < 1.0)
+                || c.zero_cosine < -1.0
+            {
+                return Err(format!(
+                    "similarity needs -1 <= zero_cosine < threshold_cosine < 1, got {} and {}",
+                    c.zero_cosine, c.threshold_cosine
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the loaded model's tensors against the description: one float32 input of
+    /// [1, height, width, 3] and one output of `output_dim` values.
+    pub fn check(&self, model: &Model) -> Result<(), String> {
+        let [w, h] = self.input_size;
+        let inputs: Vec<_> = model.inputs().collect();
+        let [input] = inputs.as_slice() else {
+            return Err(format!("model has {} inputs, described: 1", inputs.len()));
+        };
+        let expected = [1, h as i32, w as i32, 3];
+        if input.shape != expected {
+            return Err(format!(
+                "input shape is {:?}, described: {:?} (input_size = [{w}, {h}], NHWC)",
+                input.shape, expected
+            ));
+        }
+        if model.input_info(0).is_ok() && input.element_type != crate::runtime::ELEMENT_FLOAT32 {
+            return Err(format!(
+                "input element type is {}, described: float32",
+                input.element_type
+            ));
+        }
+        let outputs: Vec<_> = model.outputs().collect();
+        let Some(output) = outputs.first() else {
+            return Err("model has no output".into());
+        };
+        let n = output.element_count();
+        if n != self.output_dim {
+            return Err(format!(
+                "output has {n} values (shape {:?}), described: output_dim = {}",
+                output.shape, self.output_dim
+            ));
+        }
+        Ok(())
+    }
+
+    /// The calibration to use: the description's, or similarity = cosine if absent.
+    pub fn calibration(&self) -> Calibration {
+        self.similarity.as_ref().map_or(IDENTITY, |c| Calibration {
+            threshold_cosine: c.threshold_cosine,
+            zero_cosine: c.zero_cosine,
+        })
+    }
+
+    /// Canonical text of everything that changes the embedding space or its scores, for
+    /// the template fingerprint (the `fitted_on` note is left out).
+    pub fn fingerprint_text(&self) -> String {
+        let mut spec = self.clone();
+        if let Some(c) = spec.similarity.as_mut() {
+            c.fitted_on.clear();
+        }
+        format!("{spec:?}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FACENET: &str = r#"
+input_size = [160, 160]
+input_layout = "nhwc_rgb"
+normalisation = { kind = "per_image_standardisation" }
+crop = { kind = "keypoint_square", scale = 3.2, shift_up = 0.2 }
+output_dim = 512
+flip_average = true
+"#;
+
+    #[test]
+    fn a_sidecar_without_calibration_parses_and_maps_cosine_to_itself() {
+        let spec = EmbedderSpec::parse(FACENET).unwrap();
+        assert_eq!(spec.output_dim, 512);
+        assert_eq!(
+            spec.normalisation,
+            InputNormalisation::PerImageStandardisation
+        );
+        let c = spec.calibration();
+        assert!((c.similarity(0.6) - 0.6).abs() < 1e-6);
+        assert!((c.similarity(0.9) - 0.9).abs() < 1e-6);
+    }
+
+    #[test]
+    fn unknown_keys_and_impossible_values_are_refused_with_their_name() {
+        let typo = format!("{FACENET}\noutput_dims = 3\n");
+        assert!(EmbedderSpec::parse(&typo)
+            .unwrap_err()
+            .contains("output_dims"));
+        let zero = FACENET.replace("output_dim = 512", "output_dim = 0");
+        assert!(EmbedderSpec::parse(&zero)
+            .unwrap_err()
+            .contains("output_dim"));
+        let inverted =
+            format!("{FACENET}\nsimilarity = {{ threshold_cosine = 0.3, zero_cosine = 0.5 }}\n");
+        assert!(EmbedderSpec::parse(&inverted)
+            .unwrap_err()
+            .contains("zero_cosine"));
+    }
+
+    #[test]
+    fn the_manifest_table_of_the_named_file_is_used() {
+        let manifest = format!(
+            "[[model]]\nfile = \"a.tflite\"\n[[model]]\nfile = \"b.tflite\"\n[model.embedder]\n{FACENET}"
+        );
+        assert!(EmbedderSpec::from_manifest(&manifest, "a.tflite")
+            .unwrap()
+            .is_none());
+        let b = EmbedderSpec::from_manifest(&manifest, "b.tflite")
+            .unwrap()
+            .unwrap();
+        assert_eq!(b.input_size, [160, 160]);
+    }
+
+    #[test]
+    fn the_fingerprint_text_changes_with_the_calibration_but_not_its_note() {
+        let mut a = EmbedderSpec::dlib();
+        let mut b = a.clone();
+        b.similarity.as_mut().unwrap().fitted_on = "elsewhere".into();
+        assert_eq!(a.fingerprint_text(), b.fingerprint_text());
+        a.similarity.as_mut().unwrap().threshold_cosine = 0.9;
+        assert_ne!(a.fingerprint_text(), b.fingerprint_text());
+    }
+}
