@@ -423,7 +423,10 @@ impl Actor {
                 similarity: r.similarity,
                 mask: r.mask,
                 at_ms: r.timestamp_ms,
-                expires_at_ms: now_ms() + self.options.mqtt_ttl.as_millis() as u64,
+                // From now, or from the frame's time when a replayed folder runs ahead of
+                // the wall clock (dir: sources stamp frames at their nominal fps).
+                expires_at_ms: now_ms().max(r.timestamp_ms)
+                    + self.options.mqtt_ttl.as_millis() as u64,
             };
             self.note(
                 line("mqtt", "queued", format!("open for {who} on {topic}")),
