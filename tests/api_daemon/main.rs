@@ -4,6 +4,8 @@
 #[path = "../api_http/support.rs"]
 mod support;
 
+mod hardening;
+
 use std::net::SocketAddr;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
