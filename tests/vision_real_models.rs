@@ -117,13 +117,19 @@ fn faces_in_a_group_photo_come_largest_first_with_keypoints_inside_their_boxes()
 fn the_pipeline_gives_identical_embeddings_from_several_threads() {
     let p = pipeline();
     let bytes = fixture("amy1.png");
-    let reference = p.analyze_bytes(&bytes, FaceSelection::Largest).unwrap()[0].embedding;
+    let reference = p.analyze_bytes(&bytes, FaceSelection::Largest).unwrap()[0]
+        .embedding
+        .clone();
     let handles: Vec<_> = (0..4)
         .map(|_| {
             let (p, bytes) = (p.clone(), bytes.clone());
             std::thread::spawn(move || {
                 (0..5)
-                    .map(|_| p.analyze_bytes(&bytes, FaceSelection::Largest).unwrap()[0].embedding)
+                    .map(|_| {
+                        p.analyze_bytes(&bytes, FaceSelection::Largest).unwrap()[0]
+                            .embedding
+                            .clone()
+                    })
                     .collect::<Vec<_>>()
             })
         })
