@@ -97,8 +97,10 @@ impl ChipLayout {
                     x: (eyes.x + mouth.x) / 2.0 - shift_up * dx,
                     y: (eyes.y + mouth.y) / 2.0 - shift_up * dy,
                 };
-                // Corners: top-left, top-right, bottom-left (right = rotate down by -90°).
-                let (rx, ry) = (-uy, ux);
+                // Corners: top-left, top-right, bottom-left. "Right" is "down" turned a
+                // quarter anticlockwise on screen: (0, 1) -> (1, 0), so the chip is not
+                // mirrored (a similarity cannot fit a mirror image).
+                let (rx, ry) = (uy, -ux);
                 let corner = |sx: f32, sy: f32| Point {
                     x: centre.x + (sx * rx + sy * ux) * side / 2.0,
                     y: centre.y + (sx * ry + sy * uy) * side / 2.0,
@@ -170,5 +172,26 @@ mod tests {
         });
         assert_eq!(a, b);
         assert!((a.x - 107.082_94).abs() <= 0.5 / KEYPOINT_GRID);
+    }
+
+    #[test]
+    fn a_keypoint_square_keeps_the_right_eye_on_the_chip_left_and_the_mouth_below() {
+        let layout = ChipLayout {
+            width: 160,
+            height: 160,
+            template: CropTemplate::KeypointSquare {
+                scale: 3.2,
+                shift_up: 0.2,
+            },
+        };
+        let eye_r = Point { x: 40.0, y: 40.0 };
+        let eye_l = Point { x: 60.0, y: 40.0 };
+        let mouth = Point { x: 50.0, y: 60.0 };
+        let t = layout.to_chip(&[eye_r, eye_l, mouth]).unwrap();
+        let (r, l, m) = (t.apply(eye_r), t.apply(eye_l), t.apply(mouth));
+        assert!(r.x < l.x && (r.y - l.y).abs() < 1e-3, "{r:?} {l:?}");
+        assert!(m.y > r.y && (m.x - 80.0).abs() < 1e-3, "{m:?}");
+        // 3.2 x 20 px square -> 160 px: 2.5x.
+        assert!((t.scale() - 2.5).abs() < 1e-3);
     }
 }

@@ -49,7 +49,7 @@ impl Embedding {
     }
 
     pub fn from_le_bytes(bytes: &[u8]) -> Option<Embedding> {
-        if bytes.is_empty() || bytes.len() % 4 != 0 {
+        if bytes.is_empty() || !bytes.len().is_multiple_of(4) {
             return None;
         }
         let out = bytes
