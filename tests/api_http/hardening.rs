@@ -10,21 +10,6 @@ use serde_json::json;
 
 use crate::support::*;
 
-fn crc32(data: &[u8]) -> u32 {
-    let mut crc = 0xFFFF_FFFFu32;
-    for &b in data {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
-}
-
 fn chunk(out: &mut Vec<u8>, kind: &[u8], data: &[u8]) {
     let mut body = kind.to_vec();
     body.extend_from_slice(data);

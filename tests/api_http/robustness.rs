@@ -16,21 +16,6 @@ fn png_with_header(width: u32, height: u32) -> Vec<u8> {
     bytes
 }
 
-fn crc32(data: &[u8]) -> u32 {
-    let mut crc = 0xFFFF_FFFFu32;
-    for &b in data {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
-}
-
 #[test]
 fn hostile_requests_get_answers_and_the_server_keeps_serving() {
     let server = TestServer::start();

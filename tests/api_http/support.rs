@@ -328,3 +328,19 @@ pub fn small_face(name: &str) -> Vec<u8> {
     imageops::replace(&mut canvas, &face, 130, 90);
     png(&canvas)
 }
+
+/// CRC-32 (PNG chunks): the tests rebuild PNG headers with other sizes.
+pub fn crc32(data: &[u8]) -> u32 {
+    let mut crc = 0xFFFF_FFFFu32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
