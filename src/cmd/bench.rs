@@ -128,12 +128,7 @@ pub fn run(config: &Config, args: &BenchArgs) -> anyhow::Result<ExitCode> {
         "model_run_median_ms": model_runs,
         "model_run_interleaved_median_ms": interleaved,
     });
-    if args.json {
-        println!("{report}");
-    } else {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    }
-    Ok(ExitCode::SUCCESS)
+    crate::cmd::print_report(&report, args.json)
 }
 
 /// Median of `Model::run` alone on zeroed inputs: the runtime's own cost, comparable

@@ -164,12 +164,7 @@ pub fn run(config: &Config, args: &IndexArgs) -> anyhow::Result<ExitCode> {
         "brute_force_finds_the_source": source_first as f64 / q,
         "reranked_median": reranked.get(reranked.len() / 2).copied().unwrap_or(0),
     });
-    if args.json {
-        println!("{report}");
-    } else {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    }
-    Ok(ExitCode::SUCCESS)
+    crate::cmd::print_report(&report, args.json)
 }
 
 fn user(template: u64, per_user: u64) -> String {

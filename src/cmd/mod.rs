@@ -131,3 +131,17 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
         1
     }
 }
+
+/// A command's JSON report on stdout: one line with `--json` (for scripts), indented
+/// otherwise (for people).
+pub(crate) fn print_report(
+    report: &serde_json::Value,
+    one_line: bool,
+) -> anyhow::Result<std::process::ExitCode> {
+    if one_line {
+        println!("{report}");
+    } else {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}

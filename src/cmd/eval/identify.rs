@@ -377,12 +377,7 @@ pub fn run(config: &Config, args: &IdentifyArgs) -> anyhow::Result<ExitCode> {
         "score_normalisation": pipeline.score_normalisation_name(),
         "fingerprint": pipeline.fingerprint(),
     });
-    if args.json {
-        println!("{report}");
-    } else {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    }
-    Ok(ExitCode::SUCCESS)
+    crate::cmd::print_report(&report, args.json)
 }
 
 fn embed(pipeline: &Pipeline, file: &Path) -> Option<Embedding> {

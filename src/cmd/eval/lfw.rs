@@ -244,12 +244,7 @@ pub fn run(config: &Config, args: &LfwArgs) -> anyhow::Result<ExitCode> {
         "chip_padding": config.recognition.chip_padding,
         "fingerprint": pipeline.fingerprint(),
     });
-    if args.json {
-        println!("{report}");
-    } else {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    }
-    Ok(ExitCode::SUCCESS)
+    crate::cmd::print_report(&report, args.json)
 }
 
 /// One picture's embedding as a template (flip-averaged as configured): what

@@ -111,10 +111,5 @@ pub fn run(config: &Config, args: &MaskArgs) -> anyhow::Result<ExitCode> {
         "threshold": threshold,
         "model": config.models.mask,
     });
-    if args.json {
-        println!("{report}");
-    } else {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    }
-    Ok(ExitCode::SUCCESS)
+    crate::cmd::print_report(&report, args.json)
 }
