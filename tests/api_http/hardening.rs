@@ -10,14 +10,6 @@ use serde_json::json;
 
 use crate::support::*;
 
-fn chunk(out: &mut Vec<u8>, kind: &[u8], data: &[u8]) {
-    let mut body = kind.to_vec();
-    body.extend_from_slice(data);
-    out.extend_from_slice(&(data.len() as u32).to_be_bytes());
-    out.extend_from_slice(&body);
-    out.extend_from_slice(&crc32(&body).to_be_bytes());
-}
-
 /// A well-formed PNG whose header claims 12000 x 4166 16-bit RGBA (inside max_side
 /// and max_pixels, 400 MB decoded), with the first rows of zeros compressed in it.
 fn sixteen_bit_bomb() -> Vec<u8> {

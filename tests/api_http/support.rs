@@ -344,3 +344,12 @@ pub fn crc32(data: &[u8]) -> u32 {
     }
     !crc
 }
+
+/// Appends one PNG chunk (length, type, data, CRC).
+pub fn chunk(out: &mut Vec<u8>, kind: &[u8], data: &[u8]) {
+    let mut body = kind.to_vec();
+    body.extend_from_slice(data);
+    out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    out.extend_from_slice(&body);
+    out.extend_from_slice(&crc32(&body).to_be_bytes());
+}

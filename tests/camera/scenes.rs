@@ -65,37 +65,30 @@ fn three_in_a_queue(gap: usize) -> Vec<RgbImage> {
     queue(&[&a, &s, &p], gap, 20)
 }
 
-#[test]
-fn a_queue_with_0_6_s_between_people_gives_one_visit_per_person() {
+/// The queue of [`three_in_a_queue`] gives exactly Amy, Sheldon, Penny.
+fn assert_three_visits_in_a_queue(gap: usize) {
     let enrolled = door(|_| {});
-    let v = visits(&enrolled, &three_in_a_queue(6));
+    let v = visits(&enrolled, &three_in_a_queue(gap));
     assert_eq!(
         who(&v),
         [Some("amy"), Some("sheldon"), Some("penny")],
         "{v:?}"
     );
+}
+
+#[test]
+fn a_queue_with_0_6_s_between_people_gives_one_visit_per_person() {
+    assert_three_visits_in_a_queue(6);
 }
 
 #[test]
 fn a_queue_with_0_2_s_between_people_gives_one_visit_per_person() {
-    let enrolled = door(|_| {});
-    let v = visits(&enrolled, &three_in_a_queue(2));
-    assert_eq!(
-        who(&v),
-        [Some("amy"), Some("sheldon"), Some("penny")],
-        "{v:?}"
-    );
+    assert_three_visits_in_a_queue(2);
 }
 
 #[test]
 fn a_queue_with_no_gap_gives_one_visit_per_person() {
-    let enrolled = door(|_| {});
-    let v = visits(&enrolled, &three_in_a_queue(0));
-    assert_eq!(
-        who(&v),
-        [Some("amy"), Some("sheldon"), Some("penny")],
-        "{v:?}"
-    );
+    assert_three_visits_in_a_queue(0);
 }
 
 #[test]
