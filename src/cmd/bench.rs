@@ -55,6 +55,8 @@ pub fn run(config: &Config, args: &BenchArgs) -> anyhow::Result<ExitCode> {
     // One session; one XNNPACK thread unless asked otherwise.
     config.runtime.workers = 1;
     config.runtime.threads_per_model = args.threads.max(1);
+    // The stages run with exactly --threads: no idle-machine session.
+    config.runtime.idle_request_threads = config.runtime.threads_per_model;
     let image = args
         .image
         .clone()

@@ -30,6 +30,8 @@ pub struct Config {
 pub struct RuntimeConfig {
     pub library: PathBuf,
     pub threads_per_model: usize,
+    /// 0: the machine's core count.
+    pub idle_request_threads: usize,
     pub workers: usize,
     pub queue: usize,
     pub queue_timeout_ms: u64,
@@ -40,6 +42,7 @@ impl Default for RuntimeConfig {
         RuntimeConfig {
             library: PathBuf::new(),
             threads_per_model: 1,
+            idle_request_threads: 0,
             workers: 2,
             queue: 64,
             queue_timeout_ms: 10_000,
@@ -513,6 +516,10 @@ impl Config {
             embedder_file: self.models.embedder.clone(),
             mask_file: self.models.mask.clone(),
             threads_per_model: self.runtime.threads_per_model,
+            idle_request_threads: match self.runtime.idle_request_threads {
+                0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+                n => n,
+            },
             workers: self.runtime.workers,
             admission: crate::vision::AdmissionLimits {
                 queue: self.runtime.queue,

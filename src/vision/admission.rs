@@ -7,6 +7,16 @@
 //! refused with [`Busy`] only when the line is already `queue` long, or when it has
 //! waited `timeout` without getting a session. A [`Lease`] hands its session back when
 //! dropped, also while unwinding from a panic in the work, so the pool never shrinks.
+//!
+//! The pool may also hold one *idle-machine session* (`[runtime] idle_request_threads`):
+//! the same models built to spread each run over all the board's cores. A caller that
+//! finds every session free and nobody in line takes it, so a lone request (a kiosk's
+//! usual case) runs on every core instead of one: about half the latency on two
+//! cores. It is never handed to a caller while another works or waits, so a burst of
+//! callers is served by the one-core sessions, which give the higher throughput (no
+//! core runs two model threads). A caller arriving while the idle-machine session runs
+//! takes a one-core session at once; the two then share the cores for a few
+//! milliseconds.
 
 use std::collections::VecDeque;
 use std::ops::{Deref, DerefMut};
@@ -45,6 +55,11 @@ pub enum Busy {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct PoolStatus {
     pub sessions: usize,
+    /// 1 when an idle-machine session exists (it is not counted in `sessions`).
+    pub idle_machine_sessions: usize,
+    pub idle_machine_busy: bool,
+    /// Since start: callers that got the idle-machine session (also in `admitted_total`).
+    pub idle_machine_admitted_total: u64,
     pub busy: usize,
     pub free: usize,
     pub queued: usize,
@@ -58,10 +73,13 @@ pub struct PoolStatus {
 
 struct State<S> {
     free: Vec<S>,
+    /// The idle-machine session, when it exists and is not lent out.
+    idle_machine: Option<S>,
     /// Tickets of the waiting callers, oldest first.
     line: VecDeque<u64>,
     next_ticket: u64,
     admitted: u64,
+    admitted_idle_machine: u64,
     refused_full: u64,
     refused_deadline: u64,
 }
@@ -70,18 +88,28 @@ pub struct SessionPool<S> {
     state: Mutex<State<S>>,
     changed: Condvar,
     size: usize,
+    has_idle_machine: bool,
     limits: AdmissionLimits,
 }
 
 impl<S> SessionPool<S> {
-    pub fn new(sessions: Vec<S>, limits: AdmissionLimits) -> SessionPool<S> {
+    /// A pool of `sessions`, and `idle_machine` lent only to a caller that finds the
+    /// whole pool idle (see the module docs).
+    pub fn with_idle_machine_session(
+        sessions: Vec<S>,
+        idle_machine: Option<S>,
+        limits: AdmissionLimits,
+    ) -> SessionPool<S> {
         SessionPool {
             size: sessions.len(),
+            has_idle_machine: idle_machine.is_some(),
             state: Mutex::new(State {
+                idle_machine,
                 free: sessions,
                 line: VecDeque::new(),
                 next_ticket: 0,
                 admitted: 0,
+                admitted_idle_machine: 0,
                 refused_full: 0,
                 refused_deadline: 0,
             }),
@@ -90,13 +118,30 @@ impl<S> SessionPool<S> {
         }
     }
 
-    /// A session, waiting in line for one if all are busy.
+    /// A session, waiting in line for one if all are busy. The idle-machine session
+    /// when the whole pool is idle.
     pub fn acquire(&self) -> Result<Lease<'_, S>, Busy> {
+        self.acquire_as(true)
+    }
+
+    /// A one-core session only (maintenance, and tests that fill the pool on purpose).
+    pub fn acquire_one_core(&self) -> Result<Lease<'_, S>, Busy> {
+        self.acquire_as(false)
+    }
+
+    fn acquire_as(&self, idle_machine_allowed: bool) -> Result<Lease<'_, S>, Busy> {
         let mut state = self.lock();
         if state.line.is_empty() {
+            if idle_machine_allowed && state.free.len() == self.size {
+                if let Some(session) = state.idle_machine.take() {
+                    state.admitted += 1;
+                    state.admitted_idle_machine += 1;
+                    return Ok(self.lease(session, true));
+                }
+            }
             if let Some(session) = state.free.pop() {
                 state.admitted += 1;
-                return Ok(self.lease(session));
+                return Ok(self.lease(session, false));
             }
         }
         if state.line.len() >= self.limits.queue {
@@ -119,7 +164,7 @@ impl<S> SessionPool<S> {
                         state.admitted += 1;
                         // Others behind us may now be within reach of a free session.
                         self.changed.notify_all();
-                        return Ok(self.lease(session));
+                        return Ok(self.lease(session, false));
                     }
                 }
             }
@@ -143,6 +188,9 @@ impl<S> SessionPool<S> {
         let state = self.lock();
         PoolStatus {
             sessions: self.size,
+            idle_machine_sessions: usize::from(self.has_idle_machine),
+            idle_machine_busy: self.has_idle_machine && state.idle_machine.is_none(),
+            idle_machine_admitted_total: state.admitted_idle_machine,
             busy: self.size - state.free.len(),
             free: state.free.len(),
             queued: state.line.len(),
@@ -154,10 +202,11 @@ impl<S> SessionPool<S> {
         }
     }
 
-    fn lease(&self, session: S) -> Lease<'_, S> {
+    fn lease(&self, session: S, idle_machine: bool) -> Lease<'_, S> {
         Lease {
             pool: self,
             session: Some(session),
+            idle_machine,
         }
     }
 
@@ -173,6 +222,8 @@ impl<S> SessionPool<S> {
 pub struct Lease<'a, S> {
     pool: &'a SessionPool<S>,
     session: Option<S>,
+    /// The session is the pool's idle-machine session.
+    idle_machine: bool,
 }
 
 impl<S> Deref for Lease<'_, S> {
@@ -197,8 +248,16 @@ impl<S> DerefMut for Lease<'_, S> {
 impl<S> Drop for Lease<'_, S> {
     fn drop(&mut self) {
         if let Some(session) = self.session.take() {
-            self.pool.lock().free.push(session);
-            self.pool.changed.notify_all();
+            let mut state = self.pool.lock();
+            if self.idle_machine {
+                // Nobody waits for this one (it is lent only to a caller finding the
+                // pool idle), so no one needs waking.
+                state.idle_machine = Some(session);
+            } else {
+                state.free.push(session);
+                drop(state);
+                self.pool.changed.notify_all();
+            }
         }
     }
 }
@@ -209,8 +268,9 @@ mod tests {
     use std::sync::Arc;
 
     fn pool(sessions: usize, queue: usize, timeout_ms: u64) -> Arc<SessionPool<usize>> {
-        Arc::new(SessionPool::new(
+        Arc::new(SessionPool::with_idle_machine_session(
             (0..sessions).collect(),
+            None,
             AdmissionLimits {
                 queue,
                 timeout: Duration::from_millis(timeout_ms),
@@ -259,6 +319,73 @@ mod tests {
             t.join().unwrap();
         }
         assert_eq!(*order.lock().unwrap(), vec![0, 1, 2, 3, 4]);
+    }
+
+    fn pool_with_idle_machine(sessions: usize) -> Arc<SessionPool<usize>> {
+        Arc::new(SessionPool::with_idle_machine_session(
+            (0..sessions).collect(),
+            Some(100),
+            AdmissionLimits {
+                queue: 8,
+                timeout: Duration::from_millis(60_000),
+            },
+        ))
+    }
+
+    #[test]
+    fn a_lone_caller_gets_the_idle_machine_session() {
+        let p = pool_with_idle_machine(2);
+        let lone = p.acquire().unwrap();
+        assert_eq!(*lone, 100);
+        assert!(p.status().idle_machine_busy);
+        drop(lone);
+        assert_eq!(*p.acquire().unwrap(), 100, "it comes back when dropped");
+        assert!(!p.status().idle_machine_busy);
+    }
+
+    #[test]
+    fn callers_arriving_while_others_work_get_one_core_sessions() {
+        let p = pool_with_idle_machine(2);
+        let first = p.acquire().unwrap();
+        // The idle-machine session is busy: the next callers take the one-core ones,
+        // at once, and a third waits for one of those, never for the idle-machine one.
+        let (second, third) = (p.acquire().unwrap(), p.acquire().unwrap());
+        assert_eq!(*first, 100);
+        assert!(*second < 2 && *third < 2);
+        drop(first);
+        let one_core_busy = p.clone();
+        let waiter = std::thread::spawn(move || *one_core_busy.acquire().unwrap());
+        while p.status().queued < 1 {
+            std::thread::yield_now();
+        }
+        drop(second);
+        assert!(waiter.join().unwrap() < 2);
+        // With one one-core session busy, the pool is not idle: no idle-machine lease.
+        let fourth = p.acquire().unwrap();
+        assert!(
+            *fourth < 2,
+            "the idle-machine session is only for a caller alone"
+        );
+    }
+
+    #[test]
+    fn filling_the_one_core_sessions_queues_the_next_caller() {
+        let p = pool_with_idle_machine(2);
+        let _held = (p.acquire_one_core().unwrap(), p.acquire_one_core().unwrap());
+        let s = p.status();
+        assert_eq!((s.busy, s.free, s.idle_machine_busy), (2, 0, false));
+        let waiter = p.clone();
+        let t = std::thread::spawn(move || waiter.acquire().map(|l| *l).err());
+        while p.status().queued < 1 {
+            std::thread::yield_now();
+        }
+        assert_eq!(
+            p.status().queued,
+            1,
+            "it waits instead of taking the idle-machine one"
+        );
+        drop(_held);
+        assert_eq!(t.join().unwrap(), None);
     }
 
     #[test]

@@ -36,6 +36,10 @@ pub struct PipelineOptions {
     pub mask_file: String,
     /// XNNPACK threads per model run.
     pub threads_per_model: usize,
+    /// XNNPACK threads of the idle-machine session, lent to a caller that finds every
+    /// session free and nobody waiting (src/vision/admission.rs). No such session when
+    /// it is not more than `threads_per_model`.
+    pub idle_request_threads: usize,
     /// Sessions in the pool: how many images can be processed at once.
     pub workers: usize,
     /// Callers allowed to wait for a session, and for how long.
@@ -64,6 +68,7 @@ impl Default for PipelineOptions {
             embedder_file: "dlib_face_recognition_int8.tflite".into(),
             mask_file: "mask_mnv2_128_int8.tflite".into(),
             threads_per_model: 1,
+            idle_request_threads: 1,
             workers: 1,
             admission: AdmissionLimits::default(),
             min_detector_score: 0.5,
@@ -183,9 +188,8 @@ impl Pipeline {
             );
         }
         let fingerprint = fingerprint(&embedder_bytes, &chip, flip, &spec);
-        let mut sessions = Vec::new();
-        for _ in 0..options.workers.max(1) {
-            sessions.push(Session {
+        let session = |threads: usize| -> Result<Session, Error> {
+            Ok(Session {
                 detector: runtime.model_from_bytes(
                     options.detector.file_name(),
                     detector_bytes.clone(),
@@ -198,8 +202,15 @@ impl Pipeline {
                 )?,
                 mask: runtime.model_from_bytes(&options.mask_file, mask_bytes.clone(), threads)?,
                 scratch: WarpScratch::default(),
-            });
-        }
+            })
+        };
+        let sessions = (0..options.workers.max(1))
+            .map(|_| session(threads))
+            .collect::<Result<Vec<_>, _>>()?;
+        let idle_machine = match options.idle_request_threads {
+            n if n > threads => Some(session(n)?),
+            _ => None,
+        };
         spec.check(&sessions[0].embedder)
             .map_err(|mismatch| SpecError::Mismatch {
                 file: options.embedder_file.clone(),
@@ -224,7 +235,7 @@ impl Pipeline {
             fingerprint,
             spec,
             flip,
-            pool: SessionPool::new(sessions, options.admission),
+            pool: SessionPool::with_idle_machine_session(sessions, idle_machine, options.admission),
             options,
         })
     }
@@ -275,7 +286,7 @@ impl Pipeline {
     /// returned value is dropped.
     pub fn hold_session(&self) -> Result<HeldSession<'_>, Error> {
         Ok(HeldSession {
-            _lease: self.pool.acquire()?,
+            _lease: self.pool.acquire_one_core()?,
         })
     }
 

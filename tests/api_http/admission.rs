@@ -13,10 +13,18 @@ use serde_json::Value;
 use crate::support::{default_config, http, photo, Client, TestServer};
 
 fn one_session_pipeline(queue: usize, timeout: Duration) -> Arc<Pipeline> {
+    pipeline(queue, timeout, 1)
+}
+
+/// One one-core session, and an idle-machine session of `idle_request_threads`
+/// threads when that is above 1.
+fn pipeline(queue: usize, timeout: Duration, idle_request_threads: usize) -> Arc<Pipeline> {
     let config = default_config();
     let runtime = Runtime::locate_and_load(config.runtime_library()).expect("LiteRT");
     let mut options = config.pipeline_options();
     options.workers = 1;
+    options.threads_per_model = 1;
+    options.idle_request_threads = idle_request_threads;
     options.admission = AdmissionLimits { queue, timeout };
     Arc::new(Pipeline::load(&runtime, options).expect("models"))
 }
@@ -94,6 +102,38 @@ fn a_burst_of_32_identify_requests_on_one_session_all_get_their_answer() {
     );
     assert_eq!(pool["refused_queue_full_total"], 0);
     assert!(pool["admitted_total"].as_u64().unwrap() >= 32 + people.len() as u64);
+}
+
+#[test]
+fn a_lone_request_runs_on_all_cores_and_a_caller_behind_a_busy_session_waits_in_line() {
+    let pipeline = pipeline(4, Duration::from_secs(60), 2);
+    let server = TestServer::start_on(pipeline.clone(), |_| {}, |_| {});
+    let c = server.client("kiosk");
+    c.create_gallery("door");
+    assert_eq!(
+        c.enroll("door", "amy", "Amy", &photo("amy1.png")).status(),
+        200
+    );
+    let amy = photo("amy2.png");
+    let before = health(&server)["idle_machine_admitted_total"].as_u64().unwrap();
+    let r = c.identify("door", &amy);
+    assert_eq!(r.status(), 200, "{:?}", r.raw);
+    let pool = health(&server);
+    assert_eq!(pool["idle_machine_sessions"], 1, "{pool}");
+    assert_eq!(pool["idle_machine_admitted_total"], before + 1, "{pool}");
+
+    // The one-core session is taken: the next request is not alone, so it waits for
+    // that session (the burst path) instead of running beside it on the other one.
+    let held = pipeline.hold_session().unwrap();
+    let waited = std::thread::scope(|s| {
+        let waiting = s.spawn(|| c.identify("door", &amy));
+        wait_until_queued(&server, 1);
+        assert_eq!(health(&server)["idle_machine_busy"], false);
+        drop(held);
+        waiting.join().unwrap()
+    });
+    assert_eq!(waited.status(), 200, "{:?}", waited.raw);
+    assert_eq!(health(&server)["idle_machine_admitted_total"], before + 1);
 }
 
 #[test]
