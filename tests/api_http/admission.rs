@@ -115,7 +115,9 @@ fn a_lone_request_runs_on_all_cores_and_a_caller_behind_a_busy_session_waits_in_
         200
     );
     let amy = photo("amy2.png");
-    let before = health(&server)["idle_machine_admitted_total"].as_u64().unwrap();
+    let before = health(&server)["idle_machine_admitted_total"]
+        .as_u64()
+        .unwrap();
     let r = c.identify("door", &amy);
     assert_eq!(r.status(), 200, "{:?}", r.raw);
     let pool = health(&server);
