@@ -85,12 +85,13 @@ impl Gallery {
         &self,
         bytes: &[u8],
         threshold: f32,
-        decision_cosine: &dyn Fn(&vision::Embedding) -> Option<f32>,
+        listed: usize,
+        ranked_cosines: &dyn Fn(&vision::Embedding) -> Vec<f32>,
     ) -> Result<Face, Error> {
         let threshold_cosine = self.pipeline.calibration().cosine_for(threshold);
         let margin = self.settings.flip_margin_cosine;
         let near = |e: &vision::Embedding| {
-            decision_cosine(e).is_some_and(|c| vision::near_threshold(c, threshold_cosine, margin))
+            vision::ranking_near(&ranked_cosines(e), threshold_cosine, margin, listed)
         };
         self.pipeline
             .analyze_bytes_deciding(bytes, FaceSelection::Largest, &near)
@@ -279,8 +280,11 @@ impl Gallery {
                 .map(|t| query.cosine(t))
                 .fold(f32::NEG_INFINITY, f32::max)
         };
-        let face = self.largest_face_deciding(image, self.settings.verify_threshold, &|e| {
-            Some(best_cosine(e)).filter(|c| c.is_finite())
+        let face = self.largest_face_deciding(image, self.settings.verify_threshold, 1, &|e| {
+            Some(best_cosine(e))
+                .filter(|c| c.is_finite())
+                .into_iter()
+                .collect()
         })?;
         let best = best_cosine(&face.embedding);
         let similarity = if best.is_finite() {
@@ -321,23 +325,31 @@ impl Gallery {
         self.require_gallery(client, gallery)?;
         // The search made for the single embedding's decision is the answer too when
         // the mirror was not needed (one search per request at any gallery size).
+        // One candidate more than listed: whether the runner-up could swap in decides
+        // the mirror too (src/vision/flip.rs).
+        let candidates = max_results.saturating_add(1);
         let first_search = std::cell::RefCell::new(None);
-        let face = self.largest_face_deciding(image, self.settings.identify_threshold, &|e| {
-            let found = self.search_index(client, gallery, &e.0, max_results);
-            let cosine = found
-                .as_ref()
-                .ok()
-                .and_then(|matches| matches.first())
-                .map(|m| m.cosine);
-            *first_search.borrow_mut() = Some((e.clone(), found));
-            cosine
-        })?;
+        let face = self.largest_face_deciding(
+            image,
+            self.settings.identify_threshold,
+            max_results,
+            &|e| {
+                let found = self.search_index(client, gallery, &e.0, candidates);
+                let cosines = found
+                    .as_ref()
+                    .map(|matches| matches.iter().map(|m| m.cosine).collect())
+                    .unwrap_or_default();
+                *first_search.borrow_mut() = Some((e.clone(), found));
+                cosines
+            },
+        )?;
         let found = match first_search.into_inner() {
             Some((single, found)) if single == face.embedding => found?,
-            _ => self.search_index(client, gallery, &face.embedding.0, max_results)?,
+            _ => self.search_index(client, gallery, &face.embedding.0, candidates)?,
         };
         let found: Vec<_> = found
             .into_iter()
+            .take(max_results)
             .map(|m| (self.pipeline.identify_score(&face.embedding, m.cosine), m))
             .filter(|(confidence, _)| *confidence >= self.settings.identify_threshold)
             .collect();

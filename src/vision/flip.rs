@@ -29,6 +29,22 @@ pub fn near_threshold(cosine: f32, threshold_cosine: f32, margin: f32) -> bool {
     (cosine - threshold_cosine).abs() <= margin
 }
 
+/// True when a ranked answer made with the single embedding could change with the
+/// mirror: `cosines` are the best cosines of distinct candidates, best first, for the
+/// first `listed` places and the runner-up after them. Near when one of them is within
+/// `margin` of the threshold (in or out), or when two neighbours, the higher a possible
+/// match, are within `margin` of each other (their order, or which of them is listed,
+/// could swap: identify's best of two look-alike users).
+pub fn ranking_near(cosines: &[f32], threshold_cosine: f32, margin: f32, listed: usize) -> bool {
+    let considered = &cosines[..cosines.len().min(listed + 1)];
+    considered
+        .iter()
+        .any(|&c| near_threshold(c, threshold_cosine, margin))
+        || considered
+            .windows(2)
+            .any(|w| w[0] >= threshold_cosine - margin && w[0] - w[1] <= margin)
+}
+
 pub(super) fn embed_with(
     model: &mut Model,
     chip: &RgbImage,
@@ -52,4 +68,37 @@ pub(super) fn embed_with(
         .collect();
     Embedding::from_raw(&sum)
         .ok_or_else(|| Error::ModelOutput("flip-averaged embedding is zero".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ranking_near;
+
+    #[test]
+    fn a_clear_single_match_needs_no_mirror() {
+        assert!(!ranking_near(&[0.98, 0.60], 0.917, 0.02, 1));
+        assert!(!ranking_near(&[0.50], 0.917, 0.02, 1));
+        assert!(!ranking_near(&[], 0.917, 0.02, 1));
+    }
+
+    #[test]
+    fn a_best_match_near_the_threshold_needs_the_mirror() {
+        assert!(ranking_near(&[0.93, 0.40], 0.917, 0.02, 1));
+        assert!(ranking_near(&[0.90], 0.917, 0.02, 1));
+    }
+
+    #[test]
+    fn two_look_alike_users_above_the_threshold_need_the_mirror() {
+        // Both clear the threshold by far, but the mirror could swap who is first.
+        assert!(ranking_near(&[0.975, 0.97], 0.917, 0.02, 1));
+        // The same pair far below the threshold: "unknown" either way.
+        assert!(!ranking_near(&[0.70, 0.695], 0.917, 0.02, 1));
+    }
+
+    #[test]
+    fn only_the_listed_places_and_the_runner_up_count() {
+        // With one place listed, the third candidate's closeness to the second is moot.
+        assert!(!ranking_near(&[0.99, 0.95, 0.949], 0.917, 0.02, 1));
+        assert!(ranking_near(&[0.99, 0.95, 0.949], 0.917, 0.02, 2));
+    }
 }

@@ -30,7 +30,7 @@ pub use embedder_spec::{
     CropTemplate, EmbedderSpec, InputLayout, InputNormalisation, SimilarityCalibration, SpecError,
     SpecSource,
 };
-pub use flip::near_threshold;
+pub use flip::{near_threshold, ranking_near};
 pub use pipeline::{
     Appearance, FaceSelection, HeldSession, Pipeline, PipelineOptions, StageTimings,
 };
