@@ -591,6 +591,105 @@ async fn hostile_messages_are_rejected_counted_and_the_device_keeps_applying() {
     a.stop().await;
 }
 
+/// The crop-carrying operation waits for the device's one inference session (held by
+/// the test, as a long camera frame would hold it) while the device enrolls someone:
+/// the enrollment's event must reach the broker meanwhile, and the operation is applied
+/// and acknowledged once the session is free, however many times its wait for a
+/// session timed out meanwhile (never refused for a busy kiosk). A link that applied
+/// operations inside its event loop published nothing until the operation gave up,
+/// and then refused it for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_link_keeps_publishing_while_an_operation_waits_for_an_inference_session() {
+    use facegate::runtime::Runtime;
+    use facegate::vision::{AdmissionLimits, Pipeline};
+    let net = Net::start();
+    let config = models::default_config();
+    let runtime = Runtime::locate_and_load(config.runtime_library()).expect("LiteRT");
+    let mut options = config.pipeline_options();
+    options.workers = 1;
+    options.idle_request_threads = 1;
+    options.admission = AdmissionLimits {
+        queue: 4,
+        timeout: Duration::from_millis(300),
+    };
+    let own_pipeline = Arc::new(Pipeline::load(&runtime, options).expect("models"));
+    let dir = tempfile::tempdir().unwrap();
+    let id = net.id("door-busy");
+    let store = Arc::new(Store::open(dir.path(), 4).unwrap());
+    let settings = device::settings(&id, 100_000, true);
+    let gallery = Arc::new(Gallery::open(store, own_pipeline.clone(), settings).unwrap());
+    gallery.accounts().add_client(CLIENT, None).unwrap();
+    gallery.create_gallery(CLIENT, GALLERY).unwrap();
+    let sync = facegate::sync::start(
+        gallery.clone(),
+        SyncOptions {
+            host: "127.0.0.1".into(),
+            port: net.port,
+            device_id: id.clone(),
+            topic_prefix: net.prefix.clone(),
+            username: String::new(),
+            password: String::new(),
+            reconnect_delay: Duration::from_millis(200),
+            tls: None,
+            seen_retention: None,
+            snapshot_when_empty: false,
+        },
+    );
+    let metrics = || sync.metrics().snapshot();
+    wait_for("connected", || metrics().subscribed).await;
+    wait_for("create event published", || {
+        gallery.outbox_len().unwrap() == 0
+    })
+    .await;
+
+    let held = own_pipeline.hold_session().unwrap();
+    let amy = face("amy1.png");
+    let mut foreign = central_upsert("u-crop", "another-model", &amy, true, 1);
+    if let OpKind::UpsertUser { templates, .. } = &mut foreign.kind {
+        templates[0].crop = Some(facegate_crop_jpeg(&amy));
+    }
+    let central = publisher(net.port, &net.id("central")).await;
+    central
+        .publish(
+            net.topic(&format!("ops/{CLIENT}")),
+            QoS::AtLeastOnce,
+            false,
+            serde_json::to_vec(&foreign).unwrap(),
+        )
+        .await
+        .unwrap();
+    wait_for("operation received", || metrics().received >= 1).await;
+
+    gallery
+        .enroll_face(CLIENT, GALLERY, "local", "Local", &face("sheldon1.png"))
+        .unwrap();
+    wait_for("local enrollment published", || {
+        gallery.outbox_len().unwrap() == 0
+    })
+    .await;
+    assert_eq!(
+        metrics().applied,
+        0,
+        "the operation still waits for the session"
+    );
+    // Held past several of the 300 ms admission deadlines.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(metrics().applied + metrics().refused, 0, "{:?}", metrics());
+
+    drop(held);
+    wait_for("operation applied", || metrics().applied == 1).await;
+    assert_eq!(metrics().refused, 0);
+    let users: Vec<String> = gallery
+        .list_faces(CLIENT, GALLERY)
+        .unwrap()
+        .into_iter()
+        .map(|(user_id, _)| user_id)
+        .collect();
+    assert!(users.contains(&"u-crop".to_string()), "{users:?}");
+    assert_eq!(metrics().connects, 1, "the link never dropped");
+    sync.stop(Duration::from_secs(5)).await;
+}
+
 fn open_plain(dir: &Path) -> Gallery {
     let store = Arc::new(Store::open(dir, 4).unwrap());
     let g = Gallery::open(store, pipeline(), device::settings("door-x", 3, false)).unwrap();

@@ -74,6 +74,11 @@ pub enum Error {
 }
 
 impl Error {
+    /// Every inference session stayed busy: the work can be tried again later.
+    pub fn is_busy(&self) -> bool {
+        matches!(self, Error::Vision(crate::vision::Error::Busy(_)))
+    }
+
     /// An error from decoding or analysing the picture in `role`: decoding problems
     /// are the caller's, runtime problems are ours.
     pub(crate) fn image(role: ImageRole, source: vision::Error) -> Error {

@@ -180,7 +180,7 @@ impl Gallery {
             return self.apply_state(op);
         }
         // Decode and, for another model, re-embed before taking the write lock.
-        let prepared = match self.prepare_templates(op) {
+        let prepared = match self.prepare_templates(op)? {
             Ok(t) => t,
             Err(refusal) => return self.refuse(op, refusal),
         };
@@ -237,37 +237,48 @@ impl Gallery {
         }
     }
 
-    fn prepare_templates(&self, op: &Op) -> Result<Option<Vec<TemplateRecord>>, Refusal> {
+    /// The templates to store: a refusal when the op's templates cannot be used, an
+    /// error when they could be but not now (every inference session busy: the op is
+    /// applied later, never refused for that).
+    fn prepare_templates(
+        &self,
+        op: &Op,
+    ) -> Result<Result<Option<Vec<TemplateRecord>>, Refusal>, Error> {
         let OpKind::UpsertUser { templates, .. } = &op.kind else {
-            return Ok(None);
+            return Ok(Ok(None));
         };
         let ours = self.pipeline.fingerprint();
         let same_model = op.model == ours;
         let mut out = Vec::with_capacity(templates.len());
         for t in templates {
             let crop_jpeg = match &t.crop {
-                Some(c) => Some(
-                    b64()
-                        .decode(c)
-                        .map_err(|e| Refusal::BadTemplate(format!("crop base64: {e}")))?,
-                ),
+                Some(c) => match b64().decode(c) {
+                    Ok(jpeg) => Some(jpeg),
+                    Err(e) => return Ok(Err(Refusal::BadTemplate(format!("crop base64: {e}")))),
+                },
                 None => None,
             };
             let embedding = if same_model {
-                decode_embedding(&t.embedding)?
+                match decode_embedding(&t.embedding) {
+                    Ok(e) => e,
+                    Err(refusal) => return Ok(Err(refusal)),
+                }
             } else {
                 let Some(jpeg) = &crop_jpeg else {
-                    return Err(Refusal::ModelMismatch {
+                    return Ok(Err(Refusal::ModelMismatch {
                         theirs: op.model.clone(),
                         ours: ours.to_string(),
-                    });
+                    }));
                 };
-                let chip = crop::decode(jpeg).map_err(|e| Refusal::BadTemplate(e.to_string()))?;
-                let e = self
-                    .pipeline
-                    .embed_chip(&chip)
-                    .map_err(|e| Refusal::BadTemplate(e.to_string()))?;
-                e.0.to_vec()
+                let chip = match crop::decode(jpeg) {
+                    Ok(chip) => chip,
+                    Err(e) => return Ok(Err(Refusal::BadTemplate(e.to_string()))),
+                };
+                match self.pipeline.embed_chip(&chip) {
+                    Ok(e) => e.0.to_vec(),
+                    Err(busy @ crate::vision::Error::Busy(_)) => return Err(Error::Vision(busy)),
+                    Err(e) => return Ok(Err(Refusal::BadTemplate(e.to_string()))),
+                }
             };
             out.push(TemplateRecord {
                 fingerprint: ours.to_string(),
@@ -277,7 +288,7 @@ impl Gallery {
                 created_at: store::now(),
             });
         }
-        Ok(Some(out))
+        Ok(Ok(Some(out)))
     }
 
     /// Remembers a refused op (so a redelivery is not refused and reported again) and

@@ -2,9 +2,19 @@
 //! order with QoS 1, deletes an event when its PUBACK arrives, and applies incoming
 //! operations before acknowledging them (manual acks: an operation interrupted by a
 //! crash is redelivered, and applying it twice is harmless).
+//!
+//! The store work of incoming packets runs in two tasks fed in arrival order through
+//! channels, [`store_worker`]s: one applies operations (which may re-embed a photo and
+//! wait for an inference session), the other deletes the events the broker
+//! acknowledged. The event loop never waits for either, so keep-alive pings, PUBACKs
+//! and the outbox keep flowing while a long operation is applied (a stalled poll made
+//! the broker drop the link, and an acknowledged event queued behind an operation
+//! would stay in the outbox). The channels need no bound of their own: operations stay
+//! unacknowledged until applied, so the broker's in-flight window bounds what is
+//! queued, and acknowledgements are bounded by the publishing window.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,6 +57,40 @@ impl Inflight {
     }
 }
 
+/// Store work handed from the event loop to [`store_worker`], in arrival order.
+enum StoreWork {
+    /// An incoming operation, checked; acknowledged to the broker once applied, if the
+    /// connection it came on (`connection`) is still the current one.
+    Apply {
+        op: Box<crate::gallery::Op>,
+        publish: Publish,
+        connection: u64,
+    },
+    /// An incoming packet with nothing to apply (our own event coming back, a
+    /// rejected message): acknowledged in its turn, since MQTT wants PUBACKs in the
+    /// order the PUBLISHes came (brokers such as rumqttd drop a client that does not).
+    Ack { publish: Publish, connection: u64 },
+    /// The outbox event the broker acknowledged.
+    Acknowledged(u64),
+}
+
+/// The two queues of [`store_worker`]s.
+struct Work {
+    ops: tokio::sync::mpsc::UnboundedSender<StoreWork>,
+    acks: tokio::sync::mpsc::UnboundedSender<StoreWork>,
+}
+
+/// What the event loop and the store workers share.
+struct Shared {
+    gallery: Arc<Gallery>,
+    client: AsyncClient,
+    metrics: Arc<SyncMetrics>,
+    /// Counts connections (ConnAck); a PUBACK for an operation received on an earlier
+    /// connection would name a packet id of that connection, so it is not sent (the
+    /// broker redelivers the operation; applying it again is harmless).
+    connection: AtomicU64,
+}
+
 pub(super) async fn run(
     gallery: Arc<Gallery>,
     options: SyncOptions,
@@ -70,6 +114,19 @@ pub(super) async fn run(
             tracing::warn!("broker password sent over plain TCP (use mqtts://)");
         }
         let (client, mut eventloop) = AsyncClient::new(mqtt, 4 * WINDOW);
+        let shared = Arc::new(Shared {
+            gallery: gallery.clone(),
+            client: client.clone(),
+            metrics: metrics.clone(),
+            connection: AtomicU64::new(0),
+        });
+        let (ops, ops_queue) = tokio::sync::mpsc::unbounded_channel();
+        let (acks, acks_queue) = tokio::sync::mpsc::unbounded_channel();
+        let workers = [
+            tokio::spawn(store_worker(shared.clone(), ops_queue, stop.clone()).in_current_span()),
+            tokio::spawn(store_worker(shared.clone(), acks_queue, stop.clone()).in_current_span()),
+        ];
+        let work = Work { ops, acks };
         let mut inflight = Inflight::default();
         let mut connected = false;
         let mut tick = tokio::time::interval(TICK);
@@ -96,9 +153,8 @@ pub(super) async fn run(
                             last_failure = None;
                         }
                         handle_event(
-                            event, &gallery, &client, &topics, &metrics,
-                            &mut inflight, &mut connected,
-                        ).await;
+                            event, &shared, &work, &topics, &mut inflight, &mut connected,
+                        );
                     }
                     Err(e) => {
                         metrics.connection_errors.fetch_add(1, Ordering::Relaxed);
@@ -150,6 +206,12 @@ pub(super) async fn run(
         }
         if let Some(pruner) = pruner {
             let _ = pruner.await;
+        }
+        // The worker ends once the queue is empty and closed: an operation being
+        // applied is finished (and stays unacknowledged if the link is gone).
+        drop(work);
+        for worker in workers {
+            let _ = worker.await;
         }
         tracing::info!("sync stopped");
     }
@@ -224,19 +286,20 @@ async fn prune_seen(gallery: &Arc<Gallery>, retention: Duration, metrics: &SyncM
     }
 }
 
-async fn handle_event(
+fn handle_event(
     event: Event,
-    gallery: &Arc<Gallery>,
-    client: &AsyncClient,
+    shared: &Shared,
+    work: &Work,
     topics: &Topics,
-    metrics: &SyncMetrics,
     inflight: &mut Inflight,
     connected: &mut bool,
 ) {
+    let (client, metrics) = (&shared.client, &shared.metrics);
     match event {
         Event::Incoming(Incoming::ConnAck(ack)) => {
             tracing::info!(session_present = ack.session_present, "connected to broker");
             *connected = true;
+            shared.connection.fetch_add(1, Ordering::SeqCst);
             metrics.connected.store(true, Ordering::Relaxed);
             metrics.connects.fetch_add(1, Ordering::Relaxed);
             let filters = topics
@@ -260,10 +323,71 @@ async fn handle_event(
         }
         Event::Incoming(Incoming::PubAck(ack)) => {
             if let Some(seq) = inflight.by_pkid.remove(&ack.pkid) {
-                let g = gallery.clone();
+                // The worker only stops after this loop, so the send cannot fail.
+                let _ = work.acks.send(StoreWork::Acknowledged(seq));
+            }
+        }
+        Event::Incoming(Incoming::Publish(publish)) => receive(publish, shared, work, topics),
+        _ => {}
+    }
+}
+
+fn receive(publish: Publish, shared: &Shared, work: &Work, topics: &Topics) {
+    let metrics = &shared.metrics;
+    let checked = inbound::check(topics, &publish.topic, &publish.payload);
+    if !matches!(checked, Ok(Inbound::Own)) {
+        metrics.received.fetch_add(1, Ordering::Relaxed);
+    }
+    // Every packet is acknowledged by the operations worker, in arrival order; one to
+    // apply once applied.
+    let connection = shared.connection.load(Ordering::SeqCst);
+    let item = match checked {
+        Ok(Inbound::Own) => StoreWork::Ack {
+            publish,
+            connection,
+        },
+        Ok(Inbound::Apply(op)) => StoreWork::Apply {
+            op,
+            publish,
+            connection,
+        },
+        Err(rejection) => {
+            metrics.rejected.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(topic = %publish.topic, reason = %rejection, "message rejected");
+            StoreWork::Ack {
+                publish,
+                connection,
+            }
+        }
+    };
+    // The worker only stops after the event loop, so the send cannot fail.
+    let _ = work.ops.send(item);
+}
+
+/// Sends the PUBACK of `publish` if it came on the current connection.
+fn acknowledge(shared: &Shared, publish: &Publish, connection: u64) {
+    if shared.connection.load(Ordering::SeqCst) != connection {
+        return;
+    }
+    if let Err(e) = shared.client.try_ack(publish) {
+        tracing::warn!(error = %e, "cannot acknowledge");
+    }
+}
+
+/// Runs the store work of one queue one item at a time, in arrival order, off the
+/// event loop (see the module docs).
+async fn store_worker(
+    shared: Arc<Shared>,
+    mut queue: tokio::sync::mpsc::UnboundedReceiver<StoreWork>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
+    while let Some(item) = queue.recv().await {
+        match item {
+            StoreWork::Acknowledged(seq) => {
+                let g = shared.gallery.clone();
                 match tokio::task::spawn_blocking(move || g.outbox_acknowledged(seq)).await {
                     Ok(Ok(())) => {
-                        metrics.published.fetch_add(1, Ordering::Relaxed);
+                        shared.metrics.published.fetch_add(1, Ordering::Relaxed);
                     }
                     Ok(Err(e)) => {
                         tracing::error!(seq, error = %e, "cannot delete acknowledged event")
@@ -271,61 +395,72 @@ async fn handle_event(
                     Err(e) => tracing::error!(seq, error = %e, "outbox task failed"),
                 }
             }
+            StoreWork::Apply {
+                op,
+                publish,
+                connection,
+            } => {
+                if apply(&shared, *op, stop.clone()).await {
+                    acknowledge(&shared, &publish, connection);
+                }
+            }
+            StoreWork::Ack {
+                publish,
+                connection,
+            } => acknowledge(&shared, &publish, connection),
         }
-        Event::Incoming(Incoming::Publish(publish)) => {
-            receive(publish, gallery, client, topics, metrics).await;
-        }
-        _ => {}
     }
 }
 
-async fn receive(
-    publish: Publish,
-    gallery: &Arc<Gallery>,
-    client: &AsyncClient,
-    topics: &Topics,
-    metrics: &SyncMetrics,
-) {
-    let checked = inbound::check(topics, &publish.topic, &publish.payload);
-    if !matches!(checked, Ok(Inbound::Own)) {
-        metrics.received.fetch_add(1, Ordering::Relaxed);
-    }
-    match checked {
-        Ok(Inbound::Own) => {}
-        Ok(Inbound::Apply(op)) => {
-            let g = gallery.clone();
-            let op_id = op.op_id.clone();
-            let origin = op.origin.clone();
-            match tokio::task::spawn_blocking(move || g.apply_op(&op)).await {
-                Ok(Ok(applied)) => {
-                    let counter = match &applied {
-                        Applied::Applied => &metrics.applied,
-                        Applied::Duplicate => &metrics.duplicates,
-                        Applied::Stale => &metrics.stale,
-                        Applied::Ignored => &metrics.ignored,
-                        Applied::Refused(_) => &metrics.refused,
-                    };
-                    counter.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(%op_id, %origin, ?applied, "operation handled");
-                }
-                Ok(Err(e)) => {
-                    // Not acknowledged: the broker redelivers it on the next connection.
-                    tracing::error!(%op_id, %origin, error = %e, "cannot apply operation");
-                    return;
-                }
-                Err(e) => {
-                    tracing::error!(%op_id, error = %e, "apply task failed");
-                    return;
+/// How long an operation waits before it is tried again when every inference session
+/// stayed busy (the camera and API keep a kiosk busy at times; the op is never refused
+/// for that).
+const BUSY_RETRY: Duration = Duration::from_secs(1);
+
+/// Applies one operation; false when it must not be acknowledged (the broker
+/// redelivers it on the next connection).
+async fn apply(
+    shared: &Shared,
+    op: crate::gallery::Op,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> bool {
+    let metrics = &shared.metrics;
+    let op = Arc::new(op);
+    let (op_id, origin) = (op.op_id.clone(), op.origin.clone());
+    let outcome = loop {
+        let (g, o) = (shared.gallery.clone(), op.clone());
+        match tokio::task::spawn_blocking(move || g.apply_op(&o)).await {
+            Ok(Err(e)) if e.is_busy() && !*stop.borrow() => {
+                tracing::info!(%op_id, "inference sessions busy; operation tried again shortly");
+                tokio::select! {
+                    _ = tokio::time::sleep(BUSY_RETRY) => continue,
+                    _ = stop.changed() => break Ok(Err(e)),
                 }
             }
+            outcome => break outcome,
         }
-        Err(rejection) => {
-            metrics.rejected.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(topic = %publish.topic, reason = %rejection, "message rejected");
+    };
+    match outcome {
+        Ok(Ok(applied)) => {
+            let counter = match &applied {
+                Applied::Applied => &metrics.applied,
+                Applied::Duplicate => &metrics.duplicates,
+                Applied::Stale => &metrics.stale,
+                Applied::Ignored => &metrics.ignored,
+                Applied::Refused(_) => &metrics.refused,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%op_id, %origin, ?applied, "operation handled");
+            true
         }
-    }
-    if let Err(e) = client.try_ack(&publish) {
-        tracing::warn!(error = %e, "cannot acknowledge");
+        Ok(Err(e)) => {
+            tracing::error!(%op_id, %origin, error = %e, "cannot apply operation");
+            false
+        }
+        Err(e) => {
+            tracing::error!(%op_id, error = %e, "apply task failed");
+            false
+        }
     }
 }
 
