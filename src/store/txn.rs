@@ -416,10 +416,6 @@ impl<'a, 'e> Writer<'a, 'e> {
         self.put(self.dbs.clients, &key(&[&record.name]), &to_json(record)?)
     }
 
-    pub fn delete_client(&mut self, name: &str) -> Result<bool, Error> {
-        self.del(self.dbs.clients, &key(&[name]))
-    }
-
     pub fn put_token(&mut self, id: &str, record: &TokenRecord) -> Result<(), Error> {
         self.put(self.dbs.tokens, id.as_bytes(), &to_json(record)?)
     }
@@ -521,10 +517,6 @@ impl<'a, 'e> Writer<'a, 'e> {
 
     pub fn put_counters(&mut self, client: &str, counters: &Counters) -> Result<(), Error> {
         self.put(self.dbs.counters, &key(&[client]), &to_json(counters)?)
-    }
-
-    pub fn delete_counters(&mut self, client: &str) -> Result<bool, Error> {
-        self.del(self.dbs.counters, &key(&[client]))
     }
 
     /// Appends a visit and prunes the oldest beyond `keep`; returns its sequence number

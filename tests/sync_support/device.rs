@@ -84,8 +84,7 @@ impl Device {
     /// user id -> (name, number of templates) of `gallery`.
     pub fn users(&self, gallery: &str) -> BTreeMap<String, (String, usize)> {
         self.gallery
-            .store()
-            .read(|r| {
+            .read_store(|r| {
                 let mut out = BTreeMap::new();
                 if r.gallery(CLIENT, gallery)?.is_none() {
                     return Ok::<_, facegate::store::Error>(out);
@@ -101,8 +100,7 @@ impl Device {
 
     pub fn has_gallery(&self, gallery: &str) -> bool {
         self.gallery
-            .store()
-            .read(|r| r.gallery(CLIENT, gallery))
+            .read_store(|r| r.gallery(CLIENT, gallery))
             .unwrap()
             .is_some()
     }
