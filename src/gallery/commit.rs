@@ -28,6 +28,7 @@ use std::ops::{Deref, DerefMut};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
+use super::clock::{Clock, SystemClock};
 use super::replica::OutboxSettings;
 use super::{Change, Error};
 use crate::index::Index;
@@ -46,6 +47,8 @@ pub(crate) struct WritePath {
     pub(super) model: String,
     /// Outbox events dropped because the outbox was full (since start).
     pub(super) outbox_dropped: AtomicU64,
+    /// Where every write's time comes from.
+    clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for WritePath {
@@ -137,6 +140,16 @@ impl<'a, 'e> DerefMut for Tx<'_, 'a, 'e> {
 }
 
 impl Tx<'_, '_, '_> {
+    /// The write path's clock, in milliseconds since the epoch.
+    pub(super) fn now_ms(&self) -> u64 {
+        self.path.clock.now_ms()
+    }
+
+    /// The write path's clock, in seconds since the epoch.
+    pub(super) fn now_secs(&self) -> u64 {
+        self.path.clock.now_secs()
+    }
+
     /// Writes the operations describing `change` to the outbox in this transaction
     /// (nothing when sync is off). Call it after making the change: an enrollment's
     /// operation carries the user's templates as this transaction sees them.
@@ -196,6 +209,7 @@ impl WritePath {
         index: Index,
         outbox: Option<OutboxSettings>,
         model: String,
+        clock: Arc<dyn Clock>,
     ) -> WritePath {
         WritePath {
             store,
@@ -204,17 +218,28 @@ impl WritePath {
             outbox,
             model,
             outbox_dropped: AtomicU64::new(0),
+            clock,
         }
     }
 
     /// A write path without outbox and with an index nobody searches: for the admin
     /// commands' accounts (clients and tokens never touch the index).
     pub(super) fn accounts_only(store: Arc<Store>) -> WritePath {
-        WritePath::new(store, Index::new(), None, String::new())
+        WritePath::new(
+            store,
+            Index::new(),
+            None,
+            String::new(),
+            Arc::new(SystemClock),
+        )
     }
 
     pub(super) fn index(&self) -> &Index {
         &self.index
+    }
+
+    pub(super) fn clock(&self) -> &dyn Clock {
+        &*self.clock
     }
 
     /// The single write path: runs `f` in a store transaction and commits it; then, and
@@ -268,7 +293,7 @@ mod tests {
 
     fn path(dir: &std::path::Path, map_mb: usize) -> WritePath {
         let store = Arc::new(Store::open(dir, map_mb).unwrap());
-        WritePath::new(store, Index::new(), None, "m".into())
+        WritePath::new(store, Index::new(), None, "m".into(), Arc::new(SystemClock))
     }
 
     /// Enrolls `user_id` with one template, recording its index insert.

@@ -3,7 +3,7 @@
 
 use super::commit::Tx;
 use super::{crop, Change, Error, Gallery, ImageRole, QuotaKind};
-use crate::store::{self, TemplateRecord, UserRecord};
+use crate::store::{TemplateRecord, UserRecord};
 use crate::vision::{self, Face, FaceSelection};
 
 pub struct EnrollRequest<'a> {
@@ -199,7 +199,7 @@ impl Gallery {
             embedding: face.embedding.0.to_vec(),
             crop_jpeg,
             masked: face.masked,
-            created_at: store::now(),
+            created_at: self.writes.clock().now_secs(),
         };
         let (new_user, templates) = self.writes.commit(|tx| {
             if tx.reader().gallery(client, gallery)?.is_none() {
@@ -228,7 +228,7 @@ impl Gallery {
         for face in faces {
             super::check_id("user_id", &face.user_id)?;
         }
-        let now = store::now();
+        let now = self.writes.clock().now_secs();
         let records: Vec<TemplateRecord> = faces
             .iter()
             .map(|f| TemplateRecord {
@@ -264,7 +264,7 @@ impl Gallery {
     ) -> Result<(bool, usize), Error> {
         let cap = self.settings.max_templates_per_user;
         let face_quota = self.accounts.quota().faces;
-        let now = store::now();
+        let now = tx.now_secs();
         let existing = tx.reader().user(client, gallery, user_id)?;
         let new_user = existing.is_none();
         if new_user {

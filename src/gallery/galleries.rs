@@ -2,7 +2,7 @@
 
 use super::commit::Tx;
 use super::{Change, Error, Gallery, QuotaKind};
-use crate::store::{self, GalleryRecord, Writer};
+use crate::store::GalleryRecord;
 
 impl Gallery {
     /// Gallery ids of a client, sorted.
@@ -70,7 +70,7 @@ impl Gallery {
 
 /// Records a new gallery and counts it against the client's quota (0: unlimited).
 pub(super) fn add_gallery(
-    w: &mut Writer<'_, '_>,
+    w: &mut Tx<'_, '_, '_>,
     client: &str,
     gallery: &str,
     quota: u64,
@@ -81,13 +81,8 @@ pub(super) fn add_gallery(
     }
     counters.galleries += 1;
     w.put_counters(client, &counters)?;
-    w.put_gallery(
-        client,
-        gallery,
-        &GalleryRecord {
-            created_at: store::now(),
-        },
-    )?;
+    let created_at = w.now_secs();
+    w.put_gallery(client, gallery, &GalleryRecord { created_at })?;
     Ok(())
 }
 

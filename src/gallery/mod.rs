@@ -10,6 +10,7 @@
 
 mod accounts;
 mod central;
+mod clock;
 mod commit;
 mod crop;
 mod door;
@@ -37,6 +38,7 @@ use commit::WritePath;
 pub use crate::store::MAX_ID_BYTES;
 pub use accounts::{Accounts, ClientSummary, Remaining, MAX_OAUTH_TOKENS, UNLIMITED_REPORTED};
 pub use central::{central_ops, wire_template, CentralUser};
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use door::OpenCommand;
 pub use error::{check_id, Error, ImageRole, QuotaKind};
 pub use export::{
@@ -175,6 +177,16 @@ impl Gallery {
         pipeline: Arc<Pipeline>,
         settings: Settings,
     ) -> Result<Gallery, Error> {
+        Gallery::open_with_clock(store, pipeline, settings, Arc::new(SystemClock))
+    }
+
+    /// [`Gallery::open`] with the clock every write takes its time from (clock.rs).
+    pub fn open_with_clock(
+        store: Arc<Store>,
+        pipeline: Arc<Pipeline>,
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Gallery, Error> {
         let index = Index::new();
         let fingerprint = pipeline.fingerprint().to_string();
         let mut foreign = 0usize;
@@ -214,6 +226,7 @@ impl Gallery {
             index,
             settings.outbox.clone(),
             fingerprint,
+            clock,
         ));
         let accounts = Accounts::sharing(store.clone(), writes.clone(), settings.quota);
         Ok(Gallery {

@@ -3,7 +3,7 @@
 //! entities' versions bumped; the outbox is bounded (oldest dropped, counted).
 
 use super::commit::WritePath;
-use super::ops::{now_ms, wire, Op, OpKind};
+use super::ops::{wire, Op, OpKind};
 use super::replica::{OutboxSettings, GALLERY_DELETED};
 use super::{Change, Error};
 use crate::store::{self, EntityVersion, Writer};
@@ -11,12 +11,13 @@ use crate::store::{self, EntityVersion, Writer};
 /// The next version for an entity: the clock, but above anything already stored.
 fn next_version(
     w: &Writer<'_, '_>,
+    now_ms: u64,
     client: &str,
     gallery: &str,
     user: &str,
 ) -> Result<u64, store::Error> {
     let stored = w.reader().entity_version(client, gallery, user)?;
-    Ok(now_ms().max(stored.map(|v| v.version + 1).unwrap_or(0)))
+    Ok(now_ms.max(stored.map(|v| v.version + 1).unwrap_or(0)))
 }
 
 impl WritePath {
@@ -36,7 +37,7 @@ impl WritePath {
                       user: &str,
                       kind: OpKind|
          -> Result<(), Error> {
-            let version = next_version(w, client, gallery, user)?;
+            let version = next_version(w, self.clock().now_ms(), client, gallery, user)?;
             w.set_entity_version(
                 client,
                 gallery,
@@ -117,7 +118,7 @@ impl WritePath {
                 &model,
                 &refused.client,
                 &refused.gallery,
-                now_ms(),
+                self.clock().now_ms(),
                 OpKind::Refused {
                     refused_op_id: refused.op_id.clone(),
                     reason: reason.clone(),

@@ -9,7 +9,7 @@ use base64::Engine;
 use super::commit::Tx;
 use super::ops::{b64, decode_embedding, Applied, Op, OpKind, Refusal};
 use super::{crop, Change, Error, Gallery};
-use crate::store::{self, EntityVersion, TemplateRecord, UserRecord};
+use crate::store::{EntityVersion, TemplateRecord, UserRecord};
 
 /// The pseudo user under which a gallery's deletion version is kept: a user operation
 /// older than the gallery's last deletion is stale (user ids never contain NUL).
@@ -68,7 +68,8 @@ impl Gallery {
             if newer(r.entity_version(&op.client, &op.gallery, user)?)
                 || newer(r.entity_version(&op.client, &op.gallery, GALLERY_DELETED)?)
             {
-                tx.mark_op_seen(&op.op_id, op.version)?;
+                let seen_at = tx.now_ms();
+                tx.mark_op_seen(&op.op_id, op.version, seen_at)?;
                 return Ok(Applied::Stale);
             }
             apply_in_txn(tx, op, prepared.as_deref())?;
@@ -80,7 +81,8 @@ impl Gallery {
             if matches!(op.kind, OpKind::DeleteGallery) {
                 tx.set_entity_version(&op.client, &op.gallery, GALLERY_DELETED, &version)?;
             }
-            tx.mark_op_seen(&op.op_id, op.version)?;
+            let seen_at = tx.now_ms();
+            tx.mark_op_seen(&op.op_id, op.version, seen_at)?;
             Ok(Applied::Applied)
         })?;
         match outcome {
@@ -131,7 +133,7 @@ impl Gallery {
                 embedding,
                 crop_jpeg: crop_jpeg.filter(|_| self.settings.keep_crops),
                 masked: t.masked,
-                created_at: store::now(),
+                created_at: self.writes.clock().now_secs(),
             });
         }
         Ok(Some(out))
@@ -150,7 +152,8 @@ impl Gallery {
             if tx.reader().op_seen(&op.op_id)? {
                 return Ok(false);
             }
-            tx.mark_op_seen(&op.op_id, op.version)?;
+            let seen_at = tx.now_ms();
+            tx.mark_op_seen(&op.op_id, op.version, seen_at)?;
             tx.publish(Change::Refused {
                 op,
                 reason: refusal.to_string(),
@@ -234,7 +237,7 @@ fn apply_in_txn(
             }
             tx.delete_user(c, g, user_id)?;
             tx.index_remove_user(c, g, user_id);
-            let now = store::now();
+            let now = tx.now_secs();
             tx.put_user(
                 c,
                 g,

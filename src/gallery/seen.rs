@@ -14,7 +14,11 @@ const BATCH: usize = 10_000;
 impl Gallery {
     /// Forgets the op ids seen more than `retention` ago; returns how many.
     pub fn prune_seen(&self, retention: Duration) -> Result<u64, Error> {
-        let cutoff = store::now_ms().saturating_sub(retention.as_millis() as u64);
+        let cutoff = self
+            .writes
+            .clock()
+            .now_ms()
+            .saturating_sub(retention.as_millis() as u64);
         let mut total = 0;
         loop {
             let n = self

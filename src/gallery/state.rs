@@ -31,7 +31,8 @@ impl Gallery {
                 v.is_some_and(|v| !v.is_older_than(op.version, &op.origin))
             };
             if newer(r.entity_version(c, g, GALLERY_DELETED)?) {
-                tx.mark_op_seen(&op.op_id, op.version)?;
+                let seen_at = tx.now_ms();
+                tx.mark_op_seen(&op.op_id, op.version, seen_at)?;
                 return Ok((Applied::Stale, 0));
             }
             let mut local = Vec::new();
@@ -56,7 +57,8 @@ impl Gallery {
                 counters.faces = counters.faces.saturating_sub(removed.len() as u64);
                 tx.put_counters(c, &counters)?;
             }
-            tx.mark_op_seen(&op.op_id, op.version)?;
+            let seen_at = tx.now_ms();
+            tx.mark_op_seen(&op.op_id, op.version, seen_at)?;
             Ok::<_, Error>((Applied::Applied, removed.len()))
         })?;
         match outcome {

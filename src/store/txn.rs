@@ -566,9 +566,15 @@ impl<'a, 'e> Writer<'a, 'e> {
 
     /// Remembers that a remote operation was applied (or refused for good): its version
     /// and when it was seen (ms since the epoch, for [`Writer::prune_seen_before`]).
-    pub fn mark_op_seen(&mut self, op_id: &str, version: u64) -> Result<(), Error> {
+    /// Remembers an applied op id with its version and when it was seen (ms).
+    pub fn mark_op_seen(
+        &mut self,
+        op_id: &str,
+        version: u64,
+        seen_at_ms: u64,
+    ) -> Result<(), Error> {
         let mut v = version.to_be_bytes().to_vec();
-        v.extend_from_slice(&super::now_ms().to_be_bytes());
+        v.extend_from_slice(&seen_at_ms.to_be_bytes());
         self.put(self.dbs.sync_seen, op_id.as_bytes(), &v)
     }
 
