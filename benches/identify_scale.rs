@@ -1,5 +1,6 @@
 //! identify-face over HTTP against a gallery of N templates: N - 1 synthetic ones
-//! (random unit vectors written straight into LMDB) plus the real face of the query
+//! (random unit vectors stored through `Gallery::enroll_embeddings`, by a gallery
+//! closed again before the measured one opens) plus the real face of the query
 //! picture, enrolled through the API's use case. Reports the index build time at start,
 //! the index memory, the process RSS growth, and the median / p90 latency of 30
 //! identify-face calls on a 640x480 JPEG, one client.
@@ -15,9 +16,9 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use facegate::api::{self, ApiState, ServerOptions};
 use facegate::config;
-use facegate::gallery::{EnrollRequest, Gallery, Settings};
+use facegate::gallery::{EnrollRequest, Gallery, PrecomputedFace, Quota, Settings};
 use facegate::runtime::Runtime;
-use facegate::store::{GalleryRecord, Store, TemplateRecord, UserRecord};
+use facegate::store::Store;
 use facegate::vision::Pipeline;
 
 const CALLS: usize = 30;
@@ -48,7 +49,7 @@ fn main() {
     for n in sizes {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Arc::new(Store::open(dir.path(), 64).expect("store"));
-        fill(&store, pipeline.fingerprint(), n.saturating_sub(1));
+        fill(&store, &pipeline, &cfg, n.saturating_sub(1));
         let rss_before = rss_mb();
         let started = Instant::now();
         let gallery = Arc::new(
@@ -73,7 +74,7 @@ fn main() {
             )
             .expect("enroll");
         let rss_growth = rss_mb() - rss_before;
-        let index_mb = gallery.index().memory_bytes() as f64 / (1024.0 * 1024.0);
+        let index_mb = gallery.index_memory_bytes() as f64 / (1024.0 * 1024.0);
         let (median, p90, status) = measure(gallery, &cfg, &token, &image_b64);
         println!(
             "{n}\t{:.2}\t{index_mb:.1}\t{rss_growth:.0}\t{:.1}\t{:.1}\t{status}",
@@ -88,10 +89,16 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-fn fill(store: &Store, fingerprint: &str, n: u64) {
-    store
-        .write(|w| w.put_gallery("bench", "g", &GalleryRecord { created_at: 0 }))
-        .expect("gallery");
+/// N synthetic users of one template each in gallery "g" of client "bench" (no quota,
+/// no sync), written through a gallery that is dropped before the measured one opens.
+fn fill(store: &Arc<Store>, pipeline: &Arc<Pipeline>, cfg: &config::Config, n: u64) {
+    let settings = Settings {
+        quota: Quota::default(),
+        outbox: None,
+        ..Settings::from_config(cfg)
+    };
+    let filler = Gallery::open(store.clone(), pipeline.clone(), settings).expect("gallery");
+    filler.create_gallery("bench", "g").expect("gallery");
     let mut x: u64 = 0x2545_F491_4F6C_DD1D;
     let mut next = move || {
         x ^= x << 13;
@@ -102,29 +109,19 @@ fn fill(store: &Store, fingerprint: &str, n: u64) {
     let mut done = 0;
     while done < n {
         let batch = (n - done).min(50_000);
-        let records: Vec<TemplateRecord> = (0..batch)
-            .map(|_| TemplateRecord {
-                fingerprint: fingerprint.to_string(),
-                embedding: (0..128).map(|_| next()).collect(),
-                crop_jpeg: None,
-                masked: false,
-                created_at: 0,
+        let faces: Vec<PrecomputedFace> = (0..batch)
+            .map(|i| {
+                let user = format!("synthetic{}", done + i);
+                PrecomputedFace {
+                    user_name: user.clone(),
+                    user_id: user,
+                    embedding: (0..128).map(|_| next()).collect(),
+                    crop_jpeg: None,
+                }
             })
             .collect();
-        store
-            .write(|w| {
-                for (i, r) in records.iter().enumerate() {
-                    let user = format!("synthetic{}", done + i as u64);
-                    let u = UserRecord {
-                        user_name: user.clone(),
-                        created_at: 0,
-                        updated_at: 0,
-                    };
-                    w.put_user("bench", "g", &user, &u)?;
-                    w.add_template("bench", "g", &user, r)?;
-                }
-                Ok::<_, facegate::store::Error>(())
-            })
+        filler
+            .enroll_embeddings("bench", "g", &faces)
             .expect("fill");
         done += batch;
     }

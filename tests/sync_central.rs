@@ -18,11 +18,12 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use central::{expected, fixture, photo_folder, Scene, BIN};
-use device::{open_gallery, tag, wait_for, Device, CLIENT, WAIT};
-use facegate::gallery::{read_export, Applied, OpKind};
+use device::{open_gallery, open_gallery_with_clock, tag, wait_for, Device, CLIENT, WAIT};
+use facegate::gallery::{read_export, Applied, ManualClock, OpKind};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn facegate_push_from_a_folder_of_photos_reaches_a_device_and_skips_photos_without_a_face() {
@@ -155,15 +156,18 @@ async fn a_device_that_never_received_anything_asks_for_snapshots_by_itself() {
 #[test]
 fn remembered_op_ids_are_forgotten_after_the_retention_and_a_redelivery_stays_stale() {
     let dir = tempfile::tempdir().unwrap();
-    let gallery = open_gallery(dir.path(), "door");
+    let clock = Arc::new(ManualClock::starting_at(1_800_000_000_000));
+    let gallery = open_gallery_with_clock(dir.path(), "door", clock.clone());
     let op = create_gallery_op("op-1");
     assert_eq!(gallery.apply_op(&op).unwrap(), Applied::Applied);
     assert_eq!(gallery.apply_op(&op).unwrap(), Applied::Duplicate);
     assert_eq!(gallery.seen_len().unwrap(), 1);
-    // A day's retention keeps it.
-    assert_eq!(gallery.prune_seen(Duration::from_secs(86_400)).unwrap(), 0);
-    std::thread::sleep(Duration::from_millis(5));
-    assert_eq!(gallery.prune_seen(Duration::ZERO).unwrap(), 1);
+    // A day's retention keeps it for a day, to the millisecond.
+    let day = Duration::from_secs(86_400);
+    clock.advance(day - Duration::from_millis(1));
+    assert_eq!(gallery.prune_seen(day).unwrap(), 0);
+    clock.advance(Duration::from_millis(2));
+    assert_eq!(gallery.prune_seen(day).unwrap(), 1);
     assert_eq!(gallery.seen_len().unwrap(), 0);
     // Forgotten, yet not applied twice: its version is not newer than the stored one.
     assert_eq!(gallery.apply_op(&op).unwrap(), Applied::Stale);
@@ -172,15 +176,17 @@ fn remembered_op_ids_are_forgotten_after_the_retention_and_a_redelivery_stays_st
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_link_forgets_op_ids_older_than_the_retention_when_it_starts() {
     let scene = Scene::new("fgr");
-    let gallery = open_gallery(scene.path(), "door");
+    let clock = Arc::new(ManualClock::starting_at(1_800_000_000_000));
+    let gallery = open_gallery_with_clock(scene.path(), "door", clock.clone());
     for i in 0..3 {
         let mut op = create_gallery_op(&format!("op-{i}"));
         op.gallery = format!("g{i}");
         assert_eq!(gallery.apply_op(&op).unwrap(), Applied::Applied);
     }
-    std::thread::sleep(Duration::from_millis(5));
+    // Seen two hours ago, kept for one.
+    clock.advance(Duration::from_secs(2 * 3600));
     let mut options = scene.device_options("door");
-    options.seen_retention = Some(Duration::ZERO);
+    options.seen_retention = Some(Duration::from_secs(3600));
     let sync = facegate::sync::start(gallery.clone(), options);
     wait_for("op ids pruned at start", || {
         sync.metrics().snapshot().seen_pruned == 3

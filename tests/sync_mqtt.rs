@@ -226,8 +226,7 @@ impl Device {
     /// user id -> (name, embeddings) of the test gallery.
     fn contents(&self) -> BTreeMap<String, (String, Vec<Vec<f32>>)> {
         self.gallery
-            .store()
-            .read(|r| {
+            .read_store(|r| {
                 let mut out = BTreeMap::new();
                 if r.gallery(CLIENT, GALLERY)?.is_none() {
                     return Ok::<_, facegate::store::Error>(out);
@@ -712,8 +711,7 @@ fn a_stale_operation_never_overwrites_a_newer_one_and_an_op_applies_once() {
     assert_eq!(g.apply_op(&newer).unwrap(), Applied::Duplicate);
     assert_eq!(g.apply_op(&older).unwrap(), Applied::Stale);
     let name = g
-        .store()
-        .read(|r| r.user(CLIENT, GALLERY, "u"))
+        .read_store(|r| r.user(CLIENT, GALLERY, "u"))
         .unwrap()
         .unwrap()
         .user_name;
@@ -742,8 +740,7 @@ fn a_deleted_user_is_not_brought_back_by_an_older_upsert() {
     let late = central_upsert("u", &fp, &amy, false, 200);
     assert_eq!(g.apply_op(&late).unwrap(), Applied::Stale);
     assert!(g
-        .store()
-        .read(|r| r.user(CLIENT, GALLERY, "u"))
+        .read_store(|r| r.user(CLIENT, GALLERY, "u"))
         .unwrap()
         .is_none());
 }

@@ -215,10 +215,10 @@ async fn handle(
 }
 
 async fn healthz(State(s): State<Arc<ApiState>>) -> Response {
-    let ok = matches!(s.gallery.store().read(|r| r.schema_version()), Ok(Some(_)));
+    let ok = matches!(s.gallery.schema_version(), Ok(Some(_)));
     let body = serde_json::json!({
         "status": if ok { "ok" } else { "store unavailable" },
-        "templates": s.gallery.index().len(),
+        "templates": s.gallery.indexed_templates(),
         "inference": s.gallery.inference_status(),
     });
     let code = if ok { 200 } else { 503 };
@@ -260,12 +260,12 @@ async fn metrics(State(s): State<Arc<ApiState>>) -> Response {
         (
             "facegate_index_templates",
             "Templates in the in-memory index.",
-            s.gallery.index().len() as f64,
+            s.gallery.indexed_templates() as f64,
         ),
         (
             "facegate_index_bytes",
             "Approximate memory of the in-memory index.",
-            s.gallery.index().memory_bytes() as f64,
+            s.gallery.index_memory_bytes() as f64,
         ),
         (
             "facegate_sync_outbox_events",

@@ -5,13 +5,15 @@
 //! the configured data folder instead (to measure a daemon with a large gallery).
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
 use facegate::config::Config;
+use facegate::gallery::{Error as GalleryError, Gallery, PrecomputedFace, Quota, Settings};
 use facegate::index::{dot_f32, normalized, GalleryIndex};
-use facegate::store::{GalleryRecord, Store, TemplateRecord, UserRecord};
+use facegate::store::Store;
 use serde_json::json;
 
 #[derive(Args, Debug)]
@@ -184,15 +186,24 @@ fn brute_force(exact: &[f32], dim: usize, query: &[f32]) -> u64 {
     best.1
 }
 
-/// `--fill-store`: N synthetic templates of the configured model in the data folder.
+/// `--fill-store`: N synthetic templates of the configured model in the data folder,
+/// written through the gallery (its one write path) without quotas or sync.
 fn fill_store(config: &Config, args: &IndexArgs) -> anyhow::Result<ExitCode> {
-    let pipeline = super::load_pipeline(config)?;
+    let pipeline = Arc::new(super::load_pipeline(config)?);
     let fingerprint = pipeline.fingerprint().to_string();
-    drop(pipeline);
     let dir = &config.store.data_dir;
     let store = Store::open(dir, config.store.map_size_mb)
         .with_context(|| format!("data folder {}", dir.display()))?;
-    store.write(|w| w.put_gallery("bench", "g", &GalleryRecord { created_at: 0 }))?;
+    let settings = Settings {
+        quota: Quota::default(),
+        outbox: None,
+        ..Settings::from_config(config)
+    };
+    let gallery = Gallery::open(Arc::new(store), pipeline, settings)?;
+    match gallery.create_gallery("bench", "g") {
+        Ok(()) | Err(GalleryError::GalleryExists) => {}
+        Err(e) => return Err(e.into()),
+    }
     let mut random = Random(0x2545_F491_4F6C_DD1D);
     let crop: Vec<u8> = (0..args.crop_bytes)
         .map(|i| (i * 131 % 251) as u8)
@@ -201,31 +212,22 @@ fn fill_store(config: &Config, args: &IndexArgs) -> anyhow::Result<ExitCode> {
     let mut done = 0u64;
     while done < args.templates {
         let batch = (args.templates - done).min(20_000);
-        let records: Vec<TemplateRecord> = (0..batch)
-            .map(|_| TemplateRecord {
-                fingerprint: fingerprint.clone(),
-                embedding: random.unit(args.dim),
-                crop_jpeg: (!crop.is_empty()).then(|| crop.clone()),
-                masked: false,
-                created_at: 0,
+        let faces: Vec<PrecomputedFace> = (0..batch)
+            .map(|i| {
+                let user = user(done + i, args.per_user);
+                PrecomputedFace {
+                    user_name: user.clone(),
+                    user_id: user,
+                    embedding: random.unit(args.dim),
+                    crop_jpeg: (!crop.is_empty()).then(|| crop.clone()),
+                }
             })
             .collect();
-        store.write(|w| {
-            for (i, r) in records.iter().enumerate() {
-                let user = user(done + i as u64, args.per_user);
-                let record = UserRecord {
-                    user_name: user.clone(),
-                    created_at: 0,
-                    updated_at: 0,
-                };
-                w.put_user("bench", "g", &user, &record)?;
-                w.add_template("bench", "g", &user, r)?;
-            }
-            Ok::<_, facegate::store::Error>(())
-        })?;
+        gallery.enroll_embeddings("bench", "g", &faces)?;
         done += batch;
         bar.set_position(done);
     }
+    gallery.flush()?;
     bar.finish_and_clear();
     eprintln!(
         "{} templates of model {fingerprint} in {} (client \"bench\", gallery \"g\")",

@@ -86,6 +86,6 @@ pub fn run(config: &Config, command: &GalleryCommand) -> anyhow::Result<ExitCode
             );
         }
     }
-    gallery.store().sync()?;
+    gallery.flush()?;
     Ok(ExitCode::SUCCESS)
 }

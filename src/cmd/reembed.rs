@@ -1,12 +1,15 @@
 //! `facegate reembed`: re-embed every stored face crop with the configured model.
 //! Run it with the daemon stopped (it refuses while `facegate serve` holds the data
-//! folder's lock); the daemon rebuilds its index at start.
+//! folder's lock); the daemon rebuilds its index at start. The writes go through the
+//! gallery's one write path (src/gallery/commit.rs).
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
 use facegate::config::Config;
+use facegate::gallery::{Gallery, Settings};
 use facegate::store::{DataLock, Store};
 
 #[derive(Args, Debug)]
@@ -20,11 +23,14 @@ pub fn run(config: &Config, args: &ReembedArgs) -> anyhow::Result<ExitCode> {
     let _lock = DataLock::acquire(&config.store.data_dir).context("facegate reembed")?;
     let store = Store::open(&config.store.data_dir, config.store.map_size_mb)
         .with_context(|| format!("data folder {}", config.store.data_dir.display()))?;
-    let pipeline = super::load_pipeline(config)?;
-    let report = facegate::gallery::reembed(&store, &pipeline, args.force)?;
+    let pipeline = Arc::new(super::load_pipeline(config)?);
+    // Through a gallery: its one write path keeps the store and the index consistent.
+    let gallery = Gallery::open(Arc::new(store), pipeline, Settings::from_config(config))?;
+    let report = gallery.reembed(args.force)?;
+    gallery.flush()?;
     println!(
-        "re-embedded {} template(s); {} already current; {} without a stored crop (need re-enrollment)",
-        report.updated, report.current, report.without_crop
+        "re-embedded {} template(s); {} already current; {} without a stored crop (need re-enrollment); {} changed meanwhile",
+        report.updated, report.current, report.without_crop, report.changed_meanwhile
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -31,7 +31,7 @@ pub fn run(config: &Config, _args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let sync_options = facegate::sync::SyncOptions::from_config(config).context("[sync]")?;
     let pipeline = Arc::new(super::load_pipeline(config)?);
     let gallery = Arc::new(Gallery::open(
-        store.clone(),
+        store,
         pipeline,
         Settings::from_config(config),
     )?);
@@ -173,7 +173,7 @@ pub fn run(config: &Config, _args: &ServeArgs) -> anyhow::Result<ExitCode> {
         .flush_hits()
         .context("saving the api hit counts")?;
     tracing::info!(hits = saved, "api hit counts saved");
-    store.sync()?;
+    gallery.flush()?;
     tracing::info!("stopped; store synced");
     Ok(ExitCode::SUCCESS)
 }

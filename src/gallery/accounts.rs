@@ -22,6 +22,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use super::commit::WritePath;
 use super::login_throttle::LoginThrottle;
 use super::{Error, Quota, QuotaKind};
 use crate::store::{self, ClientRecord, Counters, Store, TokenRecord};
@@ -62,7 +63,9 @@ pub struct Remaining {
 
 #[derive(Debug)]
 pub struct Accounts {
+    /// For reads; writes go through `writes` (gallery/commit.rs).
     store: Arc<Store>,
+    writes: Arc<WritePath>,
     quota: Quota,
     /// API hits per client not yet added to the stored counters.
     unflushed_hits: Mutex<HashMap<String, u64>>,
@@ -70,9 +73,18 @@ pub struct Accounts {
 }
 
 impl Accounts {
+    /// Accounts on their own (the admin commands): their writes touch no index and no
+    /// outbox.
     pub fn new(store: Arc<Store>, quota: Quota) -> Accounts {
+        let writes = Arc::new(WritePath::accounts_only(store.clone()));
+        Accounts::sharing(store, writes, quota)
+    }
+
+    /// Accounts writing through a gallery's write path (one commit order per store).
+    pub(super) fn sharing(store: Arc<Store>, writes: Arc<WritePath>, quota: Quota) -> Accounts {
         Accounts {
             store,
+            writes,
             quota,
             unflushed_hits: Mutex::new(HashMap::new()),
             logins: LoginThrottle::default(),
@@ -84,7 +96,7 @@ impl Accounts {
         check_name(name)?;
         let password_hash = password.map(hash_password);
         let token = new_token();
-        self.store.write(|w| {
+        self.writes.commit(|w| {
             if w.reader().client(name)?.is_some() {
                 return Err(Error::ClientExists(name.to_string()));
             }
@@ -120,7 +132,7 @@ impl Accounts {
 
     /// Revokes every token of a client; returns how many there were.
     pub fn revoke_all(&self, name: &str) -> Result<usize, Error> {
-        self.store.write(|w| {
+        self.writes.commit(|w| {
             if w.reader().client(name)?.is_none() {
                 return Err(Error::UnknownClient(name.to_string()));
             }
@@ -135,7 +147,7 @@ impl Accounts {
     /// Revokes every token of a client and issues a new one.
     pub fn rotate(&self, name: &str) -> Result<String, Error> {
         let token = new_token();
-        self.store.write(|w| {
+        self.writes.commit(|w| {
             if w.reader().client(name)?.is_none() {
                 return Err(Error::UnknownClient(name.to_string()));
             }
@@ -171,7 +183,7 @@ impl Accounts {
     pub fn issue_token(&self, client: &str, password: &str) -> Result<String, Error> {
         self.check_password(client, password)?;
         let token = new_token();
-        self.store.write(|w| {
+        self.writes.commit(|w| {
             let mut issued: Vec<(String, TokenRecord)> = w
                 .reader()
                 .tokens_of(client)?
@@ -195,7 +207,8 @@ impl Accounts {
             return Err(Error::Unauthorized);
         }
         let id = normalize(token).ok_or(Error::Unauthorized)?[..TOKEN_ID_LEN].to_string();
-        self.store.write(|w| w.delete_token(&id).map(|_| ()))?;
+        self.writes
+            .commit(|w| Ok(w.delete_token(&id).map(|_| ())?))?;
         Ok(())
     }
 
@@ -248,7 +261,7 @@ impl Accounts {
         if unflushed.is_empty() {
             return Ok(0);
         }
-        self.store.write(|w| {
+        self.writes.commit(|w| {
             for (client, hits) in unflushed.iter() {
                 // A client removed since its hits were counted has no counters to add to.
                 if w.reader().client(client)?.is_none() {

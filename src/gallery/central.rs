@@ -4,8 +4,9 @@
 
 use base64::Engine;
 
-use super::ops::{b64, now_ms};
+use super::ops::b64;
 use super::{crop, encode_embedding, Error, Op, OpKind, StateUser, WireTemplate};
+use crate::store::now_ms;
 use crate::vision::Face;
 
 /// A template for the wire: the face's embedding and its aligned crop (so that a device

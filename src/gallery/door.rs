@@ -48,16 +48,13 @@ impl Gallery {
     /// enters the outbox in the same transaction. Then tells live listeners.
     pub fn door_note(&self, line: DoorLine, open: Option<&OpenCommand>) -> Result<(), Error> {
         let keep = self.settings.visit_history;
-        match open {
-            Some(command) => {
-                self.commit(
-                    Change::DoorOpen(command),
-                    |w| Ok(w.add_door_line(&line, keep)?),
-                    |_, _| {},
-                )?;
+        self.writes.commit(|tx| {
+            tx.add_door_line(&line, keep)?;
+            match open {
+                Some(command) => tx.publish(Change::DoorOpen(command)),
+                None => Ok(()),
             }
-            None => self.store.write(|w| w.add_door_line(&line, keep))?,
-        }
+        })?;
         let _ = self.door_lines.send(line);
         Ok(())
     }
@@ -71,7 +68,7 @@ impl Gallery {
         limit: usize,
     ) -> Result<Option<DoorLine>, Error> {
         let keep = self.settings.visit_history;
-        let dropped = self.store.write(|w| {
+        let dropped = self.writes.commit(|w| {
             w.add_door_line(&line, keep)?;
             let Some(old) = w.door_queue_push(call, limit)? else {
                 return Ok::<_, Error>(None);
@@ -112,7 +109,7 @@ impl Gallery {
         line: Option<DoorLine>,
     ) -> Result<(), Error> {
         let keep = self.settings.visit_history;
-        self.store.write(|w| {
+        self.writes.commit(|w| {
             if w.door_queue_update(seq, call)? {
                 if let Some(line) = &line {
                     w.add_door_line(line, keep)?;
@@ -130,7 +127,7 @@ impl Gallery {
     /// in one transaction. False when the call was no longer queued.
     pub fn door_webhook_delivered(&self, seq: u64, line: DoorLine) -> Result<bool, Error> {
         let keep = self.settings.visit_history;
-        let removed = self.store.write(|w| {
+        let removed = self.writes.commit(|w| {
             let removed = w.door_queue_delete(seq)?;
             if removed {
                 w.add_door_line(&line, keep)?;

@@ -6,9 +6,8 @@ use std::io::{BufRead, Write};
 
 use serde::{Deserialize, Serialize};
 
-use super::ops::{now_ms, wire};
+use super::ops::wire;
 use super::{Error, Gallery, Op, OpKind, StateUser};
-use crate::store;
 
 pub const EXPORT_FORMAT: &str = "facegate-gallery";
 pub const EXPORT_VERSION: u32 = 1;
@@ -46,6 +45,7 @@ impl Gallery {
         origin: &str,
     ) -> Result<(ExportHeader, Vec<Op>), Error> {
         let model = self.pipeline.fingerprint().to_string();
+        let now_ms = || self.writes.clock().now_ms();
         let mut ops = Vec::new();
         let op =
             |version: u64, kind: OpKind| Op::new(origin, &model, client, gallery, version, kind);
@@ -97,7 +97,7 @@ impl Gallery {
             client: client.into(),
             gallery: gallery.into(),
             model,
-            exported_at: store::now(),
+            exported_at: self.writes.clock().now_secs(),
             // create_gallery, the upserts, gallery_state.
             users: ops.len() - 2,
         };

@@ -1,8 +1,9 @@
 //! Face use cases: enroll (plain and against an ID card), verify (1:1), identify (1:N),
 //! compare two pictures, list and delete enrolled users.
 
+use super::commit::Tx;
 use super::{crop, Change, Error, Gallery, ImageRole, QuotaKind};
-use crate::store::{self, TemplateRecord, UserRecord};
+use crate::store::{TemplateRecord, UserRecord};
 use crate::vision::{self, Face, FaceSelection};
 
 pub struct EnrollRequest<'a> {
@@ -13,6 +14,17 @@ pub struct EnrollRequest<'a> {
     pub image: &'a [u8],
     /// Skip the face-size gate (413) only.
     pub force: bool,
+}
+
+/// A face to store whose embedding was made elsewhere ([`Gallery::enroll_embeddings`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PrecomputedFace {
+    pub user_id: String,
+    pub user_name: String,
+    /// Made with this gallery's model.
+    pub embedding: Vec<f32>,
+    /// Kept only when the gallery keeps crops.
+    pub crop_jpeg: Option<Vec<u8>>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -188,67 +200,102 @@ impl Gallery {
             embedding: face.embedding.0.to_vec(),
             crop_jpeg,
             masked: face.masked,
-            created_at: store::now(),
+            created_at: self.writes.clock().now_secs(),
         };
-        let cap = self.settings.max_templates_per_user;
-        let face_quota = self.accounts.quota().faces;
-        let (new_user, _added, _dropped, templates) = self.commit(
-            Change::FaceEnrolled {
-                client,
-                gallery,
-                user_id,
-            },
-            |w| {
-                if w.reader().gallery(client, gallery)?.is_none() {
-                    return Err(Error::GalleryNotFound);
-                }
-                let now = store::now();
-                let existing = w.reader().user(client, gallery, user_id)?;
-                let new_user = existing.is_none();
-                if new_user {
-                    let mut counters = w.reader().counters(client)?;
-                    if face_quota > 0 && counters.faces >= face_quota {
-                        return Err(Error::QuotaExhausted(QuotaKind::Faces));
-                    }
-                    counters.faces += 1;
-                    w.put_counters(client, &counters)?;
-                }
-                let user = UserRecord {
-                    user_name: user_name.to_string(),
-                    created_at: existing.map(|u| u.created_at).unwrap_or(now),
-                    updated_at: now,
-                };
-                w.put_user(client, gallery, user_id, &user)?;
-                let old = w.reader().templates_of(client, gallery, user_id)?;
-                let excess = (old.len() + 1).saturating_sub(cap);
-                let mut dropped = Vec::with_capacity(excess);
-                for (id, _) in old.iter().take(excess) {
-                    w.delete_template(client, gallery, user_id, *id)?;
-                    dropped.push(*id);
-                }
-                let added = w.add_template(client, gallery, user_id, &record)?;
-                Ok((new_user, added, dropped, old.len() + 1 - excess))
-            },
-            |(_, added, dropped, _), index| {
-                for id in dropped {
-                    index.remove_template(client, gallery, *id);
-                }
-                super::search::index_insert(
-                    index,
-                    client,
-                    gallery,
-                    user_id,
-                    *added,
-                    &record.embedding,
-                );
-            },
-        )?;
+        let (new_user, templates) = self.writes.commit(|tx| {
+            if tx.reader().gallery(client, gallery)?.is_none() {
+                return Err(Error::GalleryNotFound);
+            }
+            self.add_template_in(tx, client, gallery, user_id, user_name, &record)
+        })?;
         Ok(EnrollOutcome {
             masked: face.masked,
             face_px: face.quality.face_px,
             new_user,
             templates,
         })
+    }
+
+    /// Stores faces whose embeddings were made elsewhere with this gallery's model (one
+    /// template each), in one commit, each as an enrollment would (quota, template cap,
+    /// index, outbox). For filling large galleries without running the models per face
+    /// (`facegate bench index --fill-store`, benches/identify_scale.rs).
+    pub fn enroll_embeddings(
+        &self,
+        client: &str,
+        gallery: &str,
+        faces: &[PrecomputedFace],
+    ) -> Result<(), Error> {
+        for face in faces {
+            super::check_id("user_id", &face.user_id)?;
+        }
+        let now = self.writes.clock().now_secs();
+        let records: Vec<TemplateRecord> = faces
+            .iter()
+            .map(|f| TemplateRecord {
+                fingerprint: self.pipeline.fingerprint().to_string(),
+                embedding: f.embedding.clone(),
+                crop_jpeg: f.crop_jpeg.clone().filter(|_| self.settings.keep_crops),
+                masked: false,
+                created_at: now,
+            })
+            .collect();
+        self.writes.commit(|tx| {
+            if tx.reader().gallery(client, gallery)?.is_none() {
+                return Err(Error::GalleryNotFound);
+            }
+            for (face, record) in faces.iter().zip(&records) {
+                self.add_template_in(tx, client, gallery, &face.user_id, &face.user_name, record)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// An enrollment's writes in its transaction: the user (counted against the faces
+    /// quota when new), the template (the oldest dropped beyond the cap), their index
+    /// edits and the `upsert_user` operation. Returns (new user, templates kept).
+    fn add_template_in(
+        &self,
+        tx: &mut Tx<'_, '_, '_>,
+        client: &str,
+        gallery: &str,
+        user_id: &str,
+        user_name: &str,
+        record: &TemplateRecord,
+    ) -> Result<(bool, usize), Error> {
+        let cap = self.settings.max_templates_per_user;
+        let face_quota = self.accounts.quota().faces;
+        let now = tx.now_secs();
+        let existing = tx.reader().user(client, gallery, user_id)?;
+        let new_user = existing.is_none();
+        if new_user {
+            let mut counters = tx.reader().counters(client)?;
+            if face_quota > 0 && counters.faces >= face_quota {
+                return Err(Error::QuotaExhausted(QuotaKind::Faces));
+            }
+            counters.faces += 1;
+            tx.put_counters(client, &counters)?;
+        }
+        let user = UserRecord {
+            user_name: user_name.to_string(),
+            created_at: existing.map(|u| u.created_at).unwrap_or(now),
+            updated_at: now,
+        };
+        tx.put_user(client, gallery, user_id, &user)?;
+        let old = tx.reader().templates_of(client, gallery, user_id)?;
+        let excess = (old.len() + 1).saturating_sub(cap);
+        for (id, _) in old.iter().take(excess) {
+            tx.delete_template(client, gallery, user_id, *id)?;
+            tx.index_remove_template(client, gallery, *id);
+        }
+        let added = tx.add_template(client, gallery, user_id, record)?;
+        tx.index_insert(client, gallery, user_id, added, &record.embedding);
+        tx.publish(Change::FaceEnrolled {
+            client,
+            gallery,
+            user_id,
+        })?;
+        Ok((new_user, old.len() + 1 - excess))
     }
 
     /// 1:1: the picture's largest face against the user's best template.
@@ -414,26 +461,23 @@ impl Gallery {
     }
 
     pub fn delete_face(&self, client: &str, gallery: &str, user_id: &str) -> Result<(), Error> {
-        self.commit(
-            Change::FaceDeleted {
+        self.writes.commit(|tx| {
+            if tx.reader().gallery(client, gallery)?.is_none() {
+                return Err(Error::GalleryNotFound);
+            }
+            if tx.reader().user(client, gallery, user_id)?.is_none() {
+                return Err(Error::UserNotFound);
+            }
+            tx.delete_user(client, gallery, user_id)?;
+            tx.index_remove_user(client, gallery, user_id);
+            let mut counters = tx.reader().counters(client)?;
+            counters.faces = counters.faces.saturating_sub(1);
+            tx.put_counters(client, &counters)?;
+            tx.publish(Change::FaceDeleted {
                 client,
                 gallery,
                 user_id,
-            },
-            |w| {
-                if w.reader().gallery(client, gallery)?.is_none() {
-                    return Err(Error::GalleryNotFound);
-                }
-                if w.reader().user(client, gallery, user_id)?.is_none() {
-                    return Err(Error::UserNotFound);
-                }
-                w.delete_user(client, gallery, user_id)?;
-                let mut counters = w.reader().counters(client)?;
-                counters.faces = counters.faces.saturating_sub(1);
-                w.put_counters(client, &counters)?;
-                Ok(())
-            },
-            |_, index| index.remove_user(client, gallery, user_id),
-        )
+            })
+        })
     }
 }

@@ -1,7 +1,8 @@
 //! Gallery use cases: create, delete, list; a client's default gallery and removal.
 
+use super::commit::Tx;
 use super::{Change, Error, Gallery, QuotaKind};
-use crate::store::{self, GalleryRecord, Writer};
+use crate::store::GalleryRecord;
 
 impl Gallery {
     /// Gallery ids of a client, sorted.
@@ -14,76 +15,62 @@ impl Gallery {
     pub fn create_gallery(&self, client: &str, gallery: &str) -> Result<(), Error> {
         super::check_id("facegallery_id", gallery)?;
         let quota = self.accounts.quota().galleries;
-        self.commit(
-            Change::GalleryCreated { client, gallery },
-            |w| {
-                if w.reader().gallery(client, gallery)?.is_some() {
-                    return Err(Error::GalleryExists);
-                }
-                add_gallery(w, client, gallery, quota)
-            },
-            |_, _| {},
-        )
+        self.writes.commit(|tx| {
+            if tx.reader().gallery(client, gallery)?.is_some() {
+                return Err(Error::GalleryExists);
+            }
+            add_gallery(tx, client, gallery, quota)?;
+            tx.publish(Change::GalleryCreated { client, gallery })
+        })
     }
 
     /// client/register: creates `<client>@trial` if it does not exist yet; returns its id.
     pub fn register_client(&self, client: &str) -> Result<String, Error> {
         let gallery = format!("{client}@trial");
         let quota = self.accounts.quota().galleries;
-        self.commit(
-            Change::GalleryCreated {
+        self.writes.commit(|tx| {
+            if tx.reader().gallery(client, &gallery)?.is_none() {
+                add_gallery(tx, client, &gallery, quota)?;
+            }
+            tx.publish(Change::GalleryCreated {
                 client,
                 gallery: &gallery,
-            },
-            |w| {
-                if w.reader().gallery(client, &gallery)?.is_none() {
-                    add_gallery(w, client, &gallery, quota)?;
-                }
-                Ok(())
-            },
-            |_, _| {},
-        )?;
+            })
+        })?;
         Ok(gallery)
     }
 
     pub fn delete_gallery(&self, client: &str, gallery: &str) -> Result<(), Error> {
-        self.commit(
-            Change::GalleryDeleted { client, gallery },
-            |w| {
-                if w.reader().gallery(client, gallery)?.is_none() {
-                    return Err(Error::GalleryNotFound);
-                }
-                remove_gallery(w, client, gallery)
-            },
-            |_, index| index.remove_gallery(client, gallery),
-        )
+        self.writes.commit(|tx| {
+            if tx.reader().gallery(client, gallery)?.is_none() {
+                return Err(Error::GalleryNotFound);
+            }
+            remove_gallery(tx, client, gallery)?;
+            tx.publish(Change::GalleryDeleted { client, gallery })
+        })
     }
 
     /// client/delete: removes all of the client's galleries and faces (its credentials
     /// stay); returns the ids of the removed galleries.
     pub fn delete_client_data(&self, client: &str) -> Result<Vec<String>, Error> {
-        self.commit(
-            Change::ClientDeleted { client },
-            |w| {
-                let mut galleries = w.reader().galleries(client)?;
-                galleries.sort();
-                for g in &galleries {
-                    remove_gallery(w, client, g)?;
-                }
-                Ok(galleries)
-            },
-            |galleries, index| {
-                for g in galleries {
-                    index.remove_gallery(client, g);
-                }
-            },
-        )
+        self.writes.commit(|tx| {
+            let mut galleries = tx.reader().galleries(client)?;
+            galleries.sort();
+            for g in &galleries {
+                remove_gallery(tx, client, g)?;
+            }
+            tx.publish(Change::ClientDeleted {
+                client,
+                galleries: &galleries,
+            })?;
+            Ok(galleries)
+        })
     }
 }
 
 /// Records a new gallery and counts it against the client's quota (0: unlimited).
 pub(super) fn add_gallery(
-    w: &mut Writer<'_, '_>,
+    w: &mut Tx<'_, '_, '_>,
     client: &str,
     gallery: &str,
     quota: u64,
@@ -94,18 +81,20 @@ pub(super) fn add_gallery(
     }
     counters.galleries += 1;
     w.put_counters(client, &counters)?;
-    w.put_gallery(
-        client,
-        gallery,
-        &GalleryRecord {
-            created_at: store::now(),
-        },
-    )?;
+    let created_at = w.now_secs();
+    w.put_gallery(client, gallery, &GalleryRecord { created_at })?;
     Ok(())
 }
 
-fn remove_gallery(w: &mut Writer<'_, '_>, client: &str, gallery: &str) -> Result<(), Error> {
+/// Removes a gallery with its users and templates, from the store and (once committed)
+/// the index.
+pub(super) fn remove_gallery(
+    w: &mut Tx<'_, '_, '_>,
+    client: &str,
+    gallery: &str,
+) -> Result<(), Error> {
     let users = w.delete_gallery(client, gallery)?;
+    w.index_remove_gallery(client, gallery);
     let mut counters = w.reader().counters(client)?;
     counters.galleries = counters.galleries.saturating_sub(1);
     counters.faces = counters.faces.saturating_sub(users);

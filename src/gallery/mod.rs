@@ -1,6 +1,8 @@
 //! The Face API's use cases: clients and tokens, galleries, enrollment, 1:1 and 1:N
-//! recognition, quotas. This is the one place that writes the store and the index
-//! together; it knows nothing about HTTP.
+//! recognition, quotas. This is the one place that writes the store, the index and the
+//! sync outbox, all through one function (`commit.rs`, [`WritePath::commit`]); it knows
+//! nothing about HTTP. Readers outside (the API's /healthz and /metrics) get narrow
+//! methods ([`Gallery::schema_version`], [`Gallery::indexed_templates`]), not the store.
 //!
 //! Public face: [`Gallery`] (faces and galleries, needs the vision pipeline),
 //! [`Accounts`] (clients, tokens, passwords, quotas; no models needed, used by the admin
@@ -8,6 +10,8 @@
 
 mod accounts;
 mod central;
+mod clock;
+mod commit;
 mod crop;
 mod door;
 mod error;
@@ -16,6 +20,7 @@ mod faces;
 mod galleries;
 mod login_throttle;
 mod ops;
+mod outbox;
 mod reembed;
 mod replica;
 mod search;
@@ -23,29 +28,31 @@ mod seen;
 mod state;
 mod visits;
 
-use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use crate::index::Index;
-use crate::store::{Store, Writer};
+use crate::store::Store;
 use crate::vision::Pipeline;
+use commit::WritePath;
 
 pub use crate::store::MAX_ID_BYTES;
 pub use accounts::{Accounts, ClientSummary, Remaining, MAX_OAUTH_TOKENS, UNLIMITED_REPORTED};
 pub use central::{central_ops, wire_template, CentralUser};
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use door::OpenCommand;
 pub use error::{check_id, Error, ImageRole, QuotaKind};
 pub use export::{
     read_export, write_export, ExportError, ExportHeader, EXPORT_FORMAT, EXPORT_VERSION,
 };
 pub use faces::{
-    CompareOutcome, EnrollOutcome, EnrollRequest, IdentifyMatch, KtpOutcome, VerifyOutcome,
+    CompareOutcome, EnrollOutcome, EnrollRequest, IdentifyMatch, KtpOutcome, PrecomputedFace,
+    VerifyOutcome,
 };
 pub use ops::{
     decode_embedding, encode_embedding, Applied, Op, OpKind, Refusal, StateUser, WireTemplate,
     OP_NAMES, PROTOCOL_VERSION,
 };
-pub use reembed::{reembed, ReembedReport};
+pub use reembed::ReembedReport;
 pub use replica::OutboxSettings;
 pub use visits::{rfc3339_millis, Sighting, Visit, MAX_EVENT_FACE_BYTES};
 
@@ -123,8 +130,15 @@ pub(crate) enum Change<'a> {
         gallery: &'a str,
         user_id: &'a str,
     },
+    /// All of a client's galleries removed (`galleries`: their ids).
     ClientDeleted {
         client: &'a str,
+        galleries: &'a [String],
+    },
+    /// A remote operation this device refused, reported as a `refused` event.
+    Refused {
+        op: &'a Op,
+        reason: String,
     },
     /// A camera kiosk visit, published as a `recognized` event.
     Visit(visits::VisitEvent<'a>),
@@ -133,16 +147,13 @@ pub(crate) enum Change<'a> {
 }
 
 pub struct Gallery {
+    /// For reads; every write goes through `writes`.
     store: Arc<Store>,
-    index: Index,
+    /// The store, the index and the outbox, written together (shared with `accounts`).
+    writes: Arc<WritePath>,
     pipeline: Arc<Pipeline>,
     accounts: Accounts,
     settings: Settings,
-    /// Held from the store commit to the index update, so that the index applies
-    /// changes in commit order.
-    write: Mutex<()>,
-    /// Outbox events dropped because the outbox was full (since start).
-    outbox_dropped: AtomicU64,
     /// Live camera visits, sent after they are committed.
     visits: tokio::sync::broadcast::Sender<Visit>,
     /// Live door action lines, sent after they are committed.
@@ -153,7 +164,7 @@ impl std::fmt::Debug for Gallery {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Gallery")
             .field("store", &self.store)
-            .field("index", &self.index)
+            .field("index", self.writes.index())
             .finish()
     }
 }
@@ -165,6 +176,16 @@ impl Gallery {
         store: Arc<Store>,
         pipeline: Arc<Pipeline>,
         settings: Settings,
+    ) -> Result<Gallery, Error> {
+        Gallery::open_with_clock(store, pipeline, settings, Arc::new(SystemClock))
+    }
+
+    /// [`Gallery::open`] with the clock every write takes its time from (clock.rs).
+    pub fn open_with_clock(
+        store: Arc<Store>,
+        pipeline: Arc<Pipeline>,
+        settings: Settings,
+        clock: Arc<dyn Clock>,
     ) -> Result<Gallery, Error> {
         let index = Index::new();
         let fingerprint = pipeline.fingerprint().to_string();
@@ -200,15 +221,20 @@ impl Gallery {
             index_bytes = index.memory_bytes(),
             "index built"
         );
-        let accounts = Accounts::new(store.clone(), settings.quota);
+        let writes = Arc::new(WritePath::new(
+            store.clone(),
+            index,
+            settings.outbox.clone(),
+            fingerprint,
+            clock,
+        ));
+        let accounts = Accounts::sharing(store.clone(), writes.clone(), settings.quota);
         Ok(Gallery {
             store,
-            index,
+            writes,
             pipeline,
             accounts,
             settings,
-            write: Mutex::new(()),
-            outbox_dropped: AtomicU64::new(0),
             visits: tokio::sync::broadcast::channel(visits::BROADCAST_CAPACITY).0,
             door_lines: tokio::sync::broadcast::channel(visits::BROADCAST_CAPACITY).0,
         })
@@ -227,37 +253,37 @@ impl Gallery {
         self.pipeline.pool_status()
     }
 
-    pub fn index(&self) -> &Index {
-        &self.index
+    /// The store's schema version (None: not initialised); for /healthz.
+    pub fn schema_version(&self) -> Result<Option<u32>, Error> {
+        Ok(self.store.read(|r| r.schema_version())?)
     }
 
-    pub fn store(&self) -> &Store {
-        &self.store
+    /// Templates in the 1:N index (searchable ones); for /healthz and /metrics.
+    pub fn indexed_templates(&self) -> usize {
+        self.index().len()
     }
 
-    /// The single write path: runs `f` in a store transaction together with the
-    /// change's outbox event, commits, then applies `index_update` before any other
-    /// write can commit.
-    fn commit<T>(
+    /// Memory the 1:N index holds, in bytes; for /metrics.
+    pub fn index_memory_bytes(&self) -> usize {
+        self.index().memory_bytes()
+    }
+
+    /// Runs `f` in a read transaction of the gallery's store (tests, diagnostics). The
+    /// store itself is not handed out: its writes go through the gallery's one write
+    /// path, and a reader cannot write.
+    pub fn read_store<T, E: From<crate::store::Error>>(
         &self,
-        change: Change<'_>,
-        mut f: impl FnMut(&mut Writer<'_, '_>) -> Result<T, Error>,
-        index_update: impl FnOnce(&T, &Index),
-    ) -> Result<T, Error> {
-        let _order = self.write.lock().unwrap_or_else(|e| e.into_inner());
-        let value = self.store.write(|w| {
-            let before = match (&change, &self.settings.outbox) {
-                (Change::ClientDeleted { client }, Some(_)) => w.reader().galleries(client)?,
-                _ => Vec::new(),
-            };
-            let value = f(w)?;
-            if let Some(out) = &self.settings.outbox {
-                self.write_outbox(w, out, &change, &before)?;
-            }
-            Ok::<_, Error>(value)
-        })?;
-        index_update(&value, &self.index);
-        tracing::debug!(?change, "committed");
-        Ok(value)
+        f: impl FnOnce(&crate::store::Reader<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.store.read(f)
+    }
+
+    /// Flushes the store to disk (every commit already is; for the admin commands' exit).
+    pub fn flush(&self) -> Result<(), Error> {
+        Ok(self.store.sync()?)
+    }
+
+    fn index(&self) -> &Index {
+        self.writes.index()
     }
 }

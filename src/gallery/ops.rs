@@ -199,10 +199,3 @@ pub(super) fn wire(record: &TemplateRecord) -> WireTemplate {
         masked: record.masked,
     }
 }
-
-pub(crate) fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}

@@ -6,9 +6,10 @@
 
 use base64::Engine;
 
-use super::ops::{b64, decode_embedding, now_ms, wire, Applied, Op, OpKind, Refusal};
+use super::commit::Tx;
+use super::ops::{b64, decode_embedding, Applied, Op, OpKind, Refusal};
 use super::{crop, Change, Error, Gallery};
-use crate::store::{self, EntityVersion, TemplateRecord, UserRecord, Writer};
+use crate::store::{EntityVersion, TemplateRecord, UserRecord};
 
 /// The pseudo user under which a gallery's deletion version is kept: a user operation
 /// older than the gallery's last deletion is stale (user ids never contain NUL).
@@ -22,144 +23,7 @@ pub struct OutboxSettings {
     pub limit: usize,
 }
 
-/// The next version for an entity: the clock, but above anything already stored.
-fn next_version(
-    w: &Writer<'_, '_>,
-    client: &str,
-    gallery: &str,
-    user: &str,
-) -> Result<u64, store::Error> {
-    let stored = w.reader().entity_version(client, gallery, user)?;
-    Ok(now_ms().max(stored.map(|v| v.version + 1).unwrap_or(0)))
-}
-
 impl Gallery {
-    /// Writes the operations describing `change` (already made by this transaction) to the
-    /// outbox, bumping the entities' versions. `before` holds the client's galleries
-    /// read before the change (for `ClientDeleted`).
-    pub(super) fn write_outbox(
-        &self,
-        w: &mut Writer<'_, '_>,
-        out: &OutboxSettings,
-        change: &Change<'_>,
-        before: &[String],
-    ) -> Result<(), Error> {
-        let mut ops = Vec::new();
-        let model = self.pipeline.fingerprint().to_string();
-        let mut op = |w: &mut Writer<'_, '_>,
-                      client: &str,
-                      gallery: &str,
-                      user: &str,
-                      kind: OpKind|
-         -> Result<(), Error> {
-            let version = next_version(w, client, gallery, user)?;
-            w.set_entity_version(
-                client,
-                gallery,
-                user,
-                &EntityVersion {
-                    version,
-                    origin: out.origin.clone(),
-                },
-            )?;
-            if matches!(kind, OpKind::DeleteGallery) {
-                w.set_entity_version(
-                    client,
-                    gallery,
-                    GALLERY_DELETED,
-                    &EntityVersion {
-                        version,
-                        origin: out.origin.clone(),
-                    },
-                )?;
-            }
-            ops.push(Op::new(&out.origin, &model, client, gallery, version, kind));
-            Ok(())
-        };
-        match change {
-            Change::GalleryCreated { client, gallery } => {
-                op(w, client, gallery, "", OpKind::CreateGallery)?
-            }
-            Change::GalleryDeleted { client, gallery } => {
-                op(w, client, gallery, "", OpKind::DeleteGallery)?
-            }
-            Change::ClientDeleted { client } => {
-                for gallery in before {
-                    op(w, client, gallery, "", OpKind::DeleteGallery)?;
-                }
-            }
-            Change::FaceEnrolled {
-                client,
-                gallery,
-                user_id,
-            } => {
-                let r = w.reader();
-                let user = r
-                    .user(client, gallery, user_id)?
-                    .ok_or(Error::UserNotFound)?;
-                let templates = r
-                    .templates_of(client, gallery, user_id)?
-                    .iter()
-                    .map(|(_, t)| wire(t))
-                    .collect();
-                let kind = OpKind::UpsertUser {
-                    user_id: user_id.to_string(),
-                    user_name: user.user_name,
-                    templates,
-                };
-                op(w, client, gallery, user_id, kind)?
-            }
-            Change::FaceDeleted {
-                client,
-                gallery,
-                user_id,
-            } => op(
-                w,
-                client,
-                gallery,
-                user_id,
-                OpKind::DeleteUser {
-                    user_id: user_id.to_string(),
-                },
-            )?,
-            // Not a gallery operation: no entity version is bumped.
-            Change::Visit(event) => ops.push(event.op(&out.origin, &model)),
-            Change::DoorOpen(command) => ops.push(command.op(&out.origin, &model)),
-        }
-        for op in &ops {
-            self.push_bounded(w, out, op)?;
-        }
-        Ok(())
-    }
-
-    /// Appends to the outbox; when it holds `limit` events the oldest is dropped, counted
-    /// and warned about (a later full resync repairs what it described).
-    fn push_bounded(
-        &self,
-        w: &mut Writer<'_, '_>,
-        out: &OutboxSettings,
-        op: &Op,
-    ) -> Result<(), Error> {
-        let bytes = serde_json::to_vec(op).map_err(|e| store::Error::Corrupt(e.to_string()))?;
-        let len = w.reader().outbox_len()?;
-        if len >= out.limit.max(1) as u64 {
-            if let Some(seq) = w.outbox_drop_oldest()? {
-                let dropped = self
-                    .outbox_dropped
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-                    + 1;
-                tracing::warn!(
-                    seq,
-                    limit = out.limit,
-                    dropped_total = dropped,
-                    "sync outbox full (broker unreachable?): dropped its oldest event"
-                );
-            }
-        }
-        w.outbox_push(&bytes)?;
-        Ok(())
-    }
-
     /// Applies an operation from another device or the central server: once per op id,
     /// never over a newer state of the same user or gallery, without writing the
     /// outbox (so it is not echoed back). A refusal is remembered and reported as a
@@ -184,17 +48,13 @@ impl Gallery {
             Ok(t) => t,
             Err(refusal) => return self.refuse(op, refusal),
         };
-        let _order = self.write.lock().unwrap_or_else(|e| e.into_inner());
-        let outcome = self.store.write(|w| {
-            let r = w.reader();
+        let outcome = self.writes.commit(|tx| {
+            let r = tx.reader();
             if r.op_seen(&op.op_id)? {
-                return Ok((Applied::Duplicate, None));
+                return Ok(Applied::Duplicate);
             }
             if r.client(&op.client)?.is_none() {
-                return Ok((
-                    Applied::Refused(Refusal::UnknownClient(op.client.clone())),
-                    None,
-                ));
+                return Ok(Applied::Refused(Refusal::UnknownClient(op.client.clone())));
             }
             let user = match &op.kind {
                 OpKind::UpsertUser { user_id, .. } | OpKind::DeleteUser { user_id } => {
@@ -208,32 +68,31 @@ impl Gallery {
             if newer(r.entity_version(&op.client, &op.gallery, user)?)
                 || newer(r.entity_version(&op.client, &op.gallery, GALLERY_DELETED)?)
             {
-                w.mark_op_seen(&op.op_id, op.version)?;
-                return Ok((Applied::Stale, None));
+                let seen_at = tx.now_ms();
+                tx.mark_op_seen(&op.op_id, op.version, seen_at)?;
+                return Ok(Applied::Stale);
             }
-            let index_change = apply_in_txn(w, op, prepared.as_deref())?;
+            apply_in_txn(tx, op, prepared.as_deref())?;
             let version = EntityVersion {
                 version: op.version,
                 origin: op.origin.clone(),
             };
-            w.set_entity_version(&op.client, &op.gallery, user, &version)?;
+            tx.set_entity_version(&op.client, &op.gallery, user, &version)?;
             if matches!(op.kind, OpKind::DeleteGallery) {
-                w.set_entity_version(&op.client, &op.gallery, GALLERY_DELETED, &version)?;
+                tx.set_entity_version(&op.client, &op.gallery, GALLERY_DELETED, &version)?;
             }
-            w.mark_op_seen(&op.op_id, op.version)?;
-            Ok::<_, Error>((Applied::Applied, Some(index_change)))
+            let seen_at = tx.now_ms();
+            tx.mark_op_seen(&op.op_id, op.version, seen_at)?;
+            Ok(Applied::Applied)
         })?;
         match outcome {
-            (Applied::Refused(refusal), _) => {
-                drop(_order);
-                self.refuse(op, refusal)
-            }
-            (applied, Some(change)) => {
-                change.apply(&self.index, op);
-                tracing::debug!(op_id = %op.op_id, origin = %op.origin, "remote op applied");
+            Applied::Refused(refusal) => self.refuse(op, refusal),
+            applied => {
+                if applied == Applied::Applied {
+                    tracing::debug!(op_id = %op.op_id, origin = %op.origin, "remote op applied");
+                }
                 Ok(applied)
             }
-            (applied, None) => Ok(applied),
         }
     }
 
@@ -285,7 +144,7 @@ impl Gallery {
                 embedding,
                 crop_jpeg: crop_jpeg.filter(|_| self.settings.keep_crops),
                 masked: t.masked,
-                created_at: store::now(),
+                created_at: self.writes.clock().now_secs(),
             });
         }
         Ok(Ok(Some(out)))
@@ -300,27 +159,17 @@ impl Gallery {
             reason = %refusal,
             "remote op refused"
         );
-        let _order = self.write.lock().unwrap_or_else(|e| e.into_inner());
-        let first = self.store.write(|w| {
-            if w.reader().op_seen(&op.op_id)? {
+        let first = self.writes.commit(|tx| {
+            if tx.reader().op_seen(&op.op_id)? {
                 return Ok(false);
             }
-            w.mark_op_seen(&op.op_id, op.version)?;
-            if let Some(out) = &self.settings.outbox {
-                let report = Op::new(
-                    &out.origin,
-                    self.pipeline.fingerprint(),
-                    &op.client,
-                    &op.gallery,
-                    now_ms(),
-                    OpKind::Refused {
-                        refused_op_id: op.op_id.clone(),
-                        reason: refusal.to_string(),
-                    },
-                );
-                self.push_bounded(w, out, &report)?;
-            }
-            Ok::<_, Error>(true)
+            let seen_at = tx.now_ms();
+            tx.mark_op_seen(&op.op_id, op.version, seen_at)?;
+            tx.publish(Change::Refused {
+                op,
+                reason: refusal.to_string(),
+            })?;
+            Ok(true)
         })?;
         if !first {
             return Ok(Applied::Duplicate);
@@ -335,7 +184,7 @@ impl Gallery {
 
     /// Deletes an outbox event once the broker acknowledged it.
     pub fn outbox_acknowledged(&self, seq: u64) -> Result<(), Error> {
-        self.store.write(|w| w.outbox_delete(seq))?;
+        self.writes.commit(|tx| Ok(tx.outbox_delete(seq)?))?;
         Ok(())
     }
 
@@ -346,90 +195,61 @@ impl Gallery {
 
     /// Events dropped because the outbox was full, since start.
     pub fn outbox_dropped(&self) -> u64 {
-        self.outbox_dropped
+        self.writes
+            .outbox_dropped
             .load(std::sync::atomic::Ordering::Relaxed)
-    }
-}
-
-/// What the index must do after an applied op's transaction committed.
-enum IndexChange {
-    None,
-    ReplaceUser(Vec<(u64, Vec<f32>)>),
-    RemoveUser,
-    RemoveGallery,
-}
-
-impl IndexChange {
-    fn apply(self, index: &crate::index::Index, op: &Op) {
-        let (c, g) = (op.client.as_str(), op.gallery.as_str());
-        match (self, &op.kind) {
-            (IndexChange::ReplaceUser(templates), OpKind::UpsertUser { user_id, .. }) => {
-                index.remove_user(c, g, user_id);
-                for (id, e) in &templates {
-                    super::search::index_insert(index, c, g, user_id, *id, e);
-                }
-            }
-            (IndexChange::RemoveUser, OpKind::DeleteUser { user_id }) => {
-                index.remove_user(c, g, user_id)
-            }
-            (IndexChange::RemoveGallery, _) => index.remove_gallery(c, g),
-            _ => {}
-        }
     }
 }
 
 /// Creates a gallery that a synced operation refers to. Operations from the fleet are not
 /// held to this device's quota (0: unlimited): refusing them would split the fleet.
-fn ensure_gallery(w: &mut Writer<'_, '_>, client: &str, gallery: &str) -> Result<(), Error> {
+fn ensure_gallery(w: &mut Tx<'_, '_, '_>, client: &str, gallery: &str) -> Result<(), Error> {
     if w.reader().gallery(client, gallery)?.is_none() {
         super::galleries::add_gallery(w, client, gallery, 0)?;
     }
     Ok(())
 }
 
+/// Makes an applied operation's change in its transaction, recording the index edits
+/// it implies.
 fn apply_in_txn(
-    w: &mut Writer<'_, '_>,
+    tx: &mut Tx<'_, '_, '_>,
     op: &Op,
     prepared: Option<&[TemplateRecord]>,
-) -> Result<IndexChange, Error> {
+) -> Result<(), Error> {
     let (c, g) = (op.client.as_str(), op.gallery.as_str());
-    Ok(match &op.kind {
-        OpKind::CreateGallery => {
-            ensure_gallery(w, c, g)?;
-            IndexChange::None
-        }
+    match &op.kind {
+        OpKind::CreateGallery => ensure_gallery(tx, c, g)?,
         OpKind::DeleteGallery => {
-            if w.reader().gallery(c, g)?.is_some() {
-                let users = w.delete_gallery(c, g)?;
-                let mut counters = w.reader().counters(c)?;
-                counters.galleries = counters.galleries.saturating_sub(1);
-                counters.faces = counters.faces.saturating_sub(users);
-                w.put_counters(c, &counters)?;
+            if tx.reader().gallery(c, g)?.is_some() {
+                super::galleries::remove_gallery(tx, c, g)?;
+            } else {
+                tx.index_remove_gallery(c, g);
             }
-            IndexChange::RemoveGallery
         }
         OpKind::DeleteUser { user_id } => {
-            if w.reader().user(c, g, user_id)?.is_some() {
-                w.delete_user(c, g, user_id)?;
-                let mut counters = w.reader().counters(c)?;
+            if tx.reader().user(c, g, user_id)?.is_some() {
+                tx.delete_user(c, g, user_id)?;
+                let mut counters = tx.reader().counters(c)?;
                 counters.faces = counters.faces.saturating_sub(1);
-                w.put_counters(c, &counters)?;
+                tx.put_counters(c, &counters)?;
             }
-            IndexChange::RemoveUser
+            tx.index_remove_user(c, g, user_id);
         }
         OpKind::UpsertUser {
             user_id, user_name, ..
         } => {
-            ensure_gallery(w, c, g)?;
-            let existing = w.reader().user(c, g, user_id)?;
+            ensure_gallery(tx, c, g)?;
+            let existing = tx.reader().user(c, g, user_id)?;
             if existing.is_none() {
-                let mut counters = w.reader().counters(c)?;
+                let mut counters = tx.reader().counters(c)?;
                 counters.faces += 1;
-                w.put_counters(c, &counters)?;
+                tx.put_counters(c, &counters)?;
             }
-            w.delete_user(c, g, user_id)?;
-            let now = store::now();
-            w.put_user(
+            tx.delete_user(c, g, user_id)?;
+            tx.index_remove_user(c, g, user_id);
+            let now = tx.now_secs();
+            tx.put_user(
                 c,
                 g,
                 user_id,
@@ -439,17 +259,16 @@ fn apply_in_txn(
                     updated_at: now,
                 },
             )?;
-            let mut added = Vec::new();
             for t in prepared.unwrap_or(&[]) {
-                let id = w.add_template(c, g, user_id, t)?;
-                added.push((id, t.embedding.clone()));
+                let id = tx.add_template(c, g, user_id, t)?;
+                tx.index_insert(c, g, user_id, id, &t.embedding);
             }
-            IndexChange::ReplaceUser(added)
         }
         // Applied by `apply_state` (state.rs), never here.
         OpKind::GalleryState { .. }
         | OpKind::Refused { .. }
         | OpKind::Recognized { .. }
-        | OpKind::Open { .. } => IndexChange::None,
-    })
+        | OpKind::Open { .. } => {}
+    }
+    Ok(())
 }

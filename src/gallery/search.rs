@@ -17,7 +17,7 @@ impl Gallery {
     ) -> Result<Vec<Match>, Error> {
         let fingerprint = self.pipeline.fingerprint();
         self.store.read(|r| {
-            self.index
+            self.index()
                 .search(client, gallery, embedding, k, |user, id| {
                     Ok::<_, Error>(
                         r.template_embedding(client, gallery, user, id)?

@@ -14,11 +14,16 @@ const BATCH: usize = 10_000;
 impl Gallery {
     /// Forgets the op ids seen more than `retention` ago; returns how many.
     pub fn prune_seen(&self, retention: Duration) -> Result<u64, Error> {
-        let cutoff = store::now_ms().saturating_sub(retention.as_millis() as u64);
+        let cutoff = self
+            .writes
+            .clock()
+            .now_ms()
+            .saturating_sub(retention.as_millis() as u64);
         let mut total = 0;
         loop {
-            let _order = self.write.lock().unwrap_or_else(|e| e.into_inner());
-            let n = self.store.write(|w| w.prune_seen_before(cutoff, BATCH))?;
+            let n = self
+                .writes
+                .commit(|w| Ok(w.prune_seen_before(cutoff, BATCH)?))?;
             total += n;
             if n < BATCH as u64 {
                 return Ok(total);

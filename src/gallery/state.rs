@@ -19,24 +19,21 @@ impl Gallery {
         };
         let (c, g) = (op.client.as_str(), op.gallery.as_str());
         let listed: HashSet<&str> = users.iter().map(|u| u.user_id.as_str()).collect();
-        let _order = self.write.lock().unwrap_or_else(|e| e.into_inner());
-        let outcome = self.store.write(|w| {
-            let r = w.reader();
+        let outcome = self.writes.commit(|tx| {
+            let r = tx.reader();
             if r.op_seen(&op.op_id)? {
-                return Ok((Applied::Duplicate, Vec::new()));
+                return Ok((Applied::Duplicate, 0));
             }
             if r.client(c)?.is_none() {
-                return Ok((
-                    Applied::Refused(super::Refusal::UnknownClient(c.into())),
-                    Vec::new(),
-                ));
+                return Ok((Applied::Refused(super::Refusal::UnknownClient(c.into())), 0));
             }
             let newer = |v: Option<EntityVersion>| {
                 v.is_some_and(|v| !v.is_older_than(op.version, &op.origin))
             };
             if newer(r.entity_version(c, g, GALLERY_DELETED)?) {
-                w.mark_op_seen(&op.op_id, op.version)?;
-                return Ok((Applied::Stale, Vec::new()));
+                let seen_at = tx.now_ms();
+                tx.mark_op_seen(&op.op_id, op.version, seen_at)?;
+                return Ok((Applied::Stale, 0));
             }
             let mut local = Vec::new();
             if r.gallery(c, g)?.is_some() {
@@ -51,32 +48,28 @@ impl Gallery {
                 origin: op.origin.clone(),
             };
             for user_id in &removed {
-                w.delete_user(c, g, user_id)?;
-                w.set_entity_version(c, g, user_id, &version)?;
+                tx.delete_user(c, g, user_id)?;
+                tx.index_remove_user(c, g, user_id);
+                tx.set_entity_version(c, g, user_id, &version)?;
             }
             if !removed.is_empty() {
-                let mut counters = w.reader().counters(c)?;
+                let mut counters = tx.reader().counters(c)?;
                 counters.faces = counters.faces.saturating_sub(removed.len() as u64);
-                w.put_counters(c, &counters)?;
+                tx.put_counters(c, &counters)?;
             }
-            w.mark_op_seen(&op.op_id, op.version)?;
-            Ok::<_, Error>((Applied::Applied, removed))
+            let seen_at = tx.now_ms();
+            tx.mark_op_seen(&op.op_id, op.version, seen_at)?;
+            Ok::<_, Error>((Applied::Applied, removed.len()))
         })?;
         match outcome {
-            (Applied::Refused(refusal), _) => {
-                drop(_order);
-                self.refuse(op, refusal)
-            }
+            (Applied::Refused(refusal), _) => self.refuse(op, refusal),
             (applied, removed) => {
-                for user_id in &removed {
-                    self.index.remove_user(c, g, user_id);
-                }
-                if !removed.is_empty() {
+                if removed > 0 {
                     tracing::info!(
                         op_id = %op.op_id,
                         client = c,
                         gallery = g,
-                        removed = removed.len(),
+                        removed,
                         "gallery_state: users absent from the snapshot deleted"
                     );
                 }

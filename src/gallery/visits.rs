@@ -183,14 +183,14 @@ impl Gallery {
     /// (with the face JPEG when `publish_face`, bounded by [`MAX_EVENT_FACE_BYTES`]).
     pub fn record_visit(&self, record: VisitRecord, publish_face: bool) -> Result<Visit, Error> {
         let keep = self.settings.visit_history;
-        let id = self.commit(
-            Change::Visit(VisitEvent {
+        let id = self.writes.commit(|tx| {
+            let id = tx.add_visit(&record, keep)?;
+            tx.publish(Change::Visit(VisitEvent {
                 record: &record,
                 publish_face,
-            }),
-            |w| Ok(w.add_visit(&record, keep)?),
-            |_, _| {},
-        )?;
+            }))?;
+            Ok(id)
+        })?;
         let visit = Visit { id, record };
         // No receiver (nobody listening) is not an error.
         let _ = self.visits.send(visit.clone());

@@ -2,9 +2,12 @@
 //! a schema version with a migration path, and transactions that grow the map when it
 //! is full instead of failing.
 //!
-//! Public face: [`Store`] with [`Store::read`] / [`Store::write`] closures over a
-//! [`Reader`] / [`Writer`], the record types, and [`Error`]. Every write is committed
-//! (and, with LMDB's default flags, synced) before `write` returns.
+//! Public face: [`Store`] with [`Store::read`] closures over a [`Reader`], the record
+//! types, and [`Error`]. The write side (`Store::write` over a `Writer`) is
+//! `pub(crate)`: its one caller is the gallery's commit function
+//! (src/gallery/commit.rs), which keeps the store, the index and the sync outbox
+//! consistent; a test there fails when anything else calls it. Every write is
+//! committed (and, with LMDB's default flags, synced) before `write` returns.
 
 mod door;
 mod keys;
@@ -26,7 +29,8 @@ pub use records::{
     ClientRecord, Counters, GalleryRecord, TemplateRecord, TokenRecord, UserRecord, VisitRecord,
 };
 pub use schema::SCHEMA_VERSION;
-pub use txn::{EntityVersion, Reader, TemplateRow, Writer};
+pub(crate) use txn::Writer;
+pub use txn::{EntityVersion, Reader, TemplateRow};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -202,8 +206,9 @@ impl Store {
 
     /// Runs `f` in a write transaction and commits it. When the map is full, the
     /// transaction is aborted, the map doubled and `f` run again (so `f` must only
-    /// change the store through the [`Writer`]).
-    pub fn write<T, E: From<Error>>(
+    /// change the store through the `Writer`). Only the gallery's commit function calls
+    /// it (see the module docs).
+    pub(crate) fn write<T, E: From<Error>>(
         &self,
         mut f: impl FnMut(&mut Writer<'_, '_>) -> Result<T, E>,
     ) -> Result<T, E> {

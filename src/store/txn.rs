@@ -416,10 +416,6 @@ impl<'a, 'e> Writer<'a, 'e> {
         self.put(self.dbs.clients, &key(&[&record.name]), &to_json(record)?)
     }
 
-    pub fn delete_client(&mut self, name: &str) -> Result<bool, Error> {
-        self.del(self.dbs.clients, &key(&[name]))
-    }
-
     pub fn put_token(&mut self, id: &str, record: &TokenRecord) -> Result<(), Error> {
         self.put(self.dbs.tokens, id.as_bytes(), &to_json(record)?)
     }
@@ -523,10 +519,6 @@ impl<'a, 'e> Writer<'a, 'e> {
         self.put(self.dbs.counters, &key(&[client]), &to_json(counters)?)
     }
 
-    pub fn delete_counters(&mut self, client: &str) -> Result<bool, Error> {
-        self.del(self.dbs.counters, &key(&[client]))
-    }
-
     /// Appends a visit and prunes the oldest beyond `keep`; returns its sequence number
     /// (increasing, never reused).
     pub fn add_visit(&mut self, record: &VisitRecord, keep: usize) -> Result<u64, Error> {
@@ -574,9 +566,15 @@ impl<'a, 'e> Writer<'a, 'e> {
 
     /// Remembers that a remote operation was applied (or refused for good): its version
     /// and when it was seen (ms since the epoch, for [`Writer::prune_seen_before`]).
-    pub fn mark_op_seen(&mut self, op_id: &str, version: u64) -> Result<(), Error> {
+    /// Remembers an applied op id with its version and when it was seen (ms).
+    pub fn mark_op_seen(
+        &mut self,
+        op_id: &str,
+        version: u64,
+        seen_at_ms: u64,
+    ) -> Result<(), Error> {
         let mut v = version.to_be_bytes().to_vec();
-        v.extend_from_slice(&super::now_ms().to_be_bytes());
+        v.extend_from_slice(&seen_at_ms.to_be_bytes());
         self.put(self.dbs.sync_seen, op_id.as_bytes(), &v)
     }
 

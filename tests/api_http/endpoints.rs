@@ -178,15 +178,14 @@ fn enrolling_an_existing_user_adds_a_template_up_to_the_cap_and_renames() {
     );
     let templates = server
         .gallery
-        .store()
-        .read(|r| r.templates_of("kiosk", "door", "amy"))
+        .read_store(|r| r.templates_of("kiosk", "door", "amy"))
         .unwrap();
     assert_eq!(templates.len(), 2, "capped at store.max_templates_per_user");
     assert!(
         templates.iter().all(|(_, t)| t.crop_jpeg.is_some()),
         "crops kept by default"
     );
-    assert_eq!(server.gallery.index().len(), 2);
+    assert_eq!(server.gallery.indexed_templates(), 2);
     // One person counts once against the faces quota.
     let r = c.post("client/get-counters", json!({}));
     assert_eq!(
@@ -208,8 +207,7 @@ fn crops_are_not_stored_when_keep_crops_is_off() {
     );
     let templates = server
         .gallery
-        .store()
-        .read(|r| r.templates_of("kiosk", "door", "amy"))
+        .read_store(|r| r.templates_of("kiosk", "door", "amy"))
         .unwrap();
     assert!(templates[0].1.crop_jpeg.is_none());
 }

@@ -250,8 +250,7 @@ fn a_camera_daemon_publishes_recognized_events_that_another_device_ignores() {
     let m = b_sync.metrics().snapshot();
     assert_eq!((m.applied, m.rejected, m.refused), (0, 0, 0), "{m:?}");
     let (users, galleries, visits) = b
-        .store()
-        .read(|r| {
+        .read_store(|r| {
             Ok::<_, facegate::store::Error>((
                 r.users(CLIENT, GALLERY)?,
                 r.galleries(CLIENT)?,

@@ -42,9 +42,20 @@ pub fn settings(origin: &str, outbox_limit: usize, keep_crops: bool) -> Settings
 
 /// A gallery on the store at `path` with the client [`CLIENT`] (added if missing).
 pub fn open_gallery(path: &std::path::Path, origin: &str) -> Arc<Gallery> {
+    open_gallery_with_clock(path, origin, Arc::new(facegate::gallery::SystemClock))
+}
+
+/// [`open_gallery`] whose writes take their time from `clock`.
+pub fn open_gallery_with_clock(
+    path: &std::path::Path,
+    origin: &str,
+    clock: Arc<dyn facegate::gallery::Clock>,
+) -> Arc<Gallery> {
     let store = Arc::new(Store::open(path, 4).unwrap());
     let settings = settings(origin, 100_000, true);
-    let gallery = Arc::new(Gallery::open(store, crate::models::pipeline(), settings).unwrap());
+    let gallery = Arc::new(
+        Gallery::open_with_clock(store, crate::models::pipeline(), settings, clock).unwrap(),
+    );
     if gallery.accounts().list_clients().unwrap().is_empty() {
         gallery.accounts().add_client(CLIENT, None).unwrap();
     }
@@ -84,8 +95,7 @@ impl Device {
     /// user id -> (name, number of templates) of `gallery`.
     pub fn users(&self, gallery: &str) -> BTreeMap<String, (String, usize)> {
         self.gallery
-            .store()
-            .read(|r| {
+            .read_store(|r| {
                 let mut out = BTreeMap::new();
                 if r.gallery(CLIENT, gallery)?.is_none() {
                     return Ok::<_, facegate::store::Error>(out);
@@ -101,8 +111,7 @@ impl Device {
 
     pub fn has_gallery(&self, gallery: &str) -> bool {
         self.gallery
-            .store()
-            .read(|r| r.gallery(CLIENT, gallery))
+            .read_store(|r| r.gallery(CLIENT, gallery))
             .unwrap()
             .is_some()
     }
