@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Door actions.
 pub const ACTIONS: [&str; 3] = ["webhook", "relay", "mqtt"];
 /// What an action did for a visit.
-pub const OUTCOMES: [&str; 5] = ["done", "queued", "refused", "failed", "dropped"];
+pub const OUTCOMES: [&str; 6] = ["done", "queued", "refused", "failed", "dropped", "skipped"];
 
 #[derive(Debug, Default)]
 pub struct DoorMetrics {

@@ -185,6 +185,22 @@ impl DoorOptions {
     }
 }
 
+/// A line of `visit`'s door record, written now.
+fn door_line(visit: &Visit, action: &str, outcome: &str, detail: String) -> DoorLine {
+    DoorLine {
+        visit_id: visit.id,
+        client: visit.record.client.clone(),
+        action: action.into(),
+        outcome: outcome.into(),
+        detail,
+        at_ms: now_ms(),
+    }
+}
+
+/// How far back, at start, the door looks for visits it never acted on (the daemon
+/// stopped or lost power between recording a visit and writing its door lines).
+const CATCH_UP_MS: u64 = 3_600_000;
+
 /// The running door: the visit watcher and the webhook sender.
 pub struct Door {
     stop: watch::Sender<bool>,
@@ -206,6 +222,14 @@ impl Door {
         let (stop, stopped) = watch::channel(false);
         let wake = Arc::new(Notify::new());
         let live = gallery.subscribe_visits();
+        // Read after subscribing: a visit recorded meanwhile is in both, and acted on
+        // once (the watcher skips ids it has seen).
+        let backlog = gallery
+            .visits_since(now_ms().saturating_sub(CATCH_UP_MS), 1000)
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "door: cannot read recent visits; no catch-up");
+                Vec::new()
+            });
         let mut tasks = Vec::new();
         if let Some(webhook) = options.webhook.clone() {
             tasks.push(runtime.spawn(webhook::run(
@@ -223,7 +247,7 @@ impl Door {
             metrics: metrics.clone(),
             wake,
         };
-        tasks.push(runtime.spawn(actor.watch(live, stopped)));
+        tasks.push(runtime.spawn(actor.watch(backlog, live, stopped)));
         Door {
             stop,
             tasks,
@@ -255,9 +279,18 @@ struct Actor {
 }
 
 impl Actor {
-    async fn watch(self, mut live: broadcast::Receiver<Visit>, mut stop: watch::Receiver<bool>) {
+    async fn watch(
+        self,
+        backlog: Vec<Visit>,
+        mut live: broadcast::Receiver<Visit>,
+        mut stop: watch::Receiver<bool>,
+    ) {
         let this = Arc::new(self);
         let mut last = 0u64;
+        for visit in backlog {
+            last = last.max(visit.id);
+            this.catch_up(visit).await;
+        }
         loop {
             let next = tokio::select! {
                 next = live.recv() => next,
@@ -314,15 +347,103 @@ impl Actor {
         }
     }
 
+    /// A visit recorded before this start that has no line for some action: the
+    /// webhook call is queued now (attendance must not be lost); the relay and the MQTT
+    /// `open` are not done late, and say so.
+    async fn catch_up(self: &Arc<Self>, visit: Visit) {
+        let g = self.gallery.clone();
+        let id = visit.id;
+        let lines = match tokio::task::spawn_blocking(move || g.door_lines(id)).await {
+            Ok(Ok(lines)) => lines,
+            _ => return,
+        };
+        let missing: Vec<&'static str> = self
+            .actions()
+            .into_iter()
+            .filter(|a| !lines.iter().any(|l| l.action == *a))
+            .collect();
+        if missing.is_empty() {
+            return;
+        }
+        let r = &visit.record;
+        let line = |action: &str, outcome: &str, detail: String| {
+            door_line(&visit, action, outcome, detail)
+        };
+        let span = tracing::info_span!("door", visit_id = visit.id, user_id = ?r.user_id);
+        let _enter = span.enter();
+        tracing::info!(
+            ?missing,
+            "door: a visit recorded before this start was not acted on"
+        );
+        if let Err(refusal) = self.options.rules.decide(r) {
+            for action in missing {
+                self.note(line(action, "refused", refusal.to_string()), None)
+                    .await;
+            }
+            return;
+        }
+        let who = format!(
+            "{} ({})",
+            r.user_name.as_deref().unwrap_or(""),
+            r.user_id.as_deref().unwrap_or("")
+        );
+        for action in missing {
+            if action == "webhook" {
+                self.queue_webhook(&visit, &who).await;
+            } else {
+                let detail = "recorded before the door restarted: not opened late".to_string();
+                self.note(line(action, "skipped", detail), None).await;
+            }
+        }
+    }
+
+    /// Queues the visit's webhook call with its `queued` line (one transaction).
+    async fn queue_webhook(&self, visit: &Visit, who: &str) {
+        let r = &visit.record;
+        let line =
+            |action: &str, outcome: &str, detail: String| door_line(visit, action, outcome, detail);
+        if let Some(webhook) = &self.options.webhook {
+            let call = WebhookCall {
+                visit_id: visit.id,
+                client: r.client.clone(),
+                body: webhook::body(visit),
+                attempts: 0,
+            };
+            let queued = line("webhook", "queued", format!("for {who}"));
+            let g = self.gallery.clone();
+            let limit = webhook.queue_limit;
+            match tokio::task::spawn_blocking(move || g.door_enqueue_webhook(queued, &call, limit))
+                .await
+            {
+                Ok(Ok(dropped)) => {
+                    self.metrics.count("webhook", "queued");
+                    // The sender sets the true figure whenever it looks at the queue.
+                    if dropped.is_none() {
+                        self.metrics.webhook_pending.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if dropped.is_some() {
+                        self.metrics.count("webhook", "dropped");
+                        tracing::warn!(limit, "door webhook queue full: dropped its oldest call");
+                    }
+                    self.wake.notify_one();
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "door webhook: cannot queue");
+                    self.note(
+                        line("webhook", "failed", format!("cannot queue: {e}")),
+                        None,
+                    )
+                    .await;
+                }
+                Err(e) => tracing::error!(error = %e, "door webhook: task failed"),
+            }
+        }
+    }
+
     async fn act(self: Arc<Self>, visit: Visit) {
         let r = &visit.record;
-        let line = |action: &str, outcome: &str, detail: String| DoorLine {
-            visit_id: visit.id,
-            client: r.client.clone(),
-            action: action.into(),
-            outcome: outcome.into(),
-            detail,
-            at_ms: now_ms(),
+        let line = |action: &str, outcome: &str, detail: String| {
+            door_line(&visit, action, outcome, detail)
         };
         let span = tracing::info_span!("door", visit_id = visit.id, user_id = ?r.user_id);
         let _enter = span.enter();
@@ -377,42 +498,7 @@ impl Actor {
                 this.note(line, None).await;
             });
         }
-        if let Some(webhook) = &self.options.webhook {
-            let call = WebhookCall {
-                visit_id: visit.id,
-                client: r.client.clone(),
-                body: webhook::body(&visit),
-                attempts: 0,
-            };
-            let queued = line("webhook", "queued", format!("for {who}"));
-            let g = self.gallery.clone();
-            let limit = webhook.queue_limit;
-            match tokio::task::spawn_blocking(move || g.door_enqueue_webhook(queued, &call, limit))
-                .await
-            {
-                Ok(Ok(dropped)) => {
-                    self.metrics.count("webhook", "queued");
-                    // The sender sets the true figure whenever it looks at the queue.
-                    if dropped.is_none() {
-                        self.metrics.webhook_pending.fetch_add(1, Ordering::Relaxed);
-                    }
-                    if dropped.is_some() {
-                        self.metrics.count("webhook", "dropped");
-                        tracing::warn!(limit, "door webhook queue full: dropped its oldest call");
-                    }
-                    self.wake.notify_one();
-                }
-                Ok(Err(e)) => {
-                    tracing::error!(error = %e, "door webhook: cannot queue");
-                    self.note(
-                        line("webhook", "failed", format!("cannot queue: {e}")),
-                        None,
-                    )
-                    .await;
-                }
-                Err(e) => tracing::error!(error = %e, "door webhook: task failed"),
-            }
-        }
+        self.queue_webhook(&visit, &who).await;
         if let Some(topic) = &self.options.mqtt_topic {
             let command = OpenCommand {
                 visit_id: visit.id,

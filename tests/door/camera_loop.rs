@@ -300,3 +300,70 @@ fn the_door_opens_for_allowed_members_only_and_every_refusal_says_why() {
         sync.stop(Duration::from_secs(3)).await;
     });
 }
+
+/// The daemon recorded Amy's visit and lost power before the door acted on it. At the
+/// next start the door queues the visit's webhook call (attendance is not lost), does
+/// not pulse the relay late, says so in the visit's record, and a further restart does
+/// not act on it again.
+#[test]
+fn a_visit_recorded_before_a_power_cut_gets_its_webhook_at_restart_and_no_late_opening() {
+    use facegate::store::VisitRecord;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let port = broker::free_port();
+    let enrolled = Enrolled::new(|c| {
+        c.door.gpio_chip = "recording".into();
+        c.door.gpio_pulse_ms = 50;
+        c.door.webhook_url = format!("http://127.0.0.1:{port}/hook");
+        c.door.webhook_secret = "door-secret".into();
+        c.door.webhook_retry_min_ms = 50;
+    });
+    let receiver = super::receiver::Receiver::start(port, "door-secret", enrolled.dir.path());
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let visit = enrolled
+        .gallery
+        .record_visit(
+            VisitRecord {
+                client: CLIENT.into(),
+                gallery: GALLERY.into(),
+                device_id: "door-1".into(),
+                user_id: Some("amy".into()),
+                user_name: Some("Amy".into()),
+                similarity: 0.93,
+                mask: false,
+                timestamp_ms: now_ms - 2_000,
+                face_jpeg: Vec::new(),
+            },
+            false,
+        )
+        .unwrap();
+
+    for restart in 0..2 {
+        let (door, relay) = relay_door(&runtime, &enrolled, |_| {});
+        wait_for("the visit's webhook and relay lines", || {
+            let lines = enrolled.gallery.door_lines(visit.id).unwrap();
+            let has = |a: &str| lines.iter().any(|l| l.action == a);
+            has("relay") && has("webhook")
+        });
+        wait_for("the call delivered", || !receiver.calls().is_empty());
+        // Time for a wrongly repeated call to arrive (a hang guard's worth is not
+        // needed: the sender retries every 50 ms).
+        std::thread::sleep(Duration::from_millis(500));
+        let calls = receiver.calls();
+        assert_eq!(calls.len(), 1, "restart {restart}: {calls:?}");
+        assert_eq!(calls[0]["verified"], true);
+        assert_eq!(calls[0]["visit"]["user_id"], "amy", "{calls:?}");
+        assert!(relay.pulses().is_empty(), "the door is not opened late");
+        let lines = enrolled.gallery.door_lines(visit.id).unwrap();
+        let relay_lines: Vec<_> = lines.iter().filter(|l| l.action == "relay").collect();
+        assert_eq!(relay_lines.len(), 1, "{lines:?}");
+        assert_eq!(relay_lines[0].outcome, "skipped", "{lines:?}");
+        runtime.block_on(door.stop(Duration::from_secs(5)));
+    }
+}
