@@ -4,6 +4,10 @@
 //! door lines arrive as `door` events) and `GET {prefix}/kiosk/frame.jpg` (the camera's
 //! newest frame with face boxes). Authenticated by the `Accesstoken` header or an
 //! `access_token` query parameter (browsers cannot set headers on EventSource or img).
+//! A token in the query must be a kiosk token (`facegate client add NAME --scope
+//! kiosk`): URLs end up in browser history and proxy logs, so a full-power token there
+//! is refused (403) — it still works from the headers. A kiosk token opens these two
+//! routes of its client and nothing else.
 //!
 //! The API does not know the camera: `serve` lends it the live frame and the camera's
 //! metrics through [`KioskHooks`]; visits come from `gallery`.
@@ -21,7 +25,7 @@ use axum::response::{IntoResponse, Response};
 use tokio::sync::{broadcast, mpsc};
 
 use super::{ApiState, Reply, Status};
-use crate::gallery::Visit;
+use crate::gallery::{Scope, Visit};
 use crate::store::DoorLine;
 
 /// The kiosk page, served as is.
@@ -62,10 +66,17 @@ pub(super) async fn page() -> Response {
         .into_response()
 }
 
+/// Where a request's token came from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum TokenSource {
+    Headers,
+    Url,
+}
+
 /// The `Accesstoken` header, `Authorization: Bearer`, or `?access_token=`.
-fn token(headers: &HeaderMap, uri: &Uri) -> Option<String> {
+fn token(headers: &HeaderMap, uri: &Uri) -> Option<(String, TokenSource)> {
     if let Some(t) = super::handlers::access_token(headers) {
-        return Some(t);
+        return Some((t, TokenSource::Headers));
     }
     let query = uri.query()?;
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).ok()?;
@@ -74,22 +85,29 @@ fn token(headers: &HeaderMap, uri: &Uri) -> Option<String> {
         .find(|(k, _)| k == "access_token")
         .map(|(_, v)| v.trim().to_string())
         .filter(|v| !v.is_empty())
+        .map(|v| (v, TokenSource::Url))
 }
 
+/// The message of the 403 for a full-power token in a URL (docs/api.md).
+pub(super) const FULL_TOKEN_IN_URL: &str =
+    "A full-power token is not accepted in a URL; use a kiosk token (facegate client add NAME --scope kiosk)";
+
+/// The client of a kiosk token (header or URL) or of a full-power token (headers only).
 async fn authenticate(
     state: &Arc<ApiState>,
     headers: &HeaderMap,
     uri: &Uri,
 ) -> Result<String, Response> {
-    let refuse = |status: Status| {
-        Reply::from(status).render(state.options.envelope, state.options.http_status)
-    };
-    let token = token(headers, uri).ok_or_else(|| refuse(Status::UNAUTHORIZED))?;
+    let render = |reply: Reply| reply.render(state.options.envelope, state.options.http_status);
+    let (token, source) = token(headers, uri).ok_or_else(|| render(Status::UNAUTHORIZED.into()))?;
     let gallery = state.gallery.clone();
-    match tokio::task::spawn_blocking(move || gallery.accounts().authenticate(&token)).await {
-        Ok(Ok(client)) => Ok(client),
-        Ok(Err(e)) => Err(refuse(Status::of(&e))),
-        Err(_) => Err(refuse(Status::SERVER_ERROR)),
+    match tokio::task::spawn_blocking(move || gallery.accounts().authenticate_any(&token)).await {
+        Ok(Ok(p)) if p.scope == Scope::Full && source == TokenSource::Url => Err(render(
+            Reply::from(Status::DENIED).message(FULL_TOKEN_IN_URL),
+        )),
+        Ok(Ok(p)) => Ok(p.client),
+        Ok(Err(e)) => Err(render(Status::of(&e).into())),
+        Err(_) => Err(render(Status::SERVER_ERROR.into())),
     }
 }
 

@@ -31,7 +31,9 @@ use crate::store::{Store, Writer};
 use crate::vision::Pipeline;
 
 pub use crate::store::MAX_ID_BYTES;
-pub use accounts::{Accounts, ClientSummary, Remaining, MAX_OAUTH_TOKENS, UNLIMITED_REPORTED};
+pub use accounts::{
+    Accounts, ClientSummary, Principal, Remaining, Scope, MAX_OAUTH_TOKENS, UNLIMITED_REPORTED,
+};
 pub use central::{central_ops, wire_template, CentralUser};
 pub use door::OpenCommand;
 pub use error::{check_id, Error, ImageRole, QuotaKind};
