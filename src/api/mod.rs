@@ -6,6 +6,7 @@
 //!
 //! Public face: [`ApiState`], [`ServerOptions`], [`router`], [`serve`], [`Status`].
 
+mod connections;
 mod endpoints;
 mod handlers;
 mod kiosk;

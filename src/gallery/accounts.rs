@@ -20,6 +20,7 @@
 //! here (clients, tokens) is durable before it returns.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
@@ -258,7 +259,18 @@ impl Accounts {
     /// `/oauth/client/token`: a new token for a client that has a password. Beyond
     /// [`MAX_OAUTH_TOKENS`] of them, the oldest are revoked.
     pub fn issue_token(&self, client: &str, password: &str) -> Result<String, Error> {
-        self.check_password(client, password)?;
+        self.issue_token_from(client, password, None)
+    }
+
+    /// As [`Accounts::issue_token`], for a request from `peer` (its failed attempts
+    /// also count against the address's budget).
+    pub fn issue_token_from(
+        &self,
+        client: &str,
+        password: &str,
+        peer: Option<IpAddr>,
+    ) -> Result<String, Error> {
+        self.check_password(client, password, peer)?;
         let token = new_token(Scope::Full);
         self.store.write(|w| {
             let mut issued: Vec<(String, TokenRecord)> = w
@@ -279,7 +291,18 @@ impl Accounts {
 
     /// `/oauth/token/revoke`: the token stops working (it must belong to the client).
     pub fn revoke_token(&self, token: &str, client: &str, password: &str) -> Result<(), Error> {
-        self.check_password(client, password)?;
+        self.revoke_token_from(token, client, password, None)
+    }
+
+    /// As [`Accounts::revoke_token`], for a request from `peer`.
+    pub fn revoke_token_from(
+        &self,
+        token: &str,
+        client: &str,
+        password: &str,
+        peer: Option<IpAddr>,
+    ) -> Result<(), Error> {
+        self.check_password(client, password, peer)?;
         if self.authenticate_any(token)?.client != client {
             return Err(Error::Unauthorized);
         }
@@ -294,10 +317,15 @@ impl Accounts {
     /// Within the failed-login budgets (else `TooManyAttempts`, before any hashing),
     /// one password hash whether or not the client exists or has a password (a dummy
     /// hash stands in), so the answer's time does not tell which names exist.
-    fn check_password(&self, client: &str, password: &str) -> Result<(), Error> {
+    fn check_password(
+        &self,
+        client: &str,
+        password: &str,
+        peer: Option<IpAddr>,
+    ) -> Result<(), Error> {
         let attempt = self
             .logins
-            .begin(client)
+            .begin(client, peer)
             .map_err(|retry_after_secs| Error::TooManyAttempts { retry_after_secs })?;
         let record = self.store.read(|r| r.client(client))?;
         let ok = match record.and_then(|c| c.password_hash) {

@@ -15,6 +15,7 @@ mod export;
 mod faces;
 mod galleries;
 mod login_throttle;
+pub use login_throttle::PEER_BURST as PEER_LOGIN_BURST;
 mod ops;
 mod reembed;
 mod replica;
