@@ -11,6 +11,8 @@ fresh daemon with its own temp data folder:
   full: the same flood split over 127.0.0.1 and 127.0.0.3 against a daemon whose
         `server.max_connections` is SMALL_CAP (below the two addresses' per-address
         caps together, so the global cap is full), /healthz from 127.0.0.2;
+  sustained: as full, but every flood connection the daemon closes is opened again at
+        once (the flood never expires by the header timeout);
   slow: opens SLOW connections that announce a 7 MB identify body without a token and
         keep sending it in 64 KB pieces, timing /healthz from 127.0.0.2 meanwhile;
 then closes the flood and reads the daemon's fds, VmRSS and VmHWM (/proc/PID/status).
@@ -107,19 +109,38 @@ def after_close(d):
 
 
 HOLDER = r"""
-import socket, sys, resource
-source, port, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+import selectors, socket, sys, resource, threading
+source, port, count, sustain = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1"
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-held = []
-for _ in range(count):
+sel = selectors.DefaultSelector()
+def open_one():
     s = socket.socket()
     s.setblocking(False)
     s.bind((source, 0))
     s.connect_ex(("127.0.0.1", port))
-    held.append(s)
-print(len(held), flush=True)
-sys.stdin.read()
+    sel.register(s, selectors.EVENT_READ)
+for _ in range(count):
+    open_one()
+print(count, flush=True)
+done = threading.Event()
+threading.Thread(target=lambda: (sys.stdin.read(), done.set()), daemon=True).start()
+reopened = 0
+while not done.is_set():
+    for key, _ in sel.select(timeout=0.2):
+        s = key.fileobj
+        try:
+            data = s.recv(4096)
+        except OSError:
+            data = b""
+        if data:
+            continue
+        sel.unregister(s)
+        s.close()
+        if sustain:
+            open_one()
+            reopened += 1
+print(reopened, flush=True)
 """
 
 
@@ -127,7 +148,7 @@ class IdleFlood:
     """`count` idle connections from `sources` (split evenly), held by helper processes
     of at most 10,000 each until `close`."""
 
-    def __init__(self, port, count, sources):
+    def __init__(self, port, count, sources, sustain=False):
         per_source = count // len(sources)
         self.procs = []
         for source in sources:
@@ -135,15 +156,20 @@ class IdleFlood:
             while left > 0:
                 n = min(left, 10000)
                 self.procs.append(subprocess.Popen(
-                    [sys.executable, "-c", HOLDER, source, str(port), str(n)],
+                    [sys.executable, "-c", HOLDER, source, str(port), str(n),
+                     "1" if sustain else "0"],
                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True))
                 left -= n
         self.opened = sum(int(p.stdout.readline() or 0) for p in self.procs)
 
     def close(self):
+        """Closes the flood; returns how many connections were opened again."""
         for p in self.procs:
             p.stdin.close()
+        reopened = sum(int(p.stdout.readline() or 0) for p in self.procs)
+        for p in self.procs:
             p.wait()
+        return reopened
 
 
 def idle_flood(d, count, samples):
@@ -160,17 +186,18 @@ def idle_flood(d, count, samples):
             (f"{n} idle: after close", after_close(d))]
 
 
-def full_cap_flood(d, count, samples, cap):
-    flood = IdleFlood(d.port, count, ["127.0.0.1", "127.0.0.3"])
+def full_cap_flood(d, count, samples, cap, sustain=False):
+    flood = IdleFlood(d.port, count, ["127.0.0.1", "127.0.0.3"], sustain)
     time.sleep(2)
     second = [healthz(SECOND, d.port) for _ in range(samples)]
     during = f"daemon fds {d.fds()}, VmRSS {d.status('VmRSS')} kB"
-    flood.close()
+    reopened = flood.close()
     n = flood.opened
-    return [(f"max_connections={cap}, {n} idle from .1 and .3: /healthz from {SECOND}",
+    kind = f"sustained (re-opened {reopened})" if sustain else "once"
+    return [(f"max_connections={cap}, {n} idle from .1 and .3, {kind}: /healthz from {SECOND}",
              summary(second)),
-            (f"max_connections={cap}: while open", during),
-            (f"max_connections={cap}: after close", after_close(d))]
+            (f"max_connections={cap}, {kind}: while open", during),
+            (f"max_connections={cap}, {kind}: after close", after_close(d))]
 
 
 def slow_bodies(d, count, samples):
@@ -242,6 +269,8 @@ def main():
             for config, case in ((None, lambda d: idle_flood(d, a.idle, a.samples)),
                                  (small, lambda d: full_cap_flood(d, a.idle, a.samples,
                                                                   a.small_cap)),
+                                 (small, lambda d: full_cap_flood(d, a.idle, a.samples,
+                                                                  a.small_cap, True)),
                                  (None, lambda d: slow_bodies(d, a.slow, a.samples))):
                 d = Daemon(binary, port, config)
                 try:
