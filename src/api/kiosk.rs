@@ -34,6 +34,54 @@ const PAGE: &str = include_str!("kiosk.html");
 /// At most this many stored visits are replayed to a connecting screen.
 const REPLAY_LIMIT: usize = 500;
 
+/// Event streams one client may hold open at once. A stream keeps its connection busy
+/// for as long as it lasts, so it is never closed to admit another connection
+/// (`connections.rs`); without this cap, a kiosk token (it sits in a display's URL)
+/// could fill the connection cap with streams.
+pub const MAX_EVENT_STREAMS_PER_CLIENT: usize = 8;
+
+/// Open event streams per client.
+#[derive(Debug, Default)]
+pub(super) struct StreamCounts(std::sync::Mutex<std::collections::HashMap<String, usize>>);
+
+/// One open event stream; its place is given back when the stream ends.
+struct StreamSlot {
+    state: Arc<ApiState>,
+    client: String,
+}
+
+impl StreamCounts {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, usize>> {
+        // Poisoned only by a panic between two map updates, each consistent.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn open_stream(state: &Arc<ApiState>, client: &str) -> Option<StreamSlot> {
+    let mut counts = state.kiosk_streams.lock();
+    let n = counts.entry(client.to_string()).or_insert(0);
+    if *n >= MAX_EVENT_STREAMS_PER_CLIENT {
+        return None;
+    }
+    *n += 1;
+    Some(StreamSlot {
+        state: state.clone(),
+        client: client.to_string(),
+    })
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut counts = self.state.kiosk_streams.lock();
+        if let Some(n) = counts.get_mut(&self.client) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.client);
+            }
+        }
+    }
+}
+
 type FrameFn = dyn Fn() -> Option<Vec<u8>> + Send + Sync;
 type MetricsFn = dyn Fn() -> String + Send + Sync;
 
@@ -87,6 +135,9 @@ fn token(headers: &HeaderMap, uri: &Uri) -> Option<(String, TokenSource)> {
         .filter(|v| !v.is_empty())
         .map(|v| (v, TokenSource::Url))
 }
+
+/// The message of the 429 for one event stream too many (docs/api.md).
+pub(super) const TOO_MANY_STREAMS: &str = "Too many open kiosk event streams for this client";
 
 /// The message of the 403 for a full-power token in a URL (docs/api.md).
 pub(super) const FULL_TOKEN_IN_URL: &str =
@@ -192,6 +243,11 @@ pub(super) async fn events(
         Ok(c) => c,
         Err(r) => return r,
     };
+    let Some(slot) = open_stream(&s, &client) else {
+        return Reply::from(Status::TOO_MANY_ATTEMPTS)
+            .message(TOO_MANY_STREAMS)
+            .render(s.options.envelope, s.options.http_status);
+    };
     let last_id = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -201,14 +257,11 @@ pub(super) async fn events(
     let door = s.gallery.subscribe_door();
     let (tx, rx) = mpsc::channel(32);
     let replay_ms = s.options.kiosk_replay_secs.saturating_mul(1000);
-    tokio::spawn(stream_visits(
-        s.clone(),
-        client,
-        last_id,
-        replay_ms,
-        (live, door),
-        tx,
-    ));
+    let stream = stream_visits(s.clone(), client, last_id, replay_ms, (live, door), tx);
+    tokio::spawn(async move {
+        let _slot = slot;
+        stream.await
+    });
     let mut response = Sse::new(Events(rx))
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response();

@@ -216,3 +216,50 @@ fn a_full_power_token_is_refused_in_a_url_and_still_works_from_the_headers() {
     // The full-power token still does everything else.
     assert_eq!(full.post("client/get-counters", json!({})).status(), 200);
 }
+
+#[test]
+fn a_client_holds_a_bounded_number_of_event_streams_and_a_closed_one_frees_its_place() {
+    let server = TestServer::start();
+    let token = server.gallery.accounts().add_kiosk_token("door").unwrap();
+    let path = format!("/face-api/kiosk/events?access_token={token}");
+    let open = || {
+        let mut s = TcpStream::connect(server.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .unwrap();
+        let mut reader = BufReader::new(s);
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        (line, reader)
+    };
+    let mut streams: Vec<_> = (0..facegate::api::MAX_EVENT_STREAMS_PER_CLIENT)
+        .map(|_| {
+            let (line, reader) = open();
+            assert!(line.starts_with("HTTP/1.1 200"), "{line}");
+            reader
+        })
+        .collect();
+    // One more: 429 in the envelope.
+    let r = http(server.addr, "GET", &path, &[], b"");
+    assert_eq!((r.http, r.status()), (429, 429), "{:?}", r.raw);
+    // Another client's screens are not limited by this one's.
+    let other = server.gallery.accounts().add_kiosk_token("hall").unwrap();
+    let (code, _) = kiosk_events(
+        &server,
+        &format!("/face-api/kiosk/events?access_token={other}"),
+        &[],
+        0,
+    );
+    assert_eq!(code, 200);
+    // A screen that goes away gives its place back.
+    drop(streams.pop());
+    let mut reopened = false;
+    for _ in 0..50 {
+        std::thread::sleep(Duration::from_millis(100));
+        if open().0.starts_with("HTTP/1.1 200") {
+            reopened = true;
+            break;
+        }
+    }
+    assert!(reopened, "the closed stream's place was never given back");
+}
