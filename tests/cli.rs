@@ -100,3 +100,43 @@ fn the_version_lists_the_cargo_features_built_in() {
         assert!(text.contains("(features: none)"), "{text}");
     }
 }
+
+#[test]
+fn client_add_with_scope_kiosk_prints_a_kiosk_token_alone_on_its_last_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        facegate()
+            .args(args)
+            .env("FACEGATE_DATA_DIR", dir.path())
+            .output()
+            .unwrap()
+    };
+    let full = run(&["client", "add", "door"]);
+    assert!(full.status.success(), "{full:?}");
+    let kiosk = run(&["client", "add", "door", "--scope", "kiosk"]);
+    assert!(kiosk.status.success(), "{kiosk:?}");
+    let stdout = String::from_utf8(kiosk.stdout).unwrap();
+    let last = stdout.lines().last().unwrap();
+    assert!(
+        last.starts_with("kiosk_") && last.len() == 6 + 43,
+        "{stdout}"
+    );
+    assert!(last
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+    // A kiosk token for a client that does not exist yet creates it.
+    let hall = run(&["client", "add", "hall", "--scope", "kiosk"]);
+    assert!(hall.status.success(), "{hall:?}");
+    let list = String::from_utf8(run(&["client", "list"]).stdout).unwrap();
+    assert!(list.lines().any(|l| l.starts_with("door\t2\t")), "{list}");
+    assert!(list.lines().any(|l| l.starts_with("hall\t1\t")), "{list}");
+    // No password with a kiosk token; unknown scopes are refused.
+    assert!(
+        !run(&["client", "add", "x", "--scope", "kiosk", "--password"])
+            .status
+            .success()
+    );
+    assert!(!run(&["client", "add", "x", "--scope", "admin"])
+        .status
+        .success());
+}

@@ -89,14 +89,22 @@ echo "frames: captured $(metric facegate_camera_frames_captured_total)," \
     "processed $(metric facegate_camera_frames_processed_total)," \
     "dropped $(metric facegate_camera_frames_dropped_total)"
 
+step "a kiosk token for the page (a full-power token is refused in a URL)"
+kiosk_token=$("$bin" client add kiosk --scope kiosk | tail -1)
+case "$kiosk_token" in kiosk_*) ;; *) echo "FAIL: not a kiosk token: $kiosk_token" >&2; exit 1 ;; esac
+[ "$(curl -s "$base/face-api/kiosk/frame.jpg?access_token=$token" | jq -r '.risetai.status')" = 403 ] \
+    || { echo "FAIL: a full-power token was accepted in a URL" >&2; exit 1; }
+[ "$(curl -s -H "Accesstoken: $kiosk_token" "$base/face-api/facegallery/my-facegalleries" | jq -r '.risetai.status')" = 403 ] \
+    || { echo "FAIL: the kiosk token opened another endpoint" >&2; exit 1; }
+
 step "the kiosk page in headless Chromium"
 # tests/kiosk_screen.py drives headless Chromium over the DevTools pipe: it waits until
 # the greeting shows the last visitor, then takes the screenshot (see its header for
 # why not --dump-dom / --virtual-time-budget).
-python3 tests/kiosk_screen.py "$base/kiosk?access_token=$token" '#greeting' 'Welcome, Penny' "$shot" 120 \
+python3 tests/kiosk_screen.py "$base/kiosk?access_token=$kiosk_token" '#greeting' 'Welcome, Penny' "$shot" 120 \
     | tee "$work/screen.txt"
 step "the door state of the last visit on the page"
-python3 tests/kiosk_screen.py "$base/kiosk?access_token=$token" '#door' \
+python3 tests/kiosk_screen.py "$base/kiosk?access_token=$kiosk_token" '#door' \
     'Door stays closed: user penny does not open this door' "${shot%.png}-door.png" 60
 grep -q "'Amy Farrah Fowler'" "$work/screen.txt" || { echo "FAIL: Amy not in the visits" >&2; exit 1; }
 grep -q "'Not recognized'" "$work/screen.txt" || { echo "FAIL: the stranger not in the visits" >&2; exit 1; }

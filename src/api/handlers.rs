@@ -36,7 +36,7 @@ pub(super) async fn run(
         .gallery
         .accounts()
         .authenticate(&token)
-        .map_err(|e| Status::of(&e))?;
+        .map_err(token_refused)?;
     let limits = &state.options;
     let body = read_body(body, limits.body_limit_bytes, limits.limits.body_timeout)
         .await
@@ -77,6 +77,17 @@ pub(super) fn access_token(headers: &HeaderMap) -> Option<String> {
         .or_else(|| headers.get(axum::http::header::AUTHORIZATION))?;
     let text = value.to_str().ok()?.trim();
     (!text.is_empty()).then(|| text.to_string())
+}
+
+/// The message of the 403 for a kiosk token on any other endpoint (docs/api.md).
+pub(super) const OUT_OF_SCOPE: &str = "Token scope does not allow this endpoint";
+
+/// 401 for a missing or bad token, 403 for a kiosk token (valid, but not here).
+pub(super) fn token_refused(e: crate::gallery::Error) -> Reply {
+    match e {
+        crate::gallery::Error::OutOfScope => Reply::from(Status::DENIED).message(OUT_OF_SCOPE),
+        e => Status::of(&e).into(),
+    }
 }
 
 fn domain(e: crate::gallery::Error) -> Reply {

@@ -4,6 +4,10 @@
 //! door lines arrive as `door` events) and `GET {prefix}/kiosk/frame.jpg` (the camera's
 //! newest frame with face boxes). Authenticated by the `Accesstoken` header or an
 //! `access_token` query parameter (browsers cannot set headers on EventSource or img).
+//! A token in the query must be a kiosk token (`facegate client add NAME --scope
+//! kiosk`): URLs end up in browser history and proxy logs, so a full-power token there
+//! is refused (403) — it still works from the headers. A kiosk token opens these two
+//! routes of its client and nothing else.
 //!
 //! The API does not know the camera: `serve` lends it the live frame and the camera's
 //! metrics through [`KioskHooks`]; visits come from `gallery`.
@@ -21,7 +25,7 @@ use axum::response::{IntoResponse, Response};
 use tokio::sync::{broadcast, mpsc};
 
 use super::{ApiState, Reply, Status};
-use crate::gallery::Visit;
+use crate::gallery::{Scope, Visit};
 use crate::store::DoorLine;
 
 /// The kiosk page, served as is.
@@ -29,6 +33,54 @@ const PAGE: &str = include_str!("kiosk.html");
 
 /// At most this many stored visits are replayed to a connecting screen.
 const REPLAY_LIMIT: usize = 500;
+
+/// Event streams one client may hold open at once. A stream keeps its connection busy
+/// for as long as it lasts, so it is never closed to admit another connection
+/// (`connections.rs`); without this cap, a kiosk token (it sits in a display's URL)
+/// could fill the connection cap with streams.
+pub const MAX_EVENT_STREAMS_PER_CLIENT: usize = 8;
+
+/// Open event streams per client.
+#[derive(Debug, Default)]
+pub(super) struct StreamCounts(std::sync::Mutex<std::collections::HashMap<String, usize>>);
+
+/// One open event stream; its place is given back when the stream ends.
+struct StreamSlot {
+    state: Arc<ApiState>,
+    client: String,
+}
+
+impl StreamCounts {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, usize>> {
+        // Poisoned only by a panic between two map updates, each consistent.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn open_stream(state: &Arc<ApiState>, client: &str) -> Option<StreamSlot> {
+    let mut counts = state.kiosk_streams.lock();
+    let n = counts.entry(client.to_string()).or_insert(0);
+    if *n >= MAX_EVENT_STREAMS_PER_CLIENT {
+        return None;
+    }
+    *n += 1;
+    Some(StreamSlot {
+        state: state.clone(),
+        client: client.to_string(),
+    })
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut counts = self.state.kiosk_streams.lock();
+        if let Some(n) = counts.get_mut(&self.client) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.client);
+            }
+        }
+    }
+}
 
 type FrameFn = dyn Fn() -> Option<Vec<u8>> + Send + Sync;
 type MetricsFn = dyn Fn() -> String + Send + Sync;
@@ -62,10 +114,17 @@ pub(super) async fn page() -> Response {
         .into_response()
 }
 
+/// Where a request's token came from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum TokenSource {
+    Headers,
+    Url,
+}
+
 /// The `Accesstoken` header, `Authorization: Bearer`, or `?access_token=`.
-fn token(headers: &HeaderMap, uri: &Uri) -> Option<String> {
+fn token(headers: &HeaderMap, uri: &Uri) -> Option<(String, TokenSource)> {
     if let Some(t) = super::handlers::access_token(headers) {
-        return Some(t);
+        return Some((t, TokenSource::Headers));
     }
     let query = uri.query()?;
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).ok()?;
@@ -74,22 +133,32 @@ fn token(headers: &HeaderMap, uri: &Uri) -> Option<String> {
         .find(|(k, _)| k == "access_token")
         .map(|(_, v)| v.trim().to_string())
         .filter(|v| !v.is_empty())
+        .map(|v| (v, TokenSource::Url))
 }
 
+/// The message of the 429 for one event stream too many (docs/api.md).
+pub(super) const TOO_MANY_STREAMS: &str = "Too many open kiosk event streams for this client";
+
+/// The message of the 403 for a full-power token in a URL (docs/api.md).
+pub(super) const FULL_TOKEN_IN_URL: &str =
+    "A full-power token is not accepted in a URL; use a kiosk token (facegate client add NAME --scope kiosk)";
+
+/// The client of a kiosk token (header or URL) or of a full-power token (headers only).
 async fn authenticate(
     state: &Arc<ApiState>,
     headers: &HeaderMap,
     uri: &Uri,
 ) -> Result<String, Response> {
-    let refuse = |status: Status| {
-        Reply::from(status).render(state.options.envelope, state.options.http_status)
-    };
-    let token = token(headers, uri).ok_or_else(|| refuse(Status::UNAUTHORIZED))?;
+    let render = |reply: Reply| reply.render(state.options.envelope, state.options.http_status);
+    let (token, source) = token(headers, uri).ok_or_else(|| render(Status::UNAUTHORIZED.into()))?;
     let gallery = state.gallery.clone();
-    match tokio::task::spawn_blocking(move || gallery.accounts().authenticate(&token)).await {
-        Ok(Ok(client)) => Ok(client),
-        Ok(Err(e)) => Err(refuse(Status::of(&e))),
-        Err(_) => Err(refuse(Status::SERVER_ERROR)),
+    match tokio::task::spawn_blocking(move || gallery.accounts().authenticate_any(&token)).await {
+        Ok(Ok(p)) if p.scope == Scope::Full && source == TokenSource::Url => Err(render(
+            Reply::from(Status::DENIED).message(FULL_TOKEN_IN_URL),
+        )),
+        Ok(Ok(p)) => Ok(p.client),
+        Ok(Err(e)) => Err(render(Status::of(&e).into())),
+        Err(_) => Err(render(Status::SERVER_ERROR.into())),
     }
 }
 
@@ -174,6 +243,11 @@ pub(super) async fn events(
         Ok(c) => c,
         Err(r) => return r,
     };
+    let Some(slot) = open_stream(&s, &client) else {
+        return Reply::from(Status::TOO_MANY_ATTEMPTS)
+            .message(TOO_MANY_STREAMS)
+            .render(s.options.envelope, s.options.http_status);
+    };
     let last_id = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -183,14 +257,11 @@ pub(super) async fn events(
     let door = s.gallery.subscribe_door();
     let (tx, rx) = mpsc::channel(32);
     let replay_ms = s.options.kiosk_replay_secs.saturating_mul(1000);
-    tokio::spawn(stream_visits(
-        s.clone(),
-        client,
-        last_id,
-        replay_ms,
-        (live, door),
-        tx,
-    ));
+    let stream = stream_visits(s.clone(), client, last_id, replay_ms, (live, door), tx);
+    tokio::spawn(async move {
+        let _slot = slot;
+        stream.await
+    });
     let mut response = Sse::new(Events(rx))
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response();

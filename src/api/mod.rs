@@ -6,6 +6,7 @@
 //!
 //! Public face: [`ApiState`], [`ServerOptions`], [`router`], [`serve`], [`Status`].
 
+mod connections;
 mod endpoints;
 mod handlers;
 mod kiosk;
@@ -32,7 +33,7 @@ use tracing::{field, Instrument};
 use crate::config::{Config, Envelope, HttpStatusRule};
 use crate::gallery::Gallery;
 pub use endpoints::Endpoint;
-pub use kiosk::KioskHooks;
+pub use kiosk::{KioskHooks, MAX_EVENT_STREAMS_PER_CLIENT};
 use metrics::Metrics;
 pub use reply::Reply;
 pub use request::{decode_base64, MAX_FIELD_CHARS};
@@ -74,6 +75,7 @@ pub struct ApiState {
     options: ServerOptions,
     metrics: Metrics,
     kiosk: KioskHooks,
+    kiosk_streams: kiosk::StreamCounts,
 }
 
 impl ApiState {
@@ -92,6 +94,7 @@ impl ApiState {
             options,
             metrics: Metrics::default(),
             kiosk,
+            kiosk_streams: kiosk::StreamCounts::default(),
         })
     }
 }

@@ -2,12 +2,14 @@
 //! `POST /oauth/client/token` and `POST /oauth/token/revoke` (form fields `client_id`,
 //! `password`). Answers are plain JSON (no envelope), as the original's.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use serde_json::json;
 
 use super::request::form_fields;
@@ -46,13 +48,29 @@ fn unauthorized() -> Response {
         .into_response()
 }
 
-pub(super) async fn token(State(s): State<Arc<ApiState>>, uri: Uri, body: Bytes) -> Response {
+/// The peer's address, as the accept loop records it on each request.
+type Peer = Option<Extension<ConnectInfo<SocketAddr>>>;
+
+fn peer_ip(peer: Peer) -> Option<IpAddr> {
+    peer.map(|Extension(ConnectInfo(addr))| addr.ip())
+}
+
+pub(super) async fn token(
+    State(s): State<Arc<ApiState>>,
+    peer: Peer,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
     let fields = form_fields(&body, uri.query());
     let (client, password) = (field(&fields, "client_id"), field(&fields, "password"));
     let gallery = s.gallery.clone();
-    let issued =
-        tokio::task::spawn_blocking(move || gallery.accounts().issue_token(&client, &password))
-            .await;
+    let peer = peer_ip(peer);
+    let issued = tokio::task::spawn_blocking(move || {
+        gallery
+            .accounts()
+            .issue_token_from(&client, &password, peer)
+    })
+    .await;
     match issued {
         Ok(Ok(token)) => {
             axum::Json(json!({"access_token": token, "token_type": "Bearer"})).into_response()
@@ -64,6 +82,7 @@ pub(super) async fn token(State(s): State<Arc<ApiState>>, uri: Uri, body: Bytes)
 
 pub(super) async fn revoke(
     State(s): State<Arc<ApiState>>,
+    peer: Peer,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
@@ -76,8 +95,11 @@ pub(super) async fn revoke(
         .map(str::to_string)
         .unwrap_or_default();
     let gallery = s.gallery.clone();
+    let peer = peer_ip(peer);
     let revoked = tokio::task::spawn_blocking(move || {
-        gallery.accounts().revoke_token(&token, &client, &password)
+        gallery
+            .accounts()
+            .revoke_token_from(&token, &client, &password, peer)
     })
     .await;
     match revoked {

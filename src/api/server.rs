@@ -2,8 +2,9 @@
 //! limits a LAN-facing daemon needs, which `axum::serve` does not offer:
 //!
 //! - at most `max_connections` connections, and `max_connections_per_ip` from one peer
-//!   address; a connection over either cap is closed at once, before any read, so
-//!   descriptors stay free for everyone else;
+//!   address; when a cap is full, the connection idle longest is closed to admit the
+//!   new one (`connections.rs`), and only when all are busy is the new one closed at
+//!   once, before any read, so descriptors stay free for everyone else;
 //! - a connection that has not sent a complete request head within `header_timeout`
 //!   is closed (also between requests of a kept-alive connection); the TLS handshake
 //!   has the same time;
@@ -12,21 +13,21 @@
 //!
 //! Shutdown: the listener stops, open connections finish their request in flight.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::io::BufReader;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::connections::{Admission, Conn, Registry, TrackedBody};
 use super::{router, ApiState};
 
 /// Connection limits, from `[server]` (configs/facegate.toml documents each).
@@ -127,51 +128,6 @@ pub fn tls_config(
     Ok(Arc::new(config))
 }
 
-/// Connections per peer address, released when a connection ends.
-#[derive(Default)]
-struct PeerCounts(Mutex<HashMap<IpAddr, usize>>);
-
-struct PeerSlot {
-    counts: Arc<PeerCounts>,
-    ip: IpAddr,
-    _global: OwnedSemaphorePermit,
-}
-
-impl PeerCounts {
-    fn admit(
-        self: &Arc<Self>,
-        ip: IpAddr,
-        per_ip: usize,
-        global: &Arc<Semaphore>,
-    ) -> Option<PeerSlot> {
-        let permit = global.clone().try_acquire_owned().ok()?;
-        // A poisoned lock only means a thread panicked while counting; counts stay valid.
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let n = map.entry(ip).or_insert(0);
-        if *n >= per_ip {
-            return None;
-        }
-        *n += 1;
-        Some(PeerSlot {
-            counts: self.clone(),
-            ip,
-            _global: permit,
-        })
-    }
-}
-
-impl Drop for PeerSlot {
-    fn drop(&mut self) {
-        let mut map = self.counts.0.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = map.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                map.remove(&self.ip);
-            }
-        }
-    }
-}
-
 /// Serves on `listener` (over TLS when `tls` is given) until `shutdown` completes, then
 /// lets open connections finish their request in flight.
 pub async fn serve_connections(
@@ -182,8 +138,7 @@ pub async fn serve_connections(
 ) -> std::io::Result<()> {
     let limits = state.options.limits;
     let app = router(state);
-    let global = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-    let peers = Arc::new(PeerCounts::default());
+    let registry = Registry::new(limits.max_connections, limits.max_connections_per_ip);
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -206,30 +161,44 @@ pub async fn serve_connections(
             },
             _ = &mut shutdown => break,
         };
-        let Some(slot) = peers.admit(peer.ip(), limits.max_connections_per_ip.max(1), &global)
-        else {
-            tracing::debug!(%peer, "connection refused: connection cap reached");
+        let (admission, slot) = registry.admit(peer.ip());
+        let Some(slot) = slot else {
+            tracing::debug!(%peer, "connection refused: connection cap reached, none idle");
             drop(stream);
             continue;
         };
+        if admission == (Admission::Admitted { evicted: true }) {
+            tracing::debug!(%peer, "admitted after closing an idle connection");
+        }
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
+        let conn = slot.0.clone();
+        let app = app.clone();
         let http = http.clone();
         let watcher = graceful.watcher();
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            match acceptor {
-                None => serve_one(&http, watcher, stream, service, peer).await,
-                Some(acceptor) => {
-                    let handshake =
-                        tokio::time::timeout(limits.header_timeout, acceptor.accept(stream)).await;
-                    match handshake {
-                        Ok(Ok(tls)) => serve_one(&http, watcher, tls, service, peer).await,
-                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+            let serve = async {
+                match acceptor {
+                    None => serve_one(&http, watcher, stream, app, &conn, peer).await,
+                    Some(acceptor) => {
+                        let handshake =
+                            tokio::time::timeout(limits.header_timeout, acceptor.accept(stream))
+                                .await;
+                        match handshake {
+                            Ok(Ok(tls)) => serve_one(&http, watcher, tls, app, &conn, peer).await,
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed")
+                            }
+                            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                        }
                     }
                 }
+            };
+            // Evicted (idle while the caps were full): dropping the connection closes it.
+            tokio::select! {
+                () = serve => {}
+                () = conn.evicted() => tracing::debug!(%peer, "idle connection evicted"),
             }
         });
     }
@@ -238,15 +207,30 @@ pub async fn serve_connections(
     Ok(())
 }
 
+/// Serves one connection's requests: each carries the peer's address (`ConnectInfo`,
+/// for the login budgets) and keeps the connection busy until its answer is sent.
 async fn serve_one<S>(
     http: &hyper::server::conn::http1::Builder,
     watcher: hyper_util::server::graceful::Watcher,
     stream: S,
-    service: TowerToHyperService<axum::Router>,
+    app: axum::Router,
+    conn: &Arc<Conn>,
     peer: SocketAddr,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let conn = conn.clone();
+    let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+        let busy = conn.begin_request();
+        request.extensions_mut().insert(ConnectInfo(peer));
+        let answer = tower_service::Service::call(&mut app.clone(), request);
+        async move {
+            let response = answer.await?;
+            Ok::<_, std::convert::Infallible>(
+                response.map(|body| axum::body::Body::new(TrackedBody::new(body, busy))),
+            )
+        }
+    });
     let conn = http.serve_connection(TokioIo::new(stream), service);
     if let Err(e) = watcher.watch(conn).await {
         tracing::debug!(%peer, error = %e, "connection ended with an error");

@@ -99,7 +99,7 @@ impl Status {
         match error {
             Error::Unauthorized => Status::UNAUTHORIZED,
             Error::TooManyAttempts { .. } => Status::TOO_MANY_ATTEMPTS,
-            Error::QuotaExhausted(_) => Status::DENIED,
+            Error::QuotaExhausted(_) | Error::OutOfScope => Status::DENIED,
             Error::GalleryNotFound => Status::GALLERY_NOT_FOUND,
             Error::GalleryExists => Status::GALLERY_EXISTS,
             Error::UserNotFound => Status::USER_NOT_FOUND,

@@ -8,18 +8,23 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Subcommand;
 use facegate::config::Config;
-use facegate::gallery::{Accounts, Settings};
+use facegate::gallery::{Accounts, Scope, Settings};
 use facegate::store::Store;
 
 #[derive(Subcommand, Debug)]
 pub enum ClientCommand {
-    /// Create a client; prints its new token alone on the last line.
+    /// Create a client; prints its new token alone on the last line. With `--scope
+    /// kiosk`: a kiosk token for the client (created if missing, else kept as it is).
     Add {
         name: String,
         /// Also set a password for /oauth/client/token (read from stdin, or from
         /// FACEGATE_CLIENT_PASSWORD).
         #[arg(long)]
         password: bool,
+        /// `full` (every endpoint, the default) or `kiosk` (only the client's kiosk
+        /// events and frame: the token for the kiosk page's URL).
+        #[arg(long, default_value = "full", value_parser = parse_scope)]
+        scope: Scope,
     },
     /// List clients with their token count and usage.
     List,
@@ -36,7 +41,24 @@ pub fn run(config: &Config, command: &ClientCommand) -> anyhow::Result<ExitCode>
     );
     let accounts = Accounts::new(store, Settings::from_config(config).quota);
     match command {
-        ClientCommand::Add { name, password } => {
+        ClientCommand::Add {
+            name,
+            scope: Scope::Kiosk,
+            password,
+        } => {
+            anyhow::ensure!(
+                !*password,
+                "--password is for full-power clients, not with --scope kiosk"
+            );
+            let token = accounts.add_kiosk_token(name)?;
+            println!("kiosk token of client {name} (only its kiosk page and events; shown once):");
+            println!("{token}");
+        }
+        ClientCommand::Add {
+            name,
+            scope: Scope::Full,
+            password,
+        } => {
             let password = if *password {
                 Some(read_password()?)
             } else {
@@ -72,6 +94,10 @@ pub fn run(config: &Config, command: &ClientCommand) -> anyhow::Result<ExitCode>
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn parse_scope(text: &str) -> Result<Scope, String> {
+    Scope::parse(text).ok_or_else(|| format!("unknown scope {text:?} (full or kiosk)"))
 }
 
 fn read_password() -> anyhow::Result<String> {

@@ -152,7 +152,8 @@ pub struct ServerConfig {
     pub envelope: Envelope,
     pub http_status: HttpStatusRule,
     pub shutdown_grace_secs: u64,
-    /// Open connections at most; more are closed at once.
+    /// Open connections at most; beyond it the longest-idle one is closed to admit a
+    /// new one, or the new one when none is idle.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
     /// Open connections from one peer address at most.

@@ -5,6 +5,12 @@
 //! stored under) and only its SHA-256 is stored, compared in constant time. Passwords
 //! are stored as PBKDF2-HMAC-SHA256 with a random salt.
 //!
+//! A token has a [`Scope`]: full power (every endpoint of its client), or `kiosk` (only
+//! the kiosk screen's routes of its client: safe to put in the screen's URL). A kiosk
+//! token reads `kiosk_` + 43 characters and is stored under `kiosk_` + its next 12, with
+//! the scope in its record: the record decides, the prefix only keeps binaries that
+//! predate scopes from finding it (they refuse it rather than grant full power).
+//!
 //! API hits are counted in memory and added to the stored counters in batches
 //! ([`Accounts::flush_hits`]: every `store.hits_flush_secs` and at shutdown), so that a
 //! read request (identify, verify, compare) commits nothing and syncs nothing to disk.
@@ -14,6 +20,7 @@
 //! here (clients, tokens) is durable before it returns.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
@@ -38,6 +45,51 @@ pub const MAX_OAUTH_TOKENS: usize = 10;
 const SCHEME: &str = "pbkdf2-sha256-len";
 /// The first scheme (bare password): still verified, for hashes stored before.
 const SCHEME_BARE: &str = "pbkdf2-sha256";
+
+/// What a token may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// Every endpoint of its client.
+    Full,
+    /// Only the kiosk routes (events, frame) of its client.
+    Kiosk,
+}
+
+impl Scope {
+    const KIOSK_PREFIX: &'static str = "kiosk_";
+
+    /// `full` or `kiosk` (the `--scope` values of `facegate client add`).
+    pub fn parse(text: &str) -> Option<Scope> {
+        match text {
+            "full" => Some(Scope::Full),
+            "kiosk" => Some(Scope::Kiosk),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Full => "full",
+            Scope::Kiosk => "kiosk",
+        }
+    }
+
+    /// The scope a stored record names; an unknown name (a newer binary's) is `None`
+    /// and its token is refused.
+    fn of_record(record: &TokenRecord) -> Option<Scope> {
+        match record.scope.as_deref() {
+            None => Some(Scope::Full),
+            Some(name) => Scope::parse(name),
+        }
+    }
+}
+
+/// Who a token speaks for and what it may do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal {
+    pub client: String,
+    pub scope: Scope,
+}
 
 /// What get-counters reports for an unlimited quota (fits a signed 32-bit integer).
 pub const UNLIMITED_REPORTED: u64 = i32::MAX as u64;
@@ -95,7 +147,7 @@ impl Accounts {
     pub fn add_client(&self, name: &str, password: Option<&str>) -> Result<String, Error> {
         check_name(name)?;
         let password_hash = password.map(hash_password);
-        let token = new_token();
+        let token = new_token(Scope::Full);
         self.writes.commit(|w| {
             if w.reader().client(name)?.is_some() {
                 return Err(Error::ClientExists(name.to_string()));
@@ -107,6 +159,25 @@ impl Accounts {
             })?;
             put_token(w, name, &token, "cli")?;
             Ok(())
+        })?;
+        Ok(token)
+    }
+
+    /// `facegate client add NAME --scope kiosk`: a new kiosk token for `name`, which is
+    /// created (without password, without a full-power token) if it does not exist yet;
+    /// the client's other tokens are untouched.
+    pub fn add_kiosk_token(&self, name: &str) -> Result<String, Error> {
+        check_name(name)?;
+        let token = new_token(Scope::Kiosk);
+        self.writes.commit(|w| {
+            if w.reader().client(name)?.is_none() {
+                w.put_client(&ClientRecord {
+                    name: name.to_string(),
+                    created_at: store::now(),
+                    password_hash: None,
+                })?;
+            }
+            put_token(w, name, &token, "cli")
         })?;
         Ok(token)
     }
@@ -146,7 +217,7 @@ impl Accounts {
 
     /// Revokes every token of a client and issues a new one.
     pub fn rotate(&self, name: &str) -> Result<String, Error> {
-        let token = new_token();
+        let token = new_token(Scope::Full);
         self.writes.commit(|w| {
             if w.reader().client(name)?.is_none() {
                 return Err(Error::UnknownClient(name.to_string()));
@@ -159,12 +230,23 @@ impl Accounts {
         Ok(token)
     }
 
-    /// The client a token belongs to.
+    /// The client of a full-power token; a valid token of a narrower scope is
+    /// `OutOfScope` (403), anything else `Unauthorized` (401).
     pub fn authenticate(&self, token: &str) -> Result<String, Error> {
+        let principal = self.authenticate_any(token)?;
+        match principal.scope {
+            Scope::Full => Ok(principal.client),
+            Scope::Kiosk => Err(Error::OutOfScope),
+        }
+    }
+
+    /// The client a token of any scope belongs to, and its scope.
+    pub fn authenticate_any(&self, token: &str) -> Result<Principal, Error> {
         let token = normalize(token).ok_or(Error::Unauthorized)?;
+        let key = token_key(token).ok_or(Error::Unauthorized)?;
         let digest = Sha256::digest(token.as_bytes());
         self.store.read(|r| {
-            let Some(record) = r.token(&token[..TOKEN_ID_LEN])? else {
+            let Some(record) = r.token(key)? else {
                 return Err(Error::Unauthorized);
             };
             let stored = hex_decode(&record.sha256);
@@ -174,15 +256,34 @@ impl Accounts {
             if r.client(&record.client)?.is_none() {
                 return Err(Error::Unauthorized);
             }
-            Ok(record.client)
+            let scope = Scope::of_record(&record).ok_or(Error::Unauthorized)?;
+            // The key's prefix and the record agree, or the record is not trusted.
+            if key.starts_with(Scope::KIOSK_PREFIX) != (scope == Scope::Kiosk) {
+                return Err(Error::Unauthorized);
+            }
+            Ok(Principal {
+                client: record.client,
+                scope,
+            })
         })
     }
 
     /// `/oauth/client/token`: a new token for a client that has a password. Beyond
     /// [`MAX_OAUTH_TOKENS`] of them, the oldest are revoked.
     pub fn issue_token(&self, client: &str, password: &str) -> Result<String, Error> {
-        self.check_password(client, password)?;
-        let token = new_token();
+        self.issue_token_from(client, password, None)
+    }
+
+    /// As [`Accounts::issue_token`], for a request from `peer` (its failed attempts
+    /// also count against the address's budget).
+    pub fn issue_token_from(
+        &self,
+        client: &str,
+        password: &str,
+        peer: Option<IpAddr>,
+    ) -> Result<String, Error> {
+        self.check_password(client, password, peer)?;
+        let token = new_token(Scope::Full);
         self.writes.commit(|w| {
             let mut issued: Vec<(String, TokenRecord)> = w
                 .reader()
@@ -202,23 +303,42 @@ impl Accounts {
 
     /// `/oauth/token/revoke`: the token stops working (it must belong to the client).
     pub fn revoke_token(&self, token: &str, client: &str, password: &str) -> Result<(), Error> {
-        self.check_password(client, password)?;
-        if self.authenticate(token)? != client {
+        self.revoke_token_from(token, client, password, None)
+    }
+
+    /// As [`Accounts::revoke_token`], for a request from `peer`.
+    pub fn revoke_token_from(
+        &self,
+        token: &str,
+        client: &str,
+        password: &str,
+        peer: Option<IpAddr>,
+    ) -> Result<(), Error> {
+        self.check_password(client, password, peer)?;
+        if self.authenticate_any(token)?.client != client {
             return Err(Error::Unauthorized);
         }
-        let id = normalize(token).ok_or(Error::Unauthorized)?[..TOKEN_ID_LEN].to_string();
+        let key = normalize(token)
+            .and_then(token_key)
+            .ok_or(Error::Unauthorized)?
+            .to_string();
         self.writes
-            .commit(|w| Ok(w.delete_token(&id).map(|_| ())?))?;
+            .commit(|w| Ok(w.delete_token(&key).map(|_| ())?))?;
         Ok(())
     }
 
     /// Within the failed-login budgets (else `TooManyAttempts`, before any hashing),
     /// one password hash whether or not the client exists or has a password (a dummy
     /// hash stands in), so the answer's time does not tell which names exist.
-    fn check_password(&self, client: &str, password: &str) -> Result<(), Error> {
+    fn check_password(
+        &self,
+        client: &str,
+        password: &str,
+        peer: Option<IpAddr>,
+    ) -> Result<(), Error> {
         let attempt = self
             .logins
-            .begin(client)
+            .begin(client, peer)
             .map_err(|retry_after_secs| Error::TooManyAttempts { retry_after_secs })?;
         let record = self.store.read(|r| r.client(client))?;
         let ok = match record.and_then(|c| c.password_hash) {
@@ -332,6 +452,17 @@ fn normalize(token: &str) -> Option<&str> {
     (token.len() >= TOKEN_ID_LEN + 8 && token.is_ascii()).then_some(token)
 }
 
+/// The key a (normalized, ASCII) token is stored under: its first 12 characters, or
+/// for a kiosk token its prefix and the 12 after it.
+fn token_key(token: &str) -> Option<&str> {
+    let prefix = if token.starts_with(Scope::KIOSK_PREFIX) {
+        Scope::KIOSK_PREFIX.len()
+    } else {
+        0
+    };
+    token.get(..prefix + TOKEN_ID_LEN)
+}
+
 fn check_name(name: &str) -> Result<(), Error> {
     if name.is_empty()
         || name.chars().count() > 120
@@ -352,21 +483,36 @@ fn put_token(
     token: &str,
     origin: &str,
 ) -> Result<(), Error> {
+    let key = token_key(token).ok_or(Error::Unauthorized)?;
+    let scope = if key.starts_with(Scope::KIOSK_PREFIX) {
+        Some(Scope::Kiosk.as_str().to_string())
+    } else {
+        None
+    };
     let record = TokenRecord {
         client: client.to_string(),
         sha256: hex(&Sha256::digest(token.as_bytes())),
         created_at: store::now(),
         origin: origin.to_string(),
+        scope,
     };
-    // Tokens come from `new_token`: 43 ASCII characters, so the slice is in bounds.
-    w.put_token(&token[..TOKEN_ID_LEN], &record)?;
+    w.put_token(key, &record)?;
     Ok(())
 }
 
-fn new_token() -> String {
-    let mut bytes = [0u8; 32];
-    rand::thread_rng().fill_bytes(&mut bytes);
-    URL_SAFE_NO_PAD.encode(bytes)
+/// 32 random bytes, URL-safe base64 (43 characters); kiosk tokens carry their prefix.
+/// A full-power token never starts with the kiosk prefix: such a draw is redrawn.
+fn new_token(scope: Scope) -> String {
+    loop {
+        let mut bytes = [0u8; 32];
+        rand::thread_rng().fill_bytes(&mut bytes);
+        let random = URL_SAFE_NO_PAD.encode(bytes);
+        match scope {
+            Scope::Kiosk => return format!("{}{random}", Scope::KIOSK_PREFIX),
+            Scope::Full if !random.starts_with(Scope::KIOSK_PREFIX) => return random,
+            Scope::Full => continue,
+        }
+    }
 }
 
 fn hash_password(password: &str) -> String {
@@ -393,7 +539,7 @@ fn length_prefixed(password: &str) -> Vec<u8> {
 /// unknown names cost the same work as known ones.
 fn dummy_hash() -> &'static str {
     static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    DUMMY.get_or_init(|| hash_password(&new_token()))
+    DUMMY.get_or_init(|| hash_password(&new_token(Scope::Full)))
 }
 
 fn verify_password(password: &str, stored: &str) -> bool {
@@ -455,6 +601,41 @@ mod tests {
         assert_eq!(a.authenticate(&new).unwrap(), "kiosk");
         assert_eq!(a.revoke_all("kiosk").unwrap(), 1);
         assert!(matches!(a.authenticate(&new), Err(Error::Unauthorized)));
+    }
+
+    #[test]
+    fn a_kiosk_token_is_stored_with_its_scope_and_opens_nothing_else() {
+        let (_dir, a) = accounts(Quota::default());
+        let full = a.add_client("door", None).unwrap();
+        let kiosk = a.add_kiosk_token("door").unwrap();
+        assert!(kiosk.starts_with("kiosk_"), "{kiosk}");
+        assert_eq!(
+            a.authenticate_any(&kiosk).unwrap(),
+            Principal {
+                client: "door".into(),
+                scope: Scope::Kiosk
+            }
+        );
+        assert!(matches!(a.authenticate(&kiosk), Err(Error::OutOfScope)));
+        assert_eq!(a.authenticate(&full).unwrap(), "door");
+        // Durable: the record names the scope, under the prefixed key; a binary that
+        // predates scopes looks the token up by its first 12 characters and finds none.
+        let record = a.store.read(|r| r.token(&kiosk[..18])).unwrap().unwrap();
+        assert_eq!(record.scope.as_deref(), Some("kiosk"));
+        assert!(a.store.read(|r| r.token(&kiosk[..12])).unwrap().is_none());
+        // The kiosk prefix on a full token's text is another token.
+        assert!(matches!(
+            a.authenticate_any(&format!("kiosk_{full}")),
+            Err(Error::Unauthorized)
+        ));
+        // A new client gets only the kiosk token; revoke removes both kinds.
+        let lone = a.add_kiosk_token("hall").unwrap();
+        assert!(matches!(a.authenticate(&lone), Err(Error::OutOfScope)));
+        assert_eq!(a.revoke_all("door").unwrap(), 2);
+        assert!(matches!(
+            a.authenticate_any(&kiosk),
+            Err(Error::Unauthorized)
+        ));
     }
 
     #[test]

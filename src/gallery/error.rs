@@ -38,6 +38,9 @@ pub fn check_id(what: &str, id: &str) -> Result<(), Error> {
 pub enum Error {
     #[error("access token missing or not valid")]
     Unauthorized,
+    /// A valid token whose scope does not cover this route (a kiosk token elsewhere).
+    #[error("the access token's scope does not allow this")]
+    OutOfScope,
     #[error("too many failed logins; retry in {retry_after_secs} s")]
     TooManyAttempts { retry_after_secs: u64 },
     #[error("quota exhausted: {0:?}")]

@@ -19,6 +19,7 @@ mod export;
 mod faces;
 mod galleries;
 mod login_throttle;
+pub use login_throttle::PEER_BURST as PEER_LOGIN_BURST;
 mod ops;
 mod outbox;
 mod reembed;
@@ -36,7 +37,9 @@ use crate::vision::Pipeline;
 use commit::WritePath;
 
 pub use crate::store::MAX_ID_BYTES;
-pub use accounts::{Accounts, ClientSummary, Remaining, MAX_OAUTH_TOKENS, UNLIMITED_REPORTED};
+pub use accounts::{
+    Accounts, ClientSummary, Principal, Remaining, Scope, MAX_OAUTH_TOKENS, UNLIMITED_REPORTED,
+};
 pub use central::{central_ops, wire_template, CentralUser};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use door::OpenCommand;

@@ -26,6 +26,12 @@ pub struct TokenRecord {
     pub created_at: u64,
     /// "cli" or "oauth".
     pub origin: String,
+    /// What the token may do: absent for a full-power token, "kiosk" for one that only
+    /// reads its client's kiosk routes (gallery::Scope). Scoped tokens are stored under
+    /// a key with the scope's prefix, so a binary that predates scopes finds none of
+    /// them (a downgrade refuses them instead of granting full power).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -3,7 +3,7 @@
 //! that hold the server without sending a request. Each gets its documented answer.
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{IpAddr, Ipv4Addr, TcpStream};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -120,10 +120,19 @@ fn ids_over_the_key_limit_are_400_and_ascii_ids_of_120_characters_work() {
 }
 
 fn login(server: &TestServer, client: &str, password: &str) -> Resp {
+    login_from(LOCAL, server, client, password)
+}
+
+const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
+/// Another peer address on the loopback interface.
+const SECOND: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+const THIRD: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3));
+
+fn login_from(from: IpAddr, server: &TestServer, client: &str, password: &str) -> Resp {
     let body =
         serde_urlencoded::to_string([("client_id", client), ("password", password)]).unwrap();
-    http(
-        server.addr,
+    http_on(
+        connect_from(from, server.addr),
         "POST",
         "/oauth/client/token",
         &[("Content-Type", "application/x-www-form-urlencoded")],
@@ -159,13 +168,45 @@ fn password_guessing_is_refused_cheaply_once_over_the_budget() {
         .headers
         .to_ascii_lowercase()
         .contains("retry-after:"));
-    // Unknown names are throttled alike (an answer never tells which names exist).
-    let unknown: Vec<u16> = (0..8).map(|_| login(&server, "nobody", "x").http).collect();
+    // Unknown names are throttled alike (an answer never tells which names exist);
+    // from another address, whose own budget is untouched.
+    let unknown: Vec<u16> = (0..8)
+        .map(|_| login_from(SECOND, &server, "nobody", "x").http)
+        .collect();
     assert_eq!(
         unknown.iter().filter(|&&s| s == 401).count(),
         5,
         "{unknown:?}"
     );
+}
+
+#[test]
+fn one_address_guessing_many_names_is_refused_cheaply_and_other_addresses_still_log_in() {
+    let server = TestServer::start();
+    server
+        .gallery
+        .accounts()
+        .add_client("app", Some("hunter2"))
+        .unwrap();
+    // A different name each time, so no name's budget is the limit: the address's is.
+    let answers: Vec<u16> = (0..16)
+        .map(|i| login_from(SECOND, &server, &format!("guess{i}"), "x").http)
+        .collect();
+    let checked = answers.iter().filter(|&&s| s == 401).count();
+    assert_eq!(
+        checked,
+        facegate::gallery::PEER_LOGIN_BURST as usize,
+        "{answers:?}"
+    );
+    assert!(answers[checked..].iter().all(|&s| s == 429), "{answers:?}");
+    // Limited, that address is refused even with the right password, before hashing...
+    let r = login_from(SECOND, &server, "app", "hunter2");
+    assert_eq!(r.http, 429, "{:?}", r.raw);
+    assert!(r.headers.to_ascii_lowercase().contains("retry-after:"));
+    // ...while the client logs in from its own address, and a third address still gets
+    // its wrong passwords checked (401, not 429).
+    assert_eq!(login_from(LOCAL, &server, "app", "hunter2").http, 200);
+    assert_eq!(login_from(THIRD, &server, "someone", "x").http, 401);
 }
 
 #[test]
@@ -272,20 +313,114 @@ fn a_body_without_a_token_is_never_read_and_a_trickled_one_answers_408() {
     assert_eq!(resp.status(), 408);
 }
 
+/// Opens the kiosk event stream (a request that stays in progress) and reads its head.
+fn busy_stream(server: &TestServer, token: &str) -> TcpStream {
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.write_all(
+        format!("GET /face-api/kiosk/events HTTP/1.1\r\nHost: x\r\nAccesstoken: {token}\r\n\r\n")
+            .as_bytes(),
+    )
+    .unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    s
+}
+
+/// Whether the server has closed `stream` (EOF or reset) within a short wait.
+fn is_closed(stream: &mut TcpStream) -> bool {
+    closed_within(stream, Duration::from_millis(500)).is_some()
+}
+
 #[test]
-fn connections_over_the_per_address_cap_are_closed_at_once_and_freed_on_close() {
-    let server = short_timeouts();
-    let held: Vec<TcpStream> = (0..8)
-        .map(|_| TcpStream::connect(server.addr).unwrap())
-        .collect();
+fn an_idle_flood_gives_way_to_new_connections_but_busy_ones_are_kept() {
+    // A small cap: 4 connections in all and from one address.
+    let server = TestServer::start_with_options(
+        |_| {},
+        |o| {
+            o.limits.max_connections = 4;
+            o.limits.max_connections_per_ip = 4;
+        },
+    );
+    let token = server.add_client("kiosk");
+    // One request in progress (an event stream), then idle connections that fill the
+    // cap, then a flood of 40 more: each new one closes the one idle longest.
+    let mut busy = busy_stream(&server, &token);
+    let mut idle: Vec<TcpStream> = Vec::new();
+    for _ in 0..43 {
+        idle.push(TcpStream::connect(server.addr).unwrap());
+        std::thread::sleep(Duration::from_millis(5));
+    }
     std::thread::sleep(Duration::from_millis(200));
+    // /healthz from the flood's own address gets in (closing the oldest idle one).
+    let r = http(server.addr, "GET", "/healthz", &[], b"");
+    assert_eq!(r.http, 200, "{:?}", r.raw);
+    // Every flood connection but the newest two (with /healthz, at the cap of 4
+    // beside the stream) has been closed; the busy stream has not.
+    let closed: Vec<bool> = idle.iter_mut().map(is_closed).collect();
+    assert!(closed[..41].iter().all(|&c| c), "{closed:?}");
+    assert!(!closed[41] && !closed[42], "{closed:?}");
+    server
+        .gallery
+        .record_visit(
+            facegate::store::VisitRecord {
+                client: "kiosk".into(),
+                gallery: "door".into(),
+                device_id: "door-1".into(),
+                user_id: Some("amy".into()),
+                user_name: Some("Amy".into()),
+                similarity: 0.9,
+                mask: false,
+                timestamp_ms: 1,
+                face_jpeg: Vec::new(),
+            },
+            false,
+        )
+        .unwrap();
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    while !seen.contains("\"amy\"") {
+        let n = busy.read(&mut buf).expect("the busy stream stays open");
+        assert!(n > 0, "the busy stream was closed");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    // When every connection is busy, a new one is closed at once, unanswered.
+    drop(idle);
+    let _streams: Vec<TcpStream> = (0..3).map(|_| busy_stream(&server, &token)).collect();
     let mut extra = TcpStream::connect(server.addr).unwrap();
     let _ = extra.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
     let answer = closed_within(&mut extra, Duration::from_secs(5)).expect("closed at once");
     assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));
-    drop(held);
+}
+
+#[test]
+fn a_full_address_cap_does_not_keep_other_addresses_out() {
+    let server = TestServer::start_with_options(
+        |_| {},
+        |o| {
+            o.limits.max_connections = 64;
+            o.limits.max_connections_per_ip = 4;
+        },
+    );
+    let _flood: Vec<TcpStream> = (0..20).map(|_| connect_from(SECOND, server.addr)).collect();
     std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(http(server.addr, "GET", "/healthz", &[], b"").http, 200);
+    let r = http_on(
+        connect_from(THIRD, server.addr),
+        "GET",
+        "/healthz",
+        &[],
+        b"",
+    );
+    assert_eq!(r.http, 200);
+    let r = http_on(
+        connect_from(SECOND, server.addr),
+        "GET",
+        "/healthz",
+        &[],
+        b"",
+    );
+    assert_eq!(r.http, 200);
 }
 
 #[test]

@@ -6,5 +6,6 @@ mod compat;
 mod endpoints;
 mod hardening;
 mod robustness;
+mod scopes;
 mod status_codes;
 mod support;

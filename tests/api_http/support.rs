@@ -162,7 +162,40 @@ pub fn http(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Resp {
-    let mut stream = TcpStream::connect(addr).expect("connect");
+    http_on(
+        TcpStream::connect(addr).expect("connect"),
+        method,
+        path,
+        headers,
+        body,
+    )
+}
+
+/// A connection to `addr` from the local address `from` (e.g. 127.0.0.2: another
+/// peer address on the loopback interface).
+pub fn connect_from(from: std::net::IpAddr, addr: SocketAddr) -> TcpStream {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )
+    .expect("socket");
+    socket
+        .bind(&SocketAddr::new(from, 0).into())
+        .expect("bind the source address");
+    socket.connect(&addr.into()).expect("connect");
+    socket.into()
+}
+
+/// As [`http`], on a connection already open.
+pub fn http_on(
+    mut stream: TcpStream,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Resp {
+    let addr = stream.peer_addr().expect("peer address");
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()

@@ -170,11 +170,15 @@ fn a_late_screen_gets_the_recent_visits_then_live_ones_and_resumes_after_last_ev
     let (code, _, _) = kiosk.get("/face-api/kiosk/events?access_token=not-a-token");
     assert_eq!(code, 401);
 
-    // Late screen, token in the query (as EventSource sends it).
-    let path = format!(
-        "/face-api/kiosk/events?access_token={}",
-        kiosk.enrolled.token
-    );
+    // Late screen, a kiosk token in the query (as EventSource sends it; a full-power
+    // token is refused there).
+    let kiosk_token = kiosk
+        .enrolled
+        .gallery
+        .accounts()
+        .add_kiosk_token("kiosk")
+        .unwrap();
+    let path = format!("/face-api/kiosk/events?access_token={kiosk_token}");
     let mut screen = kiosk.connect(&path, &[]);
     let (code, headers) = Kiosk::head(&mut screen);
     assert_eq!(code, 200);
@@ -249,7 +253,12 @@ fn the_kiosk_page_live_frame_and_camera_metrics_are_served() {
     let page = String::from_utf8(body).unwrap();
     assert!(page.contains("EventSource") && page.contains("Welcome, "));
 
-    let token = &kiosk.enrolled.token;
+    let token = kiosk
+        .enrolled
+        .gallery
+        .accounts()
+        .add_kiosk_token("kiosk")
+        .unwrap();
     let (code, headers, body) =
         kiosk.get(&format!("/face-api/kiosk/frame.jpg?access_token={token}"));
     assert_eq!(code, 200);
@@ -264,7 +273,7 @@ fn the_kiosk_page_live_frame_and_camera_metrics_are_served() {
         .enrolled
         .gallery
         .accounts()
-        .add_client("other", None)
+        .add_kiosk_token("other")
         .unwrap();
     assert_eq!(
         kiosk

@@ -148,7 +148,7 @@ impl Daemon {
             .unwrap();
         write!(
             stream,
-            "GET /face-api/kiosk/events?access_token={token} HTTP/1.1\r\nHost: x\r\n\r\n"
+            "GET /face-api/kiosk/events HTTP/1.1\r\nHost: x\r\nAccesstoken: {token}\r\n\r\n"
         )
         .unwrap();
         let mut visits = Vec::new();
