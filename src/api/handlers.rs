@@ -30,7 +30,8 @@ pub(super) async fn run(
         return Err(Reply::from(Status::MALFORMED).message("Method not allowed for this endpoint"));
     }
     // The token before the body: a client without one gets 401 without a byte of its
-    // body read or buffered.
+    // body read or buffered. The lookup is one LMDB read (MVCC: it never waits for a
+    // writer), a few microseconds, so it stays on the async thread.
     let token = access_token(&headers).ok_or(Status::UNAUTHORIZED)?;
     let client = state
         .gallery
@@ -47,14 +48,17 @@ pub(super) async fn run(
         })?;
     let span = tracing::Span::current();
     span.record("client", client.as_str());
-    let fields = Fields::parse(&body, uri.query())?;
-    let trx_id = fields
-        .optional_text("trx_id")?
-        .unwrap_or_else(|| format!("gen-{}", uuid::Uuid::new_v4()));
-    span.record("trx_id", trx_id.as_str());
     let gallery = state.gallery.clone();
+    let query = uri.query().map(str::to_string);
+    // Parsing a body of up to `body_limit_bytes` (megabytes of base64) takes
+    // milliseconds: off the async threads, with the work it is for.
     let task = tokio::task::spawn_blocking(move || {
         let _entered = span.enter();
+        let fields = Fields::parse(&body, query.as_deref())?;
+        let trx_id = fields
+            .optional_text("trx_id")?
+            .unwrap_or_else(|| format!("gen-{}", uuid::Uuid::new_v4()));
+        span.record("trx_id", trx_id.as_str());
         gallery
             .accounts()
             .hit(&client)
