@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::Error;
-use crate::vision::{DecodeLimits, DetectorKind, PipelineOptions};
+use crate::vision::{DecodeLimits, DetectorKind, PipelineOptions, ScoreNormalisation};
 
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -84,6 +84,20 @@ pub struct RecognitionConfig {
     pub flip_average: bool,
     pub flip_margin_cosine: f32,
     pub min_face_px: f32,
+    /// Open-set scoring of identify matches: "none" (calibrated similarity of the
+    /// cosine) or "gallery_cohort" (against the search's runner-up users; see
+    /// src/vision/open_set.rs and docs/accuracy.md).
+    pub identify_score_normalisation: IdentifyScoreNormalisation,
+    /// Runner-up users that make the cohort of "gallery_cohort".
+    pub identify_cohort_size: usize,
+}
+
+/// `recognition.identify_score_normalisation`.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum IdentifyScoreNormalisation {
+    None,
+    GalleryCohort,
 }
 
 impl Default for RecognitionConfig {
@@ -100,6 +114,8 @@ impl Default for RecognitionConfig {
             flip_average: true,
             flip_margin_cosine: 0.02,
             min_face_px: 80.0,
+            identify_score_normalisation: IdentifyScoreNormalisation::None,
+            identify_cohort_size: 10,
         }
     }
 }
@@ -448,6 +464,11 @@ impl Config {
                 "recognition.mask_margin must be 0..2 and chip_padding 0..1".into(),
             ));
         }
+        if !(2..=1000).contains(&r.identify_cohort_size) {
+            return Err(Error::Invalid(
+                "recognition.identify_cohort_size must be 2..1000".into(),
+            ));
+        }
         if self.runtime.workers == 0 || self.runtime.threads_per_model == 0 {
             return Err(Error::Invalid(
                 "runtime.workers and runtime.threads_per_model must be at least 1".into(),
@@ -532,6 +553,12 @@ impl Config {
             mask_margin: r.mask_margin,
             chip_padding: r.chip_padding,
             flip_average: r.flip_average,
+            score_normalisation: match r.identify_score_normalisation {
+                IdentifyScoreNormalisation::None => ScoreNormalisation::None,
+                IdentifyScoreNormalisation::GalleryCohort => ScoreNormalisation::GalleryCohort {
+                    cohort: r.identify_cohort_size,
+                },
+            },
             decode_limits: DecodeLimits {
                 max_side: self.images.max_side,
                 max_pixels: self.images.max_pixels,

@@ -374,7 +374,10 @@ impl Gallery {
         // the mirror was not needed (one search per request at any gallery size).
         // One candidate more than listed: whether the runner-up could swap in decides
         // the mirror too (src/vision/flip.rs).
-        let candidates = max_results.saturating_add(1);
+        // The open-set normalisation may need more runners-up than that.
+        let candidates = self
+            .pipeline
+            .identify_candidates(max_results.saturating_add(1));
         let first_search = std::cell::RefCell::new(None);
         let face = self.largest_face_deciding(
             image,
@@ -394,10 +397,12 @@ impl Gallery {
             Some((single, found)) if single == face.embedding => found?,
             _ => self.search_index(client, gallery, &face.embedding.0, candidates)?,
         };
-        let found: Vec<_> = found
+        let cosines: Vec<f32> = found.iter().map(|m| m.cosine).collect();
+        let scores = self.pipeline.identify_scores(&cosines);
+        let found: Vec<_> = scores
             .into_iter()
+            .zip(found)
             .take(max_results)
-            .map(|m| (self.pipeline.identify_score(&face.embedding, m.cosine), m))
             .filter(|(confidence, _)| *confidence >= self.settings.identify_threshold)
             .collect();
         if found.is_empty() {

@@ -144,14 +144,20 @@ impl Gallery {
         else {
             return Ok(None);
         };
-        let best = self
-            .search_index(client, gallery, &face.embedding.0, 1)?
-            .into_iter()
-            .next();
-        let similarity = best
-            .as_ref()
-            .map(|m| self.pipeline.identify_score(&face.embedding, m.cosine))
+        let found = self.search_index(
+            client,
+            gallery,
+            &face.embedding.0,
+            self.pipeline.identify_candidates(1),
+        )?;
+        let cosines: Vec<f32> = found.iter().map(|m| m.cosine).collect();
+        let similarity = self
+            .pipeline
+            .identify_scores(&cosines)
+            .first()
+            .copied()
             .unwrap_or(0.0);
+        let best = found.into_iter().next();
         let mut user = None;
         if let Some(found) = best.filter(|_| similarity >= self.settings.identify_threshold) {
             // A user deleted between the search and this read is no match.

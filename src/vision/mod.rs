@@ -16,6 +16,7 @@ mod embedder_spec;
 mod flip;
 mod mask;
 mod model_input;
+mod open_set;
 mod pipeline;
 mod sharpness;
 mod similarity;
@@ -31,6 +32,7 @@ pub use embedder_spec::{
     SpecSource,
 };
 pub use flip::{near_threshold, ranking_near};
+pub use open_set::ScoreNormalisation;
 pub use pipeline::{
     Appearance, FaceSelection, HeldSession, Pipeline, PipelineOptions, StageTimings,
 };

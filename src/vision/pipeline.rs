@@ -21,6 +21,7 @@ use super::embed::{embed, Embedding};
 use super::embedder_spec::{CropTemplate, EmbedderSpec, SpecError, SpecSource};
 use super::flip::{embed_with, Flip};
 use super::mask::{input_side, mask_probability};
+use super::open_set::ScoreNormalisation;
 use super::sharpness::chip_sharpness;
 use super::similarity::Calibration;
 use super::warp::WarpScratch;
@@ -58,6 +59,8 @@ pub struct PipelineOptions {
     /// Average the embedding with that of the mirrored chip.
     pub flip_average: bool,
     pub decode_limits: DecodeLimits,
+    /// How identify scores its matches (src/vision/open_set.rs).
+    pub score_normalisation: ScoreNormalisation,
 }
 
 impl Default for PipelineOptions {
@@ -78,6 +81,7 @@ impl Default for PipelineOptions {
             chip_padding: 0.25,
             flip_average: true,
             decode_limits: DecodeLimits::default(),
+            score_normalisation: ScoreNormalisation::None,
         }
     }
 }
@@ -259,15 +263,25 @@ impl Pipeline {
         self.calibration().similarity(cosine)
     }
 
-    /// The score identify-face compares with its threshold, for the best match's
-    /// `cosine` to `probe`.
-    pub fn identify_score(&self, _probe: &Embedding, cosine: f32) -> f32 {
-        self.similarity(cosine)
+    /// The scores identify compares with its threshold (0..1), one per user of
+    /// `ranked`: each user's best cosine to the probe, best first, as the index answers
+    /// a search for [`Pipeline::identify_candidates`] users. identify-face, the camera
+    /// recogniser and `eval identify` all score through here.
+    pub fn identify_scores(&self, ranked: &[f32]) -> Vec<f32> {
+        self.options
+            .score_normalisation
+            .scores(&self.calibration(), ranked)
+    }
+
+    /// How many users an identify search must return so that its first `listed` can be
+    /// scored (the normalisation's cohort needs the runners-up).
+    pub fn identify_candidates(&self, listed: usize) -> usize {
+        self.options.score_normalisation.candidates(listed)
     }
 
     /// Name of the open-set score normalisation in use (for reports).
     pub fn score_normalisation_name(&self) -> &'static str {
-        "none"
+        self.options.score_normalisation.name()
     }
 
     /// Identifies the embedding space: embedder file bytes, chip layout, flip averaging

@@ -9,7 +9,8 @@
 //! rank-1 correct) is reported as mean and std.
 //!
 //! Searches go through [`facegate::index::Index`] (insert/search) and scores through the
-//! pipeline's [`facegate::vision::Pipeline::identify_score`], exactly as identify-face.
+//! pipeline's [`facegate::vision::Pipeline::identify_scores`] (with the open-set
+//! normalisation of `recognition.identify_score_normalisation`), exactly as identify-face.
 //! Rank-5 needs more than the best match, so it is counted from each probe's cosine to
 //! every gallery template (and rank-1 from it is checked against the index's answer).
 //! An image without a face counts: a probe without a face is a miss (and never a false
@@ -40,6 +41,10 @@ pub struct IdentifyArgs {
     /// Threads (default: runtime.workers).
     #[arg(long)]
     threads: Option<usize>,
+    /// Keep the embeddings in this file and reuse them when the embedder fingerprint and
+    /// the image list match (compares scoring options without embedding again).
+    #[arg(long)]
+    embeddings_cache: Option<PathBuf>,
 }
 
 /// Seeds of the five open-set splits (fixed so that runs compare).
@@ -241,13 +246,19 @@ fn answer(
         )
     };
     let found = index
-        .search("eval", "gallery", probe.as_slice(), 1, exact)
-        .ok()?
-        .into_iter()
-        .next()?;
+        .search(
+            "eval",
+            "gallery",
+            probe.as_slice(),
+            pipeline.identify_candidates(1),
+            exact,
+        )
+        .ok()?;
+    let cosines: Vec<f32> = found.iter().map(|m| m.cosine).collect();
+    let score = *pipeline.identify_scores(&cosines).first()?;
     Some(Answer {
-        person: found.user_id.to_string(),
-        score: pipeline.identify_score(probe, found.cosine),
+        person: found.into_iter().next()?.user_id.to_string(),
+        score,
     })
 }
 
@@ -269,12 +280,24 @@ pub fn run(config: &Config, args: &IdentifyArgs) -> anyhow::Result<ExitCode> {
     let roles = protocol(&samples);
     let pipeline = crate::cmd::load_pipeline(config)?;
     let threads = args.threads.unwrap_or(config.runtime.workers);
-    let bar = crate::cmd::progress::bar(samples.len() as u64, "embedding");
     let start = Instant::now();
-    let embeddings: Vec<Option<Embedding>> =
-        super::parallel_map(&samples, threads, &bar, |s| embed(&pipeline, &s.file));
+    let cached = args
+        .embeddings_cache
+        .as_deref()
+        .and_then(|f| read_cache(f, pipeline.fingerprint(), &samples));
+    let embeddings: Vec<Option<Embedding>> = match cached {
+        Some(e) => e,
+        None => {
+            let bar = crate::cmd::progress::bar(samples.len() as u64, "embedding");
+            let e = super::parallel_map(&samples, threads, &bar, |s| embed(&pipeline, &s.file));
+            bar.finish_and_clear();
+            if let Some(file) = &args.embeddings_cache {
+                write_cache(file, pipeline.fingerprint(), &samples, &e)?;
+            }
+            e
+        }
+    };
     let embed_secs = start.elapsed().as_secs_f64();
-    bar.finish_and_clear();
     let no_face = embeddings.iter().filter(|e| e.is_none()).count();
 
     // Closed set: enrolled + all distractors.
@@ -375,9 +398,47 @@ pub fn run(config: &Config, args: &IdentifyArgs) -> anyhow::Result<ExitCode> {
         "embedder": config.models.embedder,
         "flip_average": config.recognition.flip_average,
         "score_normalisation": pipeline.score_normalisation_name(),
+        "identify_cohort_size": config.recognition.identify_cohort_size,
         "fingerprint": pipeline.fingerprint(),
     });
     crate::cmd::print_report(&report, args.json)
+}
+
+/// The cache file: a JSON object {fingerprint, files, embeddings}.
+fn read_cache(
+    file: &Path,
+    fingerprint: &str,
+    samples: &[Sample],
+) -> Option<Vec<Option<Embedding>>> {
+    let text = std::fs::read_to_string(file).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let files: Vec<String> = samples
+        .iter()
+        .map(|s| s.file.display().to_string())
+        .collect();
+    if v["fingerprint"].as_str() != Some(fingerprint) || v["files"] != json!(files) {
+        return None;
+    }
+    let rows: Vec<Option<Vec<f32>>> = serde_json::from_value(v["embeddings"].clone()).ok()?;
+    (rows.len() == samples.len()).then(|| rows.into_iter().map(|r| r.map(Embedding)).collect())
+}
+
+fn write_cache(
+    file: &Path,
+    fingerprint: &str,
+    samples: &[Sample],
+    embeddings: &[Option<Embedding>],
+) -> anyhow::Result<()> {
+    let files: Vec<String> = samples
+        .iter()
+        .map(|s| s.file.display().to_string())
+        .collect();
+    let rows: Vec<Option<&[f32]>> = embeddings
+        .iter()
+        .map(|e| e.as_ref().map(|e| e.as_slice()))
+        .collect();
+    let body = json!({"fingerprint": fingerprint, "files": files, "embeddings": rows});
+    std::fs::write(file, body.to_string()).with_context(|| file.display().to_string())
 }
 
 fn embed(pipeline: &Pipeline, file: &Path) -> Option<Embedding> {
