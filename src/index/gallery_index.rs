@@ -28,9 +28,22 @@ pub const MAX_DIM: usize = 65_535;
 /// are needed. Four per requested result, at least this many.
 const MIN_CANDIDATES: usize = 32;
 
-/// Rows the coarse scan keeps for the fine tier at least (re-scoring one costs about as
-/// much as scanning a few hundred): 16 per requested result, at least this many.
-const MIN_COARSE_CANDIDATES: usize = 128;
+/// Coarse candidates re-scored with the fine tier at first: 16 per requested result, at
+/// least this many (re-scoring one costs about as much as scanning a few dozen rows).
+const MIN_REFINED: usize = 128;
+
+/// Rows the coarse scan keeps: 1/64 of the gallery between these bounds (16 per
+/// requested result at least). Keeping more costs little (a threshold test per row, and
+/// only the best are re-scored), and a query with no good match needs several hundred
+/// at a million templates; too few would mean another pass over all codes.
+const COARSE_KEPT: (usize, usize) = (128, 4096);
+
+fn coarse_candidates(n: usize, k: usize) -> usize {
+    (n / 64)
+        .clamp(COARSE_KEPT.0, COARSE_KEPT.1)
+        .max(k.saturating_mul(16))
+        .min(n)
+}
 
 /// Rows whose coarse dot products are computed in one call (2 KB of i32 + 2 KB of
 /// bounds on the stack; one CPU-feature dispatch per block).
@@ -322,17 +335,24 @@ impl GalleryIndex {
         let coded = CodedQuery::new(&query, self.padded);
         let n = self.len();
         let mut scored: IdMap<usize, Option<f32>> = IdMap::default();
-        let mut coarse_take = k.saturating_mul(16).max(MIN_COARSE_CANDIDATES).min(n);
+        let mut coarse_take = coarse_candidates(n, k);
+        let first_refine = k.saturating_mul(16).max(MIN_REFINED);
         let mut take = k.saturating_mul(4).max(MIN_CANDIDATES);
-        let mut refined = 0;
-        let mut scans = 0;
+        let (mut refined, mut scans) = (0, 0);
         loop {
-            let (candidates, coarse_cutoff) = self.top_coarse_bounds(&coded, coarse_take);
+            let (mut coarse, coarse_cutoff) = self.top_coarse_bounds(&coded, coarse_take);
             scans += 1;
-            refined += candidates.len();
-            let fine = self.fine_bounds(&coded, candidates);
+            // The best coarse bounds first (unordered among themselves; linear time).
+            let mut refine = first_refine.min(coarse.len());
+            best_first(&mut coarse, refine, |a, b| b.cmp(a));
+            let mut fine = self.fine_bounds(&coded, &coarse[..refine]);
+            let mut unrefined_cutoff = max_score(coarse[refine..].iter().map(|r| r.0));
+            refined += refine;
             loop {
                 let upto = take.min(fine.len());
+                best_first(&mut fine, upto, |a, b| {
+                    b.0.total_cmp(&a.0).then(a.1.cmp(&b.1))
+                });
                 for &(_, row) in &fine[..upto] {
                     if let std::collections::hash_map::Entry::Vacant(slot) = scored.entry(row) {
                         let score = exact(&self.users[row], self.ids[row])?
@@ -343,12 +363,19 @@ impl GalleryIndex {
                     }
                 }
                 let best = self.best_users(&scored, k);
-                let fine_cutoff = fine.get(upto).map_or(f64::NEG_INFINITY, |f| f.0);
+                // The highest bound of any row not scored exactly, per reason.
+                let fine_cutoff = fine[upto..]
+                    .iter()
+                    .map(|f| f.0)
+                    .fold(f64::NEG_INFINITY, f64::max);
                 let kth = best.get(k - 1).map(|m| m.cosine);
-                let settled =
-                    kth.is_some_and(|kth| coarse_cutoff < kth && fine_cutoff < f64::from(kth));
-                let everything = coarse_take == n && upto == fine.len();
-                if settled || everything {
+                let below = |cutoff: f64| kth.is_some_and(|kth| cutoff < f64::from(kth));
+                let everything = coarse_take == n && refine == coarse.len() && upto == fine.len();
+                if everything
+                    || (below(fine_cutoff)
+                        && below(f64::from(unrefined_cutoff))
+                        && below(f64::from(coarse_cutoff)))
+                {
                     return Ok(Found {
                         matches: best,
                         reranked: scored.len(),
@@ -356,11 +383,27 @@ impl GalleryIndex {
                         scans,
                     });
                 }
-                let fine_settled = kth.is_some_and(|kth| fine_cutoff < f64::from(kth));
-                if upto == fine.len() || (fine_settled && coarse_take < n) {
+                if !below(fine_cutoff) && upto < fine.len() {
+                    take = take.saturating_mul(4);
+                } else if !below(f64::from(unrefined_cutoff)) && refine < coarse.len() {
+                    let more = refine.saturating_mul(4).min(coarse.len());
+                    best_first(&mut coarse[refine..], more - refine, |a, b| b.cmp(a));
+                    fine.extend(self.fine_bounds(&coded, &coarse[refine..more]));
+                    refined += more - refine;
+                    refine = more;
+                    unrefined_cutoff = max_score(coarse[refine..].iter().map(|r| r.0));
+                } else if coarse_take < n {
                     break;
+                } else {
+                    // Unreachable: with every row a coarse candidate, refined and
+                    // re-ranked, `everything` held above.
+                    return Ok(Found {
+                        matches: best,
+                        reranked: scored.len(),
+                        refined,
+                        scans,
+                    });
                 }
-                take = take.saturating_mul(4);
             }
             coarse_take = coarse_take.saturating_mul(4).min(n);
         }
@@ -400,7 +443,7 @@ impl GalleryIndex {
     /// lowest of those bounds (-inf when every row is taken). One pass over the coarse
     /// codes; the bounds of a block are computed together (vectorised) and only those
     /// above the selection's floor are kept.
-    fn top_coarse_bounds(&self, query: &CodedQuery, take: usize) -> (Vec<usize>, f32) {
+    fn top_coarse_bounds(&self, query: &CodedQuery, take: usize) -> (Vec<Ranked>, f32) {
         let mut best = Selection::new(take, self.len());
         let mut uppers = [0f32; BLOCK_ROWS];
         let scale = query.codes.scale;
@@ -408,25 +451,37 @@ impl GalleryIndex {
             let rows = dots.len();
             let scales = &self.coarse_scales[first..first + rows];
             let errors = &self.coarse_errors[first..first + rows];
-            for (((upper, dot), s), e) in uppers.iter_mut().zip(dots).zip(scales).zip(errors) {
-                *upper = *dot as f32 * (scale * s) + query.lift + query.grow * e;
+            let uppers = &mut uppers[..rows];
+            for i in 0..rows {
+                uppers[i] =
+                    dots[i] as f32 * (scale * scales[i]) + query.lift + query.grow * errors[i];
             }
-            for (i, upper) in uppers[..rows].iter().enumerate() {
-                best.offer(*upper, first + i);
+            // Eight rows at a time: one vectorised test against the floor, and the rows
+            // only looked at one by one when one of them passes.
+            for (c, chunk) in uppers.chunks(8).enumerate() {
+                let floor = best.floor;
+                let mut any = false;
+                for u in chunk {
+                    any |= *u > floor;
+                }
+                if any {
+                    for (i, u) in chunk.iter().enumerate() {
+                        best.offer(*u, first + c * 8 + i);
+                    }
+                }
             }
             best.prune();
         });
-        let (rows, cutoff) = best.finish();
-        (rows.into_iter().map(|r| r.1).collect(), cutoff)
+        best.finish()
     }
 
-    /// The fine upper bound of each row (in f64: few rows), highest first (ties by row).
-    fn fine_bounds(&self, query: &CodedQuery, rows: Vec<usize>) -> Vec<(f64, usize)> {
+    /// The fine upper bound of each row (in f64: few rows), in the order given.
+    fn fine_bounds(&self, query: &CodedQuery, rows: &[Ranked]) -> Vec<(f64, usize)> {
         let bytes = self.padded / 2;
         let codes = &query.codes;
-        let mut out: Vec<(f64, usize)> = rows
-            .into_iter()
-            .map(|row| {
+        let out: Vec<(f64, usize)> = rows
+            .iter()
+            .map(|&Ranked(_, row)| {
                 let range = row * bytes..(row + 1) * bytes;
                 let mut dots = [0i32; 2];
                 dots4(&codes.codes, &self.coarse[range.clone()], &mut dots[..1]);
@@ -441,7 +496,6 @@ impl GalleryIndex {
                 (upper, row)
             })
             .collect();
-        out.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
         out
     }
 
@@ -540,6 +594,18 @@ fn better(a: (f32, u64), b: (f32, u64)) -> bool {
         Ordering::Less => false,
         Ordering::Equal => a.1 < b.1,
     }
+}
+
+/// Moves the `m` best items (by `order`: `Less` = better) to the front, unordered.
+fn best_first<T>(items: &mut [T], m: usize, order: impl FnMut(&T, &T) -> Ordering) {
+    if m > 0 && m < items.len() {
+        items.select_nth_unstable_by(m - 1, order);
+    }
+}
+
+/// The highest score, -inf for none.
+fn max_score(scores: impl Iterator<Item = f32>) -> f32 {
+    scores.fold(f32::NEG_INFINITY, f32::max)
 }
 
 /// The `take` highest of many scores without a heap: scores above the current floor
@@ -1072,10 +1138,18 @@ mod tests {
         let max = u.iter().fold(0.0f32, |m, x| m.max(x.abs()));
         let step = max / 7.0;
         let codes: Vec<f32> = u.iter().map(|x| (x / step).round()).collect();
+        // Few strangers: the true best is not even a coarse candidate; many: it is one
+        // (the coarse set grows with the gallery) but ranked below the first re-scored.
+        for strangers in [300, 13_000] {
+            aligned_errors_scene(dim, &q, &codes, step, strangers);
+        }
+    }
+
+    fn aligned_errors_scene(dim: usize, q: &[f32], codes: &[f32], step: f32, strangers: u64) {
         let with_residual = |codes: &[f32], size: f32| -> Vec<f32> {
             codes
                 .iter()
-                .zip(&q)
+                .zip(q)
                 .map(|(c, qi)| {
                     // Not on the largest codes, which fix the scale.
                     let r = if c.abs() < 7.0 {
@@ -1089,8 +1163,13 @@ mod tests {
         };
         let mut g = GalleryIndex::new();
         let mut s = Stored::default();
-        for i in 0..300u64 {
-            s.add(&mut g, &format!("stranger{i}"), 10_000 + i, v(500 + i, dim));
+        for i in 0..strangers {
+            s.add(
+                &mut g,
+                &format!("stranger{i}"),
+                100_000 + i,
+                v(500 + i, dim),
+            );
         }
         for i in 0..200u64 {
             s.add(
@@ -1102,7 +1181,7 @@ mod tests {
         }
         // One code lowered where the query is large and positive: the coarse score
         // drops below the decoys'.
-        let mut lowered = codes.clone();
+        let mut lowered = codes.to_vec();
         let j = (0..dim)
             .filter(|&i| codes[i].abs() < 7.0)
             .max_by(|&a, &b| q[a].total_cmp(&q[b]))
@@ -1110,15 +1189,74 @@ mod tests {
         lowered[j] -= 1.0;
         s.add(&mut g, "best", 1, with_residual(&lowered, 0.45));
         // The scene is what it claims: best by far in f32, below every decoy coarsely.
-        assert_eq!(s.brute_force(&q, 1)[0].1, 1);
-        let coarse: Vec<u64> = g.search_approximate(&q, 201).iter().map(|m| m.0).collect();
+        assert_eq!(s.brute_force(q, 1)[0].1, 1);
+        let coarse: Vec<u64> = g.search_approximate(q, 201).iter().map(|m| m.0).collect();
         assert!(
             coarse[..200].iter().all(|id| (1000..1200).contains(id)),
             "{coarse:?}"
         );
         for k in [1, 2, 10] {
-            let found = s.search(&g, &q, k);
-            assert_eq!(answer(&found), s.brute_force(&q, k), "k {k}");
+            let found = s.search(&g, q, k);
+            assert_eq!(
+                answer(&found),
+                s.brute_force(q, k),
+                "strangers {strangers} k {k}"
+            );
+        }
+    }
+
+    /// Both bounds the search relies on, checked row by row: random rows, and rows whose
+    /// fine-tier rounding is aligned with the query (the fine codes alone then
+    /// underestimate the exact score by more than the query's own rounding covers).
+    #[test]
+    fn every_bound_the_search_uses_is_at_least_the_exact_score() {
+        let dim = 128;
+        let q = normalized(&v(3, dim)).unwrap();
+        let mut rows: Vec<Vec<f32>> = (0..300).map(|i| v(700 + i, dim)).collect();
+        for seed in 0..20u64 {
+            // Coarse codes from a random direction; the largest fixes the coarse scale
+            // and carries no fine part.
+            // One large component: a large coarse step, so the fine step (1/15 of it)
+            // and the aligned fine rounding are large too.
+            let mut base = normalized(&v(900 + seed, dim)).unwrap();
+            let top = (seed as usize * 7) % dim;
+            base[top] = 0.8;
+            let s1 = base[top].abs() / 7.0;
+            let s2 = s1 / 15.0;
+            let row: Vec<f32> = (0..dim)
+                .map(|i| {
+                    let c1 = (base[i] / s1).round().clamp(-7.0, 7.0);
+                    // Fine part: code 7 on one other component (fixes the fine scale),
+                    // else a code in -6..=6 plus 0.45 of a step towards the query.
+                    let fine = if i == top {
+                        0.0
+                    } else if i == (top + 1) % dim {
+                        7.0 * s2
+                    } else {
+                        let c2 = ((seed as usize + i) % 13) as f32 - 6.0;
+                        (c2 + 0.45 * q[i].signum()) * s2
+                    };
+                    c1 * s1 + fine
+                })
+                .collect();
+            rows.push(row);
+        }
+        let mut g = GalleryIndex::new();
+        for (i, row) in rows.iter().enumerate() {
+            g.insert("u", i as u64, row).unwrap();
+        }
+        let coded = CodedQuery::new(&q, g.padded);
+        let (coarse, _) = g.top_coarse_bounds(&coded, g.len());
+        let fine = g.fine_bounds(&coded, &coarse);
+        let exact = |row: usize| {
+            let id = g.ids[row] as usize;
+            dot_f32(&q, &normalized(&rows[id]).unwrap())
+        };
+        for Ranked(upper, row) in &coarse {
+            assert!(*upper >= exact(*row), "coarse row {row}");
+        }
+        for (upper, row) in &fine {
+            assert!(*upper >= f64::from(exact(*row)), "fine row {row}");
         }
     }
 

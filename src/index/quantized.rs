@@ -28,6 +28,10 @@ const QUERY_MAX: f32 = 127.0;
 /// Largest 4-bit code magnitude (codes are stored as `code + NIBBLE_BIAS`).
 const NIBBLE_MAX: f32 = 7.0;
 
+/// 1.5 * 2^23: adding it to an f32 below 2^22 in magnitude rounds it to an integer held
+/// in the low mantissa bits.
+const ROUNDING_MAGIC: f32 = 12_582_912.0;
+
 /// Added to a 4-bit code to store it as an unsigned nibble.
 pub(crate) const NIBBLE_BIAS: i32 = 8;
 
@@ -50,6 +54,9 @@ fn round_to_i32(x: f32) -> i32 {
 /// Quantises `v` (any length up to `padded`) to 4-bit codes, appending `padded / 2`
 /// packed bytes to `out` and writing the residual `v - scale * code` into `residual`
 /// (resized to `v.len()`). Returns `(scale, ||residual||)`, the norm rounded up.
+///
+/// Written per group of 64 with fixed-size arrays so that LLVM vectorises it: the
+/// start-up build runs it twice per stored template.
 pub(crate) fn quantize4(
     v: &[f32],
     padded: usize,
@@ -58,35 +65,51 @@ pub(crate) fn quantize4(
 ) -> (f32, f32) {
     residual.clear();
     residual.extend_from_slice(v);
+    residual.resize(padded.max(v.len()), 0.0);
     let max = v.iter().fold(0.0f32, |m, x| m.max(x.abs()));
     let start = out.len();
     out.resize(start + padded / 2, (NIBBLE_BIAS as u8) * 0x11);
     if max == 0.0 || !max.is_finite() {
+        residual.truncate(v.len());
         return (0.0, round_up(norm_f64(v)));
     }
     let scale = max / NIBBLE_MAX;
     let inverse = NIBBLE_MAX / max;
-    let row = &mut out[start..];
-    let mut sum = 0.0f64;
-    for (i, (x, r)) in v.iter().zip(residual.iter_mut()).enumerate() {
-        // In range by construction (|x| <= max); the clamp keeps a rounding at the edge
-        // inside the nibble.
-        let code = round_to_i32(x * inverse).clamp(-7, 7);
-        let left = f64::from(*x) - f64::from(code) * f64::from(scale);
-        // The residual the fine tier quantises, in f32; its own rounding is measured
-        // again by the fine tier's error, which is what the search uses.
-        *r = left as f32;
-        sum += left * left;
-        let nibble = (code + NIBBLE_BIAS) as u8;
-        let (group, lane) = (i / GROUP_DIMS, i % GROUP_DIMS);
-        let byte = &mut row[group * 32 + lane % 32];
-        *byte = if lane < 32 {
-            (*byte & 0xF0) | nibble
-        } else {
-            (*byte & 0x0F) | (nibble << 4)
-        };
+    // Four independent f64 sums: no long chain of dependent additions.
+    let mut sums = [0.0f64; 4];
+    for (group, bytes) in residual
+        .chunks_exact_mut(GROUP_DIMS)
+        .zip(out[start..].chunks_exact_mut(GROUP_DIMS / 2))
+    {
+        let mut codes = [0i32; GROUP_DIMS];
+        let mut lefts = [0.0f64; GROUP_DIMS];
+        for ((c, left), x) in codes.iter_mut().zip(lefts.iter_mut()).zip(group.iter_mut()) {
+            // In range by construction (|x| <= max); the clamp keeps a rounding at the
+            // edge inside the nibble. Rounded by the 1.5 * 2^23 trick (to nearest even;
+            // the integer lands in the low mantissa bits): no float-to-int conversion,
+            // so the loop vectorises.
+            let y = (*x * inverse).clamp(-NIBBLE_MAX, NIBBLE_MAX);
+            let shifted = y + ROUNDING_MAGIC;
+            *c = shifted.to_bits() as i32 - ROUNDING_MAGIC.to_bits() as i32;
+            let code = shifted - ROUNDING_MAGIC;
+            *left = f64::from(*x) - f64::from(code) * f64::from(scale);
+            // The residual the fine tier quantises, in f32; the index adds a bound for
+            // this rounding to the fine tier's error.
+            *x = *left as f32;
+        }
+        for four in lefts.chunks_exact(4) {
+            for (sum, left) in sums.iter_mut().zip(four) {
+                *sum += left * left;
+            }
+        }
+        for (b, byte) in bytes.iter_mut().enumerate() {
+            let low = (codes[b] + NIBBLE_BIAS) as u8;
+            let high = (codes[32 + b] + NIBBLE_BIAS) as u8;
+            *byte = low | (high << 4);
+        }
     }
-    (scale, round_up(sum.sqrt()))
+    residual.truncate(v.len());
+    (scale, round_up(sums.iter().sum::<f64>().sqrt()))
 }
 
 /// `||v - (coarse_scale * coarse + fine_scale * fine)||` computed in f64 and rounded up:
