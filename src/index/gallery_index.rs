@@ -1176,7 +1176,7 @@ mod tests {
                 &mut g,
                 &format!("decoy{i}"),
                 1000 + i,
-                with_residual(&codes, 0.1),
+                with_residual(codes, 0.1),
             );
         }
         // One code lowered where the query is large and positive: the coarse score
