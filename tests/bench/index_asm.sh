@@ -13,9 +13,9 @@ trap 'rm -rf "$out"' EXIT
 # pub(crate) items are dropped from a lone library's code: make them pub for the listing;
 # the MAX_DIM test reference does not exist there.
 sed -e 's/pub(crate) fn/pub fn/' -e 's/pub(crate) const/pub const/' \
-    -e 's/crate::index::MAX_DIM/65_535/' src/index/quantized.rs >"$out/quantized.rs"
+    -e 's/crate::index::MAX_DIM/65_535/' -e 's/#\[inline(always)\]//' src/index/quantized.rs >"$out/quantized.rs"
 for target in x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu; do
-    if ! rustc -O --crate-type lib --crate-name quantized --target "$target" \
+    if ! rustc -O -C codegen-units=1 --crate-type lib --crate-name quantized --target "$target" \
         --emit asm -o "$out/$target.s" "$out/quantized.rs" 2>"$out/err"; then
         echo "$target: cannot compile ($(head -1 "$out/err"))"
         continue
