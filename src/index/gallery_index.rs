@@ -809,7 +809,7 @@ mod tests {
                 s.add(&mut g, &format!("user{}", i / 3), i, v(i, dim));
             }
             for q in 0..40u64 {
-                // Random queries (no good match: the hardest case for the int8 order)
+                // Random queries (no good match: the hardest case for the coarse order)
                 // and noisy copies of stored templates.
                 let query: Vec<f32> = if q % 2 == 0 {
                     v(1_000_000 + q, dim)
