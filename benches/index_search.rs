@@ -1,5 +1,5 @@
 //! 1:N search in one gallery of 1k / 10k / 100k / 1M synthetic templates (random unit
-//! vectors, 128-d): the index part of identify-face (int8 scan, then the exact f32
+//! vectors, 128-d): the index part of identify-face (4-bit scan, fine re-score, exact f32
 //! re-rank reading the candidates' embeddings from memory here, from LMDB in the
 //! daemon). Also prints the index's memory. `facegate bench index` measures the same
 //! with recall against brute force.

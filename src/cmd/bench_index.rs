@@ -89,6 +89,7 @@ pub fn run(config: &Config, args: &IndexArgs) -> anyhow::Result<ExitCode> {
     let bar = super::progress::bar(args.templates, "building index");
     let started = Instant::now();
     let mut index = GalleryIndex::with_dim(dim)?;
+    index.reserve(n);
     // The f32 templates the re-rank reads (the daemon reads them from LMDB).
     let mut exact: Vec<f32> = Vec::with_capacity(n * dim);
     for i in 0..n {
@@ -133,21 +134,28 @@ pub fn run(config: &Config, args: &IndexArgs) -> anyhow::Result<ExitCode> {
     }
     let mut brute_times = Vec::with_capacity(args.queries);
     let mut reranked = Vec::with_capacity(args.queries);
-    let (mut agree, mut agree_int8, mut source_first) = (0usize, 0usize, 0usize);
+    let mut refined = Vec::with_capacity(args.queries);
+    let mut scans = Vec::with_capacity(args.queries);
+    let (mut agree, mut agree_coarse, mut source_first) = (0usize, 0usize, 0usize);
     for ((source, query), found) in queries.iter().zip(&answers) {
         let start = Instant::now();
         let truth = brute_force(&exact, dim, query);
         brute_times.push(start.elapsed());
         reranked.push(found.reranked);
+        refined.push(found.refined);
+        scans.push(found.scans);
         let best = found.matches.first().map(|m| m.template_id);
         agree += usize::from(best == Some(truth));
         let approx = index.search_approximate(query, 1).first().map(|m| m.0);
-        agree_int8 += usize::from(approx == Some(truth));
+        agree_coarse += usize::from(approx == Some(truth));
         source_first += usize::from(truth == *source as u64);
         bar.inc(1);
     }
     bar.finish_and_clear();
     reranked.sort_unstable();
+    refined.sort_unstable();
+    scans.sort_unstable();
+    let median = |v: &[usize]| v.get(v.len() / 2).copied().unwrap_or(0);
     let q = args.queries.max(1) as f64;
     let report = json!({
         "templates": n,
@@ -160,11 +168,14 @@ pub fn run(config: &Config, args: &IndexArgs) -> anyhow::Result<ExitCode> {
         "search_ms_p90": percentile_ms(&mut search_times, 0.9),
         "brute_force_f32_ms_median": percentile_ms(&mut brute_times, 0.5),
         "bytes_per_template": index.memory_bytes() as f64 / n as f64,
+        "scanned_bytes_per_template": index.scanned_bytes_per_template(),
         "index_mb": index.memory_bytes() as f64 / (1024.0 * 1024.0),
         "recall_at_1": agree as f64 / q,
-        "recall_at_1_int8_only": agree_int8 as f64 / q,
+        "recall_at_1_coarse_only": agree_coarse as f64 / q,
         "brute_force_finds_the_source": source_first as f64 / q,
-        "reranked_median": reranked.get(reranked.len() / 2).copied().unwrap_or(0),
+        "reranked_median": median(&reranked),
+        "refined_median": median(&refined),
+        "coarse_scans_max": scans.last().copied().unwrap_or(0),
     });
     crate::cmd::print_report(&report, args.json)
 }

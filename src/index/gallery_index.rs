@@ -1,31 +1,94 @@
-//! One gallery's templates: int8 codes with a per-vector scale and error bound, scanned
-//! in full for every search, then the best candidates re-ranked exactly in f32.
+//! One gallery's templates: two tiers of 4-bit codes with per-vector scales and error
+//! bounds (`quantized.rs`), the coarse tier scanned in full for every search, the rows it
+//! cannot rule out re-scored with the fine tier, and the best candidates re-ranked
+//! exactly in f32.
 //!
-//! Memory per template (d = embedding dimension): d bytes of codes + 4 (scale) + 4
-//! (error bound) + 8 (template id) + 16 (user id handle) + the id -> row map entry
-//! (~24-40 bytes with the hash table's spare room), plus one interned string per user.
-//! 128-d: ~190 bytes (the f32 brute force it replaces held ~560). The f32 embeddings
-//! stay in the store; the search asks the caller for the few it re-ranks.
+//! Memory per template (d = embedding dimension, padded to a multiple of 64): d / 2
+//! bytes of coarse codes + d / 2 of fine codes + 16 (two scales, two error bounds) + 8
+//! (template id) + 16 (user id handle) + the id -> row map entry (~17-34 bytes with the
+//! hash table's spare room), plus one interned string per user. 128-d: ~190 bytes (the
+//! f32 brute force it replaced held ~560). The scan reads 72 of them (coarse codes,
+//! scale, error). The f32 embeddings stay in the store; the search asks the caller for
+//! the few it re-ranks.
 
-use std::cmp::{Ordering, Reverse};
-use std::collections::{BinaryHeap, HashMap};
+use std::cmp::Ordering;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
-use super::quantized::{dot_f32, normalized, quantize};
-use super::simd::dots;
+use super::quantized::{dot_f32, normalize_into, normalized, padded_dim, quantize4, QueryCodes};
+use super::simd::dots4;
 use super::Error;
 
-/// Largest embedding dimension: keeps the integer dot product far from i32 overflow
-/// (127 * 127 * 65535 < 2^31) and matches the store's u16 dimension field.
+/// Largest embedding dimension: keeps the integer dot products far from i32 overflow
+/// (127 * 15 * 65,536 < 2^31) and matches the store's u16 dimension field.
 pub const MAX_DIM: usize = 65_535;
 
-/// Candidates re-ranked in f32 at least (per search), before the bound says whether more
+/// Candidates re-ranked in f32 at least (per search), before the bounds say whether more
 /// are needed. Four per requested result, at least this many.
 const MIN_CANDIDATES: usize = 32;
 
-/// Rows whose integer dot products are computed in one call (a 2 KB buffer on the
-/// stack; one CPU-feature dispatch per block).
+/// Coarse candidates re-scored with the fine tier at first: 16 per requested result, at
+/// least this many (re-scoring one costs about as much as scanning a few dozen rows).
+const MIN_REFINED: usize = 128;
+
+/// Rows the coarse scan keeps: 1/64 of the gallery between these bounds (16 per
+/// requested result at least). Keeping more costs little (a threshold test per row, and
+/// only the best are re-scored), and a query with no good match needs several hundred
+/// at a million templates; too few would mean another pass over all codes.
+const COARSE_KEPT: (usize, usize) = (128, 4096);
+
+fn coarse_candidates(n: usize, k: usize) -> usize {
+    (n / 64)
+        .clamp(COARSE_KEPT.0, COARSE_KEPT.1)
+        .max(k.saturating_mul(16))
+        .min(n)
+}
+
+/// Rows whose coarse dot products are computed in one call (2 KB of i32 + 2 KB of
+/// bounds on the stack; one CPU-feature dispatch per block).
 const BLOCK_ROWS: usize = 512;
+
+/// A fast hash for the index's own keys (template ids, user ids): the start-up build
+/// inserts every template once, and SipHash's resistance to chosen keys buys nothing for
+/// ids the daemon assigns itself (user ids are the client's own, in its own gallery).
+#[derive(Default, Clone, Copy)]
+pub(crate) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        // The multiplications mix upwards only, and hashbrown takes the bucket from the
+        // low bits: finish with MurmurHash3's 64-bit mixer (every bit affects all).
+        let mut h = self.0;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xC4CE_B9FE_1A85_EC53);
+        h ^ (h >> 33)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x517C_C1B7_2722_0A95);
+    }
+
+    fn write_u8(&mut self, n: u8) {
+        self.write_u64(u64::from(n));
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+}
+
+type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
 
 /// A template found by a search.
 #[derive(Clone, Debug, PartialEq)]
@@ -43,6 +106,10 @@ pub struct Found {
     pub matches: Vec<Match>,
     /// Templates whose f32 embedding was fetched and scored exactly.
     pub reranked: usize,
+    /// Templates re-scored with the fine codes.
+    pub refined: usize,
+    /// Passes over the coarse codes (1 unless the bounds made the candidate set grow).
+    pub scans: usize,
 }
 
 #[derive(Debug, Default)]
@@ -50,17 +117,34 @@ pub struct GalleryIndex {
     /// 0 until the first insert, unless given to [`GalleryIndex::with_dim`].
     dim: usize,
     fixed_dim: bool,
-    /// `len() * dim` codes; row `i` is template `ids[i]`.
-    codes: Vec<i8>,
-    scales: Vec<f32>,
-    /// Per row: `||v - scale * codes||`, rounded up.
-    errors: Vec<f32>,
+    /// `dim` rounded up to a multiple of 64; a row of codes is `padded / 2` bytes.
+    padded: usize,
+    /// `len() * padded / 2` packed 4-bit codes; row `i` is template `ids[i]`.
+    coarse: Vec<u8>,
+    /// The coarse residual's codes, same layout.
+    fine: Vec<u8>,
+    coarse_scales: Vec<f32>,
+    /// Per row: `||v - coarse||`, rounded up.
+    coarse_errors: Vec<f32>,
+    fine_scales: Vec<f32>,
+    /// Per row: `||v - coarse - fine||`, rounded up.
+    fine_errors: Vec<f32>,
     ids: Vec<u64>,
     users: Vec<Arc<str>>,
     /// template id -> row.
-    rows: HashMap<u64, usize>,
+    rows: IdMap<u64, usize>,
     /// Interned user ids with their number of templates (one allocation per user).
-    user_refs: HashMap<Arc<str>, u32>,
+    user_refs: IdMap<Arc<str>, u32>,
+    /// Work buffers of `insert` (the normalised vector and residuals), kept so that a
+    /// bulk build allocates nothing per template.
+    scratch: Scratch,
+}
+
+#[derive(Debug, Default)]
+struct Scratch {
+    unit: Vec<f32>,
+    residual: Vec<f32>,
+    rest: Vec<f32>,
 }
 
 impl GalleryIndex {
@@ -77,6 +161,7 @@ impl GalleryIndex {
         }
         Ok(GalleryIndex {
             dim,
+            padded: padded_dim(dim),
             fixed_dim: true,
             ..GalleryIndex::default()
         })
@@ -94,6 +179,21 @@ impl GalleryIndex {
         self.ids.is_empty()
     }
 
+    /// Room for `additional` more templates without growing (a bulk build that knows
+    /// its size; only once the dimension is known).
+    pub fn reserve(&mut self, additional: usize) {
+        let bytes = additional.saturating_mul(self.padded / 2);
+        self.coarse.reserve(bytes);
+        self.fine.reserve(bytes);
+        self.coarse_scales.reserve(additional);
+        self.coarse_errors.reserve(additional);
+        self.fine_scales.reserve(additional);
+        self.fine_errors.reserve(additional);
+        self.ids.reserve(additional);
+        self.users.reserve(additional);
+        self.rows.reserve(additional);
+    }
+
     /// Adds (or replaces) a template; the embedding is normalised, then quantised.
     /// Refused: another dimension than the gallery's, a zero or non-finite vector.
     pub fn insert(
@@ -107,6 +207,7 @@ impl GalleryIndex {
                 return Err(Error::BadDimension(embedding.len()));
             }
             self.dim = embedding.len();
+            self.padded = padded_dim(self.dim);
         }
         if embedding.len() != self.dim {
             return Err(Error::DimensionMismatch {
@@ -114,11 +215,27 @@ impl GalleryIndex {
                 got: embedding.len(),
             });
         }
-        let unit = normalized(embedding).ok_or(Error::NotAVector)?;
-        self.remove_template(template_id);
-        let (scale, error) = quantize(&unit, &mut self.codes);
-        self.scales.push(scale);
-        self.errors.push(error);
+        if !normalize_into(embedding, &mut self.scratch.unit) {
+            return Err(Error::NotAVector);
+        }
+        if self.rows.contains_key(&template_id) {
+            self.remove_template(template_id);
+        }
+        let Scratch {
+            unit,
+            residual,
+            rest,
+        } = &mut self.scratch;
+        let (coarse_scale, coarse_error) = quantize4(unit, self.padded, &mut self.coarse, residual);
+        let (fine_scale, rest_error) = quantize4(residual, self.padded, &mut self.fine, rest);
+        // The fine tier approximates the residual as rounded to f32; the true residual
+        // differs by at most 2^-24 of each entry, i.e. 6e-8 of its norm (`coarse_error`):
+        // added by the triangle inequality (generously).
+        let fine_error = rest_error + coarse_error * 1e-7 + 1e-9;
+        self.coarse_scales.push(coarse_scale);
+        self.coarse_errors.push(coarse_error);
+        self.fine_scales.push(fine_scale);
+        self.fine_errors.push(fine_error);
         self.rows.insert(template_id, self.ids.len());
         self.ids.push(template_id);
         let user = match self.user_refs.get_key_value(user_id) {
@@ -135,19 +252,26 @@ impl GalleryIndex {
             return false;
         };
         let last = self.ids.len() - 1;
-        let dim = self.dim;
+        let bytes = self.padded / 2;
         if row != last {
-            self.codes
-                .copy_within(last * dim..(last + 1) * dim, row * dim);
-            self.scales.swap(row, last);
-            self.errors.swap(row, last);
+            self.coarse
+                .copy_within(last * bytes..(last + 1) * bytes, row * bytes);
+            self.fine
+                .copy_within(last * bytes..(last + 1) * bytes, row * bytes);
+            self.coarse_scales.swap(row, last);
+            self.coarse_errors.swap(row, last);
+            self.fine_scales.swap(row, last);
+            self.fine_errors.swap(row, last);
             self.ids.swap(row, last);
             self.users.swap(row, last);
             self.rows.insert(self.ids[row], row);
         }
-        self.codes.truncate(last * dim);
-        self.scales.pop();
-        self.errors.pop();
+        self.coarse.truncate(last * bytes);
+        self.fine.truncate(last * bytes);
+        self.coarse_scales.pop();
+        self.coarse_errors.pop();
+        self.fine_scales.pop();
+        self.fine_errors.pop();
         self.ids.pop();
         if let Some(user) = self.users.pop() {
             if let Some(n) = self.user_refs.get_mut(&user) {
@@ -181,6 +305,14 @@ impl GalleryIndex {
     /// `exact(user_id, template_id)` gives a candidate's stored f32 embedding (None: it
     /// is gone, and is skipped). A zero query finds nothing; a query of another
     /// dimension is refused.
+    ///
+    /// How it stays exact: every row has an upper bound of its exact score from the
+    /// coarse codes (one pass over all rows) and, for the rows the coarse pass keeps, a
+    /// tighter one from the fine codes. The answer is settled when the k-th user's exact
+    /// score exceeds both the best coarse bound left out of the coarse candidates and
+    /// the best fine bound left out of the re-rank: no row left out can then enter the
+    /// answer or tie with it. Until then the re-rank grows (4x), and once it holds every
+    /// coarse candidate, the coarse candidate set grows (4x, another pass).
     pub fn search<E: From<Error>>(
         &self,
         query: &[f32],
@@ -200,108 +332,191 @@ impl GalleryIndex {
         let Some(query) = normalized(query) else {
             return Ok(Found::default());
         };
-        let coded = CodedQuery::new(&query);
+        let coded = CodedQuery::new(&query, self.padded);
         let n = self.len();
-        let mut scored: HashMap<usize, Option<f32>> = HashMap::new();
-        let mut take = (k.saturating_mul(4)).max(MIN_CANDIDATES).min(n);
+        let mut scored: IdMap<usize, Option<f32>> = IdMap::default();
+        let mut coarse_take = coarse_candidates(n, k);
+        let first_refine = k.saturating_mul(16).max(MIN_REFINED);
+        let mut take = k.saturating_mul(4).max(MIN_CANDIDATES);
+        let (mut refined, mut scans) = (0, 0);
         loop {
-            let (candidates, cutoff) = self.top_upper_bounds(&coded, take);
-            for row in candidates {
-                if let std::collections::hash_map::Entry::Vacant(slot) = scored.entry(row) {
-                    let score = exact(&self.users[row], self.ids[row])?
-                        .and_then(|v| normalized(&v))
-                        .filter(|v| v.len() == self.dim)
-                        .map(|v| dot_f32(&query, &v));
-                    slot.insert(score);
+            let (mut coarse, coarse_cutoff) = self.top_coarse_bounds(&coded, coarse_take);
+            scans += 1;
+            // The best coarse bounds first (unordered among themselves; linear time).
+            let mut refine = first_refine.min(coarse.len());
+            best_first(&mut coarse, refine, |a, b| b.cmp(a));
+            let mut fine = self.fine_bounds(&coded, &coarse[..refine]);
+            let mut unrefined_cutoff = max_score(coarse[refine..].iter().map(|r| r.0));
+            refined += refine;
+            loop {
+                let upto = take.min(fine.len());
+                best_first(&mut fine, upto, |a, b| {
+                    b.0.total_cmp(&a.0).then(a.1.cmp(&b.1))
+                });
+                for &(_, row) in &fine[..upto] {
+                    if let std::collections::hash_map::Entry::Vacant(slot) = scored.entry(row) {
+                        let score = exact(&self.users[row], self.ids[row])?
+                            .and_then(|v| normalized(&v))
+                            .filter(|v| v.len() == self.dim)
+                            .map(|v| dot_f32(&query, &v));
+                        slot.insert(score);
+                    }
+                }
+                let best = self.best_users(&scored, k);
+                // The highest bound of any row not scored exactly, per reason.
+                let fine_cutoff = fine[upto..]
+                    .iter()
+                    .map(|f| f.0)
+                    .fold(f64::NEG_INFINITY, f64::max);
+                let kth = best.get(k - 1).map(|m| m.cosine);
+                let below = |cutoff: f64| kth.is_some_and(|kth| cutoff < f64::from(kth));
+                let everything = coarse_take == n && refine == coarse.len() && upto == fine.len();
+                if everything
+                    || (below(fine_cutoff)
+                        && below(f64::from(unrefined_cutoff))
+                        && below(f64::from(coarse_cutoff)))
+                {
+                    return Ok(Found {
+                        matches: best,
+                        reranked: scored.len(),
+                        refined,
+                        scans,
+                    });
+                }
+                if !below(fine_cutoff) && upto < fine.len() {
+                    take = take.saturating_mul(4);
+                } else if !below(f64::from(unrefined_cutoff)) && refine < coarse.len() {
+                    let more = refine.saturating_mul(4).min(coarse.len());
+                    best_first(&mut coarse[refine..], more - refine, |a, b| b.cmp(a));
+                    fine.extend(self.fine_bounds(&coded, &coarse[refine..more]));
+                    refined += more - refine;
+                    refine = more;
+                    unrefined_cutoff = max_score(coarse[refine..].iter().map(|r| r.0));
+                } else if coarse_take < n {
+                    break;
+                } else {
+                    // Unreachable: with every row a coarse candidate, refined and
+                    // re-ranked, `everything` held above.
+                    return Ok(Found {
+                        matches: best,
+                        reranked: scored.len(),
+                        refined,
+                        scans,
+                    });
                 }
             }
-            let best = self.best_users(&scored, k);
-            // Every row outside the candidates has an upper bound <= cutoff: if that is
-            // below the k-th user's exact score, none of them can enter the answer
-            // (nor tie with it).
-            let settled = match best.get(k - 1) {
-                Some(kth) => cutoff < kth.cosine,
-                None => false,
-            };
-            if settled || take == n {
-                return Ok(Found {
-                    matches: best,
-                    reranked: scored.len(),
-                });
-            }
-            take = take.saturating_mul(4).min(n);
+            coarse_take = coarse_take.saturating_mul(4).min(n);
         }
     }
 
-    /// The `k` best templates by the int8 codes alone (no re-rank): (template id,
+    /// The `k` best templates by the coarse codes alone (no re-rank): (template id,
     /// approximate cosine), best first. For measuring what the re-rank corrects.
     pub fn search_approximate(&self, query: &[f32], k: usize) -> Vec<(u64, f32)> {
-        if query.len() != self.dim || self.ids.is_empty() {
+        if query.len() != self.dim || self.ids.is_empty() || k == 0 {
             return Vec::new();
         }
         let Some(query) = normalized(query) else {
             return Vec::new();
         };
-        let coded = CodedQuery::new(&query);
-        let mut heap = BinaryHeap::with_capacity(k + 1);
-        self.scan(&coded.codes, |row, dot| {
-            let approx = dot as f32 * (coded.scale * self.scales[row]);
-            heap.push(Reverse(Ranked(approx, row)));
-            if heap.len() > k {
-                heap.pop();
+        let coded = CodedQuery::new(&query, self.padded);
+        let mut best = Selection::new(k, self.len());
+        self.scan(&coded, |first, dots| {
+            for (i, dot) in dots.iter().enumerate() {
+                let row = first + i;
+                best.offer(
+                    *dot as f32 * (coded.codes.scale * self.coarse_scales[row]),
+                    row,
+                );
             }
+            best.prune();
         });
-        let mut out: Vec<(u64, f32)> = heap
+        let (rows, _) = best.finish();
+        let mut out: Vec<(u64, f32)> = rows
             .into_iter()
-            .map(|Reverse(Ranked(s, row))| (self.ids[row], s))
+            .map(|Ranked(s, row)| (self.ids[row], s))
             .collect();
         out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         out
     }
 
-    /// The `take` rows with the highest upper bound of their exact score, and the
-    /// lowest of those bounds (-inf when every row is taken). One pass over the codes.
-    fn top_upper_bounds(&self, query: &CodedQuery, take: usize) -> (Vec<usize>, f32) {
-        let mut heap: BinaryHeap<Reverse<Ranked>> = BinaryHeap::with_capacity(take + 1);
-        let mut floor = f32::NEG_INFINITY;
-        self.scan(&query.codes, |row, dot| {
-            let approx = dot as f32 * (query.scale * self.scales[row]);
-            let upper = approx + query.lift + query.grow * self.errors[row];
-            if heap.len() < take {
-                heap.push(Reverse(Ranked(upper, row)));
-                if heap.len() == take {
-                    floor = heap.peek().map_or(f32::NEG_INFINITY, |r| r.0 .0);
-                }
-            } else if upper > floor {
-                heap.pop();
-                heap.push(Reverse(Ranked(upper, row)));
-                floor = heap.peek().map_or(f32::NEG_INFINITY, |r| r.0 .0);
+    /// The `take` rows with the highest coarse upper bound of their exact score, and the
+    /// lowest of those bounds (-inf when every row is taken). One pass over the coarse
+    /// codes; the bounds of a block are computed together (vectorised) and only those
+    /// above the selection's floor are kept.
+    fn top_coarse_bounds(&self, query: &CodedQuery, take: usize) -> (Vec<Ranked>, f32) {
+        let mut best = Selection::new(take, self.len());
+        let mut uppers = [0f32; BLOCK_ROWS];
+        let scale = query.codes.scale;
+        self.scan(query, |first, dots| {
+            let rows = dots.len();
+            let scales = &self.coarse_scales[first..first + rows];
+            let errors = &self.coarse_errors[first..first + rows];
+            let uppers = &mut uppers[..rows];
+            for i in 0..rows {
+                uppers[i] =
+                    dots[i] as f32 * (scale * scales[i]) + query.lift + query.grow * errors[i];
             }
+            // Eight rows at a time: one vectorised test against the floor, and the rows
+            // only looked at one by one when one of them passes.
+            for (c, chunk) in uppers.chunks(8).enumerate() {
+                let floor = best.floor;
+                let mut any = false;
+                for u in chunk {
+                    any |= *u > floor;
+                }
+                if any {
+                    for (i, u) in chunk.iter().enumerate() {
+                        best.offer(*u, first + c * 8 + i);
+                    }
+                }
+            }
+            best.prune();
         });
-        let cutoff = if take >= self.len() {
-            f32::NEG_INFINITY
-        } else {
-            floor
-        };
-        (heap.into_iter().map(|Reverse(r)| r.1).collect(), cutoff)
+        best.finish()
     }
 
-    /// Calls `visit(row, integer dot product with the query's codes)` for every row, in
-    /// order.
-    fn scan(&self, query: &[i16], mut visit: impl FnMut(usize, i32)) {
+    /// The fine upper bound of each row (in f64: few rows), in the order given.
+    fn fine_bounds(&self, query: &CodedQuery, rows: &[Ranked]) -> Vec<(f64, usize)> {
+        let bytes = self.padded / 2;
+        let codes = &query.codes;
+        let out: Vec<(f64, usize)> = rows
+            .iter()
+            .map(|&Ranked(_, row)| {
+                let range = row * bytes..(row + 1) * bytes;
+                let mut dots = [0i32; 2];
+                dots4(&codes.codes, &self.coarse[range.clone()], &mut dots[..1]);
+                dots4(&codes.codes, &self.fine[range], &mut dots[1..]);
+                let [coarse, fine] = dots.map(|d| d - codes.bias);
+                let approx = f64::from(codes.scale)
+                    * (f64::from(coarse) * f64::from(self.coarse_scales[row])
+                        + f64::from(fine) * f64::from(self.fine_scales[row]));
+                let upper = approx
+                    + f64::from(query.lift)
+                    + f64::from(query.grow) * f64::from(self.fine_errors[row]);
+                (upper, row)
+            })
+            .collect();
+        out
+    }
+
+    /// Calls `visit(first row, coarse dot products of rows first..)` for consecutive
+    /// blocks of rows covering all, in order.
+    fn scan(&self, query: &CodedQuery, mut visit: impl FnMut(usize, &[i32])) {
         let mut block = [0i32; BLOCK_ROWS];
-        for (b, codes) in self.codes.chunks(BLOCK_ROWS * self.dim).enumerate() {
-            let rows = codes.len() / self.dim;
-            dots(query, codes, &mut block[..rows]);
-            for (i, dot) in block[..rows].iter().enumerate() {
-                visit(b * BLOCK_ROWS + i, *dot);
+        let bytes = self.padded / 2;
+        for (b, codes) in self.coarse.chunks(BLOCK_ROWS * bytes).enumerate() {
+            let rows = codes.len() / bytes;
+            dots4(&query.codes.codes, codes, &mut block[..rows]);
+            for dot in &mut block[..rows] {
+                *dot -= query.codes.bias;
             }
+            visit(b * BLOCK_ROWS, &block[..rows]);
         }
     }
 
     /// Best template per user among the scored rows, the `k` best users.
-    fn best_users(&self, scored: &HashMap<usize, Option<f32>>, k: usize) -> Vec<Match> {
-        let mut per_user: HashMap<&Arc<str>, (f32, u64)> = HashMap::new();
+    fn best_users(&self, scored: &IdMap<usize, Option<f32>>, k: usize) -> Vec<Match> {
+        let mut per_user: IdMap<&Arc<str>, (f32, u64)> = IdMap::default();
         for (&row, score) in scored {
             let Some(score) = *score else { continue };
             let candidate = (score, self.ids[row]);
@@ -331,22 +546,29 @@ impl GalleryIndex {
         out
     }
 
-    /// Gives back the spare room the arrays grew with (after a bulk build).
+    /// Gives back the spare room the arrays grew with (after a bulk build whose size
+    /// was not known in advance). Large arrays are shrunk in place by the allocator.
     pub fn shrink_to_fit(&mut self) {
-        self.codes.shrink_to_fit();
-        self.scales.shrink_to_fit();
-        self.errors.shrink_to_fit();
+        self.coarse.shrink_to_fit();
+        self.fine.shrink_to_fit();
+        self.coarse_scales.shrink_to_fit();
+        self.coarse_errors.shrink_to_fit();
+        self.fine_scales.shrink_to_fit();
+        self.fine_errors.shrink_to_fit();
         self.ids.shrink_to_fit();
         self.users.shrink_to_fit();
-        self.rows.shrink_to_fit();
-        self.user_refs.shrink_to_fit();
+        self.scratch = Scratch::default();
     }
 
     /// Approximate heap memory in bytes.
     pub fn memory_bytes(&self) -> usize {
-        self.codes.capacity()
-            + self.scales.capacity() * 4
-            + self.errors.capacity() * 4
+        self.coarse.capacity()
+            + self.fine.capacity()
+            + (self.coarse_scales.capacity()
+                + self.coarse_errors.capacity()
+                + self.fine_scales.capacity()
+                + self.fine_errors.capacity())
+                * 4
             + self.ids.capacity() * 8
             + self.users.capacity() * 16
             // hashbrown: (key, value) per bucket plus one control byte.
@@ -357,6 +579,11 @@ impl GalleryIndex {
                 // The Arc allocation (two counters + text) and the map entry.
                 .map(|u| u.len() + 16 + 16 + 4 + 1)
                 .sum::<usize>()
+    }
+
+    /// Bytes one search reads per template: the coarse codes, scale and error bound.
+    pub fn scanned_bytes_per_template(&self) -> usize {
+        self.padded / 2 + 8
     }
 }
 
@@ -369,11 +596,99 @@ fn better(a: (f32, u64), b: (f32, u64)) -> bool {
     }
 }
 
-/// The normalised query quantised like the templates, with the terms of the bound
+/// Moves the `m` best items (by `order`: `Less` = better) to the front, unordered.
+fn best_first<T>(items: &mut [T], m: usize, order: impl FnMut(&T, &T) -> Ordering) {
+    if m > 0 && m < items.len() {
+        items.select_nth_unstable_by(m - 1, order);
+    }
+}
+
+/// The highest score, -inf for none.
+fn max_score(scores: impl Iterator<Item = f32>) -> f32 {
+    scores.fold(f32::NEG_INFINITY, f32::max)
+}
+
+/// The `take` highest of many scores without a heap: scores above the current floor
+/// are appended, and whenever twice `take` are kept, the best `take` are selected
+/// (linear time) and the floor rises to the lowest of them. Amortised O(1) per offer;
+/// once the floor is high, an offer is one comparison.
+struct Selection {
+    take: usize,
+    /// Every row is taken: no floor, cutoff -inf.
+    all: bool,
+    kept: Vec<Ranked>,
+    floor: f32,
+}
+
+impl Selection {
+    fn new(take: usize, rows: usize) -> Selection {
+        Selection {
+            take,
+            all: take >= rows,
+            kept: Vec::with_capacity(if take >= rows {
+                rows
+            } else {
+                2 * take + BLOCK_ROWS
+            }),
+            floor: f32::NEG_INFINITY,
+        }
+    }
+
+    /// A row below or at the floor can never be among the best `take` (rows come in
+    /// increasing order, so an equal score loses its tie too).
+    #[inline(always)]
+    fn offer(&mut self, score: f32, row: usize) {
+        if score > self.floor {
+            self.kept.push(Ranked(score, row));
+        }
+    }
+
+    /// Keeps the best `take` once twice as many are held (call between blocks).
+    fn prune(&mut self) {
+        if !self.all && self.kept.len() >= 2 * self.take {
+            self.select();
+        }
+    }
+
+    fn select(&mut self) {
+        if self.take == 0 {
+            self.kept.clear();
+            return;
+        }
+        // Best first: Ranked orders by score, then the lower row as the better.
+        self.kept
+            .select_nth_unstable_by(self.take - 1, |a, b| b.cmp(a));
+        self.kept.truncate(self.take);
+        self.floor = self.kept.iter().map(|r| r.0).fold(f32::INFINITY, f32::min);
+    }
+
+    /// The best `take` (unordered) and the cutoff: no row left out scores above it
+    /// (-inf when every row is taken).
+    fn finish(mut self) -> (Vec<Ranked>, f32) {
+        if self.all {
+            return (self.kept, f32::NEG_INFINITY);
+        }
+        if self.kept.len() > self.take {
+            self.select();
+        }
+        // Rows left out scored at most the floor at the time, and the floor only rises.
+        let cutoff = if self.kept.len() < self.take {
+            self.floor
+        } else {
+            self.kept
+                .iter()
+                .map(|r| r.0)
+                .fold(f32::INFINITY, f32::min)
+                .max(self.floor)
+        };
+        (self.kept, cutoff)
+    }
+}
+
+/// The normalised query quantised to int8, with the terms of the bound
 /// `|q.v - approx| <= |q - q'| |v| + |q'| |v - v'|` that do not depend on the row.
 struct CodedQuery {
-    codes: Vec<i16>,
-    scale: f32,
+    codes: QueryCodes,
     /// `|q - q'|` with a margin for f32 rounding of the approximate and exact scores.
     lift: f32,
     /// Bound on `|q'|`, which multiplies each row's own error.
@@ -381,15 +696,15 @@ struct CodedQuery {
 }
 
 impl CodedQuery {
-    fn new(query: &[f32]) -> CodedQuery {
-        let mut codes = Vec::with_capacity(query.len());
-        let (scale, error) = quantize(query, &mut codes);
-        // f32 rounding: the exact dot product (|sum| <= 1, dim terms) and the
-        // approximate one's products; generous against f32's 6e-8 relative step.
+    fn new(query: &[f32], padded: usize) -> CodedQuery {
+        let codes = QueryCodes::new(query, padded);
+        // f32 rounding: the exact dot product (|sum| <= 1, dim terms) and the coarse
+        // bound's few f32 operations (relative 6e-8 each on values below 2); generous
+        // against f32's 6e-8 relative step.
         let rounding = 1e-5 + query.len() as f32 * 2.5e-7;
+        let error = codes.error;
         CodedQuery {
-            codes: codes.into_iter().map(i16::from).collect(),
-            scale,
+            codes,
             lift: error * 1.0001 + rounding,
             grow: 1.0001 + error,
         }
@@ -494,7 +809,7 @@ mod tests {
                 s.add(&mut g, &format!("user{}", i / 3), i, v(i, dim));
             }
             for q in 0..40u64 {
-                // Random queries (no good match: the hardest case for the int8 order)
+                // Random queries (no good match: the hardest case for the coarse order)
                 // and noisy copies of stored templates.
                 let query: Vec<f32> = if q % 2 == 0 {
                     v(1_000_000 + q, dim)
@@ -702,13 +1017,257 @@ mod tests {
 
     #[test]
     fn a_128d_template_takes_about_200_bytes_after_a_bulk_build() {
-        let mut g = GalleryIndex::new();
+        let mut g = GalleryIndex::with_dim(128).unwrap();
+        g.reserve(20_000);
         for i in 0..20_000u64 {
             g.insert(&format!("user{}", i / 2), i, &v(i, 128)).unwrap();
         }
         g.shrink_to_fit();
         let per = g.memory_bytes() as f64 / g.len() as f64;
-        // 128 code bytes + 8 scale/error + 8 id + 16 user + ~28 map entry + half a user.
+        // 64 + 64 code bytes + 16 scales/errors + 8 id + 16 user + ~28 map entry + half
+        // a user.
         assert!((170.0..230.0).contains(&per), "{per}");
+        // What a search reads per template: the coarse codes, scale and error bound.
+        assert_eq!(g.scanned_bytes_per_template(), 72);
+    }
+
+    /// Near copies of the query: every coarse bound (~0.1 wide) overlaps the best exact
+    /// score, so the coarse candidate set must grow to the whole gallery, and the fine
+    /// bounds (~0.01) overlap too for the closest ones, so the re-rank grows as well.
+    #[test]
+    fn a_crowd_of_near_copies_still_gives_the_brute_force_answer() {
+        let face = v(42, 128);
+        let mut g = GalleryIndex::new();
+        let mut s = Stored::default();
+        for i in 0..3000u64 {
+            // Cosine ~0.999 down to ~0.98 with the face; ids in a shuffled order.
+            let noise = 0.002 + 0.02 * (i % 97) as f32 / 97.0;
+            let e = face
+                .iter()
+                .zip(v(10_000 + i, 128))
+                .map(|(a, n)| a + noise * n)
+                .collect();
+            s.add(&mut g, &format!("u{}", i % 1000), (i * 7919) % 3001, e);
+        }
+        for k in [1, 3, 50] {
+            let found = s.search(&g, &face, k);
+            assert_eq!(answer(&found), s.brute_force(&face, k), "k {k}");
+            assert!(found.scans > 1, "the coarse set grew: {found:?}");
+        }
+    }
+
+    /// Values at the edges of f32 and of the 4-bit grid: one huge component with tiny
+    /// ones (most codes 0), components exactly halfway between two codes, tiny and huge
+    /// overall scales (normalised away), and templates that differ from the query only
+    /// in the last bits. The bounds must hold for all of them (else the answer would
+    /// differ from the brute force).
+    #[test]
+    fn the_bounds_hold_at_adversarial_scales() {
+        let dim = 100;
+        let mut g = GalleryIndex::new();
+        let mut s = Stored::default();
+        let mut id = 0u64;
+        let mut add = |g: &mut GalleryIndex, s: &mut Stored, e: Vec<f32>| {
+            id += 1;
+            s.add(g, &format!("u{id}"), id, e);
+        };
+        for scale in [1e-15f32, 1e-6, 1.0, 1e6, 1e15] {
+            let mut spike = vec![1e-4 * scale; dim];
+            spike[3] = scale;
+            add(&mut g, &mut s, spike);
+            // x / (max / 7) lands on k + 0.5 for every component.
+            let halves: Vec<f32> = (0..dim)
+                .map(|i| {
+                    scale * (((i % 7) as f32 + 0.5) / 7.0) * if i % 2 == 0 { 1.0 } else { -1.0 }
+                })
+                .collect();
+            add(&mut g, &mut s, halves);
+            add(
+                &mut g,
+                &mut s,
+                v(scale.to_bits() as u64, dim)
+                    .iter()
+                    .map(|x| x * scale)
+                    .collect(),
+            );
+        }
+        let base = v(5, dim);
+        for ulp in 0..20u32 {
+            let mut e = base.clone();
+            e[(ulp as usize * 13) % dim] = f32::from_bits(e[0].to_bits() + ulp);
+            add(&mut g, &mut s, e);
+        }
+        for i in 0..300u64 {
+            add(&mut g, &mut s, v(1000 + i, dim));
+        }
+        let mut queries = vec![base.clone()];
+        for scale in [1e-15f32, 1.0, 1e15] {
+            let mut spike = vec![1e-4 * scale; dim];
+            spike[3] = scale;
+            queries.push(spike);
+            queries.push(v(77, dim).iter().map(|x| x * scale).collect());
+        }
+        for (n, q) in queries.iter().enumerate() {
+            for k in [1, 4, 30] {
+                assert_eq!(
+                    answer(&s.search(&g, q, k)),
+                    s.brute_force(q, k),
+                    "q {n} k {k}"
+                );
+            }
+        }
+    }
+
+    /// Quantisation errors chosen against the search: 200 decoys whose coarse codes
+    /// score above the true best's, and whose residuals add a little to their exact
+    /// score; the true best's residual (below half a code step everywhere, so its codes
+    /// stay) adds much more. The coarse order alone gives a decoy; only the coarse
+    /// bound (each row's error) shows that the rows left out may still win.
+    #[test]
+    fn rounding_errors_aligned_against_the_query_do_not_hide_the_best() {
+        let dim = 128;
+        let q = normalized(&v(9, dim)).unwrap();
+        // A base direction with cosine ~0.5 to the query, on the 4-bit grid.
+        let u = normalized(
+            &q.iter()
+                .zip(normalized(&v(10, dim)).unwrap())
+                .map(|(a, b)| a + 1.7 * b)
+                .collect::<Vec<f32>>(),
+        )
+        .unwrap();
+        let max = u.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+        let step = max / 7.0;
+        let codes: Vec<f32> = u.iter().map(|x| (x / step).round()).collect();
+        // Few strangers: the true best is not even a coarse candidate; many: it is one
+        // (the coarse set grows with the gallery) but ranked below the first re-scored.
+        for strangers in [300, 13_000] {
+            aligned_errors_scene(dim, &q, &codes, step, strangers);
+        }
+    }
+
+    fn aligned_errors_scene(dim: usize, q: &[f32], codes: &[f32], step: f32, strangers: u64) {
+        let with_residual = |codes: &[f32], size: f32| -> Vec<f32> {
+            codes
+                .iter()
+                .zip(q)
+                .map(|(c, qi)| {
+                    // Not on the largest codes, which fix the scale.
+                    let r = if c.abs() < 7.0 {
+                        size * qi.signum()
+                    } else {
+                        0.0
+                    };
+                    (c + r) * step
+                })
+                .collect()
+        };
+        let mut g = GalleryIndex::new();
+        let mut s = Stored::default();
+        for i in 0..strangers {
+            s.add(
+                &mut g,
+                &format!("stranger{i}"),
+                100_000 + i,
+                v(500 + i, dim),
+            );
+        }
+        for i in 0..200u64 {
+            s.add(
+                &mut g,
+                &format!("decoy{i}"),
+                1000 + i,
+                with_residual(codes, 0.1),
+            );
+        }
+        // One code lowered where the query is large and positive: the coarse score
+        // drops below the decoys'.
+        let mut lowered = codes.to_vec();
+        let j = (0..dim)
+            .filter(|&i| codes[i].abs() < 7.0)
+            .max_by(|&a, &b| q[a].total_cmp(&q[b]))
+            .unwrap();
+        lowered[j] -= 1.0;
+        s.add(&mut g, "best", 1, with_residual(&lowered, 0.45));
+        // The scene is what it claims: best by far in f32, below every decoy coarsely.
+        assert_eq!(s.brute_force(q, 1)[0].1, 1);
+        let coarse: Vec<u64> = g.search_approximate(q, 201).iter().map(|m| m.0).collect();
+        assert!(
+            coarse[..200].iter().all(|id| (1000..1200).contains(id)),
+            "{coarse:?}"
+        );
+        for k in [1, 2, 10] {
+            let found = s.search(&g, q, k);
+            assert_eq!(
+                answer(&found),
+                s.brute_force(q, k),
+                "strangers {strangers} k {k}"
+            );
+        }
+    }
+
+    /// Both bounds the search relies on, checked row by row: random rows, and rows whose
+    /// fine-tier rounding is aligned with the query (the fine codes alone then
+    /// underestimate the exact score by more than the query's own rounding covers).
+    #[test]
+    fn every_bound_the_search_uses_is_at_least_the_exact_score() {
+        let dim = 128;
+        let q = normalized(&v(3, dim)).unwrap();
+        let mut rows: Vec<Vec<f32>> = (0..300).map(|i| v(700 + i, dim)).collect();
+        for seed in 0..20u64 {
+            // Coarse codes from a random direction; the largest fixes the coarse scale
+            // and carries no fine part.
+            // One large component: a large coarse step, so the fine step (1/15 of it)
+            // and the aligned fine rounding are large too.
+            let mut base = normalized(&v(900 + seed, dim)).unwrap();
+            let top = (seed as usize * 7) % dim;
+            base[top] = 0.8;
+            let s1 = base[top].abs() / 7.0;
+            let s2 = s1 / 15.0;
+            let row: Vec<f32> = (0..dim)
+                .map(|i| {
+                    let c1 = (base[i] / s1).round().clamp(-7.0, 7.0);
+                    // Fine part: code 7 on one other component (fixes the fine scale),
+                    // else a code in -6..=6 plus 0.45 of a step towards the query.
+                    let fine = if i == top {
+                        0.0
+                    } else if i == (top + 1) % dim {
+                        7.0 * s2
+                    } else {
+                        let c2 = ((seed as usize + i) % 13) as f32 - 6.0;
+                        (c2 + 0.45 * q[i].signum()) * s2
+                    };
+                    c1 * s1 + fine
+                })
+                .collect();
+            rows.push(row);
+        }
+        let mut g = GalleryIndex::new();
+        for (i, row) in rows.iter().enumerate() {
+            g.insert("u", i as u64, row).unwrap();
+        }
+        let coded = CodedQuery::new(&q, g.padded);
+        let (coarse, _) = g.top_coarse_bounds(&coded, g.len());
+        let fine = g.fine_bounds(&coded, &coarse);
+        let exact = |row: usize| {
+            let id = g.ids[row] as usize;
+            dot_f32(&q, &normalized(&rows[id]).unwrap())
+        };
+        for Ranked(upper, row) in &coarse {
+            assert!(*upper >= exact(*row), "coarse row {row}");
+        }
+        for (upper, row) in &fine {
+            assert!(*upper >= f64::from(exact(*row)), "fine row {row}");
+        }
+    }
+
+    #[test]
+    fn the_id_hash_spreads_sequential_and_text_keys() {
+        use std::hash::BuildHasher;
+        let build = BuildHasherDefault::<IdHasher>::default();
+        let buckets: std::collections::HashSet<u64> =
+            (0..4096u64).map(|i| build.hash_one(i) & 4095).collect();
+        assert!(buckets.len() > 2400, "{}", buckets.len());
+        assert_ne!(build.hash_one("user1"), build.hash_one("user2"));
+        assert_ne!(build.hash_one("abcdefgh1"), build.hash_one("abcdefgh2"));
     }
 }

@@ -1,8 +1,9 @@
-//! In-memory 1:N search: per gallery, every template as int8 codes with a per-vector
-//! scale (one byte per dimension), scanned in full with a vectorised integer dot
-//! product; the best candidates are then re-ranked with their f32 embeddings, which the
-//! caller fetches from the store, so every answer equals an f32 brute force (see
-//! [`GalleryIndex::search`] for the bound that decides how many to re-rank).
+//! In-memory 1:N search: per gallery, every template as two tiers of 4-bit codes with
+//! per-vector scales (half a byte per dimension each); the coarse tier is scanned in
+//! full with a vectorised integer dot product, the rows it cannot rule out are
+//! re-scored with the fine tier, and the best candidates are re-ranked with their f32
+//! embeddings, which the caller fetches from the store, so every answer equals an f32
+//! brute force (see [`GalleryIndex::search`] for the bounds that decide how many).
 //!
 //! Built from the store at start and updated by `gallery` in the same code path as
 //! every store write. Public face: [`Index`] (all galleries, thread-safe) and
@@ -29,13 +30,15 @@ pub enum Error {
     NotAVector,
 }
 
-type Key = (String, String);
+/// client -> gallery -> index: looked up with borrowed names (no allocation per insert
+/// or search).
+type Galleries = HashMap<String, HashMap<String, Arc<RwLock<GalleryIndex>>>>;
 
 /// Every gallery's index. Each gallery has its own lock, so a search in one gallery
 /// never waits for a write to another.
 #[derive(Default)]
 pub struct Index {
-    galleries: RwLock<HashMap<Key, Arc<RwLock<GalleryIndex>>>>,
+    galleries: RwLock<Galleries>,
 }
 
 impl std::fmt::Debug for Index {
@@ -53,7 +56,7 @@ impl Index {
 
     fn get(&self, client: &str, gallery: &str) -> Option<Arc<RwLock<GalleryIndex>>> {
         let map = self.galleries.read().unwrap_or_else(|e| e.into_inner());
-        map.get(&(client.to_string(), gallery.to_string())).cloned()
+        map.get(client)?.get(gallery).cloned()
     }
 
     fn get_or_create(&self, client: &str, gallery: &str) -> Arc<RwLock<GalleryIndex>> {
@@ -61,7 +64,9 @@ impl Index {
             return g;
         }
         let mut map = self.galleries.write().unwrap_or_else(|e| e.into_inner());
-        map.entry((client.to_string(), gallery.to_string()))
+        map.entry(client.to_string())
+            .or_default()
+            .entry(gallery.to_string())
             .or_default()
             .clone()
     }
@@ -99,7 +104,12 @@ impl Index {
 
     pub fn remove_gallery(&self, client: &str, gallery: &str) {
         let mut map = self.galleries.write().unwrap_or_else(|e| e.into_inner());
-        map.remove(&(client.to_string(), gallery.to_string()));
+        if let Some(galleries) = map.get_mut(client) {
+            galleries.remove(gallery);
+            if galleries.is_empty() {
+                map.remove(client);
+            }
+        }
     }
 
     /// The `k` users of a gallery with the most similar templates, best first (see
@@ -122,7 +132,7 @@ impl Index {
     /// Gives back the spare room of every gallery's arrays (after building at start).
     pub fn shrink_to_fit(&self) {
         let map = self.galleries.read().unwrap_or_else(|e| e.into_inner());
-        for g in map.values() {
+        for g in map.values().flat_map(|galleries| galleries.values()) {
             g.write().unwrap_or_else(|e| e.into_inner()).shrink_to_fit();
         }
     }
@@ -144,6 +154,7 @@ impl Index {
     fn each(&self, f: impl Fn(&GalleryIndex) -> usize) -> usize {
         let map = self.galleries.read().unwrap_or_else(|e| e.into_inner());
         map.values()
+            .flat_map(|galleries| galleries.values())
             .map(|g| f(&g.read().unwrap_or_else(|e| e.into_inner())))
             .sum()
     }

@@ -1,24 +1,35 @@
 #!/usr/bin/env bash
-# Shows that the index's distance code is vectorised: compiles src/index/quantized.rs on
-# its own (rustc -O, as in the release build, no target-cpu flags) for x86_64 (SSE2
-# baseline) and aarch64 (NEON baseline; needs `rustup target add
-# aarch64-unknown-linux-gnu`) and counts the SIMD multiply-add instructions in the
-# integer dot product's loop: pmaddwd (x86_64), smlal/smlal2/sadalp/saddw (aarch64).
+# Shows that the index's distance code is vectorised.
+# 1. The portable 4-bit dot product (src/index/quantized.rs, `dot4`), compiled on its own
+#    (rustc -O, as in the release build, no target-cpu flags) for x86_64 (SSE2 baseline)
+#    and aarch64 (NEON baseline; needs `rustup target add aarch64-unknown-linux-gnu`):
+#    counts the SIMD multiply-add / widening instructions in it.
+# 2. The AVX2 scan kernel (src/index/simd.rs) in the release binary, if built: counts
+#    vpmaddubsw / vpmaddwd / vphaddd on ymm registers.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-# pub(crate) items are dropped from a lone library's code: make them pub for the listing.
-sed 's/pub(crate) fn/pub fn/' src/index/quantized.rs >"$out/quantized.rs"
+# pub(crate) items are dropped from a lone library's code: make them pub for the listing;
+# the MAX_DIM test reference does not exist there.
+sed -e 's/pub(crate) fn/pub fn/' -e 's/pub(crate) const/pub const/' \
+    -e 's/crate::index::MAX_DIM/65_535/' -e 's/#\[inline(always)\]//' src/index/quantized.rs >"$out/quantized.rs"
 for target in x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu; do
-    if ! rustc -O --crate-type lib --crate-name quantized --target "$target" \
+    if ! rustc -O -C codegen-units=1 --crate-type lib --crate-name quantized --target "$target" \
         --emit asm -o "$out/$target.s" "$out/quantized.rs" 2>"$out/err"; then
         echo "$target: cannot compile ($(head -1 "$out/err"))"
         continue
     fi
-    # The integer dot product's symbol (mangled name contains 3dot).
-    awk '/^_ZN9quantized3dot17/,/^\.Lfunc_end/' "$out/$target.s" >"$out/dot.s"
-    echo "== $target: dot() has $(wc -l <"$out/dot.s") lines; SIMD instructions in it:"
-    grep -oE '\b(pmaddwd|pmullw|paddd|punpck[lh]bw|psraw|smlal2?|smull2?|sadalp|saddw2?|sxtl2?|mla|addv)\b' "$out/dot.s" \
+    # The nibble dot product's symbol (mangled name contains 4dot4).
+    awk '/^_ZN9quantized4dot417/,/^\.Lfunc_end/' "$out/$target.s" >"$out/dot.s"
+    echo "== $target: dot4() has $(wc -l <"$out/dot.s") lines; SIMD instructions in it:"
+    grep -oE '\b(pmaddwd|pmullw|paddd|pand|psrlw|punpck[lh]bw|smlal2?|smull2?|sadalp|saddw2?|sxtl2?|ushll2?|mla|addv|and)\b' "$out/dot.s" \
         | sort | uniq -c | sort -rn
 done
+bin=target/release/facegate
+if [ -x "$bin" ] && command -v objdump >/dev/null; then
+    echo "== $bin: the AVX2 scan kernel (simd.rs), instructions on ymm registers:"
+    objdump -d --no-show-raw-insn "$bin" |
+        awk '/<_ZN8facegate5index4simd4avx25dots4/,/^$/' |
+        grep -oE '\b(vpmaddubsw|vpmaddwd|vphaddd|vpand|vpsrlw|vpaddw|vpaddd)\b' | sort | uniq -c | sort -rn
+fi
