@@ -220,28 +220,13 @@ fn check_png_chunks(bytes: &[u8]) -> Result<(), DecodeError> {
                 bytes[end - 2],
                 bytes[end - 1],
             ]);
-            if crc != crc32(&bytes[at + 4..end - 4]) {
+            if crc != crc32fast::hash(&bytes[at + 4..end - 4]) {
                 return Err(corrupt("PNG IEND chunk damaged"));
             }
             return Ok(());
         }
         at = end;
     }
-}
-
-fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = 0xFFFF_FFFFu32;
-    for &b in bytes {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
 }
 
 /// JPEG pixels through zune-jpeg directly, in strict mode: its lenient mode (what the
@@ -347,7 +332,7 @@ mod tests {
         body.extend_from_slice(data);
         out.extend_from_slice(&(data.len() as u32).to_be_bytes());
         out.extend_from_slice(&body);
-        out.extend_from_slice(&crc32(&body).to_be_bytes());
+        out.extend_from_slice(&crc32fast::hash(&body).to_be_bytes());
     }
 
     /// A complete PNG (signature, IHDR, optional PLTE, one empty IDAT, IEND) whose

@@ -29,6 +29,18 @@ fn pipeline(queue: usize, timeout: Duration, idle_request_threads: usize) -> Arc
     Arc::new(Pipeline::load(&runtime, options).expect("models"))
 }
 
+/// A server on `pipeline` with the gallery `door` and Amy enrolled in it.
+fn door_with_amy(pipeline: &Arc<Pipeline>) -> (TestServer, Client) {
+    let server = TestServer::start_on(pipeline.clone(), |_| {}, |_| {});
+    let c = server.client("kiosk");
+    c.create_gallery("door");
+    assert_eq!(
+        c.enroll("door", "amy", "Amy", &photo("amy1.png")).status(),
+        200
+    );
+    (server, c)
+}
+
 fn health(server: &TestServer) -> Value {
     let h = http(server.addr, "GET", "/healthz", &[], b"");
     assert_eq!(h.http, 200);
@@ -107,13 +119,7 @@ fn a_burst_of_32_identify_requests_on_one_session_all_get_their_answer() {
 #[test]
 fn a_lone_request_runs_on_all_cores_and_a_caller_behind_a_busy_session_waits_in_line() {
     let pipeline = pipeline(4, Duration::from_secs(60), 2);
-    let server = TestServer::start_on(pipeline.clone(), |_| {}, |_| {});
-    let c = server.client("kiosk");
-    c.create_gallery("door");
-    assert_eq!(
-        c.enroll("door", "amy", "Amy", &photo("amy1.png")).status(),
-        200
-    );
+    let (server, c) = door_with_amy(&pipeline);
     let amy = photo("amy2.png");
     let before = health(&server)["idle_machine_admitted_total"]
         .as_u64()
@@ -141,13 +147,7 @@ fn a_lone_request_runs_on_all_cores_and_a_caller_behind_a_busy_session_waits_in_
 #[test]
 fn a_full_queue_and_a_passed_deadline_answer_503_with_retry_after() {
     let pipeline = one_session_pipeline(1, Duration::from_millis(400));
-    let server = TestServer::start_on(pipeline.clone(), |_| {}, |_| {});
-    let c = server.client("kiosk");
-    c.create_gallery("door");
-    assert_eq!(
-        c.enroll("door", "amy", "Amy", &photo("amy1.png")).status(),
-        200
-    );
+    let (server, c) = door_with_amy(&pipeline);
     let amy = photo("amy2.png");
 
     // The one session is taken (as a long camera frame or request would take it).

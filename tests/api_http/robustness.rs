@@ -11,7 +11,7 @@ fn png_with_header(width: u32, height: u32) -> Vec<u8> {
     // Signature (8) + length (4) + "IHDR" (4), then width and height.
     bytes[16..20].copy_from_slice(&width.to_be_bytes());
     bytes[20..24].copy_from_slice(&height.to_be_bytes());
-    let crc = crc32(&bytes[12..29]);
+    let crc = crc32fast::hash(&bytes[12..29]);
     bytes[29..33].copy_from_slice(&crc.to_be_bytes());
     bytes
 }

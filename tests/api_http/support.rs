@@ -362,27 +362,11 @@ pub fn small_face(name: &str) -> Vec<u8> {
     png(&canvas)
 }
 
-/// CRC-32 (PNG chunks): the tests rebuild PNG headers with other sizes.
-pub fn crc32(data: &[u8]) -> u32 {
-    let mut crc = 0xFFFF_FFFFu32;
-    for &b in data {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
-}
-
 /// Appends one PNG chunk (length, type, data, CRC).
 pub fn chunk(out: &mut Vec<u8>, kind: &[u8], data: &[u8]) {
     let mut body = kind.to_vec();
     body.extend_from_slice(data);
     out.extend_from_slice(&(data.len() as u32).to_be_bytes());
     out.extend_from_slice(&body);
-    out.extend_from_slice(&crc32(&body).to_be_bytes());
+    out.extend_from_slice(&crc32fast::hash(&body).to_be_bytes());
 }

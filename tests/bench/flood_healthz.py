@@ -23,75 +23,17 @@ from the repository root. Latencies are in ms; "refused" = no HTTP answer.
 """
 import argparse, os, resource, socket, statistics, subprocess, sys, tempfile, time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchlib import Daemon, exchange, http_status
+
 SECOND = "127.0.0.2"
-
-
-class Daemon:
-    def __init__(self, binary, port, config_text=None):
-        self.dir = tempfile.mkdtemp(prefix="fg-flood-")
-        self.port = port
-        self.binary = binary
-        self.env = dict(os.environ, FACEGATE_DATA_DIR=self.dir,
-                        FACEGATE_LISTEN=f"127.0.0.1:{port}", FACEGATE_LOG="warn")
-        args = []
-        if config_text:
-            config = os.path.join(self.dir, "flood.toml")
-            with open(config, "w") as f:
-                f.write(config_text)
-            args = ["--config", config]
-        self.proc = subprocess.Popen([binary] + args + ["serve"], cwd=ROOT, env=self.env,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for _ in range(600):
-            if healthz("127.0.0.1", port, 0.5)[0] == 200:
-                return
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{binary} exited with {self.proc.returncode}")
-            time.sleep(0.1)
-        raise RuntimeError("daemon did not start")
-
-    def status(self, key):
-        with open(f"/proc/{self.proc.pid}/status") as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1])
-        return 0
-
-    def fds(self):
-        return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
-
-    def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        subprocess.run(["rm", "-rf", self.dir])
 
 
 def healthz(source, port, timeout=5.0):
     """(HTTP status or 0, ms) of one GET /healthz on a new connection from `source`."""
     t = time.monotonic()
-    s = socket.socket()
-    s.settimeout(timeout)
-    try:
-        s.bind((source, 0))
-        s.connect(("127.0.0.1", port))
-        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        out = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            out += chunk
-    except OSError:
-        out = b""
-    finally:
-        s.close()
-    ms = (time.monotonic() - t) * 1000
-    code = int(out.split()[1]) if out.startswith(b"HTTP/") else 0
-    return code, ms
+    answer = exchange(source, port,
+                      b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", timeout)
+    return http_status(answer), (time.monotonic() - t) * 1000
 
 
 def summary(samples):
@@ -272,7 +214,7 @@ def main():
                                  (small, lambda d: full_cap_flood(d, a.idle, a.samples,
                                                                   a.small_cap, True)),
                                  (None, lambda d: slow_bodies(d, a.slow, a.samples))):
-                d = Daemon(binary, port, config)
+                d = Daemon(binary, port, config_text=config).start()
                 try:
                     for what, result in case(d):
                         print(f"round {r + 1}\t{label}\t{what}\t{result}", flush=True)

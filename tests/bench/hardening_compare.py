@@ -11,7 +11,7 @@ and fixtures are found there). Only 127.0.0.1 is used; every loop is bounded.
 import argparse, base64, json, os, resource, socket, ssl, statistics, subprocess, sys
 import tempfile, threading, time, zlib, struct, io
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchlib import ROOT, Daemon
 FIX = os.path.join(ROOT, "tests/fixtures/api")
 
 
@@ -61,52 +61,6 @@ def bomb_jpeg():
             out += j[i:i + 300] + b"\xff\xd9"
             break
     return bytes(out)
-
-
-class Daemon:
-    def __init__(self, binary, port, extra_env=None, config_text=None):
-        self.dir = tempfile.mkdtemp(prefix="fg-i15-")
-        self.port = port
-        self.env = dict(os.environ, FACEGATE_DATA_DIR=self.dir, FACEGATE_LISTEN=f"127.0.0.1:{port}",
-                        FACEGATE_LOG="warn")
-        self.env.update(extra_env or {})
-        self.binary = binary
-        self.args = []
-        if config_text:
-            cfg = os.path.join(self.dir, "cfg.toml")
-            open(cfg, "w").write(config_text)
-            self.args = ["--config", cfg]
-        self.token = self.admin("client", "add", "kiosk")
-        self.proc = subprocess.Popen([binary] + self.args + ["serve"], cwd=ROOT, env=self.env,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for _ in range(300):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("daemon did not start")
-
-    def admin(self, *args, stdin=None):
-        out = subprocess.run([self.binary] + self.args + list(args), cwd=ROOT, env=self.env,
-                             capture_output=True, text=True, input=stdin)
-        return out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
-
-    def status(self, key):
-        for line in open(f"/proc/{self.proc.pid}/status"):
-            if line.startswith(key):
-                return int(line.split()[1])
-        return 0
-
-    def fds(self):
-        return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
-
-    def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
 
 
 def request(port, method, path, headers=None, body=b"", timeout=120, tls=None):
@@ -310,6 +264,8 @@ def main():
             if name not in only:
                 continue
             d = Daemon(binary, port)
+            d.token = d.admin("client", "add", "kiosk")
+            d.start()
             try:
                 if name != "pictures":
                     api(d, "facegallery/create-facegallery", {"facegallery_id": "door"})

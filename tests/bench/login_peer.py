@@ -12,50 +12,27 @@ name each time, as fast as answers come, for SECONDS; meanwhile 127.0.0.1 logs i
 password hash spent, 429 = refused before hashing) and the real client's.
 The LiteRT library comes from FACEGATE_LITERT_LIB; run from the repository root.
 """
-import argparse, collections, os, socket, subprocess, sys, tempfile, threading, time
+import argparse, collections, sys, threading, time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchlib import Daemon, exchange, http_status
+
 PASSWORD = "correct horse"
 
 
 def login(source, port, name, password):
     body = f"client_id={name}&password={password.replace(' ', '+')}".encode()
-    s = socket.socket()
-    s.settimeout(30)
-    try:
-        s.bind((source, 0))
-        s.connect(("127.0.0.1", port))
-        s.sendall(b"POST /oauth/client/token HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
-                  b"Content-Type: application/x-www-form-urlencoded\r\n"
-                  + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
-        out = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            out += chunk
-    except OSError:
-        out = b""
-    finally:
-        s.close()
-    return int(out.split()[1]) if out.startswith(b"HTTP/") else 0
+    return http_status(exchange(
+        source, port,
+        b"POST /oauth/client/token HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        b"Content-Type: application/x-www-form-urlencoded\r\n"
+        + f"Content-Length: {len(body)}\r\n\r\n".encode() + body, timeout=30))
 
 
 def run(binary, port, seconds):
-    data = tempfile.mkdtemp(prefix="fg-login-")
-    env = dict(os.environ, FACEGATE_DATA_DIR=data, FACEGATE_LISTEN=f"127.0.0.1:{port}",
-               FACEGATE_LOG="warn", FACEGATE_CLIENT_PASSWORD=PASSWORD)
-    subprocess.run([binary, "client", "add", "app", "--password"], cwd=ROOT, env=env,
-                   check=True, capture_output=True)
-    proc = subprocess.Popen([binary, "serve"], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    d = Daemon(binary, port, extra_env={"FACEGATE_CLIENT_PASSWORD": PASSWORD})
+    d.admin("client", "add", "app", "--password")
+    d.start()
     try:
-        for _ in range(600):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                time.sleep(0.1)
         stop = time.monotonic() + seconds
         guesses = collections.Counter()
 
@@ -74,9 +51,7 @@ def run(binary, port, seconds):
         guesser.join()
         return guesses, real
     finally:
-        proc.terminate()
-        proc.wait(20)
-        subprocess.run(["rm", "-rf", data])
+        d.stop()
 
 
 def main():

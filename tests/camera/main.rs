@@ -8,4 +8,5 @@ mod mqtt_events;
 mod replay;
 mod scenes;
 mod sequence;
+mod subscriber;
 mod support;

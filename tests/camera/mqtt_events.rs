@@ -7,18 +7,18 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use facegate::gallery::{Gallery, Settings};
 use facegate::store::Store;
 use facegate::sync::{SyncHandle, SyncOptions};
-use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
 use serde_json::Value;
 
 use super::sequence::{scene, write_frames, VISITORS};
+use super::subscriber::Subscriber;
 use super::support::{default_config, pipeline, Enrolled, CLIENT, GALLERY};
 
 #[path = "../sync_support/broker.rs"]
@@ -72,54 +72,6 @@ impl Drop for Daemon {
             .args(["-TERM", &self.0.id().to_string()])
             .status();
         let _ = self.0.wait();
-    }
-}
-
-/// A plain MQTT subscriber on `filter`: every (topic, JSON payload) it receives.
-struct Subscriber {
-    received: Arc<Mutex<Vec<(String, Value)>>>,
-    subscribed: Arc<AtomicBool>,
-}
-
-impl Subscriber {
-    fn start(runtime: &tokio::runtime::Runtime, port: u16, id: &str, filter: String) -> Self {
-        let received = Arc::new(Mutex::new(Vec::new()));
-        let subscribed = Arc::new(AtomicBool::new(false));
-        let mut options = MqttOptions::new(id, "127.0.0.1", port);
-        // Events carry a face JPEG: above rumqttc's 10 KiB default.
-        options.set_max_packet_size(1 << 20, 1 << 20);
-        let (r, s) = (received.clone(), subscribed.clone());
-        runtime.spawn(async move {
-            let (client, mut eventloop) = AsyncClient::new(options, 10);
-            loop {
-                match eventloop.poll().await {
-                    Ok(Event::Incoming(Incoming::ConnAck(_))) => {
-                        let _ = client.subscribe(filter.clone(), QoS::AtLeastOnce).await;
-                    }
-                    Ok(Event::Incoming(Incoming::SubAck(_))) => s.store(true, Ordering::SeqCst),
-                    Ok(Event::Incoming(Incoming::Publish(p))) => {
-                        let value = serde_json::from_slice(&p.payload).unwrap_or(Value::Null);
-                        r.lock().unwrap().push((p.topic, value));
-                    }
-                    Ok(_) => {}
-                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-                }
-            }
-        });
-        Subscriber {
-            received,
-            subscribed,
-        }
-    }
-
-    fn recognized(&self) -> Vec<(String, Value)> {
-        self.received
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(_, v)| v["op"] == "recognized")
-            .cloned()
-            .collect()
     }
 }
 
@@ -202,9 +154,9 @@ fn a_camera_daemon_publishes_recognized_events_that_another_device_ignores() {
 
     let _daemon = Daemon::start(&data, &config, port, &door);
     wait_for("four recognized events", || {
-        subscriber.recognized().len() >= 4
+        subscriber.with_op("recognized").len() >= 4
     });
-    let events = subscriber.recognized();
+    let events = subscriber.with_op("recognized");
     let who: Vec<Value> = events.iter().map(|(_, e)| e["user_id"].clone()).collect();
     assert_eq!(
         who,
@@ -262,12 +214,7 @@ fn a_camera_daemon_publishes_recognized_events_that_another_device_ignores() {
     assert_eq!(galleries, [GALLERY.to_string()]);
     assert_eq!(visits, 0, "events are not visits of this device");
     assert!(
-        !subscriber
-            .received
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|(_, v)| v["op"] == "refused"),
+        subscriber.with_op("refused").is_empty(),
         "nobody refused the events"
     );
     runtime.block_on(b_sync.stop(Duration::from_secs(3)));

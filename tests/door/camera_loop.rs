@@ -3,8 +3,7 @@
 //! refusal says which rule, and with sync on each opening is an `open` command on the
 //! door topic of a real MQTT broker.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use facegate::camera::{Camera, CameraOptions};
@@ -13,10 +12,9 @@ use facegate::door::{Door, DoorMetrics, DoorOptions, RecordingRelay, Relay};
 use facegate::gallery::EnrollRequest;
 use facegate::sync::SyncOptions;
 use image::RgbImage;
-use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
-use serde_json::Value;
 
 use super::sequence::{background, fixture, walk, write_frames, GAP_FRAMES, WALK_FRAMES};
+use super::subscriber::Subscriber;
 use super::support::{Enrolled, CLIENT, GALLERY};
 use super::{broker, wait_for};
 
@@ -38,40 +36,6 @@ fn frames(faces: &[RgbImage]) -> Vec<RgbImage> {
         frames.extend(std::iter::repeat_n(bg.clone(), GAP_FRAMES));
     }
     frames
-}
-
-/// (topic, JSON payload) of every message received.
-type Received = Arc<Mutex<Vec<(String, Value)>>>;
-
-/// Every (topic, payload) received under `filter`, and whether the subscription is on.
-fn subscribe(
-    runtime: &tokio::runtime::Runtime,
-    port: u16,
-    filter: &str,
-) -> (Received, Arc<AtomicBool>) {
-    let received = Arc::new(Mutex::new(Vec::new()));
-    let subscribed = Arc::new(AtomicBool::new(false));
-    let (r, s, filter) = (received.clone(), subscribed.clone(), filter.to_string());
-    let mut options = MqttOptions::new("door-watcher", "127.0.0.1", port);
-    options.set_max_packet_size(1 << 20, 1 << 20);
-    runtime.spawn(async move {
-        let (client, mut eventloop) = AsyncClient::new(options, 10);
-        loop {
-            match eventloop.poll().await {
-                Ok(Event::Incoming(Incoming::ConnAck(_))) => {
-                    let _ = client.subscribe(filter.clone(), QoS::AtLeastOnce).await;
-                }
-                Ok(Event::Incoming(Incoming::SubAck(_))) => s.store(true, Ordering::SeqCst),
-                Ok(Event::Incoming(Incoming::Publish(p))) => {
-                    let value = serde_json::from_slice(&p.payload).unwrap_or(Value::Null);
-                    r.lock().unwrap().push((p.topic, value));
-                }
-                Ok(_) => {}
-                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
-        }
-    });
-    (received, subscribed)
 }
 
 /// A door on `gallery` with the rules of `tweak`, a recording relay and no other action.
@@ -125,8 +89,13 @@ fn the_door_opens_for_allowed_members_only_and_every_refusal_says_why() {
             },
         )
         .unwrap();
-    let (opens, subscribed) = subscribe(&runtime, port, "facegate/devices/door-1/#");
-    wait_for("subscribed", || subscribed.load(Ordering::SeqCst));
+    let opens = Subscriber::start(
+        &runtime,
+        port,
+        "door-watcher",
+        "facegate/devices/door-1/#".into(),
+    );
+    wait_for("subscribed", || opens.is_subscribed());
     let sync = {
         let _entered = runtime.enter();
         let options = SyncOptions::from_config(&enrolled.config).unwrap().unwrap();
@@ -268,17 +237,11 @@ fn the_door_opens_for_allowed_members_only_and_every_refusal_says_why() {
 
     // One `open` command per opening, on the door topic (never on the events topic).
     wait_for("two open commands published", || {
-        opens
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(_, v)| v["op"] == "open")
-            .count()
-            >= 2
+        opens.with_op("open").len() >= 2
     });
     std::thread::sleep(Duration::from_millis(500));
-    let received = opens.lock().unwrap().clone();
-    let open: Vec<&(String, Value)> = received.iter().filter(|(_, v)| v["op"] == "open").collect();
+    let received = opens.messages();
+    let open = opens.with_op("open");
     assert_eq!(open.len(), 2, "{open:#?}");
     for ((topic, v), visit) in open.iter().zip([&visits[0], &visits[4]]) {
         assert_eq!(topic, "facegate/devices/door-1/door");

@@ -11,6 +11,8 @@ mod daemon;
 mod receiver;
 #[path = "../camera/sequence.rs"]
 mod sequence;
+#[path = "../camera/subscriber.rs"]
+mod subscriber;
 #[path = "../camera/support.rs"]
 mod support;
 
