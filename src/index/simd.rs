@@ -18,7 +18,7 @@
 
 #![allow(unsafe_code)]
 
-use super::quantized::{dot4, GROUP_DIMS};
+use super::quantized::dot4;
 
 /// `out[i] = dot4(query, row i of codes)` for `out.len()` rows of `query.len() / 2`
 /// bytes (`query.len()` a multiple of 64).
@@ -47,7 +47,7 @@ fn dots4_portable(query: &[i8], codes: &[u8], out: &mut [i32]) {
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::GROUP_DIMS;
+    use super::super::quantized::GROUP_DIMS;
 
     /// Rows reduced together by the `vphaddd` tree.
     const ROWS: usize = 8;
