@@ -49,9 +49,10 @@ fn search(c: &mut Criterion) {
         let query = vector(u64::MAX / 3);
         group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
             b.iter(|| {
-                black_box(index.search(black_box(&query), 1, |_, id| {
+                black_box(index.search(black_box(&query), 1, |_, id, out| {
                     let row = id as usize * 128;
-                    Ok::<_, Error>(Some(exact[row..row + 128].to_vec()))
+                    out.extend_from_slice(&exact[row..row + 128]);
+                    Ok::<_, Error>(true)
                 }))
             })
         });

@@ -124,9 +124,10 @@ pub fn run(config: &Config, args: &IndexArgs) -> anyhow::Result<ExitCode> {
     let mut answers = Vec::with_capacity(args.queries);
     for (_, query) in &queries {
         let start = Instant::now();
-        let found = index.search(query, args.k, |_, id| {
+        let found = index.search(query, args.k, |_, id, out| {
             let row = id as usize;
-            Ok::<_, facegate::index::Error>(Some(exact[row * dim..(row + 1) * dim].to_vec()))
+            out.extend_from_slice(&exact[row * dim..(row + 1) * dim]);
+            Ok::<_, facegate::index::Error>(true)
         })?;
         search_times.push(start.elapsed());
         answers.push(found);

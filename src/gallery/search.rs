@@ -18,12 +18,15 @@ impl Gallery {
         let fingerprint = self.pipeline.fingerprint();
         self.store.read(|r| {
             self.index()
-                .search(client, gallery, embedding, k, |user, id| {
-                    Ok::<_, Error>(
-                        r.template_embedding(client, gallery, user, id)?
-                            .filter(|t| t.fingerprint == fingerprint)
-                            .map(|t| t.embedding),
-                    )
+                .search(client, gallery, embedding, k, |user, id, out| {
+                    Ok::<_, Error>(r.template_vector_into(
+                        client,
+                        gallery,
+                        user,
+                        id,
+                        fingerprint,
+                        out,
+                    )?)
                 })
         })
     }

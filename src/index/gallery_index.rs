@@ -1,7 +1,7 @@
 //! One gallery's templates: two tiers of 4-bit codes with per-vector scales and error
-//! bounds (`quantized.rs`), the coarse tier scanned in full for every search, the rows it
-//! cannot rule out re-scored with the fine tier, and the best candidates re-ranked
-//! exactly in f32.
+//! bounds (`quantized.rs`), the coarse tier scanned in full for every search, then the
+//! rows it keeps taken best bound first, re-scored with the fine tier and re-ranked
+//! exactly in f32 only until the bounds settle the answer (`search.rs`).
 //!
 //! Memory per template (d = embedding dimension, padded to a multiple of 64): d / 2
 //! bytes of coarse codes + d / 2 of fine codes + 16 (two scales, two error bounds) + 8
@@ -16,34 +16,18 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
-use super::quantized::{dot_f32, normalize_into, normalized, padded_dim, quantize4, QueryCodes};
-use super::simd::dots4;
+mod search;
+
+use super::quantized::{normalize_into, padded_dim, quantize4};
 use super::Error;
 
 /// Largest embedding dimension: keeps the integer dot products far from i32 overflow
 /// (127 * 15 * 65,536 < 2^31) and matches the store's u16 dimension field.
 pub const MAX_DIM: usize = 65_535;
 
-/// Candidates re-ranked in f32 at least (per search), before the bounds say whether more
-/// are needed. Four per requested result, at least this many.
-const MIN_CANDIDATES: usize = 32;
-
-/// Coarse candidates re-scored with the fine tier at first: 16 per requested result, at
-/// least this many (re-scoring one costs about as much as scanning a few dozen rows).
-const MIN_REFINED: usize = 128;
-
-/// Rows the coarse scan keeps: 1/64 of the gallery between these bounds (16 per
-/// requested result at least). Keeping more costs little (a threshold test per row, and
-/// only the best are re-scored), and a query with no good match needs several hundred
-/// at a million templates; too few would mean another pass over all codes.
+/// Rows the coarse scan keeps: 1/64 of the gallery between these bounds (see
+/// `search::coarse_candidates`).
 const COARSE_KEPT: (usize, usize) = (128, 4096);
-
-fn coarse_candidates(n: usize, k: usize) -> usize {
-    (n / 64)
-        .clamp(COARSE_KEPT.0, COARSE_KEPT.1)
-        .max(k.saturating_mul(16))
-        .min(n)
-}
 
 /// Rows whose coarse dot products are computed in one call (2 KB of i32 + 2 KB of
 /// bounds on the stack; one CPU-feature dispatch per block).
@@ -298,254 +282,6 @@ impl GalleryIndex {
         doomed.len()
     }
 
-    /// The `k` users with the most similar templates (cosine), each with its best
-    /// template, best first; equal scores by template id. The same answer as an f32
-    /// brute force over `exact`'s embeddings (normalised, [`dot_f32`]).
-    ///
-    /// `exact(user_id, template_id)` gives a candidate's stored f32 embedding (None: it
-    /// is gone, and is skipped). A zero query finds nothing; a query of another
-    /// dimension is refused.
-    ///
-    /// How it stays exact: every row has an upper bound of its exact score from the
-    /// coarse codes (one pass over all rows) and, for the rows the coarse pass keeps, a
-    /// tighter one from the fine codes. The answer is settled when the k-th user's exact
-    /// score exceeds both the best coarse bound left out of the coarse candidates and
-    /// the best fine bound left out of the re-rank: no row left out can then enter the
-    /// answer or tie with it. Until then the re-rank grows (4x), and once it holds every
-    /// coarse candidate, the coarse candidate set grows (4x, another pass).
-    pub fn search<E: From<Error>>(
-        &self,
-        query: &[f32],
-        k: usize,
-        mut exact: impl FnMut(&str, u64) -> Result<Option<Vec<f32>>, E>,
-    ) -> Result<Found, E> {
-        if self.ids.is_empty() || k == 0 {
-            return Ok(Found::default());
-        }
-        if query.len() != self.dim {
-            return Err(Error::DimensionMismatch {
-                expected: self.dim,
-                got: query.len(),
-            }
-            .into());
-        }
-        let Some(query) = normalized(query) else {
-            return Ok(Found::default());
-        };
-        let coded = CodedQuery::new(&query, self.padded);
-        let n = self.len();
-        let mut scored: IdMap<usize, Option<f32>> = IdMap::default();
-        let mut coarse_take = coarse_candidates(n, k);
-        let first_refine = k.saturating_mul(16).max(MIN_REFINED);
-        let mut take = k.saturating_mul(4).max(MIN_CANDIDATES);
-        let (mut refined, mut scans) = (0, 0);
-        loop {
-            let (mut coarse, coarse_cutoff) = self.top_coarse_bounds(&coded, coarse_take);
-            scans += 1;
-            // The best coarse bounds first (unordered among themselves; linear time).
-            let mut refine = first_refine.min(coarse.len());
-            best_first(&mut coarse, refine, |a, b| b.cmp(a));
-            let mut fine = self.fine_bounds(&coded, &coarse[..refine]);
-            let mut unrefined_cutoff = max_score(coarse[refine..].iter().map(|r| r.0));
-            refined += refine;
-            loop {
-                let upto = take.min(fine.len());
-                best_first(&mut fine, upto, |a, b| {
-                    b.0.total_cmp(&a.0).then(a.1.cmp(&b.1))
-                });
-                for &(_, row) in &fine[..upto] {
-                    if let std::collections::hash_map::Entry::Vacant(slot) = scored.entry(row) {
-                        let score = exact(&self.users[row], self.ids[row])?
-                            .and_then(|v| normalized(&v))
-                            .filter(|v| v.len() == self.dim)
-                            .map(|v| dot_f32(&query, &v));
-                        slot.insert(score);
-                    }
-                }
-                let best = self.best_users(&scored, k);
-                // The highest bound of any row not scored exactly, per reason.
-                let fine_cutoff = fine[upto..]
-                    .iter()
-                    .map(|f| f.0)
-                    .fold(f64::NEG_INFINITY, f64::max);
-                let kth = best.get(k - 1).map(|m| m.cosine);
-                let below = |cutoff: f64| kth.is_some_and(|kth| cutoff < f64::from(kth));
-                let everything = coarse_take == n && refine == coarse.len() && upto == fine.len();
-                if everything
-                    || (below(fine_cutoff)
-                        && below(f64::from(unrefined_cutoff))
-                        && below(f64::from(coarse_cutoff)))
-                {
-                    return Ok(Found {
-                        matches: best,
-                        reranked: scored.len(),
-                        refined,
-                        scans,
-                    });
-                }
-                if !below(fine_cutoff) && upto < fine.len() {
-                    take = take.saturating_mul(4);
-                } else if !below(f64::from(unrefined_cutoff)) && refine < coarse.len() {
-                    let more = refine.saturating_mul(4).min(coarse.len());
-                    best_first(&mut coarse[refine..], more - refine, |a, b| b.cmp(a));
-                    fine.extend(self.fine_bounds(&coded, &coarse[refine..more]));
-                    refined += more - refine;
-                    refine = more;
-                    unrefined_cutoff = max_score(coarse[refine..].iter().map(|r| r.0));
-                } else if coarse_take < n {
-                    break;
-                } else {
-                    // Unreachable: with every row a coarse candidate, refined and
-                    // re-ranked, `everything` held above.
-                    return Ok(Found {
-                        matches: best,
-                        reranked: scored.len(),
-                        refined,
-                        scans,
-                    });
-                }
-            }
-            coarse_take = coarse_take.saturating_mul(4).min(n);
-        }
-    }
-
-    /// The `k` best templates by the coarse codes alone (no re-rank): (template id,
-    /// approximate cosine), best first. For measuring what the re-rank corrects.
-    pub fn search_approximate(&self, query: &[f32], k: usize) -> Vec<(u64, f32)> {
-        if query.len() != self.dim || self.ids.is_empty() || k == 0 {
-            return Vec::new();
-        }
-        let Some(query) = normalized(query) else {
-            return Vec::new();
-        };
-        let coded = CodedQuery::new(&query, self.padded);
-        let mut best = Selection::new(k, self.len());
-        self.scan(&coded, |first, dots| {
-            for (i, dot) in dots.iter().enumerate() {
-                let row = first + i;
-                best.offer(
-                    *dot as f32 * (coded.codes.scale * self.coarse_scales[row]),
-                    row,
-                );
-            }
-            best.prune();
-        });
-        let (rows, _) = best.finish();
-        let mut out: Vec<(u64, f32)> = rows
-            .into_iter()
-            .map(|Ranked(s, row)| (self.ids[row], s))
-            .collect();
-        out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        out
-    }
-
-    /// The `take` rows with the highest coarse upper bound of their exact score, and the
-    /// lowest of those bounds (-inf when every row is taken). One pass over the coarse
-    /// codes; the bounds of a block are computed together (vectorised) and only those
-    /// above the selection's floor are kept.
-    fn top_coarse_bounds(&self, query: &CodedQuery, take: usize) -> (Vec<Ranked>, f32) {
-        let mut best = Selection::new(take, self.len());
-        let mut uppers = [0f32; BLOCK_ROWS];
-        let scale = query.codes.scale;
-        self.scan(query, |first, dots| {
-            let rows = dots.len();
-            let scales = &self.coarse_scales[first..first + rows];
-            let errors = &self.coarse_errors[first..first + rows];
-            let uppers = &mut uppers[..rows];
-            for i in 0..rows {
-                uppers[i] =
-                    dots[i] as f32 * (scale * scales[i]) + query.lift + query.grow * errors[i];
-            }
-            // Eight rows at a time: one vectorised test against the floor, and the rows
-            // only looked at one by one when one of them passes.
-            for (c, chunk) in uppers.chunks(8).enumerate() {
-                let floor = best.floor;
-                let mut any = false;
-                for u in chunk {
-                    any |= *u > floor;
-                }
-                if any {
-                    for (i, u) in chunk.iter().enumerate() {
-                        best.offer(*u, first + c * 8 + i);
-                    }
-                }
-            }
-            best.prune();
-        });
-        best.finish()
-    }
-
-    /// The fine upper bound of each row (in f64: few rows), in the order given.
-    fn fine_bounds(&self, query: &CodedQuery, rows: &[Ranked]) -> Vec<(f64, usize)> {
-        let bytes = self.padded / 2;
-        let codes = &query.codes;
-        let out: Vec<(f64, usize)> = rows
-            .iter()
-            .map(|&Ranked(_, row)| {
-                let range = row * bytes..(row + 1) * bytes;
-                let mut dots = [0i32; 2];
-                dots4(&codes.codes, &self.coarse[range.clone()], &mut dots[..1]);
-                dots4(&codes.codes, &self.fine[range], &mut dots[1..]);
-                let [coarse, fine] = dots.map(|d| d - codes.bias);
-                let approx = f64::from(codes.scale)
-                    * (f64::from(coarse) * f64::from(self.coarse_scales[row])
-                        + f64::from(fine) * f64::from(self.fine_scales[row]));
-                let upper = approx
-                    + f64::from(query.lift)
-                    + f64::from(query.grow) * f64::from(self.fine_errors[row]);
-                (upper, row)
-            })
-            .collect();
-        out
-    }
-
-    /// Calls `visit(first row, coarse dot products of rows first..)` for consecutive
-    /// blocks of rows covering all, in order.
-    fn scan(&self, query: &CodedQuery, mut visit: impl FnMut(usize, &[i32])) {
-        let mut block = [0i32; BLOCK_ROWS];
-        let bytes = self.padded / 2;
-        for (b, codes) in self.coarse.chunks(BLOCK_ROWS * bytes).enumerate() {
-            let rows = codes.len() / bytes;
-            dots4(&query.codes.codes, codes, &mut block[..rows]);
-            for dot in &mut block[..rows] {
-                *dot -= query.codes.bias;
-            }
-            visit(b * BLOCK_ROWS, &block[..rows]);
-        }
-    }
-
-    /// Best template per user among the scored rows, the `k` best users.
-    fn best_users(&self, scored: &IdMap<usize, Option<f32>>, k: usize) -> Vec<Match> {
-        let mut per_user: IdMap<&Arc<str>, (f32, u64)> = IdMap::default();
-        for (&row, score) in scored {
-            let Some(score) = *score else { continue };
-            let candidate = (score, self.ids[row]);
-            per_user
-                .entry(&self.users[row])
-                .and_modify(|best| {
-                    if better(candidate, *best) {
-                        *best = candidate;
-                    }
-                })
-                .or_insert(candidate);
-        }
-        let mut out: Vec<Match> = per_user
-            .into_iter()
-            .map(|(user, (cosine, template_id))| Match {
-                user_id: user.clone(),
-                template_id,
-                cosine,
-            })
-            .collect();
-        out.sort_by(|a, b| {
-            b.cosine
-                .total_cmp(&a.cosine)
-                .then(a.template_id.cmp(&b.template_id))
-        });
-        out.truncate(k);
-        out
-    }
-
     /// Gives back the spare room the arrays grew with (after a bulk build whose size
     /// was not known in advance). Large arrays are shrunk in place by the allocator.
     pub fn shrink_to_fit(&mut self) {
@@ -596,145 +332,11 @@ fn better(a: (f32, u64), b: (f32, u64)) -> bool {
     }
 }
 
-/// Moves the `m` best items (by `order`: `Less` = better) to the front, unordered.
-fn best_first<T>(items: &mut [T], m: usize, order: impl FnMut(&T, &T) -> Ordering) {
-    if m > 0 && m < items.len() {
-        items.select_nth_unstable_by(m - 1, order);
-    }
-}
-
-/// The highest score, -inf for none.
-fn max_score(scores: impl Iterator<Item = f32>) -> f32 {
-    scores.fold(f32::NEG_INFINITY, f32::max)
-}
-
-/// The `take` highest of many scores without a heap: scores above the current floor
-/// are appended, and whenever twice `take` are kept, the best `take` are selected
-/// (linear time) and the floor rises to the lowest of them. Amortised O(1) per offer;
-/// once the floor is high, an offer is one comparison.
-struct Selection {
-    take: usize,
-    /// Every row is taken: no floor, cutoff -inf.
-    all: bool,
-    kept: Vec<Ranked>,
-    floor: f32,
-}
-
-impl Selection {
-    fn new(take: usize, rows: usize) -> Selection {
-        Selection {
-            take,
-            all: take >= rows,
-            kept: Vec::with_capacity(if take >= rows {
-                rows
-            } else {
-                2 * take + BLOCK_ROWS
-            }),
-            floor: f32::NEG_INFINITY,
-        }
-    }
-
-    /// A row below or at the floor can never be among the best `take` (rows come in
-    /// increasing order, so an equal score loses its tie too).
-    #[inline(always)]
-    fn offer(&mut self, score: f32, row: usize) {
-        if score > self.floor {
-            self.kept.push(Ranked(score, row));
-        }
-    }
-
-    /// Keeps the best `take` once twice as many are held (call between blocks).
-    fn prune(&mut self) {
-        if !self.all && self.kept.len() >= 2 * self.take {
-            self.select();
-        }
-    }
-
-    fn select(&mut self) {
-        if self.take == 0 {
-            self.kept.clear();
-            return;
-        }
-        // Best first: Ranked orders by score, then the lower row as the better.
-        self.kept
-            .select_nth_unstable_by(self.take - 1, |a, b| b.cmp(a));
-        self.kept.truncate(self.take);
-        self.floor = self.kept.iter().map(|r| r.0).fold(f32::INFINITY, f32::min);
-    }
-
-    /// The best `take` (unordered) and the cutoff: no row left out scores above it
-    /// (-inf when every row is taken).
-    fn finish(mut self) -> (Vec<Ranked>, f32) {
-        if self.all {
-            return (self.kept, f32::NEG_INFINITY);
-        }
-        if self.kept.len() > self.take {
-            self.select();
-        }
-        // Rows left out scored at most the floor at the time, and the floor only rises.
-        let cutoff = if self.kept.len() < self.take {
-            self.floor
-        } else {
-            self.kept
-                .iter()
-                .map(|r| r.0)
-                .fold(f32::INFINITY, f32::min)
-                .max(self.floor)
-        };
-        (self.kept, cutoff)
-    }
-}
-
-/// The normalised query quantised to int8, with the terms of the bound
-/// `|q.v - approx| <= |q - q'| |v| + |q'| |v - v'|` that do not depend on the row.
-struct CodedQuery {
-    codes: QueryCodes,
-    /// `|q - q'|` with a margin for f32 rounding of the approximate and exact scores.
-    lift: f32,
-    /// Bound on `|q'|`, which multiplies each row's own error.
-    grow: f32,
-}
-
-impl CodedQuery {
-    fn new(query: &[f32], padded: usize) -> CodedQuery {
-        let codes = QueryCodes::new(query, padded);
-        // f32 rounding: the exact dot product (|sum| <= 1, dim terms) and the coarse
-        // bound's few f32 operations (relative 6e-8 each on values below 2); generous
-        // against f32's 6e-8 relative step.
-        let rounding = 1e-5 + query.len() as f32 * 2.5e-7;
-        let error = codes.error;
-        CodedQuery {
-            codes,
-            lift: error * 1.0001 + rounding,
-            grow: 1.0001 + error,
-        }
-    }
-}
-
-/// (score, row) ordered by score (total order) then row.
-#[derive(Clone, Copy, Debug)]
-struct Ranked(f32, usize);
-
-impl PartialEq for Ranked {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
-    }
-}
-impl Eq for Ranked {}
-impl PartialOrd for Ranked {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Ranked {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.0.total_cmp(&other.0).then(other.1.cmp(&self.1))
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::search::{rank_of_key, CodedQuery};
     use super::*;
+    use crate::index::quantized::{dot_f32, normalized};
 
     /// Deterministic pseudo-random vector in [-0.5, 0.5)^dim (not normalised).
     fn v(seed: u64, dim: usize) -> Vec<f32> {
@@ -765,8 +367,12 @@ mod tests {
         }
 
         fn search(&self, g: &GalleryIndex, q: &[f32], k: usize) -> Found {
-            g.search(q, k, |_, id| {
-                Ok::<_, Error>(self.0.get(&id).map(|(_, e)| e.clone()))
+            g.search(q, k, |_, id, out| {
+                let stored = self.0.get(&id);
+                if let Some((_, e)) = stored {
+                    out.extend_from_slice(e);
+                }
+                Ok::<_, Error>(stored.is_some())
             })
             .unwrap()
         }
@@ -971,7 +577,7 @@ mod tests {
             })
         );
         assert_eq!(g.len(), 1);
-        let r = g.search(&v(1, 64), 1, |_, _| Ok::<_, Error>(None));
+        let r = g.search(&v(1, 64), 1, |_, _, _| Ok::<_, Error>(false));
         assert_eq!(
             r,
             Err(Error::DimensionMismatch {
@@ -1007,11 +613,12 @@ mod tests {
 
     #[test]
     fn an_empty_gallery_or_a_zero_query_has_no_match() {
-        let r: Result<Found, Error> = GalleryIndex::new().search(&v(1, 128), 1, |_, _| Ok(None));
+        let r: Result<Found, Error> =
+            GalleryIndex::new().search(&v(1, 128), 1, |_, _, _| Ok(false));
         assert_eq!(r.unwrap(), Found::default());
         let mut g = GalleryIndex::new();
         g.insert("a", 1, &v(1, 4)).unwrap();
-        let r: Result<Found, Error> = g.search(&[0.0; 4], 1, |_, _| Ok(None));
+        let r: Result<Found, Error> = g.search(&[0.0; 4], 1, |_, _, _| Ok(false));
         assert!(r.unwrap().matches.is_empty());
     }
 
@@ -1245,19 +852,125 @@ mod tests {
         for (i, row) in rows.iter().enumerate() {
             g.insert("u", i as u64, row).unwrap();
         }
-        let coded = CodedQuery::new(&q, g.padded);
-        let (coarse, _) = g.top_coarse_bounds(&coded, g.len());
-        let fine = g.fine_bounds(&coded, &coarse);
+        let mut coded = CodedQuery::default();
+        coded.encode(&q, g.padded);
+        let mut coarse = Vec::new();
+        g.top_coarse_bounds(&coded, g.len(), &mut coarse);
+        assert_eq!(coarse.len(), g.len());
         let exact = |row: usize| {
             let id = g.ids[row] as usize;
             dot_f32(&q, &normalized(&rows[id]).unwrap())
         };
-        for Ranked(upper, row) in &coarse {
-            assert!(*upper >= exact(*row), "coarse row {row}");
+        for (upper, row) in coarse.into_iter().map(rank_of_key) {
+            assert!(upper >= exact(row), "coarse row {row}");
+            let fine = g.fine_bound(&coded, row);
+            assert!(fine >= f64::from(exact(row)), "fine row {row}");
         }
-        for (upper, row) in &fine {
-            assert!(*upper >= f64::from(exact(*row)), "fine row {row}");
+    }
+
+    fn noisy(face: &[f32], seed: u64, size: f32) -> Vec<f32> {
+        face.iter()
+            .zip(v(seed, face.len()))
+            .map(|(a, n)| a + size * n)
+            .collect()
+    }
+
+    /// A clear best match: its fine bound is taken first and its exact score is above
+    /// every other row's bound, so one fetch settles the answer (32 before the walk).
+    #[test]
+    fn a_clear_match_is_settled_by_one_exact_score() {
+        let mut g = GalleryIndex::new();
+        let mut s = Stored::default();
+        for i in 0..3000u64 {
+            s.add(&mut g, &format!("user{}", i / 2), i, v(i, 128));
         }
+        for q in [5u64, 777, 2999] {
+            let query = noisy(&v(q, 128), 50_000 + q, 0.1);
+            let found = s.search(&g, &query, 1);
+            assert_eq!(answer(&found), s.brute_force(&query, 1));
+            assert_eq!(found.matches[0].template_id, q);
+            assert_eq!((found.reranked, found.refined, found.scans), (1, 1, 1));
+        }
+    }
+
+    /// Equal exact scores: a copy's bound is at least the k-th score, so every copy is
+    /// scored before the walk may stop, and the lowest template id wins, for any k.
+    #[test]
+    fn the_walk_does_not_stop_before_every_tie_is_scored() {
+        let mut g = GalleryIndex::new();
+        let mut s = Stored::default();
+        for i in 0..2000u64 {
+            s.add(&mut g, &format!("stranger{i}"), 10_000 + i, v(i, 128));
+        }
+        let face = v(4242, 128);
+        // Inserted highest id first (the rows come in the opposite order of the ids).
+        for (n, id) in [90u64, 70, 50, 30, 10].into_iter().enumerate() {
+            // Powers of two: the same vector after normalisation, bit for bit.
+            let scaled: Vec<f32> = face.iter().map(|x| x * (1u32 << n) as f32).collect();
+            s.add(&mut g, &format!("copy{}", n % 3), id, scaled);
+        }
+        for k in [1, 2, 3, 4] {
+            let found = s.search(&g, &face, k);
+            assert_eq!(answer(&found), s.brute_force(&face, k), "k {k}");
+            assert!(found.reranked >= 5, "k {k}: {found:?}");
+        }
+        assert_eq!(s.search(&g, &face, 1).matches[0].template_id, 10);
+    }
+
+    /// k > 1: the walk stops at the k-th user's exact score; a user's second template
+    /// does not count as another user.
+    #[test]
+    fn top_k_stops_at_the_kth_users_score() {
+        let mut g = GalleryIndex::new();
+        let mut s = Stored::default();
+        for i in 0..3000u64 {
+            s.add(&mut g, &format!("stranger{i}"), 10_000 + i, v(i, 128));
+        }
+        let face = v(888_888, 128);
+        for (id, user, size) in [
+            (1u64, "amy", 0.05),
+            (2, "amy", 0.06),
+            (3, "bob", 0.1),
+            (4, "cat", 0.15),
+            (5, "dan", 0.2),
+        ] {
+            s.add(&mut g, user, id, noisy(&face, 600 + id, size));
+        }
+        for k in [1, 2, 3, 4, 6] {
+            let found = s.search(&g, &face, k);
+            assert_eq!(answer(&found), s.brute_force(&face, k), "k {k}");
+            if k <= 4 {
+                // Some of the five close templates, none of the strangers.
+                assert!(found.reranked <= 5, "k {k}: {found:?}");
+            }
+        }
+    }
+
+    /// Removing the best template (from the index and the store), or only from the
+    /// store: the walk goes on to the next row and still equals the brute force.
+    #[test]
+    fn the_walk_continues_past_removed_and_missing_templates() {
+        let mut g = GalleryIndex::new();
+        let mut s = Stored::default();
+        for i in 0..2000u64 {
+            s.add(&mut g, &format!("stranger{i}"), 10_000 + i, v(i, 128));
+        }
+        let face = v(777_777, 128);
+        s.add(&mut g, "amy", 1, noisy(&face, 1, 0.05));
+        s.add(&mut g, "amy", 2, noisy(&face, 2, 0.2));
+        s.add(&mut g, "bob", 3, noisy(&face, 3, 0.1));
+        assert_eq!(s.search(&g, &face, 1).matches[0].template_id, 1);
+        s.remove(&mut g, 1);
+        for k in [1, 2] {
+            assert_eq!(answer(&s.search(&g, &face, k)), s.brute_force(&face, k));
+        }
+        assert_eq!(s.search(&g, &face, 1).matches[0].template_id, 3);
+        // Gone from the store only: skipped, the next one is fetched.
+        s.0.remove(&3);
+        let found = s.search(&g, &face, 1);
+        assert_eq!(answer(&found), s.brute_force(&face, 1));
+        assert_eq!(found.matches[0].template_id, 2);
+        assert!(found.reranked >= 2);
     }
 
     #[test]

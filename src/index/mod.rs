@@ -1,9 +1,10 @@
 //! In-memory 1:N search: per gallery, every template as two tiers of 4-bit codes with
 //! per-vector scales (half a byte per dimension each); the coarse tier is scanned in
-//! full with a vectorised integer dot product, the rows it cannot rule out are
-//! re-scored with the fine tier, and the best candidates are re-ranked with their f32
-//! embeddings, which the caller fetches from the store, so every answer equals an f32
-//! brute force (see [`GalleryIndex::search`] for the bounds that decide how many).
+//! full with a vectorised integer dot product, then the rows it keeps are re-scored with
+//! the fine tier and re-ranked with their f32 embeddings (which the caller fetches from
+//! the store), best bound first, until no bound left can change the answer; so every
+//! answer equals an f32 brute force (see [`GalleryIndex::search`] for the bounds that
+//! decide how many).
 //!
 //! Built from the store at start and updated by `gallery` in the same code path as
 //! every store write. Public face: [`Index`] (all galleries, thread-safe) and
@@ -113,14 +114,15 @@ impl Index {
     }
 
     /// The `k` users of a gallery with the most similar templates, best first (see
-    /// [`GalleryIndex::search`]; `exact` fetches a candidate's f32 embedding).
+    /// [`GalleryIndex::search`]; `exact` writes a candidate's f32 embedding into its
+    /// buffer and says whether it exists).
     pub fn search<E: From<Error>>(
         &self,
         client: &str,
         gallery: &str,
         query: &[f32],
         k: usize,
-        exact: impl FnMut(&str, u64) -> Result<Option<Vec<f32>>, E>,
+        exact: impl FnMut(&str, u64, &mut Vec<f32>) -> Result<bool, E>,
     ) -> Result<Vec<Match>, E> {
         let Some(g) = self.get(client, gallery) else {
             return Ok(Vec::new());
@@ -172,8 +174,9 @@ mod tests {
 
     fn best(index: &Index, client: &str) -> Option<String> {
         index
-            .search(client, "g", &unit(0), 1, |_, _| {
-                Ok::<_, Error>(Some(unit(0)))
+            .search(client, "g", &unit(0), 1, |_, _, out| {
+                out.extend_from_slice(&unit(0));
+                Ok::<_, Error>(true)
             })
             .unwrap()
             .first()

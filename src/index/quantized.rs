@@ -151,6 +151,7 @@ fn round_up(x: f64) -> f32 {
 }
 
 /// A query as int8 codes padded to whole groups.
+#[derive(Debug, Default)]
 pub(crate) struct QueryCodes {
     /// `padded` codes; the padding is 0.
     pub codes: Vec<i8>,
@@ -162,31 +163,34 @@ pub(crate) struct QueryCodes {
 }
 
 impl QueryCodes {
+    #[cfg(test)]
     pub fn new(q: &[f32], padded: usize) -> QueryCodes {
+        let mut codes = QueryCodes::default();
+        codes.encode(q, padded);
+        codes
+    }
+
+    /// Quantises `q` into `self`, reusing the code buffer (a search allocates nothing).
+    pub fn encode(&mut self, q: &[f32], padded: usize) {
         let max = q.iter().fold(0.0f32, |m, x| m.max(x.abs()));
-        let mut codes = vec![0i8; padded];
+        self.codes.clear();
+        self.codes.resize(padded, 0);
         if max == 0.0 || !max.is_finite() {
-            return QueryCodes {
-                codes,
-                scale: 0.0,
-                error: round_up(norm_f64(q)),
-                bias: 0,
-            };
+            self.scale = 0.0;
+            self.error = round_up(norm_f64(q));
+            self.bias = 0;
+            return;
         }
         let scale = max / QUERY_MAX;
         let inverse = QUERY_MAX / max;
         let mut sum = 0.0f64;
-        for (c, x) in codes.iter_mut().zip(q) {
+        for (c, x) in self.codes.iter_mut().zip(q) {
             *c = round_to_i32(x * inverse).clamp(-127, 127) as i8;
             sum += (f64::from(*x) - f64::from(*c) * f64::from(scale)).powi(2);
         }
-        let bias = NIBBLE_BIAS * codes.iter().map(|c| i32::from(*c)).sum::<i32>();
-        QueryCodes {
-            codes,
-            scale,
-            error: round_up(sum.sqrt()),
-            bias,
-        }
+        self.bias = NIBBLE_BIAS * self.codes.iter().map(|c| i32::from(*c)).sum::<i32>();
+        self.scale = scale;
+        self.error = round_up(sum.sqrt());
     }
 }
 

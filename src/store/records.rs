@@ -135,6 +135,35 @@ impl TemplateRecord {
         Self::decode_layout(bytes, false)
     }
 
+    /// Only the embedding, into `out` (cleared first), when the record's fingerprint is
+    /// `fingerprint`; false (and `out` empty) for another embedding space. No record is
+    /// built: the index's exact re-rank reads a few of these per search.
+    pub fn embedding_into(
+        bytes: &[u8],
+        fingerprint: &str,
+        out: &mut Vec<f32>,
+    ) -> Result<bool, Error> {
+        out.clear();
+        let mut r = Cursor { bytes, at: 0 };
+        let layout = r.take(1)?[0];
+        if layout != TEMPLATE_LAYOUT {
+            return Err(Error::Corrupt(format!("template layout {layout}")));
+        }
+        let fp_len = usize::from(r.take(1)?[0]);
+        // What `encode` keeps of a longer fingerprint.
+        let wanted = &fingerprint.as_bytes()[..fingerprint.len().min(255)];
+        if r.take(fp_len)? != wanted {
+            return Ok(false);
+        }
+        let dims = usize::from(u16::from_le_bytes(r.array()?));
+        out.extend(
+            r.take(dims * 4)?
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+        );
+        Ok(true)
+    }
+
     fn decode_layout(bytes: &[u8], with_crop: bool) -> Result<TemplateRecord, Error> {
         let mut r = Cursor { bytes, at: 0 };
         let layout = r.take(1)?[0];
@@ -209,6 +238,30 @@ mod tests {
         assert_eq!(TemplateRecord::decode(&t.encode()).unwrap(), t);
         t.crop_jpeg = None;
         assert_eq!(TemplateRecord::decode(&t.encode()).unwrap(), t);
+    }
+
+    #[test]
+    fn the_embedding_alone_is_read_for_its_fingerprint_only() {
+        let t = TemplateRecord {
+            fingerprint: "abcd".into(),
+            embedding: (0..128).map(|i| i as f32 / 7.0).collect(),
+            crop_jpeg: Some(vec![0xFF, 0xD8, 1, 2, 3]),
+            masked: true,
+            created_at: 1_700_000_000,
+        };
+        let bytes = t.encode();
+        let mut out = vec![9.0];
+        assert!(TemplateRecord::embedding_into(&bytes, "abcd", &mut out).unwrap());
+        assert_eq!(out, t.embedding);
+        assert!(!TemplateRecord::embedding_into(&bytes, "abc", &mut out).unwrap());
+        assert!(!TemplateRecord::embedding_into(&bytes, "abcde", &mut out).unwrap());
+        assert!(out.is_empty());
+        // Up to the end of the vector: truncated before it is an error, after it not.
+        let vector_end = 1 + 1 + 4 + 2 + 128 * 4;
+        for n in 0..vector_end {
+            assert!(TemplateRecord::embedding_into(&bytes[..n], "abcd", &mut out).is_err());
+        }
+        assert!(TemplateRecord::embedding_into(&bytes[..vector_end], "abcd", &mut out).unwrap());
     }
 
     #[test]

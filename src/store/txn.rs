@@ -163,6 +163,26 @@ impl<'t> Reader<'t> {
             .transpose()
     }
 
+    /// One template's embedding into `out` when it exists and belongs to the embedding
+    /// space `fingerprint` (true), else false; nothing else of the record is decoded
+    /// (the index's exact re-rank reads a few of these per search).
+    pub fn template_vector_into(
+        &self,
+        client: &str,
+        gallery: &str,
+        user: &str,
+        id: u64,
+        fingerprint: &str,
+        out: &mut Vec<f32>,
+    ) -> Result<bool, Error> {
+        out.clear();
+        let k = key_with_id(&[client, gallery, user], id);
+        match self.dbs.templates.get(self.txn, &k)? {
+            Some(bytes) => TemplateRecord::embedding_into(bytes, fingerprint, out),
+            None => Ok(false),
+        }
+    }
+
     /// Calls `visit` with every stored template, crops left out (`crop_jpeg` is None):
     /// building the index at start reads only the first bytes of each record, so the
     /// crops' pages of the data file are never touched (nor counted in the RSS).

@@ -237,13 +237,12 @@ fn answer(
     probe: &Option<Embedding>,
 ) -> Option<Answer> {
     let probe = probe.as_ref()?;
-    let exact = |_: &str, id: u64| {
-        Ok::<_, facegate::index::Error>(
-            embeddings
-                .get(id as usize)
-                .and_then(|e| e.as_ref())
-                .map(|e| e.0.clone()),
-        )
+    let exact = |_: &str, id: u64, out: &mut Vec<f32>| {
+        let stored = embeddings.get(id as usize).and_then(|e| e.as_ref());
+        if let Some(e) = stored {
+            out.extend_from_slice(&e.0);
+        }
+        Ok::<_, facegate::index::Error>(stored.is_some())
     };
     let found = index
         .search(
