@@ -90,11 +90,14 @@ pub fn run(config: &Config, args: &BenchArgs) -> anyhow::Result<ExitCode> {
         r.get(r.len() / 2).copied().unwrap_or(0.0)
     };
 
-    let files = [
+    let mut files = vec![
         config.models.detector.file_name().to_string(),
         config.models.embedder.clone(),
         config.models.mask.clone(),
     ];
+    if config.recognition.alignment == facegate::vision::Alignment::FaceMesh {
+        files.push(config.models.landmarks.clone());
+    }
     let mut model_runs = serde_json::Map::new();
     for file in &files {
         let ms = time_model_runs(&runtime, &models_dir.join(file), n, args.threads.max(1))?;
@@ -109,9 +112,11 @@ pub fn run(config: &Config, args: &BenchArgs) -> anyhow::Result<ExitCode> {
         "face_box": [face.x, face.y, face.width, face.height],
         "threads_per_model": config.runtime.threads_per_model,
         "flip_average": config.recognition.flip_average,
+        "alignment": config.recognition.alignment.name(),
         "stages_median_ms": {
             "decode": stage(|t| t.decode),
             "detect": stage(|t| t.detect),
+            "landmarks": stage(|t| t.landmarks),
             "align": stage(|t| t.align),
             "mask": stage(|t| t.mask),
             "embed": stage(|t| t.embed),
@@ -125,6 +130,7 @@ pub fn run(config: &Config, args: &BenchArgs) -> anyhow::Result<ExitCode> {
         "model_run_in_position_median_ms": {
             "detect": stage(|t| t.detect_model_run),
             "mask": stage(|t| t.mask_model_run),
+            "landmarks": stage(|t| t.landmarks_model_run),
             "embed": stage(|t| t.embed_model_run),
         },
         "model_run_median_ms": model_runs,

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::Error;
-use crate::vision::{DecodeLimits, DetectorKind, PipelineOptions, ScoreNormalisation};
+use crate::vision::{Alignment, DecodeLimits, DetectorKind, PipelineOptions, ScoreNormalisation};
 
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -57,6 +57,8 @@ pub struct ModelsConfig {
     pub detector: DetectorKind,
     pub embedder: String,
     pub mask: String,
+    /// The face landmark network of `recognition.alignment = "face_mesh"`.
+    pub landmarks: String,
 }
 
 impl Default for ModelsConfig {
@@ -66,6 +68,7 @@ impl Default for ModelsConfig {
             detector: DetectorKind::ShortRange,
             embedder: "dlib_face_recognition_int8.tflite".into(),
             mask: "mask_mnv2_128_int8.tflite".into(),
+            landmarks: crate::vision::FACE_MESH_FILE.into(),
         }
     }
 }
@@ -81,6 +84,9 @@ pub struct RecognitionConfig {
     pub mask_threshold: f32,
     pub mask_margin: f32,
     pub chip_padding: f32,
+    /// Which points align the face: "keypoints" (BlazeFace's) or "face_mesh" (dlib's
+    /// five points from `models.landmarks`).
+    pub alignment: Alignment,
     pub flip_average: bool,
     pub flip_margin_cosine: f32,
     pub min_face_px: f32,
@@ -111,6 +117,7 @@ impl Default for RecognitionConfig {
             mask_threshold: 0.5,
             mask_margin: 0.5,
             chip_padding: 0.25,
+            alignment: Alignment::Keypoints,
             flip_average: true,
             flip_margin_cosine: 0.02,
             min_face_px: 80.0,
@@ -464,6 +471,13 @@ impl Config {
                 "recognition.mask_margin must be 0..2 and chip_padding 0..1".into(),
             ));
         }
+        if r.alignment == Alignment::FaceMesh && self.models.landmarks.trim().is_empty() {
+            return Err(Error::Invalid(
+                "recognition.alignment = \"face_mesh\" needs models.landmarks (a face landmark \
+                 .tflite file)"
+                    .into(),
+            ));
+        }
         if !(2..=1000).contains(&r.identify_cohort_size) {
             return Err(Error::Invalid(
                 "recognition.identify_cohort_size must be 2..1000".into(),
@@ -537,6 +551,8 @@ impl Config {
             detector: self.models.detector,
             embedder_file: self.models.embedder.clone(),
             mask_file: self.models.mask.clone(),
+            landmarks_file: self.models.landmarks.clone(),
+            alignment: r.alignment,
             threads_per_model: self.runtime.threads_per_model,
             idle_request_threads: match self.runtime.idle_request_threads {
                 0 => std::thread::available_parallelism().map_or(1, |n| n.get()),

@@ -1,11 +1,14 @@
 //! Alignment: a similarity transform from three BlazeFace keypoints (both eyes, mouth
 //! centre) to the embedder's crop template ([`CropTemplate`]): by default a least-squares
-//! fit to dlib's mean-face layout, rendered as dlib's 150x150 chip. Which points and what padding were measured on the LFW development pairs
-//! (docs/accuracy.md); the ear and nose points are too unstable across poses.
+//! fit to dlib's mean-face layout, rendered as dlib's 150x150 chip. Which points and what
+//! padding were measured on the LFW development pairs (docs/accuracy.md); the ear and
+//! nose points are too unstable across poses. With face-mesh landmarks
+//! (src/vision/landmarks.rs) a dlib chip is fitted to dlib's own five points instead.
 
 use image::RgbImage;
 
 use super::embedder_spec::CropTemplate;
+use super::landmarks::MeshLandmarks;
 use super::warp::{warp, Similarity};
 use super::{Detection, Point, ALIGNED_SIZE};
 
@@ -22,6 +25,33 @@ const TEMPLATE: [Point; 3] = [
     Point {
         x: 0.4901,
         y: 0.8075,
+    },
+];
+
+/// dlib's 5-point template (`get_face_chip_details` in dlib/image_transforms/
+/// interpolation.h, the mean face of shape_predictor_5_face_landmarks), unit square:
+/// left eye outer and inner corner (image right), right eye outer and inner corner,
+/// base of the nose.
+const DLIB_5: [Point; 5] = [
+    Point {
+        x: 0.859_567_46,
+        y: 0.213_498_15,
+    },
+    Point {
+        x: 0.646_060_5,
+        y: 0.228_967_44,
+    },
+    Point {
+        x: 0.120_575_06,
+        y: 0.213_727_45,
+    },
+    Point {
+        x: 0.334_085_06,
+        y: 0.229_064_24,
+    },
+    Point {
+        x: 0.490_112_3,
+        y: 0.627_797_5,
     },
 ];
 
@@ -61,8 +91,9 @@ impl Default for ChipLayout {
 }
 
 impl ChipLayout {
-    /// Chip positions of the right eye, left eye and mouth for the point templates.
-    fn template_points(&self, unit: &[Point; 3], padding: f32) -> [Point; 3] {
+    /// Chip positions of a unit-square template with dlib's padding formula
+    /// `(padding + p) / (2 padding + 1) * size`.
+    fn template_points<const N: usize>(&self, unit: &[Point; N], padding: f32) -> [Point; N] {
         let (w, h) = (self.width as f32, self.height as f32);
         unit.map(|t| Point {
             x: (t.x + padding) / (1.0 + 2.0 * padding) * w,
@@ -123,11 +154,35 @@ impl ChipLayout {
 const KEYPOINT_GRID: f32 = 32.0;
 
 /// The aligned chip of one detected face, or `None` if its keypoints are degenerate.
-pub fn align(image: &RgbImage, detection: &Detection, layout: &ChipLayout) -> Option<RgbImage> {
-    let k = &detection.keypoints;
-    let src = [k.right_eye, k.left_eye, k.mouth].map(snap);
-    let to_image = layout.to_chip(&src)?.inverse()?;
+/// With `mesh` (face-mesh landmarks of the same face), a dlib chip is fitted to dlib's
+/// five points and the other templates take the mesh's eye and mouth centres.
+pub fn align(
+    image: &RgbImage,
+    detection: &Detection,
+    mesh: Option<&MeshLandmarks>,
+    layout: &ChipLayout,
+) -> Option<RgbImage> {
+    let to_chip = match (mesh, &layout.template) {
+        (Some(m), CropTemplate::DlibChip { padding }) => Similarity::fit(
+            &m.dlib5.map(snap),
+            &layout.template_points(&DLIB_5, *padding),
+        )?,
+        (Some(m), _) => layout.to_chip(&m.eyes_mouth.map(snap))?,
+        (None, _) => {
+            let k = &detection.keypoints;
+            layout.to_chip(&[k.right_eye, k.left_eye, k.mouth].map(snap))?
+        }
+    };
+    let to_image = to_chip.inverse()?;
     Some(warp(image, &to_image, layout.width, layout.height))
+}
+
+/// Where dlib's 5-point template puts its points on `layout`'s chip (a dlib chip).
+pub fn dlib5_on_chip(layout: &ChipLayout) -> Option<[Point; 5]> {
+    match layout.template {
+        CropTemplate::DlibChip { padding } => Some(layout.template_points(&DLIB_5, padding)),
+        _ => None,
+    }
 }
 
 /// Rounds a keypoint to 1/32 pixel. The detector's float outputs differ between CPUs by

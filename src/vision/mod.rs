@@ -14,6 +14,7 @@ mod detect;
 mod embed;
 mod embedder_spec;
 mod flip;
+mod landmarks;
 mod mask;
 mod model_input;
 mod open_set;
@@ -32,6 +33,7 @@ pub use embedder_spec::{
     SpecSource,
 };
 pub use flip::{near_threshold, ranking_near};
+pub use landmarks::{Alignment, MeshLandmarks, FACE_MESH_FILE};
 pub use open_set::ScoreNormalisation;
 pub use pipeline::{
     Appearance, FaceSelection, HeldSession, Pipeline, PipelineOptions, StageTimings,

@@ -20,6 +20,7 @@ use super::detect::{Detector, DetectorKind, DetectorParams, ZOOM_OUT_RETRY};
 use super::embed::{embed, Embedding};
 use super::embedder_spec::{CropTemplate, EmbedderSpec, SpecError, SpecSource};
 use super::flip::{embed_with, Flip};
+use super::landmarks::{check_mesh_model, mesh_landmarks, Alignment, MeshLandmarks, MIN_PRESENCE};
 use super::mask::{input_side, mask_probability};
 use super::open_set::ScoreNormalisation;
 use super::sharpness::chip_sharpness;
@@ -35,6 +36,10 @@ pub struct PipelineOptions {
     pub detector: DetectorKind,
     pub embedder_file: String,
     pub mask_file: String,
+    /// The face landmark network, loaded only for `Alignment::FaceMesh`.
+    pub landmarks_file: String,
+    /// Which points align the face to the embedder's crop template.
+    pub alignment: Alignment,
     /// XNNPACK threads per model run.
     pub threads_per_model: usize,
     /// XNNPACK threads of the idle-machine session, lent to a caller that finds every
@@ -70,6 +75,8 @@ impl Default for PipelineOptions {
             detector: DetectorKind::ShortRange,
             embedder_file: "dlib_face_recognition_int8.tflite".into(),
             mask_file: "mask_mnv2_128_int8.tflite".into(),
+            landmarks_file: super::landmarks::FACE_MESH_FILE.into(),
+            alignment: Alignment::Keypoints,
             threads_per_model: 1,
             idle_request_threads: 1,
             workers: 1,
@@ -102,6 +109,8 @@ pub enum FaceSelection {
 pub struct StageTimings {
     pub decode: Duration,
     pub detect: Duration,
+    /// The face mesh (`Alignment::FaceMesh`; zero otherwise).
+    pub landmarks: Duration,
     pub align: Duration,
     pub mask: Duration,
     pub embed: Duration,
@@ -111,6 +120,7 @@ pub struct StageTimings {
     /// to its model under the same cache state and machine load.
     pub detect_model_run: Duration,
     pub mask_model_run: Duration,
+    pub landmarks_model_run: Duration,
     /// Both runs when the embedding is flip-averaged.
     pub embed_model_run: Duration,
 }
@@ -119,6 +129,8 @@ struct Session {
     detector: Model,
     embedder: Model,
     mask: Model,
+    /// The face mesh, with `Alignment::FaceMesh` only.
+    landmarks: Option<Model>,
     /// Letterbox and mask-crop buffers, reused from frame to frame.
     scratch: WarpScratch,
 }
@@ -171,6 +183,10 @@ impl Pipeline {
         let detector_bytes = read(options.detector.file_name())?;
         let embedder_bytes = read(&options.embedder_file)?;
         let mask_bytes = read(&options.mask_file)?;
+        let landmarks_bytes = match options.alignment {
+            Alignment::FaceMesh => Some(read(&options.landmarks_file)?),
+            Alignment::Keypoints => None,
+        };
         let (spec, spec_source) = EmbedderSpec::find(dir, &options.embedder_file)?;
         let template = match spec.crop {
             CropTemplate::DlibChip { .. } => CropTemplate::DlibChip {
@@ -191,7 +207,13 @@ impl Pipeline {
                  (run `facegate calibrate`)"
             );
         }
-        let fingerprint = fingerprint(&embedder_bytes, &chip, flip, &spec);
+        let fingerprint = fingerprint(
+            &embedder_bytes,
+            &chip,
+            flip,
+            &spec,
+            landmarks_bytes.as_deref(),
+        );
         let session = |threads: usize| -> Result<Session, Error> {
             Ok(Session {
                 detector: runtime.model_from_bytes(
@@ -205,6 +227,14 @@ impl Pipeline {
                     threads,
                 )?,
                 mask: runtime.model_from_bytes(&options.mask_file, mask_bytes.clone(), threads)?,
+                landmarks: match &landmarks_bytes {
+                    Some(bytes) => Some(runtime.model_from_bytes(
+                        &options.landmarks_file,
+                        bytes.clone(),
+                        threads,
+                    )?),
+                    None => None,
+                },
                 scratch: WarpScratch::default(),
             })
         };
@@ -223,6 +253,9 @@ impl Pipeline {
                 },
                 mismatch,
             })?;
+        if let Some(model) = &sessions[0].landmarks {
+            check_mesh_model(model)?;
+        }
         let mask_side = input_side(&sessions[0].mask)?;
         let detector = Detector::new(
             options.detector,
@@ -284,8 +317,8 @@ impl Pipeline {
         self.options.score_normalisation.name()
     }
 
-    /// Identifies the embedding space: embedder file bytes, chip layout, flip averaging
-    /// and the embedder's description. Embeddings with different fingerprints must not
+    /// Identifies the embedding space: embedder file bytes, chip layout, flip averaging,
+    /// the embedder's description and the alignment (with the face mesh's bytes). Embeddings with different fingerprints must not
     /// be compared.
     pub fn fingerprint(&self) -> &str {
         &self.fingerprint
@@ -425,7 +458,10 @@ impl Pipeline {
         t: &mut StageTimings,
     ) -> Result<Option<Face>, Error> {
         let start = Instant::now();
-        let Some(aligned) = align(image, &detection, &self.chip) else {
+        let mesh = self.mesh(s, image, &detection)?;
+        t.landmarks += start.elapsed();
+        let start = Instant::now();
+        let Some(aligned) = align(image, &detection, mesh.as_ref(), &self.chip) else {
             return Ok(None);
         };
         let quality = Quality {
@@ -457,18 +493,50 @@ impl Pipeline {
         }))
     }
 
+    /// The face mesh's landmarks of `detection` with `Alignment::FaceMesh`; `None` with
+    /// keypoint alignment, and when the mesh does not see a face there (presence below
+    /// [`MIN_PRESENCE`]: the detector's keypoints align it then, as before the mesh).
+    fn mesh(
+        &self,
+        s: &mut Session,
+        image: &RgbImage,
+        detection: &Detection,
+    ) -> Result<Option<MeshLandmarks>, Error> {
+        let Some(model) = s.landmarks.as_mut() else {
+            return Ok(None);
+        };
+        let mesh = mesh_landmarks(model, image, detection, &mut s.scratch)?;
+        Ok(mesh.filter(|m| m.presence >= MIN_PRESENCE))
+    }
+
+    /// The face mesh's landmarks of a face found by [`Pipeline::detect`] in `image`:
+    /// `None` unless the pipeline aligns with the face mesh and the mesh sees a face.
+    pub fn landmarks(
+        &self,
+        image: &RgbImage,
+        detection: &Detection,
+    ) -> Result<Option<MeshLandmarks>, Error> {
+        self.with_session(|s| self.mesh(s, image, detection))
+    }
+
+    /// Where dlib's 5-point template puts its points on this pipeline's chip (`None`
+    /// for other crop templates).
+    pub fn dlib5_on_chip(&self) -> Option<[super::Point; 5]> {
+        super::align::dlib5_on_chip(&self.chip)
+    }
+
     /// The appearance of one face found earlier by [`Pipeline::detect`] in `image`: the
     /// aligned chip embedded once, without the mirrored run and without the mask model
     /// (about a third of [`Pipeline::analyze_detection`]'s model time). For telling
     /// whether two detections show the same face (camera tracks), never for identifying:
     /// it is not comparable with gallery templates. `None` when the keypoints are
-    /// degenerate.
+    /// degenerate. Always aligned by the detector's keypoints (no face-mesh run).
     pub fn appearance(
         &self,
         image: &RgbImage,
         detection: &super::Detection,
     ) -> Result<Option<Appearance>, Error> {
-        let Some(aligned) = align(image, detection, &self.chip) else {
+        let Some(aligned) = align(image, detection, None, &self.chip) else {
             return Ok(None);
         };
         let sharpness = chip_sharpness(&aligned);
@@ -529,8 +597,8 @@ impl Pipeline {
     ) -> Result<Vec<StageTimings>, Error> {
         let runs_per_embed = if self.flip { 2 } else { 1 };
         self.with_session(|s| {
-            let aligned = |frame: &RgbImage| {
-                align(frame, detection, &self.chip)
+            let aligned = |frame: &RgbImage, mesh: Option<&MeshLandmarks>| {
+                align(frame, detection, mesh, &self.chip)
                     .ok_or_else(|| Error::ModelOutput("degenerate keypoints".into()))
             };
             let mut samples = Vec::with_capacity(iterations);
@@ -550,7 +618,10 @@ impl Pipeline {
                 )?);
                 t.detect = start.elapsed();
                 let start = Instant::now();
-                let chip = aligned(frame)?;
+                let mesh = self.mesh(s, frame, detection)?;
+                t.landmarks = start.elapsed();
+                let start = Instant::now();
+                let chip = aligned(frame, mesh.as_ref())?;
                 t.align = start.elapsed();
                 let start = Instant::now();
                 std::hint::black_box(mask_probability(
@@ -569,7 +640,10 @@ impl Pipeline {
                 // The same sequence with the bare runs (inputs as the stages left them).
                 let frame = &std::hint::black_box(self.decode(jpeg_or_png)?);
                 t.detect_model_run = time_run(&mut s.detector)?;
-                std::hint::black_box(aligned(frame)?);
+                if let Some(model) = s.landmarks.as_mut() {
+                    t.landmarks_model_run = time_run(model)?;
+                }
+                std::hint::black_box(aligned(frame, mesh.as_ref())?);
                 t.mask_model_run = time_run(&mut s.mask)?;
                 for _ in 0..runs_per_embed {
                     t.embed_model_run += time_run(&mut s.embedder)?;
@@ -625,8 +699,16 @@ fn select(
 
 /// The shipped dlib description adds nothing to its file bytes, chip and flip, so its
 /// fingerprint stays what it was before descriptions existed (stored templates stay
-/// valid); any other description, or a changed calibration, is hashed in.
-fn fingerprint(embedder: &[u8], chip: &ChipLayout, flip: bool, spec: &EmbedderSpec) -> String {
+/// valid); any other description, or a changed calibration, is hashed in. So is the
+/// face mesh (`mesh`: its file's bytes) when it aligns the faces; keypoint alignment
+/// adds nothing, for the same reason.
+fn fingerprint(
+    embedder: &[u8],
+    chip: &ChipLayout,
+    flip: bool,
+    spec: &EmbedderSpec,
+    mesh: Option<&[u8]>,
+) -> String {
     let mut h = Sha256::new();
     h.update(embedder);
     let mut described = spec.clone();
@@ -645,6 +727,10 @@ fn fingerprint(embedder: &[u8], chip: &ChipLayout, flip: bool, spec: &EmbedderSp
     }
     if described.fingerprint_text() != EmbedderSpec::dlib().fingerprint_text() {
         h.update(spec.fingerprint_text());
+    }
+    if let Some(mesh) = mesh {
+        h.update(b"align=face_mesh");
+        h.update(mesh);
     }
     let digest = h.finalize();
     digest.iter().take(8).map(|b| format!("{b:02x}")).collect()

@@ -396,6 +396,7 @@ pub fn run(config: &Config, args: &IdentifyArgs) -> anyhow::Result<ExitCode> {
         "threads": threads,
         "embedder": config.models.embedder,
         "flip_average": config.recognition.flip_average,
+        "alignment": config.recognition.alignment.name(),
         "score_normalisation": pipeline.score_normalisation_name(),
         "identify_cohort_size": config.recognition.identify_cohort_size,
         "fingerprint": pipeline.fingerprint(),

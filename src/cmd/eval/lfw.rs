@@ -242,6 +242,7 @@ pub fn run(config: &Config, args: &LfwArgs) -> anyhow::Result<ExitCode> {
         "flip_margin_cosine": margin,
         "pairs_with_mirror_run": mirrored_pairs.get(),
         "chip_padding": config.recognition.chip_padding,
+        "alignment": config.recognition.alignment.name(),
         "fingerprint": pipeline.fingerprint(),
     });
     crate::cmd::print_report(&report, args.json)
