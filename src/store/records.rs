@@ -144,40 +144,33 @@ impl TemplateRecord {
         out: &mut Vec<f32>,
     ) -> Result<bool, Error> {
         out.clear();
-        let mut r = Cursor { bytes, at: 0 };
-        let layout = r.take(1)?[0];
-        if layout != TEMPLATE_LAYOUT {
-            return Err(Error::Corrupt(format!("template layout {layout}")));
-        }
-        let fp_len = usize::from(r.take(1)?[0]);
+        let (mut r, stored_fingerprint) = Self::head(bytes)?;
         // What `encode` keeps of a longer fingerprint.
         let wanted = &fingerprint.as_bytes()[..fingerprint.len().min(255)];
-        if r.take(fp_len)? != wanted {
+        if stored_fingerprint != wanted {
             return Ok(false);
         }
-        let dims = usize::from(u16::from_le_bytes(r.array()?));
-        out.extend(
-            r.take(dims * 4)?
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
-        );
+        out.extend(r.embedding()?);
         Ok(true)
     }
 
-    fn decode_layout(bytes: &[u8], with_crop: bool) -> Result<TemplateRecord, Error> {
+    /// Checks the layout byte and returns the fingerprint's bytes, with the cursor left
+    /// at the embedding.
+    fn head(bytes: &[u8]) -> Result<(Cursor<'_>, &[u8]), Error> {
         let mut r = Cursor { bytes, at: 0 };
         let layout = r.take(1)?[0];
         if layout != TEMPLATE_LAYOUT {
             return Err(Error::Corrupt(format!("template layout {layout}")));
         }
         let fp_len = usize::from(r.take(1)?[0]);
-        let fingerprint = String::from_utf8_lossy(r.take(fp_len)?).into_owned();
-        let dims = usize::from(u16::from_le_bytes(r.array()?));
-        let embedding = r
-            .take(dims * 4)?
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
+        let fingerprint = r.take(fp_len)?;
+        Ok((r, fingerprint))
+    }
+
+    fn decode_layout(bytes: &[u8], with_crop: bool) -> Result<TemplateRecord, Error> {
+        let (mut r, fingerprint) = Self::head(bytes)?;
+        let fingerprint = String::from_utf8_lossy(fingerprint).into_owned();
+        let embedding = r.embedding()?.collect();
         let masked = r.take(1)?[0] != 0;
         let created_at = u64::from_le_bytes(r.array()?);
         let crop_len = u32::from_le_bytes(r.array()?) as usize;
@@ -198,6 +191,15 @@ struct Cursor<'a> {
 }
 
 impl<'a> Cursor<'a> {
+    /// The embedding: its dimension (u16) then that many little-endian f32.
+    fn embedding(&mut self) -> Result<impl Iterator<Item = f32> + 'a, Error> {
+        let dims = usize::from(u16::from_le_bytes(self.array()?));
+        Ok(self
+            .take(dims * 4)?
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])))
+    }
+
     fn take(&mut self, n: usize) -> Result<&'a [u8], Error> {
         let slice = self
             .bytes

@@ -13,6 +13,7 @@
 
 use image::RgbImage;
 
+use super::model_input::square_rgb_input;
 use super::warp::{warp_into, Similarity, WarpScratch};
 use super::{Detection, Error, Point};
 use crate::runtime::Model;
@@ -126,13 +127,7 @@ pub fn mesh_landmarks(
         return Ok(None);
     };
     let side = MESH_INPUT as usize;
-    let tensor = model.input_f32_mut(0)?;
-    if tensor.len() != side * side * 3 {
-        return Err(Error::ModelOutput(format!(
-            "face mesh input holds {} values, expected {side}x{side} RGB",
-            tensor.len()
-        )));
-    }
+    let tensor = square_rgb_input(model.input_f32_mut(0)?, MESH_INPUT, "face mesh")?;
     // The warp writes -1..1 (the other models' range); this network takes 0..1.
     warp_into(image, &to_image, side, side, scratch, tensor);
     for v in tensor.iter_mut() {
