@@ -32,6 +32,8 @@ pub struct RuntimeConfig {
     pub threads_per_model: usize,
     /// 0: the machine's core count.
     pub idle_request_threads: usize,
+    /// The idle-machine session's caller and LiteRT workers on distinct cores.
+    pub pin_idle_request_threads: bool,
     pub workers: usize,
     pub queue: usize,
     pub queue_timeout_ms: u64,
@@ -43,6 +45,7 @@ impl Default for RuntimeConfig {
             library: PathBuf::new(),
             threads_per_model: 1,
             idle_request_threads: 0,
+            pin_idle_request_threads: true,
             workers: 2,
             queue: 64,
             queue_timeout_ms: 10_000,
@@ -558,6 +561,7 @@ impl Config {
                 0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
                 n => n,
             },
+            pin_idle_request_threads: self.runtime.pin_idle_request_threads,
             workers: self.runtime.workers,
             admission: crate::vision::AdmissionLimits {
                 queue: self.runtime.queue,

@@ -4,11 +4,13 @@
 //! Public face: [`Runtime`] (the loaded library, cheap to clone, shared by threads) and
 //! [`Model`] (one compiled model with its own tensors, used by one thread at a time).
 
+mod cores;
 mod ffi;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use cores::{this_thread_cores, Confined, CoreSplit};
 pub use ffi::TensorInfo;
 /// Element type code of float32 tensors ([`TensorInfo::element_type`]).
 pub use ffi::ELEMENT_FLOAT32;

@@ -27,7 +27,7 @@ use super::sharpness::chip_sharpness;
 use super::similarity::Calibration;
 use super::warp::WarpScratch;
 use super::{decode_image, DecodeLimits, Detection, Error, Face, Quality};
-use crate::runtime::{Model, Runtime};
+use crate::runtime::{Confined, CoreSplit, Model, Runtime};
 
 /// Everything the pipeline needs to know; `config` fills it from the TOML file.
 #[derive(Clone, Debug)]
@@ -46,6 +46,9 @@ pub struct PipelineOptions {
     /// session free and nobody waiting (src/vision/admission.rs). No such session when
     /// it is not more than `threads_per_model`.
     pub idle_request_threads: usize,
+    /// Keep the idle-machine session's caller and its models' worker threads on
+    /// distinct cores (src/runtime/cores.rs).
+    pub pin_idle_request_threads: bool,
     /// Sessions in the pool: how many images can be processed at once.
     pub workers: usize,
     /// Callers allowed to wait for a session, and for how long.
@@ -79,6 +82,7 @@ impl Default for PipelineOptions {
             alignment: Alignment::Keypoints,
             threads_per_model: 1,
             idle_request_threads: 1,
+            pin_idle_request_threads: true,
             workers: 1,
             admission: AdmissionLimits::default(),
             min_detector_score: 0.5,
@@ -133,6 +137,17 @@ struct Session {
     landmarks: Option<Model>,
     /// Letterbox and mask-crop buffers, reused from frame to frame.
     scratch: WarpScratch,
+    /// The idle-machine session's cores: its models' workers were started on the
+    /// others, a caller is pinned to this one while it works.
+    cores: Option<CoreSplit>,
+}
+
+impl Session {
+    /// Pins the calling thread to this session's caller core, if it has one, until
+    /// the guard drops.
+    fn pin_caller(&self) -> Option<Confined> {
+        self.cores.as_ref().map(CoreSplit::pin_caller)
+    }
 }
 
 /// What [`Pipeline::appearance`] found: one embedder run of the aligned chip and how
@@ -236,13 +251,18 @@ impl Pipeline {
                     None => None,
                 },
                 scratch: WarpScratch::default(),
+                cores: None,
             })
         };
         let sessions = (0..options.workers.max(1))
             .map(|_| session(threads))
             .collect::<Result<Vec<_>, _>>()?;
         let idle_machine = match options.idle_request_threads {
-            n if n > threads => Some(session(n)?),
+            n if n > threads => Some(idle_machine_session(
+                n,
+                options.pin_idle_request_threads,
+                session,
+            )?),
             _ => None,
         };
         spec.check(&sessions[0].embedder)
@@ -383,6 +403,7 @@ impl Pipeline {
         selection: FaceSelection,
     ) -> Result<Vec<Vec<Face>>, (usize, Error)> {
         let mut session = self.pool.acquire().map_err(|e| (0, e.into()))?;
+        let _pinned = session.pin_caller();
         let decoded = pictures
             .iter()
             .enumerate()
@@ -661,7 +682,30 @@ impl Pipeline {
     ) -> Result<T, Error> {
         // The lease returns the session when dropped, also if `work` panics.
         let mut session = self.pool.acquire()?;
+        let _pinned = session.pin_caller();
         work(&mut session)
+    }
+}
+
+/// The idle-machine session, its models' worker threads started off the core its
+/// callers will be pinned to when `pin` is set (src/runtime/cores.rs).
+fn idle_machine_session(
+    threads: usize,
+    pin: bool,
+    build: impl Fn(usize) -> Result<Session, Error>,
+) -> Result<Session, Error> {
+    match CoreSplit::of_this_thread().filter(|_| pin) {
+        Some(cores) => {
+            let mut session = cores.build_workers(|| build(threads))?;
+            tracing::debug!(
+                caller_core = cores.caller_core(),
+                worker_cores = ?cores.worker_cores(),
+                "idle-machine session: caller and model workers on distinct cores"
+            );
+            session.cores = Some(cores);
+            Ok(session)
+        }
+        None => build(threads),
     }
 }
 
