@@ -196,20 +196,31 @@ pub fn decode_base64(text: &str) -> Option<Vec<u8>> {
         Some(rest) => rest.split_once(',')?.1,
         None => text,
     };
-    let compact: String = payload
-        .chars()
-        .filter(|c| !c.is_ascii_whitespace())
-        .collect();
-    let compact = compact.trim_end_matches('=');
-    if compact.is_empty() {
+    // Base64 is ASCII, so bytes are enough. Most clients send one unbroken line: it is
+    // decoded where it lies; only a payload with line breaks or spaces is copied without
+    // them (a per-character copy of every payload cost ~0.5 ms per 640x480 JPEG).
+    let compacted: Vec<u8>;
+    let mut bytes = payload.as_bytes();
+    if bytes.iter().any(u8::is_ascii_whitespace) {
+        compacted = bytes
+            .iter()
+            .copied()
+            .filter(|b| !b.is_ascii_whitespace())
+            .collect();
+        bytes = &compacted;
+    }
+    while let [rest @ .., b'='] = bytes {
+        bytes = rest;
+    }
+    if bytes.is_empty() {
         return None;
     }
-    let engine = if compact.contains(['-', '_']) {
+    let engine = if bytes.iter().any(|&b| b == b'-' || b == b'_') {
         &URL_SAFE
     } else {
         &STANDARD
     };
-    engine.decode(compact).ok()
+    engine.decode(bytes).ok()
 }
 
 /// Fields of an `application/x-www-form-urlencoded` body, a JSON body, or the query.
@@ -258,6 +269,10 @@ mod tests {
         assert_eq!(decode_base64(&url), expect);
         assert_eq!(decode_base64("not base64 at all!"), None);
         assert_eq!(decode_base64("data:image/png;base64,"), None);
+        assert_eq!(decode_base64("===="), None);
+        let spaced: String = std.chars().flat_map(|c| [c, ' ']).collect();
+        assert_eq!(decode_base64(&spaced), expect);
+        assert_eq!(decode_base64(&format!("{std}\u{e9}")), None);
     }
 
     #[test]
