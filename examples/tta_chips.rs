@@ -58,7 +58,7 @@ fn run(
                         let row = chip_sums(&pipeline, &images.join(name))
                             .unwrap_or_else(|| vec![f32::NAN; chips * EMBEDDING_DIM]);
                         done.push((i, row));
-                        if i % 200 == 0 {
+                        if i.is_multiple_of(200) {
                             eprintln!("{i} / {}", names.len());
                         }
                     }
