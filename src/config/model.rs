@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::Error;
-use crate::vision::{Alignment, DecodeLimits, DetectorKind, PipelineOptions, ScoreNormalisation};
+use crate::vision::{
+    Alignment, ChipJitter, DecodeLimits, DetectorKind, PipelineOptions, ScoreNormalisation,
+};
 
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -91,6 +93,9 @@ pub struct RecognitionConfig {
     /// five points from `models.landmarks`).
     pub alignment: Alignment,
     pub flip_average: bool,
+    /// Test-time augmentation: extra chips cut with the alignment moved slightly, whose
+    /// embeddings are averaged with the aligned chip's (src/vision/jitter.rs).
+    pub test_time_chips: Vec<ChipJitter>,
     pub flip_margin_cosine: f32,
     pub min_face_px: f32,
     /// Open-set scoring of identify matches: "none" (calibrated similarity of the
@@ -122,6 +127,7 @@ impl Default for RecognitionConfig {
             chip_padding: 0.25,
             alignment: Alignment::Keypoints,
             flip_average: true,
+            test_time_chips: Vec::new(),
             flip_margin_cosine: 0.02,
             min_face_px: 80.0,
             identify_score_normalisation: IdentifyScoreNormalisation::None,
@@ -481,6 +487,21 @@ impl Config {
                     .into(),
             ));
         }
+        if r.test_time_chips.len() > crate::vision::MAX_TEST_TIME_CHIPS {
+            return Err(Error::Invalid(format!(
+                "recognition.test_time_chips has {} chips, at most {} are allowed (each one \
+                 or two more embedder runs per face)",
+                r.test_time_chips.len(),
+                crate::vision::MAX_TEST_TIME_CHIPS
+            )));
+        }
+        for (i, chip) in r.test_time_chips.iter().enumerate() {
+            if let Some(problem) = chip.problem() {
+                return Err(Error::Invalid(format!(
+                    "recognition.test_time_chips[{i}] = {chip:?}: {problem}"
+                )));
+            }
+        }
         if !(2..=1000).contains(&r.identify_cohort_size) {
             return Err(Error::Invalid(
                 "recognition.identify_cohort_size must be 2..1000".into(),
@@ -573,6 +594,7 @@ impl Config {
             mask_margin: r.mask_margin,
             chip_padding: r.chip_padding,
             flip_average: r.flip_average,
+            test_time_chips: r.test_time_chips.clone(),
             score_normalisation: match r.identify_score_normalisation {
                 IdentifyScoreNormalisation::None => ScoreNormalisation::None,
                 IdentifyScoreNormalisation::GalleryCohort => ScoreNormalisation::GalleryCohort {

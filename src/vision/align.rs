@@ -162,6 +162,21 @@ pub fn align(
     mesh: Option<&MeshLandmarks>,
     layout: &ChipLayout,
 ) -> Option<RgbImage> {
+    cut(image, &chip_transform(detection, mesh, layout)?, layout)
+}
+
+/// The chip `to_chip` (image to chip coordinates) cuts out of `image`.
+pub fn cut(image: &RgbImage, to_chip: &Similarity, layout: &ChipLayout) -> Option<RgbImage> {
+    let to_image = to_chip.inverse()?;
+    Some(warp(image, &to_image, layout.width, layout.height))
+}
+
+/// The image-to-chip transform [`align`] cuts with, or `None` for degenerate points.
+pub fn chip_transform(
+    detection: &Detection,
+    mesh: Option<&MeshLandmarks>,
+    layout: &ChipLayout,
+) -> Option<Similarity> {
     let to_chip = match (mesh, &layout.template) {
         (Some(m), CropTemplate::DlibChip { padding }) => Similarity::fit(
             &m.dlib5.map(snap),
@@ -173,8 +188,7 @@ pub fn align(
             layout.to_chip(&[k.right_eye, k.left_eye, k.mouth].map(snap))?
         }
     };
-    let to_image = to_chip.inverse()?;
-    Some(warp(image, &to_image, layout.width, layout.height))
+    Some(to_chip)
 }
 
 /// Where dlib's 5-point template puts its points on `layout`'s chip (a dlib chip).

@@ -69,14 +69,35 @@ pub fn embed(
     flip: bool,
     spec: &EmbedderSpec,
 ) -> Result<Embedding, Error> {
+    normalised(&embed_sum(model, chip, flip, spec)?)
+}
+
+/// The raw (not normalised) embedder output of one chip, plus the mirrored chip's with
+/// `flip`: the part of one chip in an average over several (flip, test-time chips).
+pub(super) fn embed_sum(
+    model: &mut Model,
+    chip: &RgbImage,
+    flip: bool,
+    spec: &EmbedderSpec,
+) -> Result<Vec<f32>, Error> {
     let mut sum = run_once(model, chip, false, spec)?;
     if flip {
         let mirrored = run_once(model, chip, true, spec)?;
-        for (s, m) in sum.iter_mut().zip(mirrored) {
-            *s += m;
-        }
+        add_into(&mut sum, &mirrored);
     }
-    Embedding::from_raw(&sum)
+    Ok(sum)
+}
+
+/// `sum += part`, element by element.
+pub(super) fn add_into(sum: &mut [f32], part: &[f32]) {
+    for (s, p) in sum.iter_mut().zip(part) {
+        *s += p;
+    }
+}
+
+/// The L2-normalised embedding of a raw output or a sum of raw outputs.
+pub(super) fn normalised(raw: &[f32]) -> Result<Embedding, Error> {
+    Embedding::from_raw(raw)
         .ok_or_else(|| Error::ModelOutput("embedding is zero or not finite".into()))
 }
 

@@ -9,8 +9,9 @@
 
 use image::RgbImage;
 
-use super::embed::{embed, Embedding};
+use super::embed::{add_into, embed, embed_sum, normalised, Embedding};
 use super::embedder_spec::EmbedderSpec;
+use super::jitter::ExtraChips;
 use super::Error;
 use crate::runtime::Model;
 
@@ -45,29 +46,48 @@ pub fn ranking_near(cosines: &[f32], threshold_cosine: f32, margin: f32, listed:
             .any(|w| w[0] >= threshold_cosine - margin && w[0] - w[1] <= margin)
 }
 
+/// The embedding of `chip` (and of `extra`'s test-time chips, src/vision/jitter.rs),
+/// each with its mirror when `flip_average`, as `flip` asks. With
+/// [`Flip::WhenNear`] the single chip runs first; the mirror and the test-time chips run
+/// only when near, and then the answer is the average over all of them, as a template's.
 pub(super) fn embed_with(
     model: &mut Model,
     chip: &RgbImage,
+    extra: &ExtraChips<'_>,
     flip_average: bool,
     flip: Flip<'_>,
     spec: &EmbedderSpec,
 ) -> Result<Embedding, Error> {
     let Flip::WhenNear(near) = flip else {
-        return embed(model, chip, flip_average, spec);
+        let mut sum = embed_sum(model, chip, flip_average, spec)?;
+        for c in extra.chips() {
+            add_into(&mut sum, &embed_sum(model, &c, flip_average, spec)?);
+        }
+        return normalised(&sum);
     };
-    let single = embed(model, chip, false, spec)?;
-    if !flip_average || !near(&single) {
+    let single_sum = embed_sum(model, chip, false, spec)?;
+    let single = normalised(&single_sum)?;
+    if !(flip_average || extra.any()) || !near(&single) {
         return Ok(single);
     }
-    let mirrored = embed(model, &image::imageops::flip_horizontal(chip), false, spec)?;
-    let sum: Vec<f32> = single
-        .0
-        .iter()
-        .zip(&mirrored.0)
-        .map(|(a, b)| a + b)
-        .collect();
-    Embedding::from_raw(&sum)
-        .ok_or_else(|| Error::ModelOutput("flip-averaged embedding is zero".into()))
+    if !extra.any() {
+        // Flip averaging alone: the mean of the two normalised embeddings, as measured
+        // in issue 13 (docs/accuracy.md).
+        let mirrored = embed(model, &image::imageops::flip_horizontal(chip), false, spec)?;
+        let mut sum = single.0.clone();
+        add_into(&mut sum, &mirrored.0);
+        return Embedding::from_raw(&sum)
+            .ok_or_else(|| Error::ModelOutput("flip-averaged embedding is zero".into()));
+    }
+    let mut sum = single_sum;
+    if flip_average {
+        let mirrored = embed_sum(model, &image::imageops::flip_horizontal(chip), false, spec)?;
+        add_into(&mut sum, &mirrored);
+    }
+    for c in extra.chips() {
+        add_into(&mut sum, &embed_sum(model, &c, flip_average, spec)?);
+    }
+    normalised(&sum)
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ mod detect;
 mod embed;
 mod embedder_spec;
 mod flip;
+mod jitter;
 mod landmarks;
 mod mask;
 mod model_input;
@@ -33,6 +34,7 @@ pub use embedder_spec::{
     SpecSource,
 };
 pub use flip::{near_threshold, ranking_near};
+pub use jitter::{ChipJitter, MAX_CHIPS as MAX_TEST_TIME_CHIPS};
 pub use landmarks::{Alignment, MeshLandmarks, FACE_MESH_FILE};
 pub use open_set::ScoreNormalisation;
 pub use pipeline::{

@@ -15,11 +15,12 @@ use image::RgbImage;
 use sha2::{Digest, Sha256};
 
 use super::admission::{AdmissionLimits, Lease, PoolStatus, SessionPool};
-use super::align::{align, frontalness, ChipLayout};
+use super::align::{align, chip_transform, cut, frontalness, ChipLayout};
 use super::detect::{Detector, DetectorKind, DetectorParams, ZOOM_OUT_RETRY};
-use super::embed::{embed, Embedding};
+use super::embed::{embed, embed_sum, Embedding};
 use super::embedder_spec::{CropTemplate, EmbedderSpec, SpecError, SpecSource};
 use super::flip::{embed_with, Flip};
+use super::jitter::{ChipJitter, ExtraChips};
 use super::landmarks::{check_mesh_model, mesh_landmarks, Alignment, MeshLandmarks, MIN_PRESENCE};
 use super::mask::{input_side, mask_probability};
 use super::open_set::ScoreNormalisation;
@@ -66,6 +67,8 @@ pub struct PipelineOptions {
     pub chip_padding: f32,
     /// Average the embedding with that of the mirrored chip.
     pub flip_average: bool,
+    /// Test-time chips averaged with the aligned chip (src/vision/jitter.rs); empty: none.
+    pub test_time_chips: Vec<ChipJitter>,
     pub decode_limits: DecodeLimits,
     /// How identify scores its matches (src/vision/open_set.rs).
     pub score_normalisation: ScoreNormalisation,
@@ -91,6 +94,7 @@ impl Default for PipelineOptions {
             mask_margin: 0.5,
             chip_padding: 0.25,
             flip_average: true,
+            test_time_chips: Vec::new(),
             decode_limits: DecodeLimits::default(),
             score_normalisation: ScoreNormalisation::None,
         }
@@ -228,6 +232,7 @@ impl Pipeline {
             flip,
             &spec,
             landmarks_bytes.as_deref(),
+            &options.test_time_chips,
         );
         let session = |threads: usize| -> Result<Session, Error> {
             Ok(Session {
@@ -338,7 +343,8 @@ impl Pipeline {
     }
 
     /// Identifies the embedding space: embedder file bytes, chip layout, flip averaging,
-    /// the embedder's description and the alignment (with the face mesh's bytes). Embeddings with different fingerprints must not
+    /// the embedder's description, the alignment (with the face mesh's bytes) and the
+    /// test-time chips. Embeddings with different fingerprints must not
     /// be compared.
     pub fn fingerprint(&self) -> &str {
         &self.fingerprint
@@ -482,7 +488,10 @@ impl Pipeline {
         let mesh = self.mesh(s, image, &detection)?;
         t.landmarks += start.elapsed();
         let start = Instant::now();
-        let Some(aligned) = align(image, &detection, mesh.as_ref(), &self.chip) else {
+        let Some(to_chip) = chip_transform(&detection, mesh.as_ref(), &self.chip) else {
+            return Ok(None);
+        };
+        let Some(aligned) = cut(image, &to_chip, &self.chip) else {
             return Ok(None);
         };
         let quality = Quality {
@@ -502,7 +511,15 @@ impl Pipeline {
         )?;
         t.mask += start.elapsed();
         let start = Instant::now();
-        let embedding = embed_with(&mut s.embedder, &aligned, self.flip, flip, &self.spec)?;
+        let extra = self.extra_chips(image, to_chip);
+        let embedding = embed_with(
+            &mut s.embedder,
+            &aligned,
+            &extra,
+            self.flip,
+            flip,
+            &self.spec,
+        )?;
         t.embed += start.elapsed();
         Ok(Some(Face {
             detection,
@@ -569,7 +586,49 @@ impl Pipeline {
         }))
     }
 
-    /// Embeds an aligned chip stored earlier (re-embedding after a model change).
+    /// The test-time chips of a face aligned by `to_chip` in `image` (none unless
+    /// configured).
+    fn extra_chips<'a>(
+        &'a self,
+        image: &'a RgbImage,
+        to_chip: super::warp::Similarity,
+    ) -> ExtraChips<'a> {
+        ExtraChips {
+            image,
+            to_chip,
+            layout: &self.chip,
+            jitters: &self.options.test_time_chips,
+        }
+    }
+
+    /// The raw embedder output of each chip of `detection` (a face [`Pipeline::detect`]
+    /// found in `image`), each with its mirror's when flip averaging is on: the aligned
+    /// chip first, then one per test-time chip. A face's embedding is the normalised
+    /// sum of these. `None` when the keypoints are degenerate.
+    pub fn chip_embedding_sums(
+        &self,
+        image: &RgbImage,
+        detection: &Detection,
+    ) -> Result<Option<Vec<Vec<f32>>>, Error> {
+        self.with_session(|s| {
+            let mesh = self.mesh(s, image, detection)?;
+            let Some(to_chip) = chip_transform(detection, mesh.as_ref(), &self.chip) else {
+                return Ok(None);
+            };
+            let Some(aligned) = cut(image, &to_chip, &self.chip) else {
+                return Ok(None);
+            };
+            let mut sums = vec![embed_sum(&mut s.embedder, &aligned, self.flip, &self.spec)?];
+            for c in self.extra_chips(image, to_chip).chips() {
+                sums.push(embed_sum(&mut s.embedder, &c, self.flip, &self.spec)?);
+            }
+            Ok(Some(sums))
+        })
+    }
+
+    /// Embeds an aligned chip stored earlier (re-embedding after a model change). The
+    /// test-time chips are cut from the stored chip itself, so what they would show
+    /// beyond its edges is black: close to, not exactly, the embedding of the photo.
     pub fn embed_chip(&self, chip: &RgbImage) -> Result<Embedding, Error> {
         if chip.dimensions() != (self.chip.width, self.chip.height) {
             return Err(Error::ModelOutput(format!(
@@ -579,7 +638,20 @@ impl Pipeline {
                 self.chip.height
             )));
         }
-        self.with_session(|s| embed(&mut s.embedder, chip, self.flip, &self.spec))
+        let extra = self.extra_chips(
+            chip,
+            super::warp::Similarity::scale_translate(1.0, 0.0, 0.0),
+        );
+        self.with_session(|s| {
+            embed_with(
+                &mut s.embedder,
+                chip,
+                &extra,
+                self.flip,
+                Flip::Configured,
+                &self.spec,
+            )
+        })
     }
 
     /// Mask probability of a whole picture (for tight face crops the detector misses).
@@ -616,10 +688,12 @@ impl Pipeline {
         iterations: usize,
         tick: &dyn Fn(),
     ) -> Result<Vec<StageTimings>, Error> {
-        let runs_per_embed = if self.flip { 2 } else { 1 };
+        let runs_per_embed =
+            (if self.flip { 2 } else { 1 }) * (1 + self.options.test_time_chips.len());
         self.with_session(|s| {
             let aligned = |frame: &RgbImage, mesh: Option<&MeshLandmarks>| {
-                align(frame, detection, mesh, &self.chip)
+                chip_transform(detection, mesh, &self.chip)
+                    .and_then(|to_chip| Some((cut(frame, &to_chip, &self.chip)?, to_chip)))
                     .ok_or_else(|| Error::ModelOutput("degenerate keypoints".into()))
             };
             let mut samples = Vec::with_capacity(iterations);
@@ -642,7 +716,7 @@ impl Pipeline {
                 let mesh = self.mesh(s, frame, detection)?;
                 t.landmarks = start.elapsed();
                 let start = Instant::now();
-                let chip = aligned(frame, mesh.as_ref())?;
+                let (chip, to_chip) = aligned(frame, mesh.as_ref())?;
                 t.align = start.elapsed();
                 let start = Instant::now();
                 std::hint::black_box(mask_probability(
@@ -655,7 +729,15 @@ impl Pipeline {
                 )?);
                 t.mask = start.elapsed();
                 let start = Instant::now();
-                std::hint::black_box(embed(&mut s.embedder, &chip, self.flip, &self.spec)?);
+                let extra = self.extra_chips(frame, to_chip);
+                std::hint::black_box(embed_with(
+                    &mut s.embedder,
+                    &chip,
+                    &extra,
+                    self.flip,
+                    Flip::Configured,
+                    &self.spec,
+                )?);
                 t.embed = start.elapsed();
 
                 // The same sequence with the bare runs (inputs as the stages left them).
@@ -745,13 +827,14 @@ fn select(
 /// fingerprint stays what it was before descriptions existed (stored templates stay
 /// valid); any other description, or a changed calibration, is hashed in. So is the
 /// face mesh (`mesh`: its file's bytes) when it aligns the faces; keypoint alignment
-/// adds nothing, for the same reason.
+/// adds nothing, for the same reason. Test-time chips are hashed in when there are any.
 fn fingerprint(
     embedder: &[u8],
     chip: &ChipLayout,
     flip: bool,
     spec: &EmbedderSpec,
     mesh: Option<&[u8]>,
+    test_time_chips: &[ChipJitter],
 ) -> String {
     let mut h = Sha256::new();
     h.update(embedder);
@@ -776,6 +859,7 @@ fn fingerprint(
         h.update(b"align=face_mesh");
         h.update(mesh);
     }
+    h.update(super::jitter::fingerprint_text(test_time_chips));
     let digest = h.finalize();
     digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
