@@ -3,6 +3,10 @@
 //! cuts has the eyes where dlib's 5-point template puts them, and templates of the two
 //! alignments are kept apart by the fingerprint.
 
+#[path = "common/real_models.rs"]
+mod real_models;
+
+use real_models::{fixture, models_dir, runtime};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -12,23 +16,9 @@ use facegate::config::{merge, Config, Error as ConfigError};
 use facegate::runtime::Runtime;
 use facegate::vision::{Alignment, FaceSelection, Pipeline, PipelineOptions, Point};
 
-fn fixture(name: &str) -> Vec<u8> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/vision")
-        .join(name);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-fn runtime() -> &'static Runtime {
-    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
-    RUNTIME.get_or_init(|| {
-        Runtime::locate_and_load(None).expect("LiteRT library (run cross/fetch-litert.sh)")
-    })
-}
-
 fn pipeline(alignment: Alignment) -> Pipeline {
     let options = PipelineOptions {
-        models_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models-tflite"),
+        models_dir: models_dir(),
         alignment,
         ..PipelineOptions::default()
     };

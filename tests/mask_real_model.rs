@@ -1,29 +1,19 @@
 //! The mask classifier and the detector's zoom-out retry with the real models, on
 //! synthetic-masked faces-small photos (tests/fixtures/mask/README.md).
 
+#[path = "common/real_models.rs"]
+mod real_models;
+
+use real_models::{fixture, models_dir, runtime};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use facegate::runtime::Runtime;
 use facegate::vision::{FaceSelection, Pipeline, PipelineOptions};
 
-fn fixture(name: &str) -> Vec<u8> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/mask")
-        .join(name);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-fn runtime() -> &'static Runtime {
-    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
-    RUNTIME.get_or_init(|| {
-        Runtime::locate_and_load(None).expect("LiteRT library (cross/fetch-litert.sh)")
-    })
-}
-
 fn load(options: PipelineOptions) -> Pipeline {
     let options = PipelineOptions {
-        models_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models-tflite"),
+        models_dir: models_dir(),
         ..options
     };
     Pipeline::load(runtime(), options).expect("models load")

@@ -3,6 +3,10 @@
 //! aligned chip's alone, identify/verify's on-demand path gives the template's embedding
 //! when near, the fingerprint keeps the spaces apart, and bad settings are refused.
 
+#[path = "common/real_models.rs"]
+mod real_models;
+
+use real_models::{fixture, models_dir, runtime};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -10,20 +14,6 @@ use std::sync::OnceLock;
 use facegate::config::{merge, Config, Error as ConfigError};
 use facegate::runtime::Runtime;
 use facegate::vision::{ChipJitter, Embedding, FaceSelection, Pipeline, PipelineOptions};
-
-fn fixture(name: &str) -> Vec<u8> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/vision")
-        .join(name);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-fn runtime() -> &'static Runtime {
-    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
-    RUNTIME.get_or_init(|| {
-        Runtime::locate_and_load(None).expect("LiteRT library (run cross/fetch-litert.sh)")
-    })
-}
 
 fn chips() -> Vec<ChipJitter> {
     vec![
@@ -41,7 +31,7 @@ fn chips() -> Vec<ChipJitter> {
 
 fn pipeline(test_time_chips: Vec<ChipJitter>) -> Pipeline {
     let options = PipelineOptions {
-        models_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models-tflite"),
+        models_dir: models_dir(),
         test_time_chips,
         ..PipelineOptions::default()
     };

@@ -9,25 +9,16 @@
 
 #![cfg(target_os = "linux")]
 
+#[path = "common/real_models.rs"]
+mod real_models;
+
+use real_models::{fixture, models_dir, runtime};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
 use facegate::runtime::{this_thread_cores, CoreSplit, Runtime};
 use facegate::vision::{FaceSelection, Pipeline, PipelineOptions};
-
-fn runtime() -> &'static Runtime {
-    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
-    RUNTIME.get_or_init(|| {
-        Runtime::locate_and_load(None).expect("LiteRT library (run cross/fetch-litert.sh)")
-    })
-}
-
-fn photo() -> Vec<u8> {
-    let path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vision/single_640x480.jpg");
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
 
 /// Held while a pipeline loads: LiteRT's threads of one load are told apart from those
 /// of a load in another test by time.
@@ -41,7 +32,7 @@ fn pipeline(pin: bool) -> Pipeline {
 
 fn load_unlocked(pin: bool) -> Pipeline {
     let options = PipelineOptions {
-        models_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models-tflite"),
+        models_dir: models_dir(),
         threads_per_model: 1,
         idle_request_threads: 2,
         pin_idle_request_threads: pin,
@@ -145,7 +136,7 @@ fn without_pinning_the_model_workers_may_run_anywhere() {
 fn a_pinned_request_gets_the_unpinned_answer_and_its_thread_gets_its_cores_back() {
     std::thread::spawn(|| {
         let allowed = this_thread_cores();
-        let image = photo();
+        let image = fixture("single_640x480.jpg");
         let pinned_pipeline = pipeline(true);
         let pinned = pinned_pipeline
             .analyze_bytes(&image, FaceSelection::Largest)
