@@ -6,15 +6,12 @@
 #[path = "common/real_models.rs"]
 mod real_models;
 
-use real_models::{fixture, models_dir, runtime};
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
-
 use std::collections::HashMap;
+use std::path::Path;
 
 use facegate::config::{merge, Config, Error as ConfigError};
-use facegate::runtime::Runtime;
 use facegate::vision::{Alignment, FaceSelection, Pipeline, PipelineOptions, Point};
+use real_models::{fixture, models_dir, runtime};
 
 fn pipeline(alignment: Alignment) -> Pipeline {
     let options = PipelineOptions {

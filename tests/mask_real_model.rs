@@ -4,12 +4,10 @@
 #[path = "common/real_models.rs"]
 mod real_models;
 
-use real_models::{fixture, models_dir, runtime};
-use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use facegate::runtime::Runtime;
 use facegate::vision::{FaceSelection, Pipeline, PipelineOptions};
+use real_models::{mask_fixture as fixture, models_dir, runtime};
 
 fn load(options: PipelineOptions) -> Pipeline {
     let options = PipelineOptions {

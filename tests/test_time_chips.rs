@@ -6,14 +6,11 @@
 #[path = "common/real_models.rs"]
 mod real_models;
 
-use real_models::{fixture, models_dir, runtime};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 use facegate::config::{merge, Config, Error as ConfigError};
-use facegate::runtime::Runtime;
 use facegate::vision::{ChipJitter, Embedding, FaceSelection, Pipeline, PipelineOptions};
+use real_models::{fixture, models_dir, runtime};
 
 fn chips() -> Vec<ChipJitter> {
     vec![

@@ -12,13 +12,12 @@
 #[path = "common/real_models.rs"]
 mod real_models;
 
-use real_models::{fixture, models_dir, runtime};
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 
-use facegate::runtime::{this_thread_cores, CoreSplit, Runtime};
+use facegate::runtime::{this_thread_cores, CoreSplit};
 use facegate::vision::{FaceSelection, Pipeline, PipelineOptions};
+use real_models::{fixture, models_dir, runtime};
 
 /// Held while a pipeline loads: LiteRT's threads of one load are told apart from those
 /// of a load in another test by time.

@@ -1,6 +1,6 @@
 //! Shared by the integration-test binaries that load the real models themselves (with
 //! options of their own): the LiteRT runtime, loaded once per binary, the models folder
-//! and the photos of tests/fixtures/vision. Included with `#[path]`.
+//! and the photos of tests/fixtures/vision and tests/fixtures/mask. Included with `#[path]`.
 
 // Each test binary uses the part it needs.
 #![allow(dead_code)]
@@ -23,8 +23,18 @@ pub fn models_dir() -> PathBuf {
 
 /// The bytes of `tests/fixtures/vision/<name>`.
 pub fn fixture(name: &str) -> Vec<u8> {
+    read_fixture("vision", name)
+}
+
+/// The bytes of `tests/fixtures/mask/<name>` (synthetic-masked photos).
+pub fn mask_fixture(name: &str) -> Vec<u8> {
+    read_fixture("mask", name)
+}
+
+fn read_fixture(folder: &str, name: &str) -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/vision")
+        .join("tests/fixtures")
+        .join(folder)
         .join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
