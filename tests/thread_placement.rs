@@ -86,9 +86,14 @@ fn threads_started_by(pin: bool) -> (Pipeline, Vec<Vec<usize>>) {
     (loaded, started)
 }
 
+/// Runs `test` on a thread of its own, so the harness's thread is never confined.
+fn on_its_own_thread(test: impl FnOnce() + Send + 'static) {
+    std::thread::spawn(test).join().unwrap();
+}
+
 #[test]
 fn the_idle_machine_session_starts_its_model_workers_off_the_callers_core() {
-    std::thread::spawn(|| {
+    on_its_own_thread(|| {
         let Some(split) = CoreSplit::of_this_thread() else {
             eprintln!("fewer than two cores allowed: nothing to place");
             return;
@@ -108,14 +113,12 @@ fn the_idle_machine_session_starts_its_model_workers_off_the_callers_core() {
             );
             assert!(!cores.contains(&split.caller_core()));
         }
-    })
-    .join()
-    .unwrap();
+    });
 }
 
 #[test]
 fn without_pinning_the_model_workers_may_run_anywhere() {
-    std::thread::spawn(|| {
+    on_its_own_thread(|| {
         let allowed = this_thread_cores();
         let (_pipeline, started) = threads_started_by(false);
         assert!(
@@ -126,14 +129,12 @@ fn without_pinning_the_model_workers_may_run_anywhere() {
         for cores in &started {
             assert_eq!(cores, &allowed);
         }
-    })
-    .join()
-    .unwrap();
+    });
 }
 
 #[test]
 fn a_pinned_request_gets_the_unpinned_answer_and_its_thread_gets_its_cores_back() {
-    std::thread::spawn(|| {
+    on_its_own_thread(|| {
         let allowed = this_thread_cores();
         let image = fixture("single_640x480.jpg");
         let pinned_pipeline = pipeline(true);
@@ -153,7 +154,5 @@ fn a_pinned_request_gets_the_unpinned_answer_and_its_thread_gets_its_cores_back(
         assert_eq!(pinned.len(), 1);
         assert_eq!(pinned[0].embedding, free[0].embedding);
         assert_eq!(pinned[0].mask_probability, free[0].mask_probability);
-    })
-    .join()
-    .unwrap();
+    });
 }

@@ -162,7 +162,19 @@ pub fn align(
     mesh: Option<&MeshLandmarks>,
     layout: &ChipLayout,
 ) -> Option<RgbImage> {
-    cut(image, &chip_transform(detection, mesh, layout)?, layout)
+    align_with_transform(image, detection, mesh, layout).map(|(chip, _)| chip)
+}
+
+/// [`align`]'s chip and the image-to-chip transform it was cut with (test-time chips
+/// move that transform, src/vision/jitter.rs).
+pub fn align_with_transform(
+    image: &RgbImage,
+    detection: &Detection,
+    mesh: Option<&MeshLandmarks>,
+    layout: &ChipLayout,
+) -> Option<(RgbImage, Similarity)> {
+    let to_chip = chip_transform(detection, mesh, layout)?;
+    Some((cut(image, &to_chip, layout)?, to_chip))
 }
 
 /// The chip `to_chip` (image to chip coordinates) cuts out of `image`.
@@ -172,7 +184,7 @@ pub fn cut(image: &RgbImage, to_chip: &Similarity, layout: &ChipLayout) -> Optio
 }
 
 /// The image-to-chip transform [`align`] cuts with, or `None` for degenerate points.
-pub fn chip_transform(
+fn chip_transform(
     detection: &Detection,
     mesh: Option<&MeshLandmarks>,
     layout: &ChipLayout,

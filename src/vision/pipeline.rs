@@ -15,7 +15,7 @@ use image::RgbImage;
 use sha2::{Digest, Sha256};
 
 use super::admission::{AdmissionLimits, Lease, PoolStatus, SessionPool};
-use super::align::{align, chip_transform, cut, frontalness, ChipLayout};
+use super::align::{align, align_with_transform, frontalness, ChipLayout};
 use super::detect::{Detector, DetectorKind, DetectorParams, ZOOM_OUT_RETRY};
 use super::embed::{embed, embed_sum, Embedding};
 use super::embedder_spec::{CropTemplate, EmbedderSpec, SpecError, SpecSource};
@@ -488,10 +488,9 @@ impl Pipeline {
         let mesh = self.mesh(s, image, &detection)?;
         t.landmarks += start.elapsed();
         let start = Instant::now();
-        let Some(to_chip) = chip_transform(&detection, mesh.as_ref(), &self.chip) else {
-            return Ok(None);
-        };
-        let Some(aligned) = cut(image, &to_chip, &self.chip) else {
+        let Some((aligned, to_chip)) =
+            align_with_transform(image, &detection, mesh.as_ref(), &self.chip)
+        else {
             return Ok(None);
         };
         let quality = Quality {
@@ -612,10 +611,9 @@ impl Pipeline {
     ) -> Result<Option<Vec<Vec<f32>>>, Error> {
         self.with_session(|s| {
             let mesh = self.mesh(s, image, detection)?;
-            let Some(to_chip) = chip_transform(detection, mesh.as_ref(), &self.chip) else {
-                return Ok(None);
-            };
-            let Some(aligned) = cut(image, &to_chip, &self.chip) else {
+            let Some((aligned, to_chip)) =
+                align_with_transform(image, detection, mesh.as_ref(), &self.chip)
+            else {
                 return Ok(None);
             };
             let mut sums = vec![embed_sum(&mut s.embedder, &aligned, self.flip, &self.spec)?];
@@ -692,8 +690,7 @@ impl Pipeline {
             (if self.flip { 2 } else { 1 }) * (1 + self.options.test_time_chips.len());
         self.with_session(|s| {
             let aligned = |frame: &RgbImage, mesh: Option<&MeshLandmarks>| {
-                chip_transform(detection, mesh, &self.chip)
-                    .and_then(|to_chip| Some((cut(frame, &to_chip, &self.chip)?, to_chip)))
+                align_with_transform(frame, detection, mesh, &self.chip)
                     .ok_or_else(|| Error::ModelOutput("degenerate keypoints".into()))
             };
             let mut samples = Vec::with_capacity(iterations);

@@ -4,8 +4,9 @@ temp data folder and port, and raw HTTP exchanges from a chosen source address.
     d = Daemon(binary, port, config_text=None, extra_env=None)
     token = d.admin("client", "add", "kiosk")   # admin commands before start()
     d.start(); ...; d.stop()
+    kept = KeptIdentify(url, token, gallery); kept.identify(jpeg_bytes)  # risetai dict
 """
-import os, socket, subprocess, tempfile, time
+import base64, http.client, json, os, socket, subprocess, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -93,3 +94,25 @@ def exchange(source, port, request, timeout=5.0):
 def http_status(answer):
     """The HTTP status of a raw answer, 0 when there was none."""
     return int(answer.split()[1]) if answer.startswith(b"HTTP/") else 0
+
+
+class KeptIdentify:
+    """identify-face over one kept-alive HTTP/1.1 connection, as a kiosk client that
+    stays connected to its local daemon sends it (the body is built per call)."""
+
+    def __init__(self, url, token, gallery, trx_id="bench"):
+        host, port = url.removeprefix("http://").rsplit(":", 1)
+        self.conn = http.client.HTTPConnection(host, int(port))
+        self.token, self.gallery, self.trx_id = token, gallery, trx_id
+
+    def identify(self, jpeg):
+        """The reply's `risetai` object."""
+        body = json.dumps({
+            "facegallery_id": self.gallery,
+            "image": base64.b64encode(jpeg).decode(),
+            "trx_id": self.trx_id,
+        }).encode()
+        self.conn.request("POST", "/face-api/facegallery/identify-face", body=body,
+                          headers={"Accesstoken": self.token,
+                                   "Content-Type": "application/json"})
+        return json.load(self.conn.getresponse())["risetai"]

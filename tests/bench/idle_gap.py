@@ -11,11 +11,10 @@ IDLE_MS of sleep, so thread placement and wake-up costs show (docs/performance.m
 (run by tests/bench/idle_gap.sh, which starts the daemon and enrolls the picture)
 """
 import argparse
-import base64
-import http.client
-import json
 import statistics
 import time
+
+from benchlib import KeptIdentify
 
 
 def main():
@@ -27,17 +26,11 @@ def main():
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--idle-ms", type=float, default=300)
     args = ap.parse_args()
-    host, port = args.url.removeprefix("http://").rsplit(":", 1)
-    conn = http.client.HTTPConnection(host, int(port))
+    kept = KeptIdentify(args.url, args.token, args.gallery, trx_id="idle-gap")
     jpeg = open(args.image, "rb").read()
 
     def identify():
-        body = json.dumps({"facegallery_id": args.gallery,
-                           "image": base64.b64encode(jpeg).decode(),
-                           "trx_id": "idle-gap"}).encode()
-        conn.request("POST", "/face-api/facegallery/identify-face", body=body,
-                     headers={"Accesstoken": args.token, "Content-Type": "application/json"})
-        reply = json.load(conn.getresponse())["risetai"]
+        reply = kept.identify(jpeg)
         if str(reply.get("status")) != "200":
             raise SystemExit(f"identify failed: {reply}")
 

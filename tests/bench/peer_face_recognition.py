@@ -19,7 +19,6 @@ facegate, ...) so both see the same machine load.
 """
 import argparse
 import base64
-import http.client
 import io
 import json
 import statistics
@@ -29,6 +28,8 @@ import urllib.request
 import face_recognition
 import numpy as np
 from PIL import Image
+
+from benchlib import KeptIdentify
 
 
 def facegate_identify(url, token, gallery, jpeg):
@@ -41,28 +42,6 @@ def facegate_identify(url, token, gallery, jpeg):
         f"{url}/face-api/facegallery/identify-face", data=body, method="POST",
         headers={"Accesstoken": token, "Content-Type": "application/json"})
     with urllib.request.urlopen(req) as resp:
-        return json.load(resp)["risetai"]
-
-
-class KeptConnection:
-    """identify-face over one kept-alive HTTP/1.1 connection, as a kiosk client that
-    stays connected to its local daemon sends it (the body is built per call, as above)."""
-
-    def __init__(self, url, token, gallery):
-        host, port = url.removeprefix("http://").rsplit(":", 1)
-        self.conn = http.client.HTTPConnection(host, int(port))
-        self.token, self.gallery = token, gallery
-
-    def identify(self, jpeg):
-        body = json.dumps({
-            "facegallery_id": self.gallery,
-            "image": base64.b64encode(jpeg).decode(),
-            "trx_id": "peer-bench",
-        }).encode()
-        self.conn.request("POST", "/face-api/facegallery/identify-face", body=body,
-                          headers={"Accesstoken": self.token,
-                                   "Content-Type": "application/json"})
-        resp = self.conn.getresponse()
         return json.load(resp)["risetai"]
 
 
@@ -108,7 +87,7 @@ def main():
         locations = face_recognition.face_locations(picture)
         known.append(face_recognition.face_encodings(picture, [largest(locations)])[0])
     peer_first = peer_identify(jpeg, known)
-    kept = KeptConnection(args.url, args.token, args.gallery)
+    kept = KeptIdentify(args.url, args.token, args.gallery, trx_id="peer-bench")
     for _ in range(3):  # warm-up all
         facegate_identify(args.url, args.token, args.gallery, jpeg)
         kept.identify(jpeg)
