@@ -33,7 +33,7 @@ def native(lfw, out):
     import face_recognition
 
     files = sorted({f for pf in PAIR_FILES for p in pairs(os.path.join(lfw, pf)) for f in p[:2]})
-    found, boxes = {}, []
+    rows, misses, boxes = {}, {}, []
     for n, f in enumerate(files):
         path = os.path.join(lfw, "images", f)
         if n % 500 == 0:
@@ -43,24 +43,28 @@ def native(lfw, out):
         img = face_recognition.load_image_file(path)
         h, w = img.shape[:2]
         for upsample in (1, 2):
-            found_boxes = face_recognition.face_locations(img, number_of_times_to_upsample=upsample)
-            if found_boxes:
+            found = face_recognition.face_locations(img, number_of_times_to_upsample=upsample)
+            if found:
                 break
-        box = min(found_boxes, key=lambda b: ((b[0] + b[2]) / 2 - h / 2) ** 2
-                  + ((b[1] + b[3]) / 2 - w / 2) ** 2) if found_boxes else None
-        found[f] = (img, box)
-        if box:
-            boxes.append(box)
+        if not found:
+            misses[f] = img  # embedded once every box is known (the median box)
+            continue
+        box = min(found, key=lambda b: ((b[0] + b[2]) / 2 - h / 2) ** 2
+                  + ((b[1] + b[3]) / 2 - w / 2) ** 2)
+        boxes.append(box)
+        rows[f] = embed_row(face_recognition, img, box, True)
     median = tuple(int(v) for v in np.median(np.array(boxes), axis=0))
-    rows = {}
-    for f, (img, box) in found.items():
-        enc = face_recognition.face_encodings(img, [box or median], model="small")[0]
-        rows[f] = {"embedding": enc.tolist(), "hog_found": box is not None}
-    misses = sum(not r["hog_found"] for r in rows.values())
-    print(f"native: {len(rows)} images, HOG found no face in {misses} (median box used)",
+    for f, img in misses.items():
+        rows[f] = embed_row(face_recognition, img, median, False)
+    print(f"native: {len(rows)} images, HOG found no face in {len(misses)} (median box used)",
           file=sys.stderr)
     with open(out, "w") as fh:
         json.dump(rows, fh)
+
+
+def embed_row(face_recognition, img, box, hog_found):
+    enc = face_recognition.face_encodings(img, [box], model="small")[0]
+    return {"embedding": enc.tolist(), "hog_found": hog_found}
 
 
 def load(path):
@@ -85,12 +89,17 @@ def pair_scores(ps, score):
     return s, same, fold
 
 
-def cohort_stats(emb, cohort, top):
-    """Per image: mean and std of its `top` highest cosines to the cohort (all if 0)."""
+def cohort_sims(emb, cohort):
+    """Per image: its cosines to the cohort, highest first (sorted once, sliced per top)."""
     keys = list(emb)
-    sims = -np.sort(-(np.stack([emb[k] for k in keys]) @ cohort.T), axis=1)
+    return keys, -np.sort(-(np.stack([emb[k] for k in keys]) @ cohort.T), axis=1)
+
+
+def cohort_stats(keys, sims, top):
+    """Per image: mean and std of its `top` highest cosines to the cohort (all if 0)."""
     sims = sims[:, :top] if top else sims
-    return {k: (m, s) for k, m, s in zip(keys, sims.mean(1), sims.std(1))}
+    stats = dict(zip(keys, zip(sims.mean(1), sims.std(1))))
+    return lambda k: stats.get(k, (np.nan, np.nan))  # nan: a missing face, scored as an error
 
 
 def score(lfw, path, other=None):
@@ -102,19 +111,19 @@ def score(lfw, path, other=None):
         cohort = np.stack([v for k, v in emb.items() if k.split("/")[0] not in people])
 
         def cos(a, b, e=emb):
-            return e[a] @ e[b] if a in e and b in e else np.nan
+            return e[a] @ e[b] if a in e and b in e else np.nan  # nan: a missing face
 
         rows = [("plain cosine", lambda a, b: cos(a, b))]
+        keys, sims = cohort_sims(emb, cohort)
         for top in (0, 50, 200):
-            st = cohort_stats(emb, cohort, top)
+            st = cohort_stats(keys, sims, top)
 
             def snorm(a, b, st=st):
-                c = cos(a, b)
-                return 0.5 * ((c - st[a][0]) / st[a][1] + (c - st[b][0]) / st[b][1]) \
-                    if not np.isnan(c) else c
+                (ma, sa), (mb, sb), c = st(a), st(b), cos(a, b)
+                return 0.5 * ((c - ma) / sa + (c - mb) / sb)
 
             def lead(a, b, st=st):
-                return cos(a, b) - 0.5 * (st[a][0] + st[b][0]) if not np.isnan(cos(a, b)) else np.nan
+                return cos(a, b) - 0.5 * (st(a)[0] + st(b)[0])
 
             label = f"top {top}" if top else "whole cohort"
             rows += [(f"S-norm, {label}", snorm), (f"cosine - cohort mean, {label}", lead)]
