@@ -16,14 +16,20 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
+mod lines;
 mod search;
 
 use super::quantized::{normalize_into, padded_dim, quantize4};
 use super::Error;
+use lines::LineBytes;
 
 /// Largest embedding dimension: keeps the integer dot products far from i32 overflow
 /// (127 * 15 * 65,536 < 2^31) and matches the store's u16 dimension field.
 pub const MAX_DIM: usize = 65_535;
+
+/// Templates in one gallery at most: a row number fits 32 bits in the search's keys
+/// (memory runs out long before: ~200 bytes a template).
+pub const MAX_TEMPLATES: usize = u32::MAX as usize;
 
 /// Rows the coarse scan keeps: 1/64 of the gallery between these bounds (see
 /// `search::coarse_candidates`).
@@ -103,8 +109,9 @@ pub struct GalleryIndex {
     fixed_dim: bool,
     /// `dim` rounded up to a multiple of 64; a row of codes is `padded / 2` bytes.
     padded: usize,
-    /// `len() * padded / 2` packed 4-bit codes; row `i` is template `ids[i]`.
-    coarse: Vec<u8>,
+    /// `len() * padded / 2` packed 4-bit codes; row `i` is template `ids[i]`. Starts
+    /// on a cache line (the scan reads it all).
+    coarse: LineBytes,
     /// The coarse residual's codes, same layout.
     fine: Vec<u8>,
     coarse_scales: Vec<f32>,
@@ -205,13 +212,21 @@ impl GalleryIndex {
         if self.rows.contains_key(&template_id) {
             self.remove_template(template_id);
         }
+        if self.ids.len() >= MAX_TEMPLATES {
+            return Err(Error::GalleryFull(MAX_TEMPLATES));
+        }
         let Scratch {
             unit,
             residual,
             rest,
         } = &mut self.scratch;
-        let (coarse_scale, coarse_error) = quantize4(unit, self.padded, &mut self.coarse, residual);
-        let (fine_scale, rest_error) = quantize4(residual, self.padded, &mut self.fine, rest);
+        let bytes = self.padded / 2;
+        let (coarse_scale, coarse_error) =
+            quantize4(unit, self.padded, self.coarse.extend(bytes), residual);
+        let start = self.fine.len();
+        self.fine.resize(start + bytes, 0);
+        let (fine_scale, rest_error) =
+            quantize4(residual, self.padded, &mut self.fine[start..], rest);
         // The fine tier approximates the residual as rounded to f32; the true residual
         // differs by at most 2^-24 of each entry, i.e. 6e-8 of its norm (`coarse_error`):
         // added by the triangle inequality (generously).

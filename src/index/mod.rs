@@ -17,7 +17,7 @@ mod simd;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-pub use gallery_index::{Found, GalleryIndex, Match, MAX_DIM};
+pub use gallery_index::{Found, GalleryIndex, Match, MAX_DIM, MAX_TEMPLATES};
 pub use quantized::{dot_f32, normalized};
 
 /// Why the index refused an embedding or a query.
@@ -29,6 +29,8 @@ pub enum Error {
     BadDimension(usize),
     #[error("embedding is zero or not finite")]
     NotAVector,
+    #[error("the gallery holds {0} templates, the most one index can search")]
+    GalleryFull(usize),
 }
 
 /// client -> gallery -> index: looked up with borrowed names (no allocation per insert

@@ -51,8 +51,8 @@ fn round_to_i32(x: f32) -> i32 {
     (x + 0.5f32.copysign(x)) as i32
 }
 
-/// Quantises `v` (any length up to `padded`) to 4-bit codes, appending `padded / 2`
-/// packed bytes to `out` and writing the residual `v - scale * code` into `residual`
+/// Quantises `v` (any length up to `padded`) to 4-bit codes, writing `padded / 2`
+/// packed bytes into `out` (that long) and writing the residual `v - scale * code` into `residual`
 /// (resized to `v.len()`). Returns `(scale, ||residual||)`, the norm rounded up.
 ///
 /// Written per group of 64 with fixed-size arrays so that LLVM vectorises it: the
@@ -60,15 +60,14 @@ fn round_to_i32(x: f32) -> i32 {
 pub(crate) fn quantize4(
     v: &[f32],
     padded: usize,
-    out: &mut Vec<u8>,
+    out: &mut [u8],
     residual: &mut Vec<f32>,
 ) -> (f32, f32) {
     residual.clear();
     residual.extend_from_slice(v);
     residual.resize(padded.max(v.len()), 0.0);
     let max = v.iter().fold(0.0f32, |m, x| m.max(x.abs()));
-    let start = out.len();
-    out.resize(start + padded / 2, (NIBBLE_BIAS as u8) * 0x11);
+    out.fill((NIBBLE_BIAS as u8) * 0x11);
     if max == 0.0 || !max.is_finite() {
         residual.truncate(v.len());
         return (0.0, round_up(norm_f64(v)));
@@ -79,7 +78,7 @@ pub(crate) fn quantize4(
     let mut sums = [0.0f64; 4];
     for (group, bytes) in residual
         .chunks_exact_mut(GROUP_DIMS)
-        .zip(out[start..].chunks_exact_mut(GROUP_DIMS / 2))
+        .zip(out.chunks_exact_mut(GROUP_DIMS / 2))
     {
         let mut codes = [0i32; GROUP_DIMS];
         let mut lefts = [0.0f64; GROUP_DIMS];
@@ -327,8 +326,8 @@ mod tests {
                 let a = random_unit(s, dim);
                 let b = random_unit(s + 1000, dim);
                 let query = QueryCodes::new(&a, padded);
-                let (mut coarse, mut fine, mut residual, mut scratch) =
-                    (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+                let (mut coarse, mut fine) = (vec![0; padded / 2], vec![0; padded / 2]);
+                let (mut residual, mut scratch) = (Vec::new(), Vec::new());
                 let (s1, e1) = quantize4(&b, padded, &mut coarse, &mut residual);
                 let (s2, rest) = quantize4(&residual, padded, &mut fine, &mut scratch);
                 // The bound the index keeps (gallery_index.rs) is not below the truth.
@@ -356,7 +355,7 @@ mod tests {
 
     #[test]
     fn a_zero_vector_has_zero_codes_and_no_error() {
-        let (mut c, mut r) = (Vec::new(), Vec::new());
+        let (mut c, mut r) = (vec![0; 32], Vec::new());
         assert_eq!(
             quantize4(&[0.0; 4], 64, &mut c, &mut r),
             (0.0, round_up(0.0))

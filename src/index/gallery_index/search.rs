@@ -11,8 +11,8 @@ use std::collections::BinaryHeap;
 use std::sync::Arc;
 
 use super::{better, GalleryIndex, BLOCK_ROWS, COARSE_KEPT};
-use crate::index::quantized::{dot_f32, normalize_into, QueryCodes};
-use crate::index::simd::dots4;
+use crate::index::quantized::{dot4, dot_f32, normalize_into, QueryCodes};
+use crate::index::simd::{coarse_uppers, BoundTerms, CoarseRows};
 use crate::index::{Error, Found, Match};
 
 /// Rows the coarse scan keeps: 1/64 of the gallery between [`COARSE_KEPT`]'s bounds (16
@@ -41,7 +41,7 @@ struct SearchScratch {
     query: Vec<f32>,
     coded: CodedQuery,
     /// The coarse scan's selection (keys, see [`rank_key`]).
-    kept: Vec<u128>,
+    kept: Vec<u64>,
     /// Rows still to look at, by their tightest upper bound.
     pending: BinaryHeap<Pending>,
     /// Rows scored exactly (sorted before another coarse pass, which skips them).
@@ -227,19 +227,14 @@ impl GalleryIndex {
         }
         let mut coded = CodedQuery::default();
         coded.encode(&unit, self.padded);
-        let mut best = Selection::new(k, self.len(), Vec::new());
-        self.scan(&coded, |first, dots| {
-            for (i, dot) in dots.iter().enumerate() {
-                let row = first + i;
-                best.offer(
-                    *dot as f32 * (coded.codes.scale * self.coarse_scales[row]),
-                    row,
-                );
-            }
-            best.prune();
-        });
+        // The coarse bound without its margins is the approximate cosine.
+        let terms = BoundTerms {
+            lift: 0.0,
+            grow: 0.0,
+            ..coded.terms()
+        };
         let mut kept = Vec::new();
-        best.finish(&mut kept);
+        self.select_coarse(&coded.codes.codes, &terms, k, &mut kept);
         let mut out: Vec<(u64, f32)> = kept
             .into_iter()
             .map(|key| {
@@ -253,50 +248,56 @@ impl GalleryIndex {
 
     /// Puts into `kept` the keys ([`rank_key`]) of the `take` rows with the highest
     /// coarse upper bound of their exact score, and returns the highest bound of the
-    /// rows left out (-inf when every row is taken). One pass over the coarse codes; the
-    /// bounds of a block are computed together (vectorised) and only those above the
-    /// selection's floor are kept.
+    /// rows left out (-inf when every row is taken).
     pub(super) fn top_coarse_bounds(
         &self,
         query: &CodedQuery,
         take: usize,
-        kept: &mut Vec<u128>,
+        kept: &mut Vec<u64>,
+    ) -> f32 {
+        self.select_coarse(&query.codes.codes, &query.terms(), take, kept)
+    }
+
+    /// One pass over the coarse codes: the bounds of a block of rows are computed
+    /// together (vectorised, `simd.rs`) with a bit per row above the selection's floor,
+    /// and only those rows are offered to it (after the first blocks, few).
+    fn select_coarse(
+        &self,
+        codes: &[i8],
+        terms: &BoundTerms,
+        take: usize,
+        kept: &mut Vec<u64>,
     ) -> f32 {
         let mut best = Selection::new(take, self.len(), std::mem::take(kept));
-        let (scale, lift, grow) = (query.codes.scale, query.lift, query.grow);
-        self.scan(query, |first, dots| {
-            let rows = dots.len();
-            let scales = &self.coarse_scales[first..first + rows];
-            let errors = &self.coarse_errors[first..first + rows];
-            // Eight rows at a time: their bounds and one vectorised comparison with the
-            // floor, as a bit mask; only the rows whose bit is set are looked at one by
-            // one (after the first blocks, few).
-            let floor = best.floor;
-            let eights = dots
-                .chunks_exact(8)
-                .zip(scales.chunks_exact(8))
-                .zip(errors.chunks_exact(8));
-            for (c, ((dots, scales), errors)) in eights.enumerate() {
-                let mut uppers = [0f32; 8];
-                let mut mask = 0u32;
-                for i in 0..8 {
-                    uppers[i] = dots[i] as f32 * (scale * scales[i]) + lift + grow * errors[i];
-                    mask |= u32::from(uppers[i] > floor) << i;
-                }
+        let mut uppers = [0f32; BLOCK_ROWS];
+        let mut above = [0u64; BLOCK_ROWS / 64];
+        let bytes = self.padded / 2;
+        for (b, block) in self.coarse.chunks(BLOCK_ROWS * bytes).enumerate() {
+            let first = b * BLOCK_ROWS;
+            let rows = block.len() / bytes;
+            let coarse = CoarseRows {
+                codes: block,
+                scales: &self.coarse_scales[first..first + rows],
+                errors: &self.coarse_errors[first..first + rows],
+            };
+            coarse_uppers(
+                codes,
+                terms,
+                coarse,
+                best.floor,
+                &mut uppers[..rows],
+                &mut above,
+            );
+            for (w, word) in above.iter().enumerate() {
+                let mut mask = *word;
                 while mask != 0 {
-                    let i = mask.trailing_zeros() as usize;
-                    best.offer(uppers[i], first + c * 8 + i);
+                    let i = w * 64 + mask.trailing_zeros() as usize;
+                    best.offer(uppers[i], first + i);
                     mask &= mask - 1;
                 }
             }
-            for i in rows / 8 * 8..rows {
-                best.offer(
-                    dots[i] as f32 * (scale * scales[i]) + lift + grow * errors[i],
-                    first + i,
-                );
-            }
             best.prune();
-        });
+        }
         best.finish(kept)
     }
 
@@ -305,29 +306,12 @@ impl GalleryIndex {
         let bytes = self.padded / 2;
         let codes = &query.codes;
         let range = row * bytes..(row + 1) * bytes;
-        let mut dots = [0i32; 2];
-        dots4(&codes.codes, &self.coarse[range.clone()], &mut dots[..1]);
-        dots4(&codes.codes, &self.fine[range], &mut dots[1..]);
-        let [coarse, fine] = dots.map(|d| d - codes.bias);
+        let coarse = dot4(&codes.codes, &self.coarse[range.clone()]) - codes.bias;
+        let fine = dot4(&codes.codes, &self.fine[range]) - codes.bias;
         let approx = f64::from(codes.scale)
             * (f64::from(coarse) * f64::from(self.coarse_scales[row])
                 + f64::from(fine) * f64::from(self.fine_scales[row]));
         approx + f64::from(query.lift) + f64::from(query.grow) * f64::from(self.fine_errors[row])
-    }
-
-    /// Calls `visit(first row, coarse dot products of rows first..)` for consecutive
-    /// blocks of rows covering all, in order.
-    fn scan(&self, query: &CodedQuery, mut visit: impl FnMut(usize, &[i32])) {
-        let mut block = [0i32; BLOCK_ROWS];
-        let bytes = self.padded / 2;
-        for (b, codes) in self.coarse.chunks(BLOCK_ROWS * bytes).enumerate() {
-            let rows = codes.len() / bytes;
-            dots4(&query.codes.codes, codes, &mut block[..rows]);
-            for dot in &mut block[..rows] {
-                *dot -= query.codes.bias;
-            }
-            visit(b * BLOCK_ROWS, &block[..rows]);
-        }
     }
 
     fn matches(&self, top: &[Scored]) -> Vec<Match> {
@@ -370,8 +354,9 @@ fn offer_user(top: &mut Vec<Scored>, k: usize, candidate: Scored, users: &[Arc<s
 
 /// A (score, row) pair as one integer: ordered by score (as `f32::total_cmp`), then by
 /// the lower row as the higher key. Selecting on plain integers is several times faster
-/// than on a comparison closure.
-pub(super) fn rank_key(score: f32, row: usize) -> u128 {
+/// than on a comparison closure, and 64-bit ones twice as fast as 128-bit. `row` is below
+/// [`super::MAX_TEMPLATES`] (`insert` refuses more), so it fits the low 32 bits.
+pub(super) fn rank_key(score: f32, row: usize) -> u64 {
     let bits = score.to_bits();
     // Positive floats: flip the sign bit; negative: flip every bit (total order).
     let ordered = if bits >> 31 == 0 {
@@ -379,19 +364,18 @@ pub(super) fn rank_key(score: f32, row: usize) -> u128 {
     } else {
         !bits
     };
-    (u128::from(ordered) << 64) | u128::from(u64::MAX - row as u64)
+    (u64::from(ordered) << 32) | u64::from(u32::MAX - row as u32)
 }
 
 /// The (score, row) of a [`rank_key`].
-pub(super) fn rank_of_key(key: u128) -> (f32, usize) {
-    let ordered = (key >> 64) as u32;
+pub(super) fn rank_of_key(key: u64) -> (f32, usize) {
+    let ordered = (key >> 32) as u32;
     let bits = if ordered >> 31 == 1 {
         ordered & 0x7FFF_FFFF
     } else {
         !ordered
     };
-    // The row came from a usize: it fits.
-    (f32::from_bits(bits), (u64::MAX - key as u64) as usize)
+    (f32::from_bits(bits), (u32::MAX - key as u32) as usize)
 }
 
 /// The `take` highest of many scores without a heap: scores above the current floor
@@ -403,13 +387,13 @@ struct Selection {
     /// Every row is taken: no floor, cutoff -inf.
     all: bool,
     /// Keys ([`rank_key`]), unordered.
-    kept: Vec<u128>,
+    kept: Vec<u64>,
     floor: f32,
 }
 
 impl Selection {
     /// `kept`: a buffer to reuse (cleared).
-    fn new(take: usize, rows: usize, mut kept: Vec<u128>) -> Selection {
+    fn new(take: usize, rows: usize, mut kept: Vec<u64>) -> Selection {
         kept.clear();
         let all = take >= rows;
         kept.reserve(if all { rows } else { 2 * take + BLOCK_ROWS });
@@ -452,7 +436,7 @@ impl Selection {
 
     /// Moves the best `take` (unordered) into `out` and returns the cutoff: no row left
     /// out scores above it (-inf when every row is taken).
-    fn finish(mut self, out: &mut Vec<u128>) -> f32 {
+    fn finish(mut self, out: &mut Vec<u64>) -> f32 {
         if self.all {
             *out = self.kept;
             return f32::NEG_INFINITY;
@@ -496,6 +480,16 @@ impl CodedQuery {
         let error = self.codes.error;
         self.lift = error * 1.0001 + rounding;
         self.grow = 1.0001 + error;
+    }
+
+    /// The terms of every row's coarse bound for this query.
+    pub(super) fn terms(&self) -> BoundTerms {
+        BoundTerms {
+            bias: self.codes.bias,
+            scale: self.codes.scale,
+            lift: self.lift,
+            grow: self.grow,
+        }
     }
 }
 
