@@ -352,6 +352,7 @@ mod tests {
     use super::search::{rank_of_key, CodedQuery};
     use super::*;
     use crate::index::quantized::{dot_f32, normalized};
+    use crate::index::simd::{coarse_uppers, CoarseRows};
 
     /// Deterministic pseudo-random vector in [-0.5, 0.5)^dim (not normalised).
     fn v(seed: u64, dim: usize) -> Vec<f32> {
@@ -867,19 +868,43 @@ mod tests {
         for (i, row) in rows.iter().enumerate() {
             g.insert("u", i as u64, row).unwrap();
         }
-        let mut coded = CodedQuery::default();
-        coded.encode(&q, g.padded);
-        let mut coarse = Vec::new();
-        g.top_coarse_bounds(&coded, g.len(), &mut coarse);
-        assert_eq!(coarse.len(), g.len());
-        let exact = |row: usize| {
-            let id = g.ids[row] as usize;
-            dot_f32(&q, &normalized(&rows[id]).unwrap())
-        };
-        for (upper, row) in coarse.into_iter().map(rank_of_key) {
-            assert!(upper >= exact(row), "coarse row {row}");
-            let fine = g.fine_bound(&coded, row);
-            assert!(fine >= f64::from(exact(row)), "fine row {row}");
+        // The rows lean towards the query: its mirror image tests the lower bounds.
+        let mirrored: Vec<f32> = q.iter().map(|x| -x).collect();
+        for q in [q, mirrored] {
+            let mut coded = CodedQuery::default();
+            coded.encode(&q, g.padded);
+            let mut coarse = Vec::new();
+            g.top_coarse_bounds(&coded, g.len(), &mut coarse);
+            assert_eq!(coarse.len(), g.len());
+            let exact = |row: usize| {
+                let id = g.ids[row] as usize;
+                dot_f32(&q, &normalized(&rows[id]).unwrap())
+            };
+            let bytes = g.padded / 2;
+            for (upper, row) in coarse.into_iter().map(rank_of_key) {
+                assert!(upper >= exact(row), "coarse row {row}");
+                let fine = g.fine_bound(&coded, row);
+                assert!(fine >= f64::from(exact(row)), "fine row {row}");
+                // The lower bound `Floor::BestLower` relies on, from the scan's kernel.
+                let one = CoarseRows {
+                    codes: &g.coarse[row * bytes..(row + 1) * bytes],
+                    scales: &g.coarse_scales[row..=row],
+                    errors: &g.coarse_errors[row..=row],
+                };
+                let lower = coarse_uppers(
+                    &coded.codes.codes,
+                    &coded.terms(),
+                    one,
+                    0.0,
+                    &mut [0.0],
+                    &mut [0],
+                );
+                assert!(
+                    lower <= exact(row),
+                    "lower row {row}: {lower} > {}",
+                    exact(row)
+                );
+            }
         }
     }
 

@@ -44,6 +44,13 @@ impl BoundTerms {
     pub fn upper(&self, dot: i32, row_scale: f32, row_error: f32) -> f32 {
         (dot - self.bias) as f32 * (self.scale * row_scale) + self.lift + self.grow * row_error
     }
+
+    /// The matching lower bound: `(dot - bias) * (scale * row_scale) - lift - grow *
+    /// row_error`, in this order.
+    #[inline(always)]
+    pub fn lower(&self, dot: i32, row_scale: f32, row_error: f32) -> f32 {
+        (dot - self.bias) as f32 * (self.scale * row_scale) - self.lift - self.grow * row_error
+    }
 }
 
 /// Consecutive rows of coarse codes (`query.len() / 2` bytes each) with their scales and
@@ -57,7 +64,8 @@ pub(crate) struct CoarseRows<'a> {
 
 /// For the first `uppers.len()` rows: `uppers[i] = terms.upper(dot4(query, row i), ..)`,
 /// and bit `i % 64` of `above[i / 64]` set exactly when `uppers[i] > floor` (the other
-/// bits cleared). `query.len()` is a multiple of 64; `above` holds at least
+/// bits cleared). Returns the highest of the rows' lower bounds (`terms.lower`; -inf
+/// for no row). `query.len()` is a multiple of 64; `above` holds at least
 /// `uppers.len().div_ceil(64)` words.
 pub(crate) fn coarse_uppers(
     query: &[i8],
@@ -66,7 +74,7 @@ pub(crate) fn coarse_uppers(
     floor: f32,
     uppers: &mut [f32],
     above: &mut [u64],
-) {
+) -> f32 {
     #[cfg(target_arch = "x86_64")]
     if x86_has_vnni() {
         if avx512::fits(query.len()) {
@@ -105,20 +113,24 @@ fn coarse_uppers_portable(
     floor: f32,
     uppers: &mut [f32],
     above: &mut [u64],
-) {
+) -> f32 {
     let row_bytes = query.len() / 2;
     above.fill(0);
+    let mut best_lower = f32::NEG_INFINITY;
     if row_bytes == 0 {
-        return;
+        return best_lower;
     }
     let each = uppers
         .iter_mut()
         .zip(rows.codes.chunks_exact(row_bytes))
         .zip(rows.scales.iter().zip(rows.errors));
     for (i, ((upper, row), (scale, error))) in each.enumerate() {
-        *upper = terms.upper(dot4(query, row), *scale, *error);
+        let dot = dot4(query, row);
+        *upper = terms.upper(dot, *scale, *error);
         above[i / 64] |= u64::from(*upper > floor) << (i % 64);
+        best_lower = best_lower.max(terms.lower(dot, *scale, *error));
     }
+    best_lower
 }
 
 /// The x86_64 scan, stamped out once per instruction set (the features must be known
@@ -140,7 +152,7 @@ macro_rules! x86_scan {
             floor: f32,
             uppers: &mut [f32],
             above: &mut [u64],
-        ) {
+        ) -> f32 {
             // The common embedding sizes get a kernel with the query in registers and
             // the groups unrolled (128-d: dlib, FaceNet; 512-d: ArcFace-style models); 0
             // reads the query from memory (any size).
@@ -163,12 +175,12 @@ macro_rules! x86_scan {
             floor: f32,
             uppers: &mut [f32],
             above: &mut [u64],
-        ) {
+        ) -> f32 {
             above.fill(0);
             // A constant for the fixed sizes, so that the loops below unroll.
             let row_bytes = if G > 0 { 32 * G } else { query.len() / 2 };
             if row_bytes == 0 || query.len() != 2 * row_bytes {
-                return;
+                return f32::NEG_INFINITY;
             }
             let mut q = [[_mm256_setzero_si256(); 2]; G];
             for (halves, bytes) in q.iter_mut().zip(query.chunks_exact(GROUP_DIMS)) {
@@ -187,6 +199,7 @@ macro_rules! x86_scan {
             let lift = _mm256_set1_ps(terms.lift);
             let grow = _mm256_set1_ps(terms.grow);
             let floor_v = _mm256_set1_ps(floor);
+            let mut lowers = _mm256_set1_ps(f32::NEG_INFINITY);
             let blocks = rows.codes[..whole * row_bytes]
                 .chunks_exact(ROWS * row_bytes)
                 .zip(uppers[..whole].chunks_exact_mut(ROWS));
@@ -203,22 +216,29 @@ macro_rules! x86_scan {
                 let row_errors: __m256 = bytemuck::pod_read_unaligned(bytemuck::cast_slice(
                     &rows.errors[first..][..ROWS],
                 ));
-                // The order of `BoundTerms::upper`: ((dot * (scale * s)) + lift) + grow * e.
-                let bounds = _mm256_add_ps(
-                    _mm256_add_ps(_mm256_mul_ps(dots, _mm256_mul_ps(scale, row_scales)), lift),
-                    _mm256_mul_ps(grow, row_errors),
-                );
+                // The order of `BoundTerms::upper` / `lower`: (dot * (scale * s)) +/- lift,
+                // then +/- grow * e.
+                let approx = _mm256_mul_ps(dots, _mm256_mul_ps(scale, row_scales));
+                let margin = _mm256_mul_ps(grow, row_errors);
+                let bounds = _mm256_add_ps(_mm256_add_ps(approx, lift), margin);
+                lowers = _mm256_max_ps(lowers, _mm256_sub_ps(_mm256_sub_ps(approx, lift), margin));
                 out.copy_from_slice(&bytemuck::cast::<__m256, [f32; ROWS]>(bounds));
                 let mask = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(bounds, floor_v));
                 // ROWS divides 64: the eight bits never straddle two words.
                 above[first / 64] |= u64::from(mask as u8) << (first % 64);
             }
+            let mut best_lower = bytemuck::cast::<__m256, [f32; ROWS]>(lowers)
+                .into_iter()
+                .fold(f32::NEG_INFINITY, f32::max);
             for i in whole..n {
                 let row = &rows.codes[i * row_bytes..][..row_bytes];
                 let sums = bytemuck::cast::<__m256i, [i32; 8]>(row_sums::<G>(&q, query, row));
-                uppers[i] = terms.upper(sums.iter().sum(), rows.scales[i], rows.errors[i]);
+                let dot = sums.iter().sum();
+                uppers[i] = terms.upper(dot, rows.scales[i], rows.errors[i]);
                 above[i / 64] |= u64::from(uppers[i] > floor) << (i % 64);
+                best_lower = best_lower.max(terms.lower(dot, rows.scales[i], rows.errors[i]));
             }
+            best_lower
         }
 
         /// Lane i of the result is the sum of the eight lanes of `sums[i]`.
@@ -344,7 +364,7 @@ mod avx512 {
 
     /// Whether rows for a query of this length are whole 64-byte chunks.
     pub(super) fn fits(query_len: usize) -> bool {
-        query_len > 0 && query_len % CHUNK_DIMS == 0
+        query_len > 0 && query_len.is_multiple_of(CHUNK_DIMS)
     }
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
@@ -355,7 +375,7 @@ mod avx512 {
         floor: f32,
         uppers: &mut [f32],
         above: &mut [u64],
-    ) {
+    ) -> f32 {
         match query.len() / CHUNK_DIMS {
             1 => scan::<1>(query, terms, rows, floor, uppers, above),
             2 => scan::<2>(query, terms, rows, floor, uppers, above),
@@ -373,12 +393,12 @@ mod avx512 {
         floor: f32,
         uppers: &mut [f32],
         above: &mut [u64],
-    ) {
+    ) -> f32 {
         above.fill(0);
         // A constant for the fixed sizes, so that the loops below unroll.
         let row_bytes = if Z > 0 { 64 * Z } else { query.len() / 2 };
         if !fits(query.len()) || query.len() != 2 * row_bytes {
-            return;
+            return f32::NEG_INFINITY;
         }
         let mut q = [[_mm512_setzero_si512(); 2]; Z];
         for (halves, codes) in q.iter_mut().zip(query.chunks_exact(CHUNK_DIMS)) {
@@ -395,6 +415,7 @@ mod avx512 {
         let lift = _mm512_set1_ps(terms.lift);
         let grow = _mm512_set1_ps(terms.grow);
         let floor_v = _mm512_set1_ps(floor);
+        let mut lowers = _mm512_set1_ps(f32::NEG_INFINITY);
         let blocks = rows.codes[..whole * row_bytes]
             .chunks_exact(ROWS * row_bytes)
             .zip(uppers[..whole].chunks_exact_mut(ROWS))
@@ -408,23 +429,30 @@ mod avx512 {
             let dots = _mm512_cvtepi32_ps(_mm512_sub_epi32(reduce16(&sums), bias));
             let row_scales: __m512 = bytemuck::pod_read_unaligned(bytemuck::cast_slice(scales));
             let row_errors: __m512 = bytemuck::pod_read_unaligned(bytemuck::cast_slice(errors));
-            // The order of `BoundTerms::upper`: ((dot * (scale * s)) + lift) + grow * e.
-            let bounds = _mm512_add_ps(
-                _mm512_add_ps(_mm512_mul_ps(dots, _mm512_mul_ps(scale, row_scales)), lift),
-                _mm512_mul_ps(grow, row_errors),
-            );
+            // The order of `BoundTerms::upper` / `lower`: (dot * (scale * s)) +/- lift, then
+            // +/- grow * e.
+            let approx = _mm512_mul_ps(dots, _mm512_mul_ps(scale, row_scales));
+            let margin = _mm512_mul_ps(grow, row_errors);
+            let bounds = _mm512_add_ps(_mm512_add_ps(approx, lift), margin);
+            lowers = _mm512_max_ps(lowers, _mm512_sub_ps(_mm512_sub_ps(approx, lift), margin));
             out.copy_from_slice(&bytemuck::cast::<__m512, [f32; ROWS]>(bounds));
             let mask = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(bounds, floor_v);
             // ROWS divides 64: the sixteen bits never straddle two words.
             let first = b * ROWS;
             above[first / 64] |= u64::from(mask) << (first % 64);
         }
+        let mut best_lower = bytemuck::cast::<__m512, [f32; ROWS]>(lowers)
+            .into_iter()
+            .fold(f32::NEG_INFINITY, f32::max);
         for i in whole..n {
             let row = &rows.codes[i * row_bytes..][..row_bytes];
             let sums = bytemuck::cast::<__m512i, [i32; 16]>(row_sums::<Z>(&q, query, row));
-            uppers[i] = terms.upper(sums.iter().sum(), rows.scales[i], rows.errors[i]);
+            let dot = sums.iter().sum();
+            uppers[i] = terms.upper(dot, rows.scales[i], rows.errors[i]);
             above[i / 64] |= u64::from(uppers[i] > floor) << (i % 64);
+            best_lower = best_lower.max(terms.lower(dot, rows.scales[i], rows.errors[i]));
         }
+        best_lower
     }
 
     /// The query codes that meet a 64-byte chunk's low and high nibbles: in the row's
@@ -508,20 +536,30 @@ mod tests {
         let (mut fast, mut plain) = (vec![0f32; n], vec![0f32; n]);
         // Stale bits must be cleared.
         let (mut fast_above, mut plain_above) = (vec![u64::MAX; words], vec![u64::MAX; words]);
-        coarse_uppers(query, terms, rows, floor, &mut fast, &mut fast_above);
-        coarse_uppers_portable(query, terms, rows, floor, &mut plain, &mut plain_above);
+        let fast_lower = coarse_uppers(query, terms, rows, floor, &mut fast, &mut fast_above);
+        let plain_lower =
+            coarse_uppers_portable(query, terms, rows, floor, &mut plain, &mut plain_above);
+        assert_eq!(
+            fast_lower.to_bits(),
+            plain_lower.to_bits(),
+            "dim {} rows {n}",
+            query.len()
+        );
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(&fast), bits(&plain), "dim {} rows {n}", query.len());
         assert_eq!(fast_above, plain_above, "dim {} rows {n}", query.len());
         let row_bytes = query.len() / 2;
+        let mut lowest = f32::NEG_INFINITY;
         for (i, upper) in plain.iter().enumerate() {
             let dot = dot4(query, &rows.codes[i * row_bytes..(i + 1) * row_bytes]);
+            lowest = lowest.max(terms.lower(dot, rows.scales[i], rows.errors[i]));
             assert_eq!(
                 upper.to_bits(),
                 terms.upper(dot, rows.scales[i], rows.errors[i]).to_bits()
             );
             assert_eq!(plain_above[i / 64] >> (i % 64) & 1 == 1, *upper > floor);
         }
+        assert_eq!(plain_lower.to_bits(), lowest.to_bits());
     }
 
     #[test]

@@ -72,6 +72,15 @@ impl SearchScratch {
     }
 }
 
+/// What the coarse pass leaves out besides the rows below the selection's floor.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Floor {
+    /// Nothing else.
+    Selection,
+    /// Rows below the highest lower bound seen (a search for one result).
+    BestLower,
+}
+
 /// A row waiting in the walk, at an upper bound of its exact score.
 #[derive(Clone, Copy, Debug)]
 struct Pending {
@@ -156,7 +165,11 @@ impl GalleryIndex {
             let mut coarse_take = coarse_candidates(n, k);
             let mut found = Found::default();
             loop {
-                let coarse_cutoff = self.top_coarse_bounds(&s.coded, coarse_take, &mut s.kept);
+                let coarse_cutoff = if k == 1 {
+                    self.top_coarse_bounds_for_one(&s.coded, coarse_take, &mut s.kept)
+                } else {
+                    self.top_coarse_bounds(&s.coded, coarse_take, &mut s.kept)
+                };
                 found.scans += 1;
                 s.scored.sort_unstable();
                 let mut pending = std::mem::take(&mut s.pending).into_vec();
@@ -234,7 +247,7 @@ impl GalleryIndex {
             ..coded.terms()
         };
         let mut kept = Vec::new();
-        self.select_coarse(&coded.codes.codes, &terms, k, &mut kept);
+        self.select_coarse(&coded.codes.codes, &terms, k, Floor::Selection, &mut kept);
         let mut out: Vec<(u64, f32)> = kept
             .into_iter()
             .map(|key| {
@@ -255,22 +268,51 @@ impl GalleryIndex {
         take: usize,
         kept: &mut Vec<u64>,
     ) -> f32 {
-        self.select_coarse(&query.codes.codes, &query.terms(), take, kept)
+        self.select_coarse(
+            &query.codes.codes,
+            &query.terms(),
+            take,
+            Floor::Selection,
+            kept,
+        )
+    }
+
+    /// [`Self::top_coarse_bounds`] for a search of the one best template: also leaves out
+    /// every row whose upper bound is below the highest lower bound seen so far (that
+    /// row's exact score is at least its lower bound, so a row below it can neither win
+    /// nor tie). The returned cutoff then covers those rows too. For a query with a
+    /// genuine match this keeps almost nothing once the scan has passed the match.
+    pub(super) fn top_coarse_bounds_for_one(
+        &self,
+        query: &CodedQuery,
+        take: usize,
+        kept: &mut Vec<u64>,
+    ) -> f32 {
+        self.select_coarse(
+            &query.codes.codes,
+            &query.terms(),
+            take,
+            Floor::BestLower,
+            kept,
+        )
     }
 
     /// One pass over the coarse codes: the bounds of a block of rows are computed
-    /// together (vectorised, `simd.rs`) with a bit per row above the selection's floor,
-    /// and only those rows are offered to it (after the first blocks, few).
+    /// together (vectorised, `simd.rs`) with a bit per row above the floor, and only
+    /// those rows are offered to the selection (after the first blocks, few).
     fn select_coarse(
         &self,
         codes: &[i8],
         terms: &BoundTerms,
         take: usize,
+        floor: Floor,
         kept: &mut Vec<u64>,
     ) -> f32 {
         let mut best = Selection::new(take, self.len(), std::mem::take(kept));
         let mut uppers = [0f32; BLOCK_ROWS];
         let mut above = [0u64; BLOCK_ROWS / 64];
+        // Below this, a row cannot be the best one (`Floor::BestLower` only).
+        let mut best_lower = f32::NEG_INFINITY;
         let bytes = self.padded / 2;
         for (b, block) in self.coarse.chunks(BLOCK_ROWS * bytes).enumerate() {
             let first = b * BLOCK_ROWS;
@@ -280,14 +322,19 @@ impl GalleryIndex {
                 scales: &self.coarse_scales[first..first + rows],
                 errors: &self.coarse_errors[first..first + rows],
             };
-            coarse_uppers(
+            // `upper > best_lower.next_down()` is `upper >= best_lower`: a tie stays.
+            let block_floor = best.floor.max(best_lower.next_down());
+            let lower = coarse_uppers(
                 codes,
                 terms,
                 coarse,
-                best.floor,
+                block_floor,
                 &mut uppers[..rows],
                 &mut above,
             );
+            if floor == Floor::BestLower {
+                best_lower = best_lower.max(lower);
+            }
             for (w, word) in above.iter().enumerate() {
                 let mut mask = *word;
                 while mask != 0 {
@@ -298,7 +345,8 @@ impl GalleryIndex {
             }
             best.prune();
         }
-        best.finish(kept)
+        // Rows left out for the lower bound had uppers of at most its predecessor.
+        best.finish(kept).max(best_lower.next_down())
     }
 
     /// The fine upper bound of a row's exact score (in f64: few rows get one).
