@@ -35,8 +35,9 @@ pub const MAX_TEMPLATES: usize = u32::MAX as usize;
 /// `search::coarse_candidates`).
 const COARSE_KEPT: (usize, usize) = (128, 4096);
 
-/// Rows whose coarse dot products are computed in one call (2 KB of i32 + 2 KB of
-/// bounds on the stack; one CPU-feature dispatch per block).
+/// Rows whose coarse bounds are computed in one kernel call (2 KB of f32 bounds and a
+/// 64-byte mask on the stack; one CPU-feature dispatch per block). The floors the kernel
+/// compares with rise between calls.
 const BLOCK_ROWS: usize = 512;
 
 /// A fast hash for the index's own keys (template ids, user ids): the start-up build

@@ -72,6 +72,9 @@ impl SearchScratch {
     }
 }
 
+/// Rows of the coarse pass's first block.
+const FIRST_BLOCK_ROWS: usize = 64;
+
 /// What the coarse pass leaves out besides the rows below the selection's floor.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Floor {
@@ -314,9 +317,17 @@ impl GalleryIndex {
         // Below this, a row cannot be the best one (`Floor::BestLower` only).
         let mut best_lower = f32::NEG_INFINITY;
         let bytes = self.padded / 2;
-        for (b, block) in self.coarse.chunks(BLOCK_ROWS * bytes).enumerate() {
-            let first = b * BLOCK_ROWS;
-            let rows = block.len() / bytes;
+        let n = self.len();
+        let mut first = 0;
+        while first < n {
+            // A short first block: the floors rise before a whole block is offered.
+            let rows = if first == 0 {
+                FIRST_BLOCK_ROWS
+            } else {
+                BLOCK_ROWS
+            }
+            .min(n - first);
+            let block = &self.coarse[first * bytes..(first + rows) * bytes];
             let coarse = CoarseRows {
                 codes: block,
                 scales: &self.coarse_scales[first..first + rows],
@@ -344,6 +355,7 @@ impl GalleryIndex {
                 }
             }
             best.prune();
+            first += rows;
         }
         // Rows left out for the lower bound had uppers of at most its predecessor.
         best.finish(kept).max(best_lower.next_down())
