@@ -531,23 +531,81 @@ mod avx512 {
 mod tests {
     use super::*;
 
+    /// Every kernel this CPU can run, by name: the dispatched one, and on x86_64 each
+    /// instruction set's kernel on its own (the dispatch picks only the best, so the
+    /// others would otherwise go untested on a newer CPU).
+    fn kernels() -> Vec<&'static str> {
+        let mut names = vec!["dispatched"];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2") {
+                names.push("avx2");
+            }
+            if x86_has_vnni() {
+                names.extend(["vnni", "avx512"]);
+            }
+        }
+        names
+    }
+
+    fn run(
+        kernel: &str,
+        query: &[i8],
+        terms: &BoundTerms,
+        rows: CoarseRows<'_>,
+        floor: f32,
+        uppers: &mut [f32],
+        above: &mut [u64],
+    ) -> f32 {
+        match kernel {
+            // SAFETY (each x86_64 arm): `kernels()` lists a kernel only when the CPU has
+            // the features it is compiled with.
+            #[cfg(target_arch = "x86_64")]
+            "avx2" => unsafe { avx2::coarse_uppers(query, terms, rows, floor, uppers, above) },
+            #[cfg(target_arch = "x86_64")]
+            "vnni" => unsafe { vnni::coarse_uppers(query, terms, rows, floor, uppers, above) },
+            #[cfg(target_arch = "x86_64")]
+            "avx512" if avx512::fits(query.len()) => unsafe {
+                avx512::coarse_uppers(query, terms, rows, floor, uppers, above)
+            },
+            _ => coarse_uppers(query, terms, rows, floor, uppers, above),
+        }
+    }
+
     fn both(query: &[i8], terms: &BoundTerms, rows: CoarseRows<'_>, floor: f32, n: usize) {
+        for kernel in kernels() {
+            same_as_portable(kernel, query, terms, rows, floor, n);
+        }
+    }
+
+    fn same_as_portable(
+        kernel: &str,
+        query: &[i8],
+        terms: &BoundTerms,
+        rows: CoarseRows<'_>,
+        floor: f32,
+        n: usize,
+    ) {
         let words = n.div_ceil(64);
         let (mut fast, mut plain) = (vec![0f32; n], vec![0f32; n]);
         // Stale bits must be cleared.
         let (mut fast_above, mut plain_above) = (vec![u64::MAX; words], vec![u64::MAX; words]);
-        let fast_lower = coarse_uppers(query, terms, rows, floor, &mut fast, &mut fast_above);
+        let fast_lower = run(
+            kernel,
+            query,
+            terms,
+            rows,
+            floor,
+            &mut fast,
+            &mut fast_above,
+        );
         let plain_lower =
             coarse_uppers_portable(query, terms, rows, floor, &mut plain, &mut plain_above);
-        assert_eq!(
-            fast_lower.to_bits(),
-            plain_lower.to_bits(),
-            "dim {} rows {n}",
-            query.len()
-        );
+        let what = format!("{kernel}: dim {} rows {n}", query.len());
+        assert_eq!(fast_lower.to_bits(), plain_lower.to_bits(), "{what}");
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-        assert_eq!(bits(&fast), bits(&plain), "dim {} rows {n}", query.len());
-        assert_eq!(fast_above, plain_above, "dim {} rows {n}", query.len());
+        assert_eq!(bits(&fast), bits(&plain), "{what}");
+        assert_eq!(fast_above, plain_above, "{what}");
         let row_bytes = query.len() / 2;
         let mut lowest = f32::NEG_INFINITY;
         for (i, upper) in plain.iter().enumerate() {
