@@ -4,8 +4,9 @@
 #    (rustc -O, as in the release build, no target-cpu flags) for x86_64 (SSE2 baseline)
 #    and aarch64 (NEON baseline; needs `rustup target add aarch64-unknown-linux-gnu`):
 #    counts the SIMD multiply-add / widening instructions in it.
-# 2. The AVX2 scan kernel (src/index/simd.rs) in the release binary, if built: counts
-#    vpmaddubsw / vpmaddwd / vphaddd on ymm registers.
+# 2. The x86_64 scan kernels (src/index/simd.rs: AVX2, AVX-512 VNNI on ymm and on zmm) in
+#    the release binary, if built: counts their multiply-add, reduction and compare
+#    instructions.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=$(mktemp -d)
@@ -28,8 +29,13 @@ for target in x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu; do
 done
 bin=target/release/facegate
 if [ -x "$bin" ] && command -v objdump >/dev/null; then
-    echo "== $bin: the AVX2 scan kernel (simd.rs), instructions on ymm registers:"
-    objdump -d --no-show-raw-insn "$bin" |
-        awk '/<_ZN8facegate5index4simd4avx25dots4/,/^$/' |
-        grep -oE '\b(vpmaddubsw|vpmaddwd|vphaddd|vpand|vpsrlw|vpaddw|vpaddd)\b' | sort | uniq -c | sort -rn
+    objdump -d --no-show-raw-insn "$bin" >"$out/bin.s"
+    for kernel in avx2 vnni avx512; do
+        echo "== $bin: the $kernel scan kernel (simd.rs), its vector instructions:"
+        # The module's kernel entry point with its scans inlined (mangled name
+        # contains <len>kernel then 13coarse_uppers).
+        awk "/<_ZN8facegate5index4simd${#kernel}${kernel}13coarse_uppers/,/^\$/" "$out/bin.s" |
+            grep -oE '\b(vpdpbusd|vpmaddubsw|vpmaddwd|vphaddd|vpunpck[lh]dq|vpunpck[lh]qdq|vshufi32x4|vpandd?|vpsrlw|vcmpgt_oqps|vcmpps)\b' |
+            sort | uniq -c | sort -rn
+    done
 fi
