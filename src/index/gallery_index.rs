@@ -350,7 +350,7 @@ fn better(a: (f32, u64), b: (f32, u64)) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::search::{rank_of_key, CodedQuery};
+    use super::search::{rank_of_key, CodedQuery, Floor};
     use super::*;
     use crate::index::quantized::{dot_f32, normalized};
     use crate::index::simd::{coarse_uppers, CoarseRows};
@@ -875,7 +875,7 @@ mod tests {
             let mut coded = CodedQuery::default();
             coded.encode(&q, g.padded);
             let mut coarse = Vec::new();
-            g.top_coarse_bounds(&coded, g.len(), &mut coarse);
+            g.top_coarse_bounds(&coded, g.len(), Floor::Selection, &mut coarse);
             assert_eq!(coarse.len(), g.len());
             let exact = |row: usize| {
                 let id = g.ids[row] as usize;

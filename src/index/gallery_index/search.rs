@@ -77,10 +77,13 @@ const FIRST_BLOCK_ROWS: usize = 64;
 
 /// What the coarse pass leaves out besides the rows below the selection's floor.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Floor {
+pub(super) enum Floor {
     /// Nothing else.
     Selection,
-    /// Rows below the highest lower bound seen (a search for one result).
+    /// For a search of the one best template: every row whose upper bound is below the
+    /// highest lower bound seen so far (that row's exact score is at least its lower
+    /// bound, so a row below it can neither win nor tie); the cutoff then covers those
+    /// rows too. With a genuine match, almost nothing is kept once the scan passed it.
     BestLower,
 }
 
@@ -166,13 +169,15 @@ impl GalleryIndex {
             s.top.clear();
             let n = self.len();
             let mut coarse_take = coarse_candidates(n, k);
+            let floor = if k == 1 {
+                Floor::BestLower
+            } else {
+                Floor::Selection
+            };
             let mut found = Found::default();
             loop {
-                let coarse_cutoff = if k == 1 {
-                    self.top_coarse_bounds_for_one(&s.coded, coarse_take, &mut s.kept)
-                } else {
-                    self.top_coarse_bounds(&s.coded, coarse_take, &mut s.kept)
-                };
+                let coarse_cutoff =
+                    self.top_coarse_bounds(&s.coded, coarse_take, floor, &mut s.kept);
                 found.scans += 1;
                 s.scored.sort_unstable();
                 let mut pending = std::mem::take(&mut s.pending).into_vec();
@@ -263,41 +268,16 @@ impl GalleryIndex {
     }
 
     /// Puts into `kept` the keys ([`rank_key`]) of the `take` rows with the highest
-    /// coarse upper bound of their exact score, and returns the highest bound of the
-    /// rows left out (-inf when every row is taken).
+    /// coarse upper bound of their exact score (fewer with [`Floor::BestLower`]), and
+    /// returns the highest bound of the rows left out (-inf when every row is taken).
     pub(super) fn top_coarse_bounds(
         &self,
         query: &CodedQuery,
         take: usize,
+        floor: Floor,
         kept: &mut Vec<u64>,
     ) -> f32 {
-        self.select_coarse(
-            &query.codes.codes,
-            &query.terms(),
-            take,
-            Floor::Selection,
-            kept,
-        )
-    }
-
-    /// [`Self::top_coarse_bounds`] for a search of the one best template: also leaves out
-    /// every row whose upper bound is below the highest lower bound seen so far (that
-    /// row's exact score is at least its lower bound, so a row below it can neither win
-    /// nor tie). The returned cutoff then covers those rows too. For a query with a
-    /// genuine match this keeps almost nothing once the scan has passed the match.
-    pub(super) fn top_coarse_bounds_for_one(
-        &self,
-        query: &CodedQuery,
-        take: usize,
-        kept: &mut Vec<u64>,
-    ) -> f32 {
-        self.select_coarse(
-            &query.codes.codes,
-            &query.terms(),
-            take,
-            Floor::BestLower,
-            kept,
-        )
+        self.select_coarse(&query.codes.codes, &query.terms(), take, floor, kept)
     }
 
     /// One pass over the coarse codes: the bounds of a block of rows are computed
