@@ -183,6 +183,9 @@ impl Accounts {
     }
 
     pub fn list_clients(&self) -> Result<Vec<ClientSummary>, Error> {
+        // Locked before the read (the order `hit` and `flush_hits` take them in), so
+        // that no flush falls between the stored and the unflushed counts.
+        let unflushed = self.lock_hits();
         self.store.read(|r| {
             let mut out = Vec::new();
             for c in r.clients()? {
@@ -192,7 +195,7 @@ impl Accounts {
                     has_password: c.password_hash.is_some(),
                     galleries: counters.galleries,
                     faces: counters.faces,
-                    api_hits: counters.api_hits + self.unflushed(&c.name),
+                    api_hits: counters.api_hits + unflushed.get(&c.name).copied().unwrap_or(0),
                     name: c.name,
                     created_at: c.created_at,
                 });
@@ -398,10 +401,6 @@ impl Accounts {
         Ok(moved)
     }
 
-    fn unflushed(&self, client: &str) -> u64 {
-        self.lock_hits().get(client).copied().unwrap_or(0)
-    }
-
     fn lock_hits(&self) -> MutexGuard<'_, HashMap<String, u64>> {
         // Poisoned only by a panic between two map operations; the map is still valid.
         self.unflushed_hits
@@ -410,8 +409,12 @@ impl Accounts {
     }
 
     pub fn remaining(&self, client: &str) -> Result<Remaining, Error> {
+        // The stored count and the unflushed hits under one lock: a flush (which holds
+        // it) between the two would leave its hits counted in neither.
+        let unflushed = self.lock_hits();
         let mut c: Counters = self.store.read(|r| r.counters(client))?;
-        c.api_hits += self.unflushed(client);
+        c.api_hits += unflushed.get(client).copied().unwrap_or(0);
+        drop(unflushed);
         let left = |limit: u64, used: u64| {
             if limit == 0 {
                 UNLIMITED_REPORTED
@@ -771,6 +774,33 @@ mod tests {
             Err(Error::QuotaExhausted(QuotaKind::ApiHits))
         ));
         assert_eq!(a.remaining("kiosk").unwrap().api_hits, 0);
+    }
+
+    #[test]
+    fn the_remaining_hits_never_go_up_while_hits_are_flushed() {
+        let (_dir, a) = accounts(Quota {
+            api_hits: 1_000_000,
+            ..Quota::default()
+        });
+        a.add_client("kiosk", None).unwrap();
+        let done = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                for _ in 0..5000 {
+                    a.hit("kiosk").unwrap();
+                    a.flush_hits().unwrap();
+                }
+                done.store(true, std::sync::atomic::Ordering::Relaxed);
+            });
+            // Hits only add up, so what remains only goes down; it went up when the
+            // store was read before a flush and the memory after it.
+            let mut last = u64::MAX;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let left = a.remaining("kiosk").unwrap().api_hits;
+                assert!(left <= last, "remaining went up from {last} to {left}");
+                last = left;
+            }
+        });
     }
 
     #[test]

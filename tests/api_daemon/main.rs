@@ -5,6 +5,7 @@
 mod support;
 
 mod hardening;
+mod hit_counts;
 
 use std::net::SocketAddr;
 use std::os::unix::net::UnixDatagram;
