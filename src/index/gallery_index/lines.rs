@@ -4,21 +4,25 @@
 //! scan's two 32-byte loads per row never straddle two lines. A `Vec<u8>` of that size
 //! comes from the allocator 16 bytes past a line (glibc's large-block header), which made
 //! every other load a split one (measured: the 10k scan took ~30 % longer).
-
-use bytemuck::{Pod, Zeroable};
+//!
+//! The bytes live in a `Vec<u8>` with a line of slack, starting at its first 64-byte
+//! boundary, rather than in a `Vec` of 64-byte-aligned lines: Rust grows an over-aligned
+//! allocation by allocate-copy-free, and glibc then keeps every freed intermediate block
+//! (its mmap threshold rises with each freed mapping), which left ~20 MB of dead heap in a
+//! daemon that loaded 1M templates. A byte vector grows by `realloc` (`mremap` for large
+//! blocks) and frees nothing on the way; when a reallocation moves the start off a line,
+//! the bytes are moved to the next boundary inside the same block.
 
 const LINE: usize = 64;
 
-/// One cache line of bytes (the alignment is the point).
-#[derive(Clone, Copy, Pod, Zeroable)]
-#[repr(C, align(64))]
-struct Line([u8; LINE]);
-
 /// A growable byte buffer whose first byte is 64-byte aligned: the subset of `Vec<u8>`
 /// the index uses.
-#[derive(Clone, Default)]
+#[derive(Default)]
 pub(super) struct LineBytes {
-    lines: Vec<Line>,
+    /// `offset` bytes of padding, then the `len` bytes; its capacity always leaves room
+    /// for the largest padding (`LINE - 1`) after a reallocation.
+    block: Vec<u8>,
+    offset: usize,
     len: usize,
 }
 
@@ -32,37 +36,62 @@ impl LineBytes {
     /// Appends `n` bytes (contents unspecified) and returns them.
     pub fn extend(&mut self, n: usize) -> &mut [u8] {
         let start = self.len;
+        self.reserve(n);
         self.len += n;
-        self.lines.resize(self.len.div_ceil(LINE), Line([0; LINE]));
+        self.block.resize(self.offset + self.len, 0);
         &mut self.as_mut_slice()[start..]
     }
 
     pub fn truncate(&mut self, len: usize) {
         if len < self.len {
             self.len = len;
-            self.lines.truncate(len.div_ceil(LINE));
+            self.block.truncate(self.offset + len);
         }
     }
 
     pub fn reserve(&mut self, additional: usize) {
-        let lines = (self.len + additional).div_ceil(LINE);
-        self.lines.reserve(lines.saturating_sub(self.lines.len()));
+        let needed = self.len + additional + LINE - 1;
+        if self.block.capacity() < needed {
+            self.block.reserve(needed - self.block.len());
+            self.realign();
+        }
     }
 
     pub fn shrink_to_fit(&mut self) {
-        self.lines.shrink_to_fit();
+        self.block.shrink_to(self.len + LINE - 1);
+        self.realign();
     }
 
     pub fn capacity(&self) -> usize {
-        self.lines.capacity() * LINE
+        self.block.capacity()
     }
 
     pub fn as_slice(&self) -> &[u8] {
-        &bytemuck::cast_slice::<Line, u8>(&self.lines)[..self.len]
+        &self.block[self.offset..]
     }
 
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
-        &mut bytemuck::cast_slice_mut::<Line, u8>(&mut self.lines)[..self.len]
+        &mut self.block[self.offset..]
+    }
+
+    /// Moves the bytes to the block's first line boundary if a reallocation moved the
+    /// block. Needs `capacity >= len + LINE - 1`, which `reserve` and `shrink_to_fit`
+    /// keep, so the move never reallocates.
+    fn realign(&mut self) {
+        if self.block.capacity() == 0 {
+            // No allocation yet (len is 0): nothing to align, and resizing would allocate.
+            self.offset = 0;
+            self.block.clear();
+            return;
+        }
+        let offset = self.block.as_ptr().align_offset(LINE);
+        if offset != self.offset {
+            let (from, len) = (self.offset, self.len);
+            self.block.resize(from.max(offset) + len, 0);
+            self.block.copy_within(from..from + len, offset);
+            self.block.truncate(offset + len);
+            self.offset = offset;
+        }
     }
 }
 
@@ -101,8 +130,36 @@ mod tests {
         assert_eq!(bytes.as_slice(), reference.as_slice());
         assert_eq!(bytes.len(), 130);
         bytes.shrink_to_fit();
-        assert_eq!(bytes.capacity(), 192);
+        assert_eq!(bytes.as_slice(), reference.as_slice());
+        assert_eq!(bytes.as_ptr() as usize % LINE, 0);
+        assert!(bytes.capacity() < 130 + LINE, "{}", bytes.capacity());
         bytes.truncate(0);
         assert!(bytes.is_empty());
+        bytes.shrink_to_fit();
+        assert!(bytes.is_empty());
+    }
+
+    #[test]
+    fn the_bytes_stay_aligned_and_intact_through_large_reallocations() {
+        let mut bytes = LineBytes::default();
+        bytes.shrink_to_fit();
+        let mut reference = Vec::new();
+        // Sizes past glibc's mmap threshold, grown by realloc (mremap) and shrunk back.
+        for (i, n) in [1usize, 4_000, 70_000, 300_000, 1 << 20, 3 << 20]
+            .into_iter()
+            .enumerate()
+        {
+            let fill = (i as u8).wrapping_mul(37).wrapping_add(1);
+            bytes.extend(n).fill(fill);
+            reference.resize(reference.len() + n, fill);
+            assert_eq!(bytes.as_ptr() as usize % LINE, 0);
+            assert!(bytes.as_slice() == reference.as_slice(), "after {n}");
+        }
+        bytes.truncate(100_001);
+        reference.truncate(100_001);
+        bytes.shrink_to_fit();
+        assert_eq!(bytes.as_ptr() as usize % LINE, 0);
+        assert!(bytes.as_slice() == reference.as_slice());
+        assert!(bytes.capacity() < 100_001 + LINE);
     }
 }
