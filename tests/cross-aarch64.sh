@@ -125,6 +125,28 @@ compare_both "$A" "$B" || fail "aarch64 compare differs from x86_64 (same person
 compare_both "$A" "$C" || fail "aarch64 compare differs from x86_64 (different people)"
 lap "compare x2 under qemu + x86_64"
 
+step "1:N index under qemu: the NEON search gives the exact f32 brute-force answer"
+# `bench index` checks every search against an exact f32 brute force over the same
+# vectors: genuine queries, impostor queries (noise far larger than the templates: every
+# candidate is close, the bounds decide little) and searches for five results (their
+# first must be the brute force's). The whole index suite runs under qemu with
+# `cargo test --target aarch64-unknown-linux-gnu --lib index` (docs/index.md; ~10 min
+# of compiling on a fresh machine, so not here).
+for args in "" "--noise 100" "--k 5"; do
+  # shellcheck disable=SC2086 # the options are meant to split
+  out=$(cd "$work" && "${qemu[@]}" "$dist/facegate" bench index --templates 20000 $args \
+    --json 2>"$work/index.err") || { cat "$work/index.err" >&2; fail "bench index $args"; }
+  python3 - "$args" "$out" <<'PY' || fail "the aarch64 index differs from brute force ($args)"
+import json, sys
+r = json.loads(sys.argv[2])
+print(f"  templates {r['templates']} k {r['k']} {sys.argv[1] or 'genuine'}: recall@1 "
+      f"{r['recall_at_1']:.3f}, {r['search_ms_median']:.2f} ms under qemu, "
+      f"{r['bytes_per_template']:.1f} bytes per template")
+assert r["recall_at_1"] == 1.0
+PY
+done
+lap "index against brute force under qemu"
+
 step "serve under qemu: enroll + identify over HTTP, v4l:0 missing and retried"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 export FACEGATE_LISTEN=127.0.0.1:$port FACEGATE_DATA_DIR=$work/data
