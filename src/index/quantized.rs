@@ -199,7 +199,7 @@ impl QueryCodes {
 /// that could overflow i32 (`GalleryIndex` refuses more than 65,535).
 ///
 /// Portable Rust written so that LLVM vectorises it (32 i32 lanes per group half); the
-/// scan's AVX2 version is in `simd.rs`, aarch64 compiles this one to NEON.
+/// scan's AVX2 version is in `simd/`, aarch64 compiles this one to NEON.
 #[inline(always)]
 pub(crate) fn dot4(query: &[i8], row: &[u8]) -> i32 {
     let mut acc = [0i32; 32];

@@ -4,7 +4,7 @@
 #    (rustc -O, as in the release build, no target-cpu flags) for x86_64 (SSE2 baseline)
 #    and aarch64 (NEON baseline; needs `rustup target add aarch64-unknown-linux-gnu`):
 #    counts the SIMD multiply-add / widening instructions in it.
-# 2. The x86_64 scan kernels (src/index/simd.rs: AVX2, AVX-512 VNNI on ymm and on zmm) in
+# 2. The x86_64 scan kernels (src/index/simd/: AVX2, AVX-512 VNNI on ymm and on zmm) in
 #    the release binary, if built: counts their multiply-add, reduction and compare
 #    instructions.
 set -euo pipefail
@@ -31,7 +31,7 @@ bin=target/release/facegate
 if [ -x "$bin" ] && command -v objdump >/dev/null; then
     objdump -d --no-show-raw-insn "$bin" >"$out/bin.s"
     for kernel in avx2 vnni avx512; do
-        echo "== $bin: the $kernel scan kernel (simd.rs), its vector instructions:"
+        echo "== $bin: the $kernel scan kernel (src/index/simd/$kernel.rs), its vector instructions:"
         # The module's kernel entry point with its scans inlined (mangled name
         # contains <len>kernel then 13coarse_uppers).
         awk "/<_ZN8facegate5index4simd${#kernel}${kernel}13coarse_uppers/,/^\$/" "$out/bin.s" |

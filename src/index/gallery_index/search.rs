@@ -281,7 +281,7 @@ impl GalleryIndex {
     }
 
     /// One pass over the coarse codes: the bounds of a block of rows are computed
-    /// together (vectorised, `simd.rs`) with a bit per row above the floor, and only
+    /// together (vectorised, `simd/`) with a bit per row above the floor, and only
     /// those rows are offered to the selection (after the first blocks, few).
     fn select_coarse(
         &self,
