@@ -15,13 +15,13 @@
 //! ([`Accounts::flush_hits`]: every `store.hits_flush_secs` and at shutdown), so that a
 //! read request (identify, verify, compare) commits nothing and syncs nothing to disk.
 //! The quota check adds the stored count and the unflushed hits, so it holds across
-//! restarts. A crash (power loss, SIGKILL) loses the hits counted since the last flush:
+//! restarts; it reads them from memory (`hits.rs`), so no request waits while a flush
+//! syncs. A crash (power loss, SIGKILL) loses the hits counted since the last flush:
 //! at most `hits_flush_secs` of them, which a client gets for free. Every other write
 //! here (clients, tokens) is durable before it returns.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 use base64::Engine;
@@ -30,6 +30,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::commit::WritePath;
+use super::hits::HitBook;
 use super::login_throttle::LoginThrottle;
 use super::{Error, Quota, QuotaKind};
 use crate::store::{self, ClientRecord, Counters, Store, TokenRecord};
@@ -119,8 +120,8 @@ pub struct Accounts {
     store: Arc<Store>,
     writes: Arc<WritePath>,
     quota: Quota,
-    /// API hits per client not yet added to the stored counters.
-    unflushed_hits: Mutex<HashMap<String, u64>>,
+    /// API hits per client, saved and not yet saved.
+    hits: HitBook,
     logins: LoginThrottle,
 }
 
@@ -138,7 +139,7 @@ impl Accounts {
             store,
             writes,
             quota,
-            unflushed_hits: Mutex::new(HashMap::new()),
+            hits: HitBook::default(),
             logins: LoginThrottle::default(),
         }
     }
@@ -183,9 +184,9 @@ impl Accounts {
     }
 
     pub fn list_clients(&self) -> Result<Vec<ClientSummary>, Error> {
-        // Locked before the read (the order `hit` and `flush_hits` take them in), so
-        // that no flush falls between the stored and the unflushed counts.
-        let unflushed = self.lock_hits();
+        // The book's totals win for the clients it knows: the store lacks their unsaved
+        // hits and, while a flush commits, maybe the batch's.
+        let known = self.hits.known_totals();
         self.store.read(|r| {
             let mut out = Vec::new();
             for c in r.clients()? {
@@ -195,7 +196,7 @@ impl Accounts {
                     has_password: c.password_hash.is_some(),
                     galleries: counters.galleries,
                     faces: counters.faces,
-                    api_hits: counters.api_hits + unflushed.get(&c.name).copied().unwrap_or(0),
+                    api_hits: known.get(&c.name).copied().unwrap_or(counters.api_hits),
                     name: c.name,
                     created_at: c.created_at,
                 });
@@ -358,34 +359,31 @@ impl Accounts {
         Ok(())
     }
 
-    /// Counts one API hit in memory (no disk write); refuses it when the api_hits quota
-    /// is used up by the stored and the unflushed hits together.
+    /// Counts one API hit in memory (no disk access after the client's first hit);
+    /// refuses it when the api_hits quota is used up by the saved and unsaved hits
+    /// together. The check and the count are one step: concurrent hits cannot both take
+    /// the last one.
     pub fn hit(&self, client: &str) -> Result<(), Error> {
-        let limit = self.quota.api_hits;
-        // Held across the check and the count so that concurrent hits cannot both
-        // take the last one; `flush_hits` holds it too while it moves hits to the store.
-        let mut unflushed = self.lock_hits();
-        if limit > 0 {
-            let stored = self.store.read(|r| r.counters(client))?.api_hits;
-            let pending = unflushed.get(client).copied().unwrap_or(0);
-            if stored + pending >= limit {
-                return Err(Error::QuotaExhausted(QuotaKind::ApiHits));
-            }
+        let counted = self
+            .hits
+            .count(client, self.quota.api_hits, || self.stored_hits(client))?;
+        if !counted {
+            return Err(Error::QuotaExhausted(QuotaKind::ApiHits));
         }
-        *unflushed.entry(client.to_string()).or_insert(0) += 1;
         Ok(())
     }
 
     /// Adds the hits counted in memory to the stored counters in one transaction;
     /// returns how many there were. Called every `store.hits_flush_secs` and at
-    /// shutdown. On a store error the hits stay in memory for the next attempt.
+    /// shutdown. Hits go on being counted (and checked) while the commit syncs; on a
+    /// store error the batch is unsaved again, for the next attempt.
     pub fn flush_hits(&self) -> Result<u64, Error> {
-        let mut unflushed = self.lock_hits();
-        if unflushed.is_empty() {
+        let batch = self.hits.take_batch();
+        if batch.is_empty() {
             return Ok(0);
         }
-        self.writes.commit(|w| {
-            for (client, hits) in unflushed.iter() {
+        let committed = self.writes.commit(|w| {
+            for (client, hits) in &batch {
                 // A client removed since its hits were counted has no counters to add to.
                 if w.reader().client(client)?.is_none() {
                     continue;
@@ -395,26 +393,22 @@ impl Accounts {
                 w.put_counters(client, &c)?;
             }
             Ok::<_, Error>(())
-        })?;
-        let moved = unflushed.values().sum();
-        unflushed.clear();
-        Ok(moved)
+        });
+        self.hits.batch_done(&batch, committed.is_ok());
+        committed?;
+        Ok(batch.iter().map(|(_, n)| n).sum())
     }
 
-    fn lock_hits(&self) -> MutexGuard<'_, HashMap<String, u64>> {
-        // Poisoned only by a panic between two map operations; the map is still valid.
-        self.unflushed_hits
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+    fn stored_hits(&self, client: &str) -> Result<u64, Error> {
+        Ok(self.store.read(|r| r.counters(client))?.api_hits)
     }
 
     pub fn remaining(&self, client: &str) -> Result<Remaining, Error> {
-        // The stored count and the unflushed hits under one lock: a flush (which holds
-        // it) between the two would leave its hits counted in neither.
-        let unflushed = self.lock_hits();
         let mut c: Counters = self.store.read(|r| r.counters(client))?;
-        c.api_hits += unflushed.get(client).copied().unwrap_or(0);
-        drop(unflushed);
+        // The book's total, not the store's: it has the unsaved hits and a running
+        // flush's batch exactly once.
+        let stored = c.api_hits;
+        c.api_hits = self.hits.total(client, || Ok::<_, Error>(stored))?;
         let left = |limit: u64, used: u64| {
             if limit == 0 {
                 UNLIMITED_REPORTED
@@ -801,6 +795,69 @@ mod tests {
                 last = left;
             }
         });
+    }
+
+    #[test]
+    fn hits_and_counters_answer_while_a_flush_waits_for_the_disk() {
+        use std::sync::mpsc::channel;
+        use std::time::{Duration, Instant};
+        let (_dir, a) = accounts(Quota {
+            api_hits: 10,
+            ..Quota::default()
+        });
+        a.add_client("kiosk", None).unwrap();
+        for _ in 0..4 {
+            a.hit("kiosk").unwrap();
+        }
+        let (writer_held, held) = channel();
+        let (release, released) = channel::<()>();
+        let a = &a;
+        std::thread::scope(|s| {
+            // Another write holds the store's writer, as a slow sync on an SD card does;
+            // it lets go after 30 s at most, so that a broken build fails, not hangs.
+            let writer = s.spawn(move || {
+                a.writes
+                    .commit(|_| {
+                        writer_held.send(()).unwrap();
+                        Ok::<_, Error>(released.recv_timeout(Duration::from_secs(30)).is_err())
+                    })
+                    .unwrap()
+            });
+            held.recv().unwrap();
+            let flush = s.spawn(move || a.flush_hits().unwrap());
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while a.hits.saving() == 0 {
+                assert!(Instant::now() < deadline, "the flush never took its batch");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            // The flush now waits for the writer with 4 hits in its batch. Requests go on
+            // being counted and checked meanwhile (before, they waited for the flush).
+            for _ in 0..6 {
+                a.hit("kiosk").unwrap();
+            }
+            let refused = a.hit("kiosk");
+            let left = a.remaining("kiosk").unwrap();
+            // Fails if the writer was let go by its timeout: the hits above waited.
+            let _ = release.send(());
+            assert!(
+                !writer.join().unwrap(),
+                "hits waited for the flush's commit"
+            );
+            assert!(matches!(
+                refused,
+                Err(Error::QuotaExhausted(QuotaKind::ApiHits))
+            ));
+            assert_eq!(
+                left.api_hits, 0,
+                "4 in the running batch + 6 = the quota of 10"
+            );
+            assert_eq!(flush.join().unwrap(), 4);
+        });
+        let stored = a.store.read(|r| r.counters("kiosk")).unwrap().api_hits;
+        assert_eq!(stored, 4);
+        assert_eq!(a.flush_hits().unwrap(), 6);
+        assert_eq!(a.store.read(|r| r.counters("kiosk")).unwrap().api_hits, 10);
+        assert_eq!(a.list_clients().unwrap()[0].api_hits, 10);
     }
 
     #[test]

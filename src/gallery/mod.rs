@@ -18,6 +18,7 @@ mod error;
 mod export;
 mod faces;
 mod galleries;
+mod hits;
 mod login_throttle;
 pub use login_throttle::PEER_BURST as PEER_LOGIN_BURST;
 mod ops;
