@@ -353,7 +353,7 @@ mod tests {
     use super::search::{rank_of_key, CodedQuery, Floor};
     use super::*;
     use crate::index::quantized::{dot_f32, normalized};
-    use crate::index::simd::{coarse_uppers, CoarseRows};
+    use crate::index::simd::{coarse_uppers, CoarseOut, CoarseRows, CoarseScan};
 
     /// Deterministic pseudo-random vector in [-0.5, 0.5)^dim (not normalised).
     fn v(seed: u64, dim: usize) -> Vec<f32> {
@@ -892,14 +892,17 @@ mod tests {
                     scales: &g.coarse_scales[row..=row],
                     errors: &g.coarse_errors[row..=row],
                 };
-                let lower = coarse_uppers(
-                    &coded.codes.codes,
-                    &coded.terms(),
-                    one,
-                    0.0,
-                    &mut [0.0],
-                    &mut [0],
-                );
+                let pass = CoarseScan {
+                    query: &coded.codes.codes,
+                    terms: &coded.terms(),
+                    rows: one,
+                    floor: 0.0,
+                };
+                let out = CoarseOut {
+                    uppers: &mut [0.0],
+                    above: &mut [0],
+                };
+                let lower = coarse_uppers(pass, out);
                 assert!(
                     lower <= exact(row),
                     "lower row {row}: {lower} > {}",

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use super::{better, GalleryIndex, BLOCK_ROWS, COARSE_KEPT};
 use crate::index::quantized::{dot4, dot_f32, normalize_into, QueryCodes};
-use crate::index::simd::{coarse_uppers, BoundTerms, CoarseRows};
+use crate::index::simd::{coarse_uppers, BoundTerms, CoarseOut, CoarseRows, CoarseScan};
 use crate::index::{Error, Found, Match};
 
 /// Rows the coarse scan keeps: 1/64 of the gallery between [`COARSE_KEPT`]'s bounds (16
@@ -315,14 +315,17 @@ impl GalleryIndex {
             };
             // `upper > best_lower.next_down()` is `upper >= best_lower`: a tie stays.
             let block_floor = best.floor.max(best_lower.next_down());
-            let lower = coarse_uppers(
-                codes,
+            let pass = CoarseScan {
+                query: codes,
                 terms,
-                coarse,
-                block_floor,
-                &mut uppers[..rows],
-                &mut above,
-            );
+                rows: coarse,
+                floor: block_floor,
+            };
+            let out = CoarseOut {
+                uppers: &mut uppers[..rows],
+                above: &mut above,
+            };
+            let lower = coarse_uppers(pass, out);
             if floor == Floor::BestLower {
                 best_lower = best_lower.max(lower);
             }

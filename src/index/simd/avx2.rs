@@ -3,7 +3,7 @@
 use std::arch::x86_64::*;
 
 use super::super::quantized::GROUP_DIMS;
-use super::{BoundTerms, CoarseRows};
+use super::{CoarseOut, CoarseScan};
 
 x86_scan!("avx2");
 

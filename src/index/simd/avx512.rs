@@ -7,7 +7,7 @@
 use std::arch::x86_64::*;
 
 use super::super::quantized::GROUP_DIMS;
-use super::{BoundTerms, CoarseRows};
+use super::{CoarseOut, CoarseScan};
 
 /// Rows reduced together.
 const ROWS: usize = 16;
@@ -21,32 +21,25 @@ pub(super) fn fits(query_len: usize) -> bool {
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-pub(super) fn coarse_uppers(
-    query: &[i8],
-    terms: &BoundTerms,
-    rows: CoarseRows<'_>,
-    floor: f32,
-    uppers: &mut [f32],
-    above: &mut [u64],
-) -> f32 {
-    match query.len() / CHUNK_DIMS {
-        1 => scan::<1>(query, terms, rows, floor, uppers, above),
-        2 => scan::<2>(query, terms, rows, floor, uppers, above),
-        4 => scan::<4>(query, terms, rows, floor, uppers, above),
-        _ => scan::<0>(query, terms, rows, floor, uppers, above),
+pub(super) fn coarse_uppers(pass: CoarseScan<'_>, out: CoarseOut<'_>) -> f32 {
+    match pass.query.len() / CHUNK_DIMS {
+        1 => scan::<1>(pass, out),
+        2 => scan::<2>(pass, out),
+        4 => scan::<4>(pass, out),
+        _ => scan::<0>(pass, out),
     }
 }
 
 /// `Z` chunks of 64 bytes per row; `Z == 0`: any number, the query read from memory.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-fn scan<const Z: usize>(
-    query: &[i8],
-    terms: &BoundTerms,
-    rows: CoarseRows<'_>,
-    floor: f32,
-    uppers: &mut [f32],
-    above: &mut [u64],
-) -> f32 {
+fn scan<const Z: usize>(pass: CoarseScan<'_>, out: CoarseOut<'_>) -> f32 {
+    let CoarseScan {
+        query,
+        terms,
+        rows,
+        floor,
+    } = pass;
+    let CoarseOut { uppers, above } = out;
     above.fill(0);
     // A constant for the fixed sizes, so that the loops below unroll.
     let row_bytes = if Z > 0 { 64 * Z } else { query.len() / 2 };

@@ -62,38 +62,47 @@ pub(crate) struct CoarseRows<'a> {
     pub errors: &'a [f32],
 }
 
+/// One coarse pass: the query's int8 codes (`query.len()` a multiple of 64) against
+/// `rows`, each row's bounds from `terms`, the rows above `floor` flagged.
+#[derive(Clone, Copy)]
+pub(crate) struct CoarseScan<'a> {
+    pub query: &'a [i8],
+    pub terms: &'a BoundTerms,
+    pub rows: CoarseRows<'a>,
+    pub floor: f32,
+}
+
+/// Where a coarse pass writes: a bound per row, and a bit per row above the floor.
+pub(crate) struct CoarseOut<'a> {
+    pub uppers: &'a mut [f32],
+    pub above: &'a mut [u64],
+}
+
 /// For the first `uppers.len()` rows: `uppers[i] = terms.upper(dot4(query, row i), ..)`,
 /// and bit `i % 64` of `above[i / 64]` set exactly when `uppers[i] > floor` (the other
 /// bits cleared). Returns the highest of the rows' lower bounds (`terms.lower`; -inf
 /// for no row). `query.len()` is a multiple of 64; `above` holds at least
 /// `uppers.len().div_ceil(64)` words.
-pub(crate) fn coarse_uppers(
-    query: &[i8],
-    terms: &BoundTerms,
-    rows: CoarseRows<'_>,
-    floor: f32,
-    uppers: &mut [f32],
-    above: &mut [u64],
-) -> f32 {
+pub(crate) fn coarse_uppers(pass: CoarseScan<'_>, out: CoarseOut<'_>) -> f32 {
     #[cfg(target_arch = "x86_64")]
     if x86_has_vnni() {
-        if avx512::fits(query.len()) {
+        if avx512::fits(pass.query.len()) {
             // SAFETY: as below; `avx512`'s features are a subset of those checked.
-            return unsafe { avx512::coarse_uppers(query, terms, rows, floor, uppers, above) };
+            return unsafe { avx512::coarse_uppers(pass, out) };
         }
         // SAFETY: the CPU supports every feature the kernel is compiled with (checked by
         // `x86_has_vnni`, cached by std), the one condition for running it. The function
         // itself is safe Rust (slices, bounds-checked).
-        return unsafe { vnni::coarse_uppers(query, terms, rows, floor, uppers, above) };
+        return unsafe { vnni::coarse_uppers(pass, out) };
     }
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU supports AVX2 (checked on the line above, cached by std), the
         // one condition for running code compiled with `target_feature(enable = "avx2")`.
         // The function itself is safe Rust (slices, bounds-checked).
-        return unsafe { avx2::coarse_uppers(query, terms, rows, floor, uppers, above) };
+        return unsafe { avx2::coarse_uppers(pass, out) };
     }
-    coarse_uppers_portable(query, terms, rows, floor, uppers, above)
+    coarse_uppers_portable(pass, out)
 }
 
 /// AVX-512 VNNI on 256-bit vectors and everything the VNNI kernel is compiled with.
@@ -106,14 +115,14 @@ fn x86_has_vnni() -> bool {
         && std::arch::is_x86_feature_detected!("avx512vnni")
 }
 
-fn coarse_uppers_portable(
-    query: &[i8],
-    terms: &BoundTerms,
-    rows: CoarseRows<'_>,
-    floor: f32,
-    uppers: &mut [f32],
-    above: &mut [u64],
-) -> f32 {
+fn coarse_uppers_portable(pass: CoarseScan<'_>, out: CoarseOut<'_>) -> f32 {
+    let CoarseScan {
+        query,
+        terms,
+        rows,
+        floor,
+    } = pass;
+    let CoarseOut { uppers, above } = out;
     let row_bytes = query.len() / 2;
     above.fill(0);
     let mut best_lower = f32::NEG_INFINITY;
@@ -175,18 +184,24 @@ mod tests {
         uppers: &mut [f32],
         above: &mut [u64],
     ) -> f32 {
+        let pass = CoarseScan {
+            query,
+            terms,
+            rows,
+            floor,
+        };
+        let out = CoarseOut { uppers, above };
         match kernel {
             // SAFETY (each x86_64 arm): `kernels()` lists a kernel only when the CPU has
             // the features it is compiled with.
             #[cfg(target_arch = "x86_64")]
-            "avx2" => unsafe { avx2::coarse_uppers(query, terms, rows, floor, uppers, above) },
+            "avx2" => unsafe { avx2::coarse_uppers(pass, out) },
             #[cfg(target_arch = "x86_64")]
-            "vnni" => unsafe { vnni::coarse_uppers(query, terms, rows, floor, uppers, above) },
+            "vnni" => unsafe { vnni::coarse_uppers(pass, out) },
             #[cfg(target_arch = "x86_64")]
-            "avx512" if avx512::fits(query.len()) => unsafe {
-                avx512::coarse_uppers(query, terms, rows, floor, uppers, above)
-            },
-            _ => coarse_uppers(query, terms, rows, floor, uppers, above),
+            "avx512" if avx512::fits(query.len()) => unsafe { avx512::coarse_uppers(pass, out) },
+            "portable" => coarse_uppers_portable(pass, out),
+            _ => coarse_uppers(pass, out),
         }
     }
 
@@ -217,8 +232,18 @@ mod tests {
             &mut fast,
             &mut fast_above,
         );
-        let plain_lower =
-            coarse_uppers_portable(query, terms, rows, floor, &mut plain, &mut plain_above);
+        let plain_lower = coarse_uppers_portable(
+            CoarseScan {
+                query,
+                terms,
+                rows,
+                floor,
+            },
+            CoarseOut {
+                uppers: &mut plain,
+                above: &mut plain_above,
+            },
+        );
         let what = format!("{kernel}: dim {} rows {n}", query.len());
         assert_eq!(fast_lower.to_bits(), plain_lower.to_bits(), "{what}");
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
@@ -265,7 +290,8 @@ mod tests {
                     errors: &errors,
                 };
                 let mut uppers = vec![0f32; n];
-                coarse_uppers_portable(
+                run(
+                    "portable",
                     &query,
                     &terms,
                     rows,
@@ -302,7 +328,15 @@ mod tests {
                     grow: 0.0,
                 };
                 let mut uppers = vec![0f32; 9];
-                coarse_uppers(&query, &terms, rows, 0.0, &mut uppers, &mut [0]);
+                run(
+                    "dispatched",
+                    &query,
+                    &terms,
+                    rows,
+                    0.0,
+                    &mut uppers,
+                    &mut [0],
+                );
                 let expected = (i32::from(q) * 15 * padded as i32) as f32;
                 assert!(uppers.iter().all(|u| *u == expected), "{uppers:?}");
                 both(&query, &terms, rows, 0.0, 9);

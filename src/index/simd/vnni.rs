@@ -5,7 +5,7 @@
 use std::arch::x86_64::*;
 
 use super::super::quantized::GROUP_DIMS;
-use super::{BoundTerms, CoarseRows};
+use super::{CoarseOut, CoarseScan};
 
 x86_scan!("avx2,avx512f,avx512bw,avx512vl,avx512vnni");
 

@@ -10,37 +10,30 @@ macro_rules! x86_scan {
         const ROWS: usize = 8;
 
         #[target_feature(enable = $features)]
-        pub(super) fn coarse_uppers(
-            query: &[i8],
-            terms: &BoundTerms,
-            rows: CoarseRows<'_>,
-            floor: f32,
-            uppers: &mut [f32],
-            above: &mut [u64],
-        ) -> f32 {
+        pub(super) fn coarse_uppers(pass: CoarseScan<'_>, out: CoarseOut<'_>) -> f32 {
             // The common embedding sizes get a kernel with the query in registers and
             // the groups unrolled (128-d: dlib, FaceNet; 512-d: ArcFace-style models); 0
             // reads the query from memory (any size).
-            match query.len() / GROUP_DIMS {
-                1 => scan::<1>(query, terms, rows, floor, uppers, above),
-                2 => scan::<2>(query, terms, rows, floor, uppers, above),
-                3 => scan::<3>(query, terms, rows, floor, uppers, above),
-                4 => scan::<4>(query, terms, rows, floor, uppers, above),
-                8 => scan::<8>(query, terms, rows, floor, uppers, above),
-                _ => scan::<0>(query, terms, rows, floor, uppers, above),
+            match pass.query.len() / GROUP_DIMS {
+                1 => scan::<1>(pass, out),
+                2 => scan::<2>(pass, out),
+                3 => scan::<3>(pass, out),
+                4 => scan::<4>(pass, out),
+                8 => scan::<8>(pass, out),
+                _ => scan::<0>(pass, out),
             }
         }
 
         /// `G` groups of 64 dimensions per row (32 bytes each); `G == 0`: any number.
         #[target_feature(enable = $features)]
-        fn scan<const G: usize>(
-            query: &[i8],
-            terms: &BoundTerms,
-            rows: CoarseRows<'_>,
-            floor: f32,
-            uppers: &mut [f32],
-            above: &mut [u64],
-        ) -> f32 {
+        fn scan<const G: usize>(pass: CoarseScan<'_>, out: CoarseOut<'_>) -> f32 {
+            let CoarseScan {
+                query,
+                terms,
+                rows,
+                floor,
+            } = pass;
+            let CoarseOut { uppers, above } = out;
             above.fill(0);
             // A constant for the fixed sizes, so that the loops below unroll.
             let row_bytes = if G > 0 { 32 * G } else { query.len() / 2 };
