@@ -81,7 +81,6 @@ impl LineBytes {
         if self.block.capacity() == 0 {
             // No allocation yet (len is 0): nothing to align, and resizing would allocate.
             self.offset = 0;
-            self.block.clear();
             return;
         }
         let offset = self.block.as_ptr().align_offset(LINE);

@@ -10,16 +10,12 @@ x86_scan!("avx2");
 #[target_feature(enable = "avx2")]
 #[inline]
 fn row_sums<const G: usize>(q: &[[__m256i; 2]; G], query: &[i8], row: &[u8]) -> __m256i {
-    let low = _mm256_set1_epi8(0x0F);
     let ones = _mm256_set1_epi16(1);
     let mut acc = _mm256_setzero_si256();
     let mut acc16 = _mm256_setzero_si256();
     let groups = if G > 0 { G } else { row.len() / 32 };
     for g in 0..groups {
-        let packed: __m256i = bytemuck::pod_read_unaligned(&row[32 * g..][..32]);
-        let (q_low, q_high) = query_halves::<G>(q, query, g);
-        let nib_low = _mm256_and_si256(packed, low);
-        let nib_high = _mm256_and_si256(_mm256_srli_epi16::<4>(packed), low);
+        let [(nib_low, q_low), (nib_high, q_high)] = group_operands::<G>(q, query, row, g);
         acc16 = _mm256_add_epi16(acc16, _mm256_maddubs_epi16(nib_low, q_low));
         acc16 = _mm256_add_epi16(acc16, _mm256_maddubs_epi16(nib_high, q_high));
         // Two groups (8 products a lane) at most in i16.

@@ -32,17 +32,11 @@ pub(super) fn coarse_uppers(pass: CoarseScan<'_>, out: CoarseOut<'_>) -> f32 {
 
 /// `Z` chunks of 64 bytes per row; `Z == 0`: any number, the query read from memory.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-fn scan<const Z: usize>(pass: CoarseScan<'_>, out: CoarseOut<'_>) -> f32 {
-    let CoarseScan {
-        query,
-        terms,
-        rows,
-        floor,
-    } = pass;
-    let CoarseOut { uppers, above } = out;
-    above.fill(0);
+fn scan<const Z: usize>(pass: CoarseScan<'_>, mut out: CoarseOut<'_>) -> f32 {
+    let (query, rows, terms) = (pass.query, pass.rows, pass.terms);
     // A constant for the fixed sizes, so that the loops below unroll.
     let row_bytes = if Z > 0 { 64 * Z } else { query.len() / 2 };
+    let n = pass.start(&mut out, row_bytes);
     if !fits(query.len()) || query.len() != 2 * row_bytes {
         return f32::NEG_INFINITY;
     }
@@ -50,24 +44,19 @@ fn scan<const Z: usize>(pass: CoarseScan<'_>, out: CoarseOut<'_>) -> f32 {
     for (halves, codes) in q.iter_mut().zip(query.chunks_exact(CHUNK_DIMS)) {
         *halves = query_halves(codes);
     }
-    let n = uppers
-        .len()
-        .min(rows.codes.len() / row_bytes)
-        .min(rows.scales.len())
-        .min(rows.errors.len());
     let whole = n / ROWS * ROWS;
     let bias = _mm512_set1_epi32(terms.bias);
     let scale = _mm512_set1_ps(terms.scale);
     let lift = _mm512_set1_ps(terms.lift);
     let grow = _mm512_set1_ps(terms.grow);
-    let floor_v = _mm512_set1_ps(floor);
+    let floor_v = _mm512_set1_ps(pass.floor);
     let mut lowers = _mm512_set1_ps(f32::NEG_INFINITY);
     let blocks = rows.codes[..whole * row_bytes]
         .chunks_exact(ROWS * row_bytes)
-        .zip(uppers[..whole].chunks_exact_mut(ROWS))
+        .zip(out.uppers[..whole].chunks_exact_mut(ROWS))
         .zip(rows.scales[..whole].chunks_exact(ROWS))
         .zip(rows.errors[..whole].chunks_exact(ROWS));
-    for (b, (((block, out), scales), errors)) in blocks.enumerate() {
+    for (b, (((block, uppers), scales), errors)) in blocks.enumerate() {
         let mut sums = [_mm512_setzero_si512(); ROWS];
         for (sum, row) in sums.iter_mut().zip(block.chunks_exact(row_bytes)) {
             *sum = row_sums::<Z>(&q, query, row);
@@ -81,11 +70,11 @@ fn scan<const Z: usize>(pass: CoarseScan<'_>, out: CoarseOut<'_>) -> f32 {
         let margin = _mm512_mul_ps(grow, row_errors);
         let bounds = _mm512_add_ps(_mm512_add_ps(approx, lift), margin);
         lowers = _mm512_max_ps(lowers, _mm512_sub_ps(_mm512_sub_ps(approx, lift), margin));
-        out.copy_from_slice(&bytemuck::cast::<__m512, [f32; ROWS]>(bounds));
+        uppers.copy_from_slice(&bytemuck::cast::<__m512, [f32; ROWS]>(bounds));
         let mask = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(bounds, floor_v);
         // ROWS divides 64: the sixteen bits never straddle two words.
         let first = b * ROWS;
-        above[first / 64] |= u64::from(mask) << (first % 64);
+        out.above[first / 64] |= u64::from(mask) << (first % 64);
     }
     let mut best_lower = bytemuck::cast::<__m512, [f32; ROWS]>(lowers)
         .into_iter()
@@ -93,10 +82,7 @@ fn scan<const Z: usize>(pass: CoarseScan<'_>, out: CoarseOut<'_>) -> f32 {
     for i in whole..n {
         let row = &rows.codes[i * row_bytes..][..row_bytes];
         let sums = bytemuck::cast::<__m512i, [i32; 16]>(row_sums::<Z>(&q, query, row));
-        let dot = sums.iter().sum();
-        uppers[i] = terms.upper(dot, rows.scales[i], rows.errors[i]);
-        above[i / 64] |= u64::from(uppers[i] > floor) << (i % 64);
-        best_lower = best_lower.max(terms.lower(dot, rows.scales[i], rows.errors[i]));
+        best_lower = best_lower.max(pass.bound_row(i, sums.iter().sum(), &mut out));
     }
     best_lower
 }

@@ -78,6 +78,34 @@ pub(crate) struct CoarseOut<'a> {
     pub above: &'a mut [u64],
 }
 
+impl CoarseScan<'_> {
+    /// Clears `out`'s bits and returns the rows the pass covers: those of `row_bytes`
+    /// bytes that `rows` holds and `out` has room for (none for empty rows).
+    #[inline(always)]
+    fn start(&self, out: &mut CoarseOut<'_>, row_bytes: usize) -> usize {
+        out.above.fill(0);
+        let rows = self.rows;
+        let whole_rows = rows.codes.len().checked_div(row_bytes).unwrap_or(0);
+        whole_rows
+            .min(out.uppers.len())
+            .min(rows.scales.len())
+            .min(rows.errors.len())
+    }
+
+    /// Row `i` on its own, from its dot product: writes its upper bound and floor bit
+    /// into `out` and returns its lower bound. The portable pass runs it on every row,
+    /// the vector kernels on the rows after their last whole block (their vector code
+    /// repeats these f32 operations in this order).
+    #[inline(always)]
+    fn bound_row(&self, i: usize, dot: i32, out: &mut CoarseOut<'_>) -> f32 {
+        let (scale, error) = (self.rows.scales[i], self.rows.errors[i]);
+        let upper = self.terms.upper(dot, scale, error);
+        out.uppers[i] = upper;
+        out.above[i / 64] |= u64::from(upper > self.floor) << (i % 64);
+        self.terms.lower(dot, scale, error)
+    }
+}
+
 /// For the first `uppers.len()` rows: `uppers[i] = terms.upper(dot4(query, row i), ..)`,
 /// and bit `i % 64` of `above[i / 64]` set exactly when `uppers[i] > floor` (the other
 /// bits cleared). Returns the highest of the rows' lower bounds (`terms.lower`; -inf
@@ -115,29 +143,12 @@ fn x86_has_vnni() -> bool {
         && std::arch::is_x86_feature_detected!("avx512vnni")
 }
 
-fn coarse_uppers_portable(pass: CoarseScan<'_>, out: CoarseOut<'_>) -> f32 {
-    let CoarseScan {
-        query,
-        terms,
-        rows,
-        floor,
-    } = pass;
-    let CoarseOut { uppers, above } = out;
-    let row_bytes = query.len() / 2;
-    above.fill(0);
+fn coarse_uppers_portable(pass: CoarseScan<'_>, mut out: CoarseOut<'_>) -> f32 {
+    let row_bytes = pass.query.len() / 2;
     let mut best_lower = f32::NEG_INFINITY;
-    if row_bytes == 0 {
-        return best_lower;
-    }
-    let each = uppers
-        .iter_mut()
-        .zip(rows.codes.chunks_exact(row_bytes))
-        .zip(rows.scales.iter().zip(rows.errors));
-    for (i, ((upper, row), (scale, error))) in each.enumerate() {
-        let dot = dot4(query, row);
-        *upper = terms.upper(dot, *scale, *error);
-        above[i / 64] |= u64::from(*upper > floor) << (i % 64);
-        best_lower = best_lower.max(terms.lower(dot, *scale, *error));
+    for i in 0..pass.start(&mut out, row_bytes) {
+        let dot = dot4(pass.query, &pass.rows.codes[i * row_bytes..][..row_bytes]);
+        best_lower = best_lower.max(pass.bound_row(i, dot, &mut out));
     }
     best_lower
 }
