@@ -74,14 +74,14 @@ fn a_model_whose_output_dimension_differs_from_its_description_is_refused_at_loa
     let dir = models_dir(NOT_AN_EMBEDDER, "mine.tflite", Some(&sidecar));
     let err = load(dir.path(), "mine.tflite").unwrap_err().to_string();
     assert!(
-        err.contains("output has 2 values (shape [1, 2]), described: output_dim = 128"),
+        err.contains("has 2 values (shape [1, 2]), described: output_dim = 128"),
         "{err}"
     );
     // The dlib network with a 512-d description is refused the same way.
     let sidecar = DLIB_LIKE.replace("output_dim = 128", "output_dim = 512");
     let dir = models_dir(DLIB, "mine.tflite", Some(&sidecar));
     let err = load(dir.path(), "mine.tflite").unwrap_err().to_string();
-    assert!(err.contains("output has 128 values"), "{err}");
+    assert!(err.contains("has 128 values"), "{err}");
     assert!(err.contains("output_dim = 512"), "{err}");
 }
 

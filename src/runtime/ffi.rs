@@ -18,6 +18,8 @@ use std::path::Path;
 
 use libloading::Library;
 
+use super::element::ElementType;
+
 pub type Status = c_int;
 pub const STATUS_OK: Status = 0;
 
@@ -56,10 +58,6 @@ pub struct QuantizationPerTensor {
     pub scale: f32,
     pub zero_point: i64,
 }
-
-pub const ELEMENT_FLOAT32: c_uint = 1;
-pub const ELEMENT_UINT8: c_uint = 3;
-pub const ELEMENT_INT8: c_uint = 9;
 
 pub const QUANTIZATION_PER_TENSOR: c_uint = 1;
 pub const HW_ACCELERATOR_CPU: c_int = 1;
@@ -277,21 +275,16 @@ const _: () = assert!(std::mem::size_of::<QuantizationPerTensor>() == 16);
 #[derive(Clone, Debug, PartialEq)]
 pub struct TensorInfo {
     pub name: String,
+    /// The shape facegate runs: the model's, with an open batch dimension set to 1.
     pub shape: Vec<i32>,
-    pub element_type: u32,
+    pub element_type: ElementType,
+    /// Per-tensor `(scale, zero_point)`: `real = (q - zero_point) * scale`.
     pub quantization: Option<(f32, i64)>,
 }
 
 impl TensorInfo {
     pub fn element_count(&self) -> usize {
         self.shape.iter().map(|&d| d.max(1) as usize).product()
-    }
-
-    pub fn element_size(&self) -> usize {
-        match self.element_type {
-            ELEMENT_INT8 | ELEMENT_UINT8 => 1,
-            _ => 4,
-        }
     }
 }
 
@@ -528,16 +521,33 @@ impl Session {
                 quantization = Some((q.scale, q.zero_point));
             }
             let rank = ranked.layout.rank().min(MAX_RANK);
+            let declared = ranked.layout.dimensions[..rank].to_vec();
+            // A batch dimension left open (-1, as Keras saves a model built without a
+            // fixed batch) runs as a batch of one: facegate feeds one image at a time,
+            // and the compiled model takes the concrete shape from the buffer.
+            if rank > 0 && ranked.layout.dimensions[0] < 0 {
+                ranked.layout.dimensions[0] = 1;
+            }
             let info = TensorInfo {
                 name,
                 shape: ranked.layout.dimensions[..rank].to_vec(),
-                element_type: ranked.element_type,
+                element_type: ElementType::from_code(ranked.element_type),
                 quantization,
             };
             if info.shape.iter().any(|&d| d < 0) {
-                return Err(format!("tensor {} has a dynamic shape", info.name));
+                return Err(format!(
+                    "tensor {} has shape {declared:?}: only the first (batch) dimension \
+                     may be left open (-1); convert the model with a fixed input size",
+                    info.name
+                ));
             }
-            let bytes = info.element_count() * info.element_size();
+            let Some(element_size) = info.element_type.size() else {
+                return Err(format!(
+                    "tensor {} is of type {}, which facegate cannot hold",
+                    info.name, info.element_type
+                ));
+            };
+            let bytes = info.element_count() * element_size;
             let host = HostTensor::new(api, &ranked, bytes)?;
             Ok((info, host))
         }

@@ -5,15 +5,15 @@
 //! [`Model`] (one compiled model with its own tensors, used by one thread at a time).
 
 mod cores;
+mod element;
 mod ffi;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use cores::{this_thread_cores, Confined, CoreSplit};
+pub use element::ElementType;
 pub use ffi::TensorInfo;
-/// Element type code of float32 tensors ([`TensorInfo::element_type`]).
-pub use ffi::ELEMENT_FLOAT32;
 
 /// The environment variable that overrides every other way of finding the library.
 pub const LIBRARY_ENV: &str = "FACEGATE_LITERT_LIB";
@@ -169,10 +169,42 @@ impl Model {
         Ok(self.session.inputs[index].1.f32s_mut())
     }
 
-    /// Raw bytes of input `index` (for int8/uint8 inputs).
-    pub fn input_bytes_mut(&mut self, index: usize) -> Result<&mut [u8], Error> {
-        self.input_info(index)?;
-        Ok(self.session.inputs[index].1.bytes_mut())
+    /// Input `index` as a [`QuantizingInput`]: real values go in, and an int8/uint8
+    /// input stores them quantized with its own scale and zero point.
+    pub fn input_values_mut(&mut self, index: usize) -> Result<QuantizingInput<'_>, Error> {
+        let info = self.input_info(index)?;
+        let signed = match info.element_type {
+            ElementType::Float32 => None,
+            ElementType::Int8 => Some(true),
+            ElementType::UInt8 => Some(false),
+            other => {
+                return Err(self.shape_error(format!(
+                    "input {index} is {other}; facegate fills float32, int8 and uint8 inputs"
+                )))
+            }
+        };
+        let quantization = match (signed, info.quantization) {
+            (None, _) => None,
+            (Some(signed), Some((scale, zero_point))) if scale > 0.0 && scale.is_finite() => {
+                Some((1.0 / scale, zero_point as f32, signed))
+            }
+            (Some(_), _) => {
+                return Err(self.shape_error(format!(
+                    "input {index} is {} without a per-tensor scale and zero point",
+                    info.element_type
+                )))
+            }
+        };
+        let tensor = &mut self.session.inputs[index].1;
+        Ok(match quantization {
+            None => QuantizingInput::Float(tensor.f32s_mut()),
+            Some((inv_scale, zero, signed)) => QuantizingInput::Bytes {
+                bytes: tensor.bytes_mut(),
+                inv_scale,
+                zero,
+                signed,
+            },
+        })
     }
 
     /// The float output `index` of the last run.
@@ -187,19 +219,21 @@ impl Model {
         let tensor = &self.session.outputs[index].1;
         let (scale, zero) = info.quantization.unwrap_or((1.0, 0));
         Ok(match info.element_type {
-            ffi::ELEMENT_FLOAT32 => tensor.f32s().to_vec(),
-            ffi::ELEMENT_INT8 => tensor
+            ElementType::Float32 => tensor.f32s().to_vec(),
+            ElementType::Int8 => tensor
                 .bytes()
                 .iter()
                 .map(|&b| (b as i8 as i64 - zero) as f32 * scale)
                 .collect(),
-            ffi::ELEMENT_UINT8 => tensor
+            ElementType::UInt8 => tensor
                 .bytes()
                 .iter()
                 .map(|&b| (b as i64 - zero) as f32 * scale)
                 .collect(),
             other => {
-                return Err(self.shape_error(format!("output {index} has element type {other}")))
+                return Err(self.shape_error(format!(
+                    "output {index} is {other}; facegate reads float32, int8 and uint8 outputs"
+                )))
             }
         })
     }
@@ -217,9 +251,9 @@ impl Model {
         } else {
             self.output_info(index)?
         };
-        if info.element_type != ffi::ELEMENT_FLOAT32 {
+        if info.element_type != ElementType::Float32 {
             return Err(self.shape_error(format!(
-                "{} {index} is element type {}, not float32",
+                "{} {index} is {}, not float32",
                 if input { "input" } else { "output" },
                 info.element_type
             )));
@@ -231,6 +265,56 @@ impl Model {
         Error::Shape {
             model: self.name.clone(),
             reason,
+        }
+    }
+}
+
+/// A model input that takes real values whatever its element type: float32 stores them
+/// as they are; int8 and uint8 store `round(value / scale) + zero_point`, saturated to
+/// the type's range (TensorFlow Lite's quantization), rounding half to even with the
+/// reciprocal scale as XNNPACK's quantize operator does, so that a full-integer file
+/// sees the bytes its float-input twin would give itself (tests/embedder_io.rs).
+pub enum QuantizingInput<'a> {
+    Float(&'a mut [f32]),
+    Bytes {
+        bytes: &'a mut [u8],
+        inv_scale: f32,
+        zero: f32,
+        signed: bool,
+    },
+}
+
+impl QuantizingInput<'_> {
+    /// Number of values the input holds.
+    pub fn len(&self) -> usize {
+        match self {
+            QuantizingInput::Float(v) => v.len(),
+            QuantizingInput::Bytes { bytes, .. } => bytes.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Stores `value` at element `index` (panics past [`QuantizingInput::len`], like
+    /// slice indexing).
+    pub fn set(&mut self, index: usize, value: f32) {
+        match self {
+            QuantizingInput::Float(v) => v[index] = value,
+            QuantizingInput::Bytes {
+                bytes,
+                inv_scale,
+                zero,
+                signed,
+            } => {
+                let q = (value * *inv_scale).round_ties_even() + *zero;
+                bytes[index] = if *signed {
+                    q.clamp(-128.0, 127.0) as i8 as u8
+                } else {
+                    q.clamp(0.0, 255.0) as u8
+                };
+            }
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use image::RgbImage;
 
-use super::embedder_spec::{EmbedderSpec, InputLayout, InputNormalisation};
+use super::embedder_spec::{EmbedderSpec, InputNormalisation};
 use super::Error;
 use crate::runtime::Model;
 
@@ -126,35 +126,38 @@ fn run_once(
     mirrored: bool,
     spec: &EmbedderSpec,
 ) -> Result<Vec<f32>, Error> {
-    let (w, h) = chip.dimensions();
+    let (w, h) = (chip.width() as usize, chip.height() as usize);
     let (scale, offset) = affine(chip, spec);
-    // Source channel for each input channel.
-    let order = match spec.input_layout {
-        InputLayout::NhwcRgb => [0, 1, 2],
-        InputLayout::NhwcBgr => [2, 1, 0],
+    let source = spec.input_layout.source_channels();
+    // Where value (x, y, c) goes: NHWC interleaves the channels, NCHW stores one plane
+    // per channel.
+    let (x_step, c_step) = if spec.input_layout.channels_first() {
+        (1, w * h)
+    } else {
+        (3, 1)
     };
-    let input = model.input_f32_mut(0)?;
-    if input.len() != (w * h * 3) as usize {
+    let row_step = w * x_step;
+    let output = spec.output_index(model).map_err(Error::ModelOutput)?;
+    let mut input = model.input_values_mut(0)?;
+    if input.len() != w * h * 3 {
         return Err(Error::ModelOutput(format!(
             "embedder input holds {} values, chip has {}",
             input.len(),
             w * h * 3
         )));
     }
-    let raw = chip.as_raw();
-    let row = (w * 3) as usize;
-    for y in 0..h as usize {
-        let src = &raw[y * row..(y + 1) * row];
-        let dst = &mut input[y * row..(y + 1) * row];
-        for (x, px) in src.chunks_exact(3).enumerate() {
-            let o = if mirrored { w as usize - 1 - x } else { x } * 3;
+    for (y, row) in chip.as_raw().chunks_exact(w * 3).enumerate() {
+        for (x, px) in row.chunks_exact(3).enumerate() {
+            let x = if mirrored { w - 1 - x } else { x };
+            let at = y * row_step + x * x_step;
             for c in 0..3 {
-                dst[o + c] = f32::from(px[order[c]]) * scale[c] + offset[c];
+                let value = f32::from(px[source[c]]) * scale[c] + offset[c];
+                input.set(at + c * c_step, value);
             }
         }
     }
     model.run()?;
-    let out = model.output_dequantized(0)?;
+    let out = model.output_dequantized(output)?;
     if out.len() != spec.output_dim {
         return Err(Error::ModelOutput(format!(
             "embedding has {} values, described: {}",

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::similarity::Calibration;
-use crate::runtime::Model;
+use crate::runtime::{ElementType, Model, TensorInfo};
 
 /// How the aligned chip's bytes become the network's input values.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -27,12 +27,47 @@ pub enum InputNormalisation {
     PerImageStandardisation,
 }
 
-/// Channel order of the NHWC input.
+/// Order of the input's dimensions and channels: NHWC is TensorFlow's (and Keras'),
+/// NCHW is what PyTorch models keep when converted by ai-edge-torch or onnx-tf.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum InputLayout {
     NhwcRgb,
     NhwcBgr,
+    NchwRgb,
+    NchwBgr,
+}
+
+impl InputLayout {
+    /// The chip's channel (0 = R) that feeds each input channel.
+    pub fn source_channels(self) -> [usize; 3] {
+        match self {
+            InputLayout::NhwcRgb | InputLayout::NchwRgb => [0, 1, 2],
+            InputLayout::NhwcBgr | InputLayout::NchwBgr => [2, 1, 0],
+        }
+    }
+
+    pub fn channels_first(self) -> bool {
+        matches!(self, InputLayout::NchwRgb | InputLayout::NchwBgr)
+    }
+
+    /// The input tensor's shape for a `width x height` chip.
+    pub fn shape(self, width: u32, height: u32) -> [i32; 4] {
+        let (w, h) = (width as i32, height as i32);
+        if self.channels_first() {
+            [1, 3, h, w]
+        } else {
+            [1, h, w, 3]
+        }
+    }
+
+    fn name(self) -> &'static str {
+        if self.channels_first() {
+            "NCHW"
+        } else {
+            "NHWC"
+        }
+    }
 }
 
 /// Where the chip is cut from the picture, from the detector's keypoints.
@@ -43,7 +78,9 @@ pub enum CropTemplate {
     /// eyes and the mouth centre fitted to dlib's mean face.
     DlibChip { padding: f32 },
     /// The 5-point 112x112 template of ArcFace-family models (eyes and mouth centre of
-    /// it, scaled to the input size).
+    /// it, scaled to the input size). Spelt `arcface_112` as docs/own-model.md writes it
+    /// (serde's snake case would make it `arcface112`, which is accepted too).
+    #[serde(rename = "arcface_112", alias = "arcface112")]
     Arcface112,
     /// An upright square of `scale` x the eye-to-mouth distance, centred `shift_up` x
     /// that distance above the midpoint between the eye centre and the mouth.
@@ -54,13 +91,18 @@ pub enum CropTemplate {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EmbedderSpec {
-    /// Input width and height in pixels (the tensor is [1, height, width, 3]).
+    /// Input width and height in pixels (the tensor is [1, height, width, 3], or
+    /// [1, 3, height, width] with an NCHW layout).
     pub input_size: [u32; 2],
     pub input_layout: InputLayout,
     pub normalisation: InputNormalisation,
     pub crop: CropTemplate,
     /// Length of the embedding the network outputs.
     pub output_dim: usize,
+    /// The name of the output tensor that holds the embedding, for networks with more
+    /// than one output (e.g. an embedding and its norm). Absent: the first output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
     /// Whether averaging with the mirrored chip's embedding helps this network (the
     /// configuration's `recognition.flip_average` can still turn it off).
     pub flip_average: bool,
@@ -126,6 +168,7 @@ impl EmbedderSpec {
             },
             crop: CropTemplate::DlibChip { padding: 0.25 },
             output_dim: 128,
+            output: None,
             flip_average: true,
             similarity: Some(SimilarityCalibration {
                 threshold_cosine: super::similarity::CALIBRATION.threshold_cosine,
@@ -233,39 +276,52 @@ impl EmbedderSpec {
         Ok(())
     }
 
-    /// Checks the loaded model's tensors against the description: one float32 input of
-    /// [1, height, width, 3] and one output of `output_dim` values.
+    /// Checks the loaded model's tensors against the description: one input of the
+    /// described layout and size, float32 or quantized int8/uint8 (the chip's values are
+    /// quantized with the tensor's scale and zero point), and an embedding output of
+    /// `output_dim` values, float32 or quantized.
     pub fn check(&self, model: &Model) -> Result<(), String> {
         let [w, h] = self.input_size;
         let inputs: Vec<_> = model.inputs().collect();
         let [input] = inputs.as_slice() else {
             return Err(format!("model has {} inputs, described: 1", inputs.len()));
         };
-        let expected = [1, h as i32, w as i32, 3];
+        let expected = self.input_layout.shape(w, h);
         if input.shape != expected {
             return Err(format!(
-                "input shape is {:?}, described: {:?} (input_size = [{w}, {h}], NHWC)",
-                input.shape, expected
+                "input shape is {:?}, described: {:?} (input_size = [{w}, {h}], {})",
+                input.shape,
+                expected,
+                self.input_layout.name()
             ));
         }
-        if model.input_info(0).is_ok() && input.element_type != crate::runtime::ELEMENT_FLOAT32 {
-            return Err(format!(
-                "input element type is {}, described: float32",
-                input.element_type
-            ));
-        }
-        let outputs: Vec<_> = model.outputs().collect();
-        let Some(output) = outputs.first() else {
-            return Err("model has no output".into());
-        };
+        check_element_type("input", input)?;
+        let index = self.output_index(model)?;
+        let output = model.output_info(index).map_err(|e| e.to_string())?;
         let n = output.element_count();
         if n != self.output_dim {
             return Err(format!(
-                "output has {n} values (shape {:?}), described: output_dim = {}",
-                output.shape, self.output_dim
+                "output {:?} has {n} values (shape {:?}), described: output_dim = {}{}",
+                output.name,
+                output.shape,
+                self.output_dim,
+                list_outputs(model)
             ));
         }
-        Ok(())
+        check_element_type("output", output)
+    }
+
+    /// The index of the output that holds the embedding: the one `output` names, else
+    /// the first.
+    pub fn output_index(&self, model: &Model) -> Result<usize, String> {
+        let mut outputs = model.outputs();
+        match &self.output {
+            None if outputs.next().is_some() => Ok(0),
+            None => Err("model has no output".into()),
+            Some(name) => outputs.position(|o| &o.name == name).ok_or_else(|| {
+                format!("model has no output named {name:?}{}", list_outputs(model))
+            }),
+        }
     }
 
     /// The calibration to use: the description's, or similarity = cosine if absent.
@@ -277,14 +333,79 @@ impl EmbedderSpec {
     }
 
     /// Canonical text of everything that changes the embedding space or its scores, for
-    /// the template fingerprint (the `fitted_on` note is left out).
+    /// the template fingerprint (the `fitted_on` note is left out). Keys added after the
+    /// first release appear only when set, so that a description that does not use
+    /// them keeps its fingerprint and the templates stored with it stay valid.
     pub fn fingerprint_text(&self) -> String {
-        let mut spec = self.clone();
-        if let Some(c) = spec.similarity.as_mut() {
+        let mut similarity = self.similarity.clone();
+        if let Some(c) = similarity.as_mut() {
             c.fitted_on.clear();
         }
-        format!("{spec:?}")
+        let mut text = format!(
+            "{:?}",
+            fingerprint::EmbedderSpec {
+                input_size: &self.input_size,
+                input_layout: &self.input_layout,
+                normalisation: &self.normalisation,
+                crop: &self.crop,
+                output_dim: &self.output_dim,
+                flip_average: &self.flip_average,
+                similarity: &similarity,
+            }
+        );
+        if let Some(output) = &self.output {
+            text.push_str(&format!(" output={output:?}"));
+        }
+        text
     }
+}
+
+/// The description as the first release hashed it (its derived `Debug`).
+mod fingerprint {
+    // The fields are read by the derived `Debug`, which dead-code analysis ignores.
+    #[allow(dead_code)]
+    #[derive(Debug)]
+    pub(super) struct EmbedderSpec<'a> {
+        pub input_size: &'a [u32; 2],
+        pub input_layout: &'a super::InputLayout,
+        pub normalisation: &'a super::InputNormalisation,
+        pub crop: &'a super::CropTemplate,
+        pub output_dim: &'a usize,
+        pub flip_average: &'a bool,
+        pub similarity: &'a Option<super::SimilarityCalibration>,
+    }
+}
+
+/// Float32 as it is, or int8/uint8 with the per-tensor scale and zero point that
+/// [`Model::input_values_mut`] and [`Model::output_dequantized`] use.
+fn check_element_type(what: &str, tensor: &TensorInfo) -> Result<(), String> {
+    match tensor.element_type {
+        ElementType::Float32 => Ok(()),
+        ElementType::Int8 | ElementType::UInt8 if tensor.quantization.is_some() => Ok(()),
+        ElementType::Int8 | ElementType::UInt8 => Err(format!(
+            "{what} {:?} is {} without a per-tensor scale and zero point",
+            tensor.name, tensor.element_type
+        )),
+        other => Err(format!(
+            "{what} {:?} is {other}; facegate takes float32, int8 or uint8",
+            tensor.name
+        )),
+    }
+}
+
+/// "; the model's outputs: ..." for errors about the embedding output.
+fn list_outputs(model: &Model) -> String {
+    let all: Vec<String> = model
+        .outputs()
+        .map(|o| format!("{:?} {:?} {}", o.name, o.shape, o.element_type))
+        .collect();
+    if all.len() < 2 {
+        return String::new();
+    }
+    format!(
+        "; the model's outputs: {} (name the embedding with output = \"...\")",
+        all.join(", ")
+    )
 }
 
 #[cfg(test)]
@@ -311,6 +432,60 @@ flip_average = true
         let c = spec.calibration();
         assert!((c.similarity(0.6) - 0.6).abs() < 1e-6);
         assert!((c.similarity(0.9) - 0.9).abs() < 1e-6);
+    }
+
+    #[test]
+    fn every_crop_and_layout_the_docs_name_parses() {
+        // The spellings of docs/own-model.md, checked against the parser.
+        let doc = include_str!("../../docs/own-model.md");
+        for kind in ["dlib_chip", "arcface_112", "keypoint_square"] {
+            assert!(doc.contains(&format!("kind = \"{kind}\"")), "{kind}");
+        }
+        for (crop, expected) in [
+            ("{ kind = \"arcface_112\" }", CropTemplate::Arcface112),
+            ("{ kind = \"arcface112\" }", CropTemplate::Arcface112),
+            (
+                "{ kind = \"dlib_chip\", padding = 0.25 }",
+                CropTemplate::DlibChip { padding: 0.25 },
+            ),
+        ] {
+            let text = FACENET.replace(
+                "{ kind = \"keypoint_square\", scale = 3.2, shift_up = 0.2 }",
+                crop,
+            );
+            assert_eq!(EmbedderSpec::parse(&text).unwrap().crop, expected, "{crop}");
+        }
+        for (layout, expected) in [
+            ("nhwc_bgr", InputLayout::NhwcBgr),
+            ("nchw_rgb", InputLayout::NchwRgb),
+            ("nchw_bgr", InputLayout::NchwBgr),
+        ] {
+            assert!(doc.contains(layout), "{layout}");
+            let text = FACENET.replace("\"nhwc_rgb\"", &format!("\"{layout}\""));
+            assert_eq!(EmbedderSpec::parse(&text).unwrap().input_layout, expected);
+        }
+    }
+
+    #[test]
+    fn descriptions_without_the_later_keys_keep_their_first_fingerprint_text() {
+        // Pinned from the first release: stored templates carry a fingerprint hashed
+        // from this text, so it must not change when keys are added.
+        let spec = EmbedderSpec::parse(&format!(
+            "{FACENET}similarity = {{ threshold_cosine = 0.47276, zero_cosine = -0.90837 }}"
+        ))
+        .unwrap();
+        assert_eq!(
+            spec.fingerprint_text(),
+            "EmbedderSpec { input_size: [160, 160], input_layout: NhwcRgb, normalisation: \
+             PerImageStandardisation, crop: KeypointSquare { scale: 3.2, shift_up: 0.2 }, \
+             output_dim: 512, flip_average: true, similarity: Some(SimilarityCalibration { \
+             threshold_cosine: 0.47276, zero_cosine: -0.90837, fitted_on: \"\" }) }"
+        );
+        let named = EmbedderSpec {
+            output: Some("emb".into()),
+            ..spec.clone()
+        };
+        assert_ne!(named.fingerprint_text(), spec.fingerprint_text());
     }
 
     #[test]

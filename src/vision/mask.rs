@@ -6,7 +6,7 @@ use image::RgbImage;
 use super::model_input::square_rgb_input;
 use super::warp::{warp_into, Similarity, WarpScratch};
 use super::{BoundingBox, Error};
-use crate::runtime::Model;
+use crate::runtime::{ElementType, Model};
 
 /// The map from the mask classifier's `size x size` input to the image: a square of the
 /// box's larger side times `1 + margin`, centred on the box.
@@ -45,11 +45,37 @@ pub fn mask_probability(
     }
 }
 
-/// The side of the mask model's square input.
+/// The side of the mask model's square input, checked when the pipeline loads: a
+/// float32 input of [1, side, side, 3] (RGB in -1..1) and a first output of two values
+/// (mask, no mask), so that an operator's own file is refused at load, not at its first
+/// face.
 pub fn input_side(model: &Model) -> Result<u32, Error> {
-    let shape = &model.input_info(0)?.shape;
-    match shape.as_slice() {
-        [1, h, w, 3] if h == w && *h > 0 => Ok(*h as u32),
-        _ => Err(Error::ModelOutput(format!("mask input shape {shape:?}"))),
+    let input = model.input_info(0)?;
+    let refuse = |what: String| {
+        Error::Runtime(crate::runtime::Error::Shape {
+            model: model.name().to_string(),
+            reason: format!(
+                "{what}; the mask classifier needs a float32 input [1, side, side, 3] and \
+                 an output of 2 values (mask, no mask)"
+            ),
+        })
+    };
+    let side = match input.shape.as_slice() {
+        [1, h, w, 3] if h == w && *h > 0 => *h as u32,
+        shape => return Err(refuse(format!("input shape is {shape:?}"))),
+    };
+    if input.element_type != ElementType::Float32 {
+        return Err(refuse(format!("input is {}", input.element_type)));
     }
+    let output = model.output_info(0)?;
+    if output.element_count() != 2 {
+        return Err(refuse(format!("output shape is {:?}", output.shape)));
+    }
+    if !matches!(
+        output.element_type,
+        ElementType::Float32 | ElementType::Int8 | ElementType::UInt8
+    ) {
+        return Err(refuse(format!("output is {}", output.element_type)));
+    }
+    Ok(side)
 }

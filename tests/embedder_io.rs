@@ -1,0 +1,197 @@
+//! An operator's own embedder file, in the forms converters write: channels first
+//! (PyTorch through ai-edge-torch or onnx-tf), an open batch dimension (Keras without a
+//! fixed batch), full-integer int8 or uint8 inputs and outputs, and a second output of
+//! another type before the embedding. Each is the same small network
+//! (tests/fixtures/models/make_io_variants.py), run by the real LiteRT runtime through
+//! the real pipeline on real photos: every form must give the float NHWC file's
+//! embedding, and a description that does not fit is refused at load.
+
+use std::path::{Path, PathBuf};
+
+use facegate::runtime::Runtime;
+use facegate::vision::{self, Embedding, FaceSelection, Pipeline, PipelineOptions};
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+/// Description of the fixture network: 48x48 RGB in -1..1, 16 values out.
+fn description(layout: &str, extra: &str) -> String {
+    format!(
+        r#"
+input_size = [48, 48]
+input_layout = "{layout}"
+normalisation = {{ kind = "scale_offset", scale = [0.0078431373, 0.0078431373, 0.0078431373], offset = [-1.0, -1.0, -1.0] }}
+crop = {{ kind = "arcface_112" }}
+output_dim = 16
+flip_average = false
+{extra}
+"#
+    )
+}
+
+/// A models folder with the shipped detector and mask model, the fixture `file` as the
+/// embedder and `sidecar` as its description.
+fn models_dir(file: &str, sidecar: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for f in [
+        "face_detection_short_range.tflite",
+        "mask_mnv2_128_int8.tflite",
+    ] {
+        std::fs::copy(repo("models-tflite").join(f), dir.path().join(f)).unwrap();
+    }
+    std::fs::copy(
+        repo("tests/fixtures/models").join(file),
+        dir.path().join(file),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join(format!("{file}.toml")), sidecar).unwrap();
+    dir
+}
+
+fn load(file: &str, sidecar: &str) -> Result<Pipeline, vision::Error> {
+    let dir = models_dir(file, sidecar);
+    let runtime = Runtime::locate_and_load(None).expect("LiteRT library");
+    Pipeline::load(
+        &runtime,
+        PipelineOptions {
+            models_dir: dir.path().to_path_buf(),
+            embedder_file: file.into(),
+            ..PipelineOptions::default()
+        },
+    )
+}
+
+/// Colour photos (most face fixtures are grey, where a channel mix-up cannot show).
+const PHOTOS: [&str; 3] = [
+    "tests/fixtures/vision/single_640x480.jpg",
+    "tests/fixtures/vision/masked_synthetic_101.jpg",
+    "tests/fixtures/api/bbt3.jpg",
+];
+
+/// The embedding of the largest face of each photo.
+fn embeddings(pipeline: &Pipeline) -> Vec<Embedding> {
+    PHOTOS
+        .iter()
+        .map(|p| {
+            let bytes = std::fs::read(repo(p)).unwrap();
+            let faces = pipeline
+                .analyze_bytes(&bytes, FaceSelection::Largest)
+                .unwrap();
+            faces[0].embedding.clone()
+        })
+        .collect()
+}
+
+fn reference() -> Vec<Embedding> {
+    embeddings(&load("io_nhwc_f32.tflite", &description("nhwc_rgb", "")).unwrap())
+}
+
+/// The smallest cosine between the embeddings of the same photo.
+fn agreement(a: &[Embedding], b: &[Embedding]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| x.cosine(y))
+        .fold(f32::INFINITY, f32::min)
+}
+
+#[test]
+fn the_reference_network_tells_the_three_photos_apart() {
+    // Otherwise the comparisons below could not fail.
+    let e = reference();
+    for (i, j) in [(0, 1), (0, 2), (1, 2)] {
+        assert!(e[i].cosine(&e[j]) < 0.95, "{i} {j}: {}", e[i].cosine(&e[j]));
+    }
+}
+
+#[test]
+fn a_channels_first_file_gives_the_channels_last_files_embedding() {
+    let nchw = load("io_nchw_f32.tflite", &description("nchw_rgb", "")).unwrap();
+    let got = embeddings(&nchw);
+    assert!(agreement(&got, &reference()) > 0.9999, "{got:?}");
+    // Read with the wrong channel order, the same file gives other vectors.
+    let bgr = load("io_nchw_f32.tflite", &description("nchw_bgr", "")).unwrap();
+    assert!(agreement(&embeddings(&bgr), &reference()) < 0.999);
+}
+
+#[test]
+fn a_file_with_an_open_batch_dimension_runs_as_a_batch_of_one() {
+    let dynamic = load("io_dynamic_batch_f32.tflite", &description("nhwc_rgb", "")).unwrap();
+    assert!(agreement(&embeddings(&dynamic), &reference()) > 0.9999);
+}
+
+#[test]
+fn full_integer_files_take_inputs_quantized_as_litert_quantizes_them() {
+    // The same integer network with float edges: LiteRT's own QUANTIZE op fills its
+    // int8 input. facegate's quantization of the chip must give the same embedding
+    // (rounding half away from zero instead of to even, as XNNPACK does, gave
+    // 0.99976 here: the chip's values of this network fall on rounding ties).
+    let float_edges =
+        embeddings(&load("io_int8_float_io.tflite", &description("nhwc_rgb", "")).unwrap());
+    let reference = reference();
+    for file in ["io_int8.tflite", "io_uint8.tflite"] {
+        let quantized = load(file, &description("nhwc_rgb", "")).unwrap();
+        let got = embeddings(&quantized);
+        assert!(agreement(&got, &float_edges) > 0.999999, "{file}: {got:?}");
+        // And close to the float network (what int8 costs this small network).
+        assert!(agreement(&got, &reference) > 0.98, "{file}: {got:?}");
+    }
+}
+
+#[test]
+fn the_embedding_output_is_chosen_by_name_when_the_model_has_several() {
+    let file = "io_int64_extra_output.tflite";
+    // Without a name the first output (512 int64 values) is taken, and refused with
+    // every output listed.
+    let err = load(file, &description("nhwc_rgb", ""))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("has 512 values"), "{err}");
+    assert!(
+        err.contains("\"StatefulPartitionedCall_1:0\" [1, 16] float32"),
+        "{err}"
+    );
+    assert!(err.contains("output = "), "{err}");
+    let named = description("nhwc_rgb", "output = \"StatefulPartitionedCall_1:0\"");
+    let pipeline = load(file, &named).unwrap();
+    assert!(agreement(&embeddings(&pipeline), &reference()) > 0.9999);
+    let wrong = description("nhwc_rgb", "output = \"embedding\"");
+    let err = load(file, &wrong).unwrap_err().to_string();
+    assert!(err.contains("no output named \"embedding\""), "{err}");
+}
+
+#[test]
+fn a_layout_that_does_not_fit_the_file_is_refused_at_load_with_both_shapes() {
+    let err = load("io_nchw_f32.tflite", &description("nhwc_rgb", ""))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("input shape is [1, 3, 48, 48], described: [1, 48, 48, 3]"),
+        "{err}"
+    );
+    let err = load("io_nhwc_f32.tflite", &description("nchw_rgb", ""))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("described: [1, 3, 48, 48]"), "{err}");
+    assert!(err.contains("NCHW"), "{err}");
+}
+
+#[test]
+fn a_quantized_mask_model_is_refused_at_load_naming_its_input_type() {
+    // An operator's full-integer file as the mask classifier: refused before serving.
+    let dir = models_dir("io_uint8.tflite", &description("nhwc_rgb", ""));
+    let runtime = Runtime::locate_and_load(None).expect("LiteRT library");
+    let err = Pipeline::load(
+        &runtime,
+        PipelineOptions {
+            models_dir: dir.path().to_path_buf(),
+            embedder_file: "io_uint8.tflite".into(),
+            mask_file: "io_uint8.tflite".into(),
+            ..PipelineOptions::default()
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("io_uint8.tflite"), "{err}");
+    assert!(err.contains("mask classifier"), "{err}");
+}
