@@ -226,3 +226,52 @@ fn the_mirror_runs_only_for_a_decision_near_its_threshold_and_then_matches_the_t
         near.cosine(&template)
     );
 }
+
+/// The pinned embedding of the largest face of a colour photo (most face fixtures are
+/// grey, so a channel mix-up anywhere between the decoder and the embedder's input passes
+/// every other test; on the LFW development pairs it costs half a point: DevTest 98.6 % ->
+/// 98.1 %). Pinned from the shipped pipeline, which scores DevTest 98.6 % (docs/accuracy.md).
+const COLOUR_PIN: &str = "single_640x480.embedding.json";
+
+/// `bytes` with red and blue swapped, as PNG.
+fn channels_swapped(bytes: &[u8]) -> Vec<u8> {
+    let mut img = image::load_from_memory(bytes).unwrap().to_rgb8();
+    for px in img.pixels_mut() {
+        px.0.swap(0, 2);
+    }
+    let mut png = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    png
+}
+
+#[test]
+fn a_colour_photo_embeds_as_pinned_and_a_channel_mix_up_does_not() {
+    let p = pipeline();
+    let bytes = fixture("single_640x480.jpg");
+    let got = p.analyze_bytes(&bytes, FaceSelection::Largest).unwrap()[0]
+        .embedding
+        .clone();
+    let pinned: Vec<f32> = serde_json::from_slice(&fixture(COLOUR_PIN)).unwrap();
+    let pinned = vision::Embedding::from_raw(&pinned).unwrap();
+    // Bit-identical on x86_64 and ARM by design (docs/accuracy.md); the slack is for
+    // float summation order in other CPUs' kernels.
+    assert!(
+        got.cosine(&pinned) > 0.9999,
+        "cosine {} to the pin; if the change is intended and the LFW figures hold, \
+         write tests/fixtures/vision/{COLOUR_PIN} as {:?}",
+        got.cosine(&pinned),
+        got.as_slice()
+    );
+    // The same photo with red and blue swapped lands far outside that slack (0.985).
+    let swapped = p
+        .analyze_bytes(&channels_swapped(&bytes), FaceSelection::Largest)
+        .unwrap()[0]
+        .embedding
+        .clone();
+    assert!(
+        swapped.cosine(&pinned) < 0.995,
+        "{}",
+        swapped.cosine(&pinned)
+    );
+}
