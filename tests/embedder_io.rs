@@ -195,3 +195,29 @@ fn a_quantized_mask_model_is_refused_at_load_naming_its_input_type() {
     assert!(err.contains("io_uint8.tflite"), "{err}");
     assert!(err.contains("mask classifier"), "{err}");
 }
+
+#[test]
+fn a_file_that_is_not_tflite_is_refused_as_such() {
+    // An ONNX file under a .tflite name, as an operator may try first.
+    let dir = models_dir("io_nhwc_f32.tflite", &description("nhwc_rgb", ""));
+    let onnx = b"\x08\x07\x12\x07pytorch\x1a\x052.1.0:\xa4\x01\n\x05input";
+    std::fs::write(dir.path().join("mine.onnx.tflite"), onnx).unwrap();
+    std::fs::write(
+        dir.path().join("mine.onnx.tflite.toml"),
+        description("nhwc_rgb", ""),
+    )
+    .unwrap();
+    let runtime = Runtime::locate_and_load(None).expect("LiteRT library");
+    let err = Pipeline::load(
+        &runtime,
+        PipelineOptions {
+            models_dir: dir.path().to_path_buf(),
+            embedder_file: "mine.onnx.tflite".into(),
+            ..PipelineOptions::default()
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("mine.onnx.tflite"), "{err}");
+    assert!(err.contains("not a TensorFlow Lite file"), "{err}");
+}

@@ -116,11 +116,12 @@ impl Runtime {
         bytes: Vec<u8>,
         threads: usize,
     ) -> Result<Model, Error> {
-        let session =
-            ffi::Session::new(self.env.clone(), bytes, threads).map_err(|reason| Error::Model {
-                model: name.to_string(),
-                reason,
-            })?;
+        let refuse = |reason: String| Error::Model {
+            model: name.to_string(),
+            reason,
+        };
+        not_a_tflite_file(&bytes).map_or(Ok(()), |reason| Err(refuse(reason)))?;
+        let session = ffi::Session::new(self.env.clone(), bytes, threads).map_err(refuse)?;
         Ok(Model {
             name: name.to_string(),
             session,
@@ -269,6 +270,24 @@ impl Model {
     }
 }
 
+/// Why `bytes` cannot be a TensorFlow Lite file, if they cannot: an operator's ONNX or
+/// PyTorch file under a `.tflite` name would otherwise get LiteRT's "invalid flatbuffer".
+fn not_a_tflite_file(bytes: &[u8]) -> Option<String> {
+    // A TFLite flatbuffer carries the file identifier "TFL3" after its 4-byte root offset.
+    const IDENTIFIER: &[u8; 4] = b"TFL3";
+    if bytes.is_empty() {
+        return Some("the file is empty".into());
+    }
+    if bytes.get(4..8) != Some(IDENTIFIER.as_slice()) {
+        return Some(
+            "not a TensorFlow Lite file (no \"TFL3\" identifier at byte 4); convert the \
+             network to .tflite first (docs/own-model.md)"
+                .into(),
+        );
+    }
+    None
+}
+
 /// A model input that takes real values whatever its element type: float32 stores them
 /// as they are; int8 and uint8 store `round(value / scale) + zero_point`, saturated to
 /// the type's range (TensorFlow Lite's quantization), rounding half to even with the
@@ -385,6 +404,14 @@ fn check_version_stamp(path: &Path) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn files_without_the_tflite_identifier_are_named_as_such() {
+        assert!(not_a_tflite_file(b"").unwrap().contains("empty"));
+        let onnx = b"\x08\x07\x12\x07pytorch\x1a\x052.1.0";
+        assert!(not_a_tflite_file(onnx).unwrap().contains("TFL3"));
+        assert!(not_a_tflite_file(b"\x1c\x00\x00\x00TFL3\x00\x00").is_none());
+    }
 
     #[test]
     fn env_override_is_the_only_candidate() {
