@@ -7,6 +7,7 @@
 mod cores;
 mod element;
 mod ffi;
+mod quantize;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use std::sync::Arc;
 pub use cores::{this_thread_cores, Confined, CoreSplit};
 pub use element::ElementType;
 pub use ffi::TensorInfo;
+pub use quantize::QuantizingInput;
 
 /// The environment variable that overrides every other way of finding the library.
 pub const LIBRARY_ENV: &str = "FACEGATE_LITERT_LIB";
@@ -286,56 +288,6 @@ fn not_a_tflite_file(bytes: &[u8]) -> Option<String> {
         );
     }
     None
-}
-
-/// A model input that takes real values whatever its element type: float32 stores them
-/// as they are; int8 and uint8 store `round(value / scale) + zero_point`, saturated to
-/// the type's range (TensorFlow Lite's quantization), rounding half to even with the
-/// reciprocal scale as XNNPACK's quantize operator does, so that a full-integer file
-/// sees the bytes its float-input twin would give itself (tests/embedder_io.rs).
-pub enum QuantizingInput<'a> {
-    Float(&'a mut [f32]),
-    Bytes {
-        bytes: &'a mut [u8],
-        inv_scale: f32,
-        zero: f32,
-        signed: bool,
-    },
-}
-
-impl QuantizingInput<'_> {
-    /// Number of values the input holds.
-    pub fn len(&self) -> usize {
-        match self {
-            QuantizingInput::Float(v) => v.len(),
-            QuantizingInput::Bytes { bytes, .. } => bytes.len(),
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Stores `value` at element `index` (panics past [`QuantizingInput::len`], like
-    /// slice indexing).
-    pub fn set(&mut self, index: usize, value: f32) {
-        match self {
-            QuantizingInput::Float(v) => v[index] = value,
-            QuantizingInput::Bytes {
-                bytes,
-                inv_scale,
-                zero,
-                signed,
-            } => {
-                let q = (value * *inv_scale).round_ties_even() + *zero;
-                bytes[index] = if *signed {
-                    q.clamp(-128.0, 127.0) as i8 as u8
-                } else {
-                    q.clamp(0.0, 255.0) as u8
-                };
-            }
-        }
-    }
 }
 
 /// Where the library is looked for, in order: the environment override, the config,

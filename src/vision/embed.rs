@@ -146,16 +146,17 @@ fn run_once(
             w * h * 3
         )));
     }
-    for (y, row) in chip.as_raw().chunks_exact(w * 3).enumerate() {
-        for (x, px) in row.chunks_exact(3).enumerate() {
-            let x = if mirrored { w - 1 - x } else { x };
-            let at = y * row_step + x * x_step;
-            for c in 0..3 {
-                let value = f32::from(px[source[c]]) * scale[c] + offset[c];
-                input.set(at + c * c_step, value);
+    input.fill(|values| {
+        for (y, row) in chip.as_raw().chunks_exact(w * 3).enumerate() {
+            for (x, px) in row.chunks_exact(3).enumerate() {
+                let x = if mirrored { w - 1 - x } else { x };
+                let at = y * row_step + x * x_step;
+                for c in 0..3 {
+                    values[at + c * c_step] = f32::from(px[source[c]]) * scale[c] + offset[c];
+                }
             }
         }
-    }
+    });
     model.run()?;
     let out = model.output_dequantized(output)?;
     if out.len() != spec.output_dim {
