@@ -5,8 +5,11 @@
 
 use std::path::{Path, PathBuf};
 
-use facegate::runtime::Runtime;
-use facegate::vision::{self, FaceSelection, Pipeline, PipelineOptions};
+use facegate::vision::{self, FaceSelection, Pipeline};
+
+#[path = "common/real_models.rs"]
+mod real_models;
+use real_models::load_models_in;
 
 const DLIB: &str = "dlib_face_recognition_int8.tflite";
 /// Another shipped network (mask classifier: 128x128 input, 2 outputs), used as an
@@ -34,15 +37,7 @@ fn models_dir(source: &str, file: &str, sidecar: Option<&str>) -> tempfile::Temp
 }
 
 fn load(dir: &Path, embedder: &str) -> Result<Pipeline, vision::Error> {
-    let runtime = Runtime::locate_and_load(None).expect("LiteRT library");
-    Pipeline::load(
-        &runtime,
-        PipelineOptions {
-            models_dir: dir.to_path_buf(),
-            embedder_file: embedder.into(),
-            ..PipelineOptions::default()
-        },
-    )
+    load_models_in(dir, embedder, None)
 }
 
 const DLIB_LIKE: &str = r#"

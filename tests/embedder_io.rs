@@ -8,8 +8,11 @@
 
 use std::path::{Path, PathBuf};
 
-use facegate::runtime::Runtime;
-use facegate::vision::{self, Embedding, FaceSelection, Pipeline, PipelineOptions};
+use facegate::vision::{self, Embedding, FaceSelection, Pipeline};
+
+#[path = "common/real_models.rs"]
+mod real_models;
+use real_models::load_models_in;
 
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
@@ -30,14 +33,14 @@ flip_average = false
     )
 }
 
+/// The shipped mask classifier.
+const MASK: &str = "mask_mnv2_128_int8.tflite";
+
 /// A models folder with the shipped detector and mask model, the fixture `file` as the
 /// embedder and `sidecar` as its description.
 fn models_dir(file: &str, sidecar: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    for f in [
-        "face_detection_short_range.tflite",
-        "mask_mnv2_128_int8.tflite",
-    ] {
+    for f in ["face_detection_short_range.tflite", MASK] {
         std::fs::copy(repo("models-tflite").join(f), dir.path().join(f)).unwrap();
     }
     std::fs::copy(
@@ -51,15 +54,7 @@ fn models_dir(file: &str, sidecar: &str) -> tempfile::TempDir {
 
 fn load(file: &str, sidecar: &str) -> Result<Pipeline, vision::Error> {
     let dir = models_dir(file, sidecar);
-    let runtime = Runtime::locate_and_load(None).expect("LiteRT library");
-    Pipeline::load(
-        &runtime,
-        PipelineOptions {
-            models_dir: dir.path().to_path_buf(),
-            embedder_file: file.into(),
-            ..PipelineOptions::default()
-        },
-    )
+    load_models_in(dir.path(), file, None)
 }
 
 /// Colour photos (most face fixtures are grey, where a channel mix-up cannot show).
@@ -180,18 +175,9 @@ fn a_layout_that_does_not_fit_the_file_is_refused_at_load_with_both_shapes() {
 fn a_quantized_mask_model_is_refused_at_load_naming_its_input_type() {
     // An operator's full-integer file as the mask classifier: refused before serving.
     let dir = models_dir("io_uint8.tflite", &description("nhwc_rgb", ""));
-    let runtime = Runtime::locate_and_load(None).expect("LiteRT library");
-    let err = Pipeline::load(
-        &runtime,
-        PipelineOptions {
-            models_dir: dir.path().to_path_buf(),
-            embedder_file: "io_uint8.tflite".into(),
-            mask_file: "io_uint8.tflite".into(),
-            ..PipelineOptions::default()
-        },
-    )
-    .unwrap_err()
-    .to_string();
+    let err = load_models_in(dir.path(), "io_uint8.tflite", Some("io_uint8.tflite"))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("io_uint8.tflite"), "{err}");
     assert!(err.contains("mask classifier"), "{err}");
 }
@@ -207,17 +193,9 @@ fn a_file_that_is_not_tflite_is_refused_as_such() {
         description("nhwc_rgb", ""),
     )
     .unwrap();
-    let runtime = Runtime::locate_and_load(None).expect("LiteRT library");
-    let err = Pipeline::load(
-        &runtime,
-        PipelineOptions {
-            models_dir: dir.path().to_path_buf(),
-            embedder_file: "mine.onnx.tflite".into(),
-            ..PipelineOptions::default()
-        },
-    )
-    .unwrap_err()
-    .to_string();
+    let err = load_models_in(dir.path(), "mine.onnx.tflite", None)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("mine.onnx.tflite"), "{err}");
     assert!(err.contains("not a TensorFlow Lite file"), "{err}");
 }

@@ -32,6 +32,12 @@ fn pipeline() -> Arc<Pipeline> {
         .clone()
 }
 
+fn largest_face_embedding(p: &Pipeline, bytes: &[u8]) -> vision::Embedding {
+    p.analyze_bytes(bytes, FaceSelection::Largest).unwrap()[0]
+        .embedding
+        .clone()
+}
+
 fn similarity(a: &str, b: &str) -> f32 {
     let p = pipeline();
     let fa = p
@@ -117,19 +123,13 @@ fn faces_in_a_group_photo_come_largest_first_with_keypoints_inside_their_boxes()
 fn the_pipeline_gives_identical_embeddings_from_several_threads() {
     let p = pipeline();
     let bytes = fixture("amy1.png");
-    let reference = p.analyze_bytes(&bytes, FaceSelection::Largest).unwrap()[0]
-        .embedding
-        .clone();
+    let reference = largest_face_embedding(&p, &bytes);
     let handles: Vec<_> = (0..4)
         .map(|_| {
             let (p, bytes) = (p.clone(), bytes.clone());
             std::thread::spawn(move || {
                 (0..5)
-                    .map(|_| {
-                        p.analyze_bytes(&bytes, FaceSelection::Largest).unwrap()[0]
-                            .embedding
-                            .clone()
-                    })
+                    .map(|_| largest_face_embedding(&p, &bytes))
                     .collect::<Vec<_>>()
             })
         })
@@ -249,9 +249,7 @@ fn channels_swapped(bytes: &[u8]) -> Vec<u8> {
 fn a_colour_photo_embeds_as_pinned_and_a_channel_mix_up_does_not() {
     let p = pipeline();
     let bytes = fixture("single_640x480.jpg");
-    let got = p.analyze_bytes(&bytes, FaceSelection::Largest).unwrap()[0]
-        .embedding
-        .clone();
+    let got = largest_face_embedding(&p, &bytes);
     let pinned: Vec<f32> = serde_json::from_slice(&fixture(COLOUR_PIN)).unwrap();
     let pinned = vision::Embedding::from_raw(&pinned).unwrap();
     // Bit-identical on x86_64 and ARM by design (docs/accuracy.md); the slack is for
@@ -264,11 +262,7 @@ fn a_colour_photo_embeds_as_pinned_and_a_channel_mix_up_does_not() {
         got.as_slice()
     );
     // The same photo with red and blue swapped lands far outside that slack (0.985).
-    let swapped = p
-        .analyze_bytes(&channels_swapped(&bytes), FaceSelection::Largest)
-        .unwrap()[0]
-        .embedding
-        .clone();
+    let swapped = largest_face_embedding(&p, &channels_swapped(&bytes));
     assert!(
         swapped.cosine(&pinned) < 0.995,
         "{}",

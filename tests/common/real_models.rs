@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use facegate::runtime::Runtime;
+use facegate::vision::{self, Pipeline, PipelineOptions};
 
 pub fn runtime() -> &'static Runtime {
     static RUNTIME: OnceLock<Runtime> = OnceLock::new();
@@ -19,6 +20,25 @@ pub fn runtime() -> &'static Runtime {
 
 pub fn models_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models-tflite")
+}
+
+/// The pipeline of the models in `dir` with `embedder` as the embedder file and `mask`
+/// as the mask classifier (the default file if `None`), other options at their defaults.
+pub fn load_models_in(
+    dir: &Path,
+    embedder: &str,
+    mask: Option<&str>,
+) -> Result<Pipeline, vision::Error> {
+    let defaults = PipelineOptions::default();
+    Pipeline::load(
+        runtime(),
+        PipelineOptions {
+            models_dir: dir.to_path_buf(),
+            embedder_file: embedder.into(),
+            mask_file: mask.map_or(defaults.mask_file.clone(), str::to_string),
+            ..defaults
+        },
+    )
 }
 
 /// The bytes of `tests/fixtures/vision/<name>`.
