@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# identify-face median over HTTP, one client, on two builds at once (interleaved calls,
-# same machine load): BASELINE_BIN (e.g. main's release build) and this tree's.
+# identify-face median over HTTP, one client, on two daemons at once (interleaved calls,
+# same machine load): BASELINE_BIN (e.g. main's release build; default: this tree's)
+# with BASELINE_CONFIG, and this tree's build with CONFIG (a config file each; default:
+# the embedded default).
 #   BASELINE_BIN=/path/to/main/facegate tests/bench/ab_identify.sh     RUNS=100 ...
+#   CONFIG=configs/accurate.toml tests/bench/ab_identify.sh            default vs accurate
 source "$(dirname "$0")/lib.sh"
 RUNS="${RUNS:-60}"
 IMAGE="$ROOT/tests/fixtures/vision/single_640x480.jpg"
@@ -10,9 +13,13 @@ printf '{"facegallery_id":"bench","image":"%s"}' "$(base64 -w0 "$IMAGE")" >"$BOD
 declare -A URLS TOKENS PIDS DIRS
 THIS_BIN="$BIN"
 for side in baseline this; do
-    if [ "$side" = baseline ]; then BIN="$BASELINE_BIN"; else BIN="$THIS_BIN"; fi
+    if [ "$side" = baseline ]; then
+        BIN="${BASELINE_BIN:-$THIS_BIN}"; side_config="${BASELINE_CONFIG:-}"
+    else
+        BIN="$THIS_BIN"; side_config="${CONFIG:-}"
+    fi
     PORT=$((PORT + 1)); URL="http://127.0.0.1:$PORT"; DATA="$(mktemp -d /tmp/facegate-bench.XXXXXX)"
-    start_daemon
+    if [ -n "$side_config" ]; then start_daemon FACEGATE_CONFIG="$side_config"; else start_daemon; fi
     enroll person "$IMAGE" >/dev/null
     for p in amy sheldon penny leonard howard raj bernadette; do
         enroll "$p" "$ROOT/tests/fixtures/api/${p}1.png" >/dev/null
