@@ -199,3 +199,22 @@ fn a_file_that_is_not_tflite_is_refused_as_such() {
     assert!(err.contains("mine.onnx.tflite"), "{err}");
     assert!(err.contains("not a TensorFlow Lite file"), "{err}");
 }
+
+#[test]
+fn a_chip_that_is_not_square_is_cut_and_embedded() {
+    // 40 wide, 48 high (as 96x112 SphereFace-family models): the template's square of
+    // the chip's height, centred (src/vision/align.rs); a description with width and
+    // height swapped is refused with both shapes.
+    let file = "io_nhwc_f32_40x48.tflite";
+    let narrow = description("nhwc_rgb", "").replace("[48, 48]", "[40, 48]");
+    let e = embeddings(&load(file, &narrow).unwrap());
+    for (i, j) in [(0, 1), (0, 2), (1, 2)] {
+        assert!(e[i].cosine(&e[j]) < 0.95, "{i} {j}: {}", e[i].cosine(&e[j]));
+    }
+    let swapped = description("nhwc_rgb", "").replace("[48, 48]", "[48, 40]");
+    let err = load(file, &swapped).unwrap_err().to_string();
+    assert!(
+        err.contains("input shape is [1, 48, 40, 3], described: [1, 40, 48, 3]"),
+        "{err}"
+    );
+}

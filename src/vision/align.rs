@@ -91,13 +91,24 @@ impl Default for ChipLayout {
 }
 
 impl ChipLayout {
+    /// The square every crop template is defined on, in chip pixels: `(left, side)`, its
+    /// top being the chip's top. A square chip is that square. A chip of another shape
+    /// takes the square of its height, centred across its width, as 112x96 models of
+    /// the SphereFace family cut ArcFace's 112x112 template (8 px off each side); scaling
+    /// the template's x and y apart would distort the face, which a similarity fit can
+    /// only split between the eyes and the mouth.
+    fn template_square(&self) -> (f32, f32) {
+        let (w, h) = (self.width as f32, self.height as f32);
+        ((w - h) / 2.0, h)
+    }
+
     /// Chip positions of a unit-square template with dlib's padding formula
     /// `(padding + p) / (2 padding + 1) * size`.
     fn template_points<const N: usize>(&self, unit: &[Point; N], padding: f32) -> [Point; N] {
-        let (w, h) = (self.width as f32, self.height as f32);
+        let (left, side) = self.template_square();
         unit.map(|t| Point {
-            x: (t.x + padding) / (1.0 + 2.0 * padding) * w,
-            y: (t.y + padding) / (1.0 + 2.0 * padding) * h,
+            x: left + (t.x + padding) / (1.0 + 2.0 * padding) * side,
+            y: (t.y + padding) / (1.0 + 2.0 * padding) * side,
         })
     }
 
@@ -136,13 +147,16 @@ impl ChipLayout {
                     x: centre.x + (sx * rx + sy * ux) * side / 2.0,
                     y: centre.y + (sx * ry + sy * uy) * side / 2.0,
                 };
-                let (w, h) = (self.width as f32, self.height as f32);
+                let (left, side) = self.template_square();
                 Similarity::fit(
                     &[corner(-1.0, -1.0), corner(1.0, -1.0), corner(-1.0, 1.0)],
                     &[
-                        Point { x: 0.0, y: 0.0 },
-                        Point { x: w, y: 0.0 },
-                        Point { x: 0.0, y: h },
+                        Point { x: left, y: 0.0 },
+                        Point {
+                            x: left + side,
+                            y: 0.0,
+                        },
+                        Point { x: left, y: side },
                     ],
                 )
             }
@@ -253,6 +267,67 @@ mod tests {
         });
         assert_eq!(a, b);
         assert!((a.x - 107.082_94).abs() <= 0.5 / KEYPOINT_GRID);
+    }
+
+    #[test]
+    fn a_112x96_chip_cuts_arcfaces_template_8_px_in_from_each_side() {
+        // SphereFace-family models: 96 wide, 112 high, the 112x112 template's points
+        // 8 px further left. Keypoints already there must map onto themselves.
+        let layout = ChipLayout {
+            width: 96,
+            height: 112,
+            template: CropTemplate::Arcface112,
+        };
+        let sphereface = ARCFACE_112.map(|p| Point {
+            x: p.x * 112.0 - 8.0,
+            y: p.y * 112.0,
+        });
+        let t = layout.to_chip(&sphereface).unwrap();
+        for p in sphereface {
+            let q = t.apply(p);
+            assert!(
+                (q.x - p.x).abs() < 1e-3 && (q.y - p.y).abs() < 1e-3,
+                "{p:?} -> {q:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_chip_that_is_not_square_keeps_the_faces_proportions() {
+        // The same face cut by each template into a square chip and into one 20 px
+        // narrower: the same scale, the points shifted by 10 px, none distorted.
+        let face = [
+            Point { x: 40.0, y: 40.0 },
+            Point { x: 62.0, y: 41.0 },
+            Point { x: 51.0, y: 66.0 },
+        ];
+        for template in [
+            CropTemplate::DlibChip { padding: 0.25 },
+            CropTemplate::Arcface112,
+            CropTemplate::KeypointSquare {
+                scale: 3.2,
+                shift_up: 0.2,
+            },
+        ] {
+            let chip = |width| ChipLayout {
+                width,
+                height: 120,
+                template: template.clone(),
+            };
+            let square = chip(120).to_chip(&face).unwrap();
+            let narrow = chip(100).to_chip(&face).unwrap();
+            assert!(
+                (square.scale() - narrow.scale()).abs() < 1e-4,
+                "{template:?}"
+            );
+            for p in face {
+                let (a, b) = (square.apply(p), narrow.apply(p));
+                assert!(
+                    (a.x - 10.0 - b.x).abs() < 1e-3 && (a.y - b.y).abs() < 1e-3,
+                    "{template:?}: {a:?} {b:?}"
+                );
+            }
+        }
     }
 
     #[test]
