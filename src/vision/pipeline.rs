@@ -852,6 +852,12 @@ fn fingerprint(
     if described.fingerprint_text() != EmbedderSpec::dlib().fingerprint_text() {
         h.update(spec.fingerprint_text());
     }
+    if chip.width != chip.height {
+        // Chips that are not square were cut with a distorted template before the
+        // template's square became the chip's height, centred: templates stored then
+        // must not match the ones cut now.
+        h.update(b"template_square=height_centred");
+    }
     if let Some(mesh) = mesh {
         h.update(b"align=face_mesh");
         h.update(mesh);
