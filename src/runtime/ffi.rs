@@ -177,6 +177,8 @@ pub struct HostTensor {
 }
 
 const HOST_ALIGNMENT: usize = 64;
+/// The largest tensor facegate allocates host memory for.
+const MAX_TENSOR_BYTES: usize = 1 << 30;
 
 impl HostTensor {
     pub fn new(api: &Api, tensor_type: &RankedTensorType, len: usize) -> Result<Self, String> {
@@ -547,7 +549,18 @@ impl Session {
                     info.name, info.element_type
                 ));
             };
-            let bytes = info.element_count() * element_size;
+            // A file's shape can claim anything; no face model has a tensor near 1 GiB.
+            let bytes = info
+                .shape
+                .iter()
+                .try_fold(element_size, |n, &d| n.checked_mul(d.max(1) as usize))
+                .filter(|&n| n <= MAX_TENSOR_BYTES)
+                .ok_or_else(|| {
+                    format!(
+                        "tensor {} of shape {:?} ({}) is larger than facegate holds (1 GiB)",
+                        info.name, info.shape, info.element_type
+                    )
+                })?;
             let host = HostTensor::new(api, &ranked, bytes)?;
             Ok((info, host))
         }

@@ -122,7 +122,9 @@ impl Runtime {
             model: name.to_string(),
             reason,
         };
-        not_a_tflite_file(&bytes).map_or(Ok(()), |reason| Err(refuse(reason)))?;
+        if let Some(reason) = not_a_tflite_file(&bytes) {
+            return Err(refuse(reason));
+        }
         let session = ffi::Session::new(self.env.clone(), bytes, threads).map_err(refuse)?;
         Ok(Model {
             name: name.to_string(),
