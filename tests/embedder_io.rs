@@ -35,6 +35,8 @@ flip_average = false
 
 /// The shipped mask classifier.
 const MASK: &str = "mask_mnv2_128_int8.tflite";
+/// The shipped embedder.
+const DLIB: &str = "dlib_face_recognition_int8.tflite";
 
 /// A models folder with the shipped detector and mask model, the fixture `file` as the
 /// embedder and `sidecar` as its description.
@@ -217,4 +219,30 @@ fn a_chip_that_is_not_square_is_cut_and_embedded() {
         err.contains("input shape is [1, 48, 40, 3], described: [1, 40, 48, 3]"),
         "{err}"
     );
+}
+
+#[test]
+fn a_stored_crop_of_another_embedders_size_is_refused_naming_both_sizes() {
+    // The shipped embedder's 150x150 chip, fed to the 48x48 network by a reembed or a
+    // replica after a model change.
+    let shipped = real_models::load_models_in(&real_models::models_dir(), DLIB, None).unwrap();
+    let photo = std::fs::read(repo(PHOTOS[0])).unwrap();
+    let crop = shipped
+        .analyze_bytes(&photo, FaceSelection::Largest)
+        .unwrap()
+        .remove(0)
+        .aligned;
+    let small = load("io_nhwc_f32.tflite", &description("nhwc_rgb", "")).unwrap();
+    let err = small.embed_chip(&crop).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            vision::Error::StoredChipLayout {
+                found: (150, 150),
+                expected: (48, 48)
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("enroll the faces again"), "{err}");
 }

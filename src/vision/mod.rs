@@ -146,6 +146,19 @@ pub enum Error {
     Embedder(#[from] SpecError),
     #[error("model output malformed: {0}")]
     ModelOutput(String),
+    /// A stored crop is the chip of the embedder it was enrolled with; one of another
+    /// size cannot feed this embedder.
+    #[error(
+        "a stored face crop is {}x{}, this embedder takes {}x{} chips: crops are cut for \
+         the embedder they were enrolled with, so templates move by re-embedding only \
+         between embedders with the same crop (input size and template); enroll the \
+         faces again from photos for this one (docs/own-model.md)",
+        found.0, found.1, expected.0, expected.1
+    )]
+    StoredChipLayout {
+        found: (u32, u32),
+        expected: (u32, u32),
+    },
     /// No inference session within the queue's bounds (`[runtime] queue`,
     /// `queue_timeout_ms`): the caller may retry later.
     #[error(transparent)]

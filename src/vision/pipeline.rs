@@ -629,12 +629,10 @@ impl Pipeline {
     /// beyond its edges is black: close to, not exactly, the embedding of the photo.
     pub fn embed_chip(&self, chip: &RgbImage) -> Result<Embedding, Error> {
         if chip.dimensions() != (self.chip.width, self.chip.height) {
-            return Err(Error::ModelOutput(format!(
-                "chip is {:?}, expected {}x{}",
-                chip.dimensions(),
-                self.chip.width,
-                self.chip.height
-            )));
+            return Err(Error::StoredChipLayout {
+                found: chip.dimensions(),
+                expected: (self.chip.width, self.chip.height),
+            });
         }
         let extra = self.extra_chips(
             chip,
