@@ -59,6 +59,11 @@ fn load(file: &str, sidecar: &str) -> Result<Pipeline, vision::Error> {
     load_models_in(dir.path(), file, None)
 }
 
+/// The error that refuses `file` with `sidecar` at load.
+fn refusal(file: &str, sidecar: &str) -> String {
+    load(file, sidecar).unwrap_err().to_string()
+}
+
 /// Colour photos (most face fixtures are grey, where a channel mix-up cannot show).
 const PHOTOS: [&str; 3] = [
     "tests/fixtures/vision/single_640x480.jpg",
@@ -140,9 +145,7 @@ fn the_embedding_output_is_chosen_by_name_when_the_model_has_several() {
     let file = "io_int64_extra_output.tflite";
     // Without a name the first output (512 int64 values) is taken, and refused with
     // every output listed.
-    let err = load(file, &description("nhwc_rgb", ""))
-        .unwrap_err()
-        .to_string();
+    let err = refusal(file, &description("nhwc_rgb", ""));
     assert!(err.contains("has 512 values"), "{err}");
     assert!(
         err.contains("\"StatefulPartitionedCall_1:0\" [1, 16] float32"),
@@ -153,22 +156,18 @@ fn the_embedding_output_is_chosen_by_name_when_the_model_has_several() {
     let pipeline = load(file, &named).unwrap();
     assert!(agreement(&embeddings(&pipeline), &reference()) > 0.9999);
     let wrong = description("nhwc_rgb", "output = \"embedding\"");
-    let err = load(file, &wrong).unwrap_err().to_string();
+    let err = refusal(file, &wrong);
     assert!(err.contains("no output named \"embedding\""), "{err}");
 }
 
 #[test]
 fn a_layout_that_does_not_fit_the_file_is_refused_at_load_with_both_shapes() {
-    let err = load("io_nchw_f32.tflite", &description("nhwc_rgb", ""))
-        .unwrap_err()
-        .to_string();
+    let err = refusal("io_nchw_f32.tflite", &description("nhwc_rgb", ""));
     assert!(
         err.contains("input shape is [1, 3, 48, 48], described: [1, 48, 48, 3]"),
         "{err}"
     );
-    let err = load("io_nhwc_f32.tflite", &description("nchw_rgb", ""))
-        .unwrap_err()
-        .to_string();
+    let err = refusal("io_nhwc_f32.tflite", &description("nchw_rgb", ""));
     assert!(err.contains("described: [1, 3, 48, 48]"), "{err}");
     assert!(err.contains("NCHW"), "{err}");
 }
@@ -214,7 +213,7 @@ fn a_chip_that_is_not_square_is_cut_and_embedded() {
         assert!(e[i].cosine(&e[j]) < 0.95, "{i} {j}: {}", e[i].cosine(&e[j]));
     }
     let swapped = description("nhwc_rgb", "").replace("[48, 48]", "[48, 40]");
-    let err = load(file, &swapped).unwrap_err().to_string();
+    let err = refusal(file, &swapped);
     assert!(
         err.contains("input shape is [1, 48, 40, 3], described: [1, 40, 48, 3]"),
         "{err}"

@@ -588,6 +588,16 @@ mod tests {
         (dir, Accounts::new(store, quota))
     }
 
+    /// Accounts with one client, "kiosk", allowed `api_hits` hits.
+    fn kiosk_with_hit_quota(api_hits: u64) -> (tempfile::TempDir, Accounts) {
+        let (dir, a) = accounts(Quota {
+            api_hits,
+            ..Quota::default()
+        });
+        a.add_client("kiosk", None).unwrap();
+        (dir, a)
+    }
+
     #[test]
     fn a_new_token_authenticates_its_client_until_rotated() {
         let (_dir, a) = accounts(Quota::default());
@@ -722,11 +732,7 @@ mod tests {
 
     #[test]
     fn api_hits_stop_at_the_quota() {
-        let (_dir, a) = accounts(Quota {
-            api_hits: 2,
-            ..Quota::default()
-        });
-        a.add_client("kiosk", None).unwrap();
+        let (_dir, a) = kiosk_with_hit_quota(2);
         a.hit("kiosk").unwrap();
         assert_eq!(a.remaining("kiosk").unwrap().api_hits, 1);
         a.hit("kiosk").unwrap();
@@ -801,11 +807,7 @@ mod tests {
     fn hits_and_counters_answer_while_a_flush_waits_for_the_disk() {
         use std::sync::mpsc::channel;
         use std::time::{Duration, Instant};
-        let (_dir, a) = accounts(Quota {
-            api_hits: 10,
-            ..Quota::default()
-        });
-        a.add_client("kiosk", None).unwrap();
+        let (_dir, a) = kiosk_with_hit_quota(10);
         for _ in 0..4 {
             a.hit("kiosk").unwrap();
         }
@@ -862,11 +864,7 @@ mod tests {
 
     #[test]
     fn concurrent_hits_never_pass_the_quota() {
-        let (_dir, a) = accounts(Quota {
-            api_hits: 50,
-            ..Quota::default()
-        });
-        a.add_client("kiosk", None).unwrap();
+        let (_dir, a) = kiosk_with_hit_quota(50);
         let a = Arc::new(a);
         let granted = std::sync::atomic::AtomicU64::new(0);
         std::thread::scope(|s| {

@@ -288,6 +288,33 @@ impl TensorInfo {
     pub fn element_count(&self) -> usize {
         self.shape.iter().map(|&d| d.max(1) as usize).product()
     }
+
+    /// How real values are stored in this tensor: `None` for float32 (as they are),
+    /// `Some((scale, zero_point, signed))` for int8/uint8 with a usable per-tensor
+    /// quantization. Any other tensor cannot hold real values for facegate; the error
+    /// says why.
+    pub fn real_value_encoding(&self) -> Result<Option<(f32, i64, bool)>, String> {
+        let signed = match self.element_type {
+            ElementType::Float32 => return Ok(None),
+            ElementType::Int8 => true,
+            ElementType::UInt8 => false,
+            other => {
+                return Err(format!(
+                    "{:?} is {other}; facegate takes float32, int8 or uint8",
+                    self.name
+                ))
+            }
+        };
+        match self.quantization {
+            Some((scale, zero_point)) if scale > 0.0 && scale.is_finite() => {
+                Ok(Some((scale, zero_point, signed)))
+            }
+            _ => Err(format!(
+                "{:?} is {} without a per-tensor scale and zero point",
+                self.name, self.element_type
+            )),
+        }
+    }
 }
 
 /// One compiled model with its own environment and host tensors. Nothing in it is

@@ -177,36 +177,17 @@ impl Model {
     /// Input `index` as a [`QuantizingInput`]: real values go in, and an int8/uint8
     /// input stores them quantized with its own scale and zero point.
     pub fn input_values_mut(&mut self, index: usize) -> Result<QuantizingInput<'_>, Error> {
-        let info = self.input_info(index)?;
-        let signed = match info.element_type {
-            ElementType::Float32 => None,
-            ElementType::Int8 => Some(true),
-            ElementType::UInt8 => Some(false),
-            other => {
-                return Err(self.shape_error(format!(
-                    "input {index} is {other}; facegate fills float32, int8 and uint8 inputs"
-                )))
-            }
-        };
-        let quantization = match (signed, info.quantization) {
-            (None, _) => None,
-            (Some(signed), Some((scale, zero_point))) if scale > 0.0 && scale.is_finite() => {
-                Some((1.0 / scale, zero_point as f32, signed))
-            }
-            (Some(_), _) => {
-                return Err(self.shape_error(format!(
-                    "input {index} is {} without a per-tensor scale and zero point",
-                    info.element_type
-                )))
-            }
-        };
+        let encoding = self
+            .input_info(index)?
+            .real_value_encoding()
+            .map_err(|reason| self.shape_error(format!("input {index} {reason}")))?;
         let tensor = &mut self.session.inputs[index].1;
-        Ok(match quantization {
+        Ok(match encoding {
             None => QuantizingInput::Float(tensor.f32s_mut()),
-            Some((inv_scale, zero, signed)) => QuantizingInput::Bytes {
+            Some((scale, zero_point, signed)) => QuantizingInput::Bytes {
                 bytes: tensor.bytes_mut(),
-                inv_scale,
-                zero,
+                inv_scale: 1.0 / scale,
+                zero: zero_point as f32,
                 signed,
             },
         })

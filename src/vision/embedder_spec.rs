@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::similarity::Calibration;
-use crate::runtime::{ElementType, Model, TensorInfo};
+use crate::runtime::{Model, TensorInfo};
 
 /// How the aligned chip's bytes become the network's input values.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -377,20 +377,13 @@ mod fingerprint {
 }
 
 /// Float32 as it is, or int8/uint8 with the per-tensor scale and zero point that
-/// [`Model::input_values_mut`] and [`Model::output_dequantized`] use.
+/// [`Model::input_values_mut`] and [`Model::output_dequantized`] use (the runtime's
+/// one rule, [`TensorInfo::real_value_encoding`]).
 fn check_element_type(what: &str, tensor: &TensorInfo) -> Result<(), String> {
-    match tensor.element_type {
-        ElementType::Float32 => Ok(()),
-        ElementType::Int8 | ElementType::UInt8 if tensor.quantization.is_some() => Ok(()),
-        ElementType::Int8 | ElementType::UInt8 => Err(format!(
-            "{what} {:?} is {} without a per-tensor scale and zero point",
-            tensor.name, tensor.element_type
-        )),
-        other => Err(format!(
-            "{what} {:?} is {other}; facegate takes float32, int8 or uint8",
-            tensor.name
-        )),
-    }
+    tensor
+        .real_value_encoding()
+        .map(drop)
+        .map_err(|reason| format!("{what} {reason}"))
 }
 
 /// "; the model's outputs: ..." for errors about the embedding output.
