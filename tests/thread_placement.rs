@@ -3,9 +3,12 @@
 //! threads LiteRT starts stay off the core a lone request is pinned to, the request gets
 //! the same answer as without pinning, and its thread gets its cores back.
 //!
-//! Each test loads its pipelines in a thread of its own (so the harness's thread is
-//! never confined), one load at a time across the tests (`LOADING`), so the threads
-//! that appear during a load are that pipeline's.
+//! Each test loads its pipelines in a thread of its own, with a name of its own (so the
+//! harness's thread is never confined), one load at a time across the tests
+//! (`LOADING`). The threads LiteRT starts inherit their creator's name (Linux copies a
+//! thread's `comm` to the threads it creates), which tells them apart from threads other
+//! tests or the harness start meanwhile: filtering by time alone once counted another
+//! test's thread, unconfined, as a model worker.
 
 #![cfg(target_os = "linux")]
 
@@ -41,6 +44,18 @@ fn load_unlocked(pin: bool) -> Pipeline {
     Pipeline::load(runtime(), options).expect("models load")
 }
 
+/// The name (`comm`) of thread `tid` of this process, or of the calling thread.
+fn thread_name(tid: Option<u32>) -> String {
+    let path = match tid {
+        Some(tid) => format!("/proc/self/task/{tid}/comm"),
+        None => "/proc/thread-self/comm".to_string(),
+    };
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .trim_end()
+        .to_string()
+}
+
 /// Thread id -> allowed cores, for every thread of this process.
 fn threads() -> Vec<(u32, Vec<usize>)> {
     let mut out = Vec::new();
@@ -73,27 +88,35 @@ fn parse_core_list(list: &str) -> Vec<usize> {
     cores
 }
 
-/// The threads started while `load` ran (LiteRT's workers), with their cores.
+/// The threads started while `load` ran by this thread (LiteRT's workers: new, and
+/// named as this thread), with their cores.
 fn threads_started_by(pin: bool) -> (Pipeline, Vec<Vec<usize>>) {
     let _one_at_a_time = LOADING.lock().unwrap_or_else(|e| e.into_inner());
     let before: BTreeSet<u32> = threads().into_iter().map(|(tid, _)| tid).collect();
     let loaded = load_unlocked(pin);
+    let ours = thread_name(None);
     let started = threads()
         .into_iter()
-        .filter(|(tid, _)| !before.contains(tid))
+        .filter(|(tid, _)| !before.contains(tid) && thread_name(Some(*tid)) == ours)
         .map(|(_, cores)| cores)
         .collect();
     (loaded, started)
 }
 
-/// Runs `test` on a thread of its own, so the harness's thread is never confined.
-fn on_its_own_thread(test: impl FnOnce() + Send + 'static) {
-    std::thread::spawn(test).join().unwrap();
+/// Runs `test` on a thread of its own named `name` (at most 15 bytes, unique per test),
+/// so the harness's thread is never confined and LiteRT's threads carry that name.
+fn on_its_own_thread(name: &str, test: impl FnOnce() + Send + 'static) {
+    std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(test)
+        .expect("test thread")
+        .join()
+        .unwrap();
 }
 
 #[test]
 fn the_idle_machine_session_starts_its_model_workers_off_the_callers_core() {
-    on_its_own_thread(|| {
+    on_its_own_thread("place-pinned", || {
         let Some(split) = CoreSplit::of_this_thread() else {
             eprintln!("fewer than two cores allowed: nothing to place");
             return;
@@ -118,7 +141,7 @@ fn the_idle_machine_session_starts_its_model_workers_off_the_callers_core() {
 
 #[test]
 fn without_pinning_the_model_workers_may_run_anywhere() {
-    on_its_own_thread(|| {
+    on_its_own_thread("place-free", || {
         let allowed = this_thread_cores();
         let (_pipeline, started) = threads_started_by(false);
         assert!(
@@ -134,7 +157,7 @@ fn without_pinning_the_model_workers_may_run_anywhere() {
 
 #[test]
 fn a_pinned_request_gets_the_unpinned_answer_and_its_thread_gets_its_cores_back() {
-    on_its_own_thread(|| {
+    on_its_own_thread("place-answer", || {
         let allowed = this_thread_cores();
         let image = fixture("single_640x480.jpg");
         let pinned_pipeline = pipeline(true);
