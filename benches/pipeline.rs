@@ -53,7 +53,7 @@ fn stages(c: &mut Criterion) {
         .aligned
         .clone();
     c.bench_function("embed_aligned_chip", |b| {
-        b.iter(|| pipeline.embed_chip(&chip).expect("embed"))
+        b.iter(|| pipeline.embed_stored_crop(&chip, None).expect("embed"))
     });
 }
 

@@ -221,27 +221,62 @@ fn a_chip_that_is_not_square_is_cut_and_embedded() {
 }
 
 #[test]
-fn a_stored_crop_of_another_embedders_size_is_refused_naming_both_sizes() {
-    // The shipped embedder's 150x150 chip, fed to the 48x48 network by a reembed or a
-    // replica after a model change.
+fn the_shipped_embedders_stored_crop_is_recut_to_another_embedders_chip() {
+    // `reembed` or a replica after a switch from the shipped embedder (dlib's 150x150
+    // chip) to this 48x48 network with ArcFace's template: the 48x48 chip is cut from
+    // the stored crop, and must match the one cut from the photo.
     let shipped = real_models::load_models_in(&real_models::models_dir(), DLIB, None).unwrap();
-    let photo = std::fs::read(repo(PHOTOS[0])).unwrap();
-    let crop = shipped
-        .analyze_bytes(&photo, FaceSelection::Largest)
-        .unwrap()
-        .remove(0)
-        .aligned;
     let small = load("io_nhwc_f32.tflite", &description("nhwc_rgb", "")).unwrap();
-    let err = small.embed_chip(&crop).unwrap_err();
+    for photo in PHOTOS {
+        let bytes = std::fs::read(repo(photo)).unwrap();
+        let crop = shipped
+            .analyze_bytes(&bytes, FaceSelection::Largest)
+            .unwrap()
+            .remove(0)
+            .aligned;
+        let direct = small
+            .analyze_bytes(&bytes, FaceSelection::Largest)
+            .unwrap()
+            .remove(0)
+            .embedding;
+        let (recut, read_as) = small
+            .embed_stored_crop(&crop, Some(&shipped.crop_points()))
+            .unwrap();
+        assert_eq!(read_as, shipped.crop_points());
+        // Crops stored before points were recorded: a 150x150 one is dlib's chip.
+        let (unrecorded, read_as) = small.embed_stored_crop(&crop, None).unwrap();
+        assert_eq!(read_as, shipped.crop_points());
+        // Read wrongly: the whole crop as this network's template (ArcFace's
+        // points scaled to 150 px), as if it had been cut for it.
+        let as_arcface = vision::CropPoints(small.crop_points().0.map(|p| vision::Point {
+            x: p.x * 150.0 / 48.0,
+            y: p.y * 150.0 / 48.0,
+        }));
+        let (wrong, _) = small.embed_stored_crop(&crop, Some(&as_arcface)).unwrap();
+        let (recut, wrong) = (recut.cosine(&direct), wrong.cosine(&direct));
+        eprintln!("{photo}: recut {recut}, read as cut for this network {wrong}");
+        assert!(
+            recut > 0.85 && recut > wrong + 0.05,
+            "{photo}: {recut} {wrong}"
+        );
+        assert!(unrecorded.cosine(&direct) > recut - 1e-5);
+    }
+}
+
+#[test]
+fn an_unrecorded_crop_of_an_unknown_size_is_refused_naming_both_sizes() {
+    let small = load("io_nhwc_f32.tflite", &description("nhwc_rgb", "")).unwrap();
+    let err = small
+        .embed_stored_crop(&image::RgbImage::new(112, 112), None)
+        .unwrap_err();
     assert!(
         matches!(
             err,
             vision::Error::StoredChipLayout {
-                found: (150, 150),
+                found: (112, 112),
                 expected: (48, 48)
             }
         ),
         "{err}"
     );
-    assert!(err.to_string().contains("enroll the faces again"), "{err}");
 }

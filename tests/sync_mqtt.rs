@@ -344,6 +344,7 @@ fn central_upsert(user_id: &str, model: &str, face: &Face, crop: bool, version: 
             templates: vec![WireTemplate {
                 embedding: encode_embedding(&face.embedding.0),
                 crop: None,
+                crop_points: None,
                 masked: false,
             }],
         },

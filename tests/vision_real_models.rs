@@ -148,7 +148,12 @@ fn a_stored_aligned_crop_re_embeds_to_the_same_embedding() {
         .analyze_bytes(&fixture("sheldon1.png"), FaceSelection::Largest)
         .unwrap()
         .remove(0);
-    let again = p.embed_chip(&face.aligned).unwrap();
+    let (again, points) = p.embed_stored_crop(&face.aligned, None).unwrap();
+    assert!(again.cosine(&face.embedding) > 0.9999);
+    assert_eq!(points, p.crop_points());
+    let (again, _) = p
+        .embed_stored_crop(&face.aligned, Some(&p.crop_points()))
+        .unwrap();
     assert!(again.cosine(&face.embedding) > 0.9999);
 }
 

@@ -62,6 +62,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.path.dirname(HERE))
     args = ap.parse_args()
+    os.makedirs(args.out, exist_ok=True)
     pb = graph_path()
     print("graph", pb, hashlib.sha256(open(pb, "rb").read()).hexdigest())
     files = {}

@@ -84,7 +84,7 @@ pub fn read(config: &Config, pipeline: &Pipeline, dir: &Path) -> anyhow::Result<
                     face.quality.face_px
                 )),
                 Ok([face, ..]) => {
-                    templates.push(wire_template(face)?);
+                    templates.push(wire_template(face, pipeline.crop_points())?);
                     None
                 }
             };

@@ -26,11 +26,23 @@ pub fn run(config: &Config, args: &ReembedArgs) -> anyhow::Result<ExitCode> {
     let pipeline = Arc::new(super::load_pipeline(config)?);
     // Through a gallery: its one write path keeps the store and the index consistent.
     let gallery = Gallery::open(Arc::new(store), pipeline, Settings::from_config(config))?;
-    let report = gallery.reembed(args.force)?;
+    let bar = super::progress::bar(0, "re-embedding");
+    let report = gallery.reembed_with_progress(args.force, &|done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    })?;
+    bar.finish_and_clear();
     gallery.flush()?;
     println!(
-        "re-embedded {} template(s); {} already current; {} without a stored crop (need re-enrollment); {} changed meanwhile",
-        report.updated, report.current, report.without_crop, report.changed_meanwhile
+        "re-embedded {} template(s) ({} cut from crops of another layout); {} already current; \
+         {} without a stored crop and {} with a crop this model cannot read (need \
+         re-enrollment, see the log); {} changed meanwhile",
+        report.updated,
+        report.from_other_layout,
+        report.current,
+        report.without_crop,
+        report.unusable_crop,
+        report.changed_meanwhile
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -7,15 +7,17 @@ use base64::Engine;
 use super::ops::b64;
 use super::{crop, encode_embedding, Error, Op, OpKind, StateUser, WireTemplate};
 use crate::store::now_ms;
-use crate::vision::Face;
+use crate::vision::{CropPoints, Face};
 
-/// A template for the wire: the face's embedding and its aligned crop (so that a device
-/// with another model can re-embed).
-pub fn wire_template(face: &Face) -> Result<WireTemplate, Error> {
+/// A template for the wire: the face's embedding and its aligned crop with where the
+/// crop shows the face (`Pipeline::crop_points` of the pipeline that found `face`), so
+/// that a device with another model can re-embed.
+pub fn wire_template(face: &Face, crop_points: CropPoints) -> Result<WireTemplate, Error> {
     let jpeg = crop::encode(&face.aligned)?;
     Ok(WireTemplate {
         embedding: encode_embedding(&face.embedding.0),
         crop: Some(b64().encode(jpeg)),
+        crop_points: Some(crop_points.pixels()),
         masked: face.masked,
     })
 }

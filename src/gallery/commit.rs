@@ -278,6 +278,7 @@ mod tests {
             fingerprint: "m".into(),
             embedding: (0..128).map(|i| fill + i as f32).collect(),
             crop_jpeg: (crop > 0).then(|| vec![7u8; crop]),
+            crop_points: None,
             masked: false,
             created_at: 0,
         }

@@ -198,6 +198,9 @@ impl Gallery {
         let record = TemplateRecord {
             fingerprint: self.pipeline.fingerprint().to_string(),
             embedding: face.embedding.0.to_vec(),
+            crop_points: crop_jpeg
+                .as_ref()
+                .map(|_| self.pipeline.crop_points().pixels()),
             crop_jpeg,
             masked: face.masked,
             created_at: self.writes.clock().now_secs(),
@@ -236,6 +239,12 @@ impl Gallery {
                 fingerprint: self.pipeline.fingerprint().to_string(),
                 embedding: f.embedding.clone(),
                 crop_jpeg: f.crop_jpeg.clone().filter(|_| self.settings.keep_crops),
+                // Made with this gallery's model: its chips.
+                crop_points: f
+                    .crop_jpeg
+                    .as_ref()
+                    .filter(|_| self.settings.keep_crops)
+                    .map(|_| self.pipeline.crop_points().pixels()),
                 masked: false,
                 created_at: now,
             })

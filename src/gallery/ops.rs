@@ -111,6 +111,12 @@ pub struct WireTemplate {
     pub embedding: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crop: Option<String>,
+    /// Where the crop shows the face: dlib's mean-face right eye, left eye and mouth
+    /// centre as `[x, y]` crop pixels (`vision::CropPoints`), so that a device whose
+    /// embedder cuts another chip can cut it from the crop. Absent: a 150x150 crop is
+    /// read as dlib's chip (docs/sync.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crop_points: Option<[[f32; 2]; 3]>,
     #[serde(default)]
     pub masked: bool,
 }
@@ -196,6 +202,7 @@ pub(super) fn wire(record: &TemplateRecord) -> WireTemplate {
     WireTemplate {
         embedding: encode_embedding(&record.embedding),
         crop: record.crop_jpeg.as_ref().map(|c| b64().encode(c)),
+        crop_points: record.crop_jpeg.as_ref().and(record.crop_points),
         masked: record.masked,
     }
 }

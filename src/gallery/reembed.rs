@@ -14,6 +14,7 @@
 
 use super::{crop, Error, Gallery};
 use crate::store::{TemplateRecord, TemplateRow};
+use crate::vision;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ReembedReport {
@@ -23,6 +24,13 @@ pub struct ReembedReport {
     pub current: usize,
     /// Without a stored crop: cannot be re-embedded.
     pub without_crop: usize,
+    /// With a stored crop this model cannot read (an undecodable JPEG, unusable face
+    /// points, or a crop of another size stored before points were recorded): left as
+    /// they are, each logged; enroll those faces again from photos.
+    pub unusable_crop: usize,
+    /// Of `updated`, cut from a crop of another layout (`vision::Pipeline::
+    /// embed_stored_crop`): what the crop did not show is black in the new chip.
+    pub from_other_layout: usize,
     /// Deleted or replaced between reading and writing them: left as they are.
     pub changed_meanwhile: usize,
 }
@@ -34,6 +42,16 @@ impl Gallery {
     /// refused while `facegate serve` holds the data folder). `force` also re-embeds
     /// templates already in the current space.
     pub fn reembed(&self, force: bool) -> Result<ReembedReport, Error> {
+        self.reembed_with_progress(force, &|_, _| {})
+    }
+
+    /// [`Gallery::reembed`], calling `progress(done, total)` after each template read
+    /// (`facegate reembed`'s progress bar).
+    pub fn reembed_with_progress(
+        &self,
+        force: bool,
+        progress: &dyn Fn(usize, usize),
+    ) -> Result<ReembedReport, Error> {
         let fingerprint = self.pipeline.fingerprint().to_string();
         let mut rows: Vec<TemplateRow> = Vec::new();
         let mut report = ReembedReport::default();
@@ -49,19 +67,46 @@ impl Gallery {
                 Ok(())
             })
         })?;
+        let mut done = 0;
         for batch in rows.chunks(BATCH) {
             let mut updated = Vec::with_capacity(batch.len());
             for row in batch {
+                done += 1;
+                progress(done, rows.len());
                 let Some(jpeg) = &row.record.crop_jpeg else {
                     continue;
                 };
-                let chip = crop::decode(jpeg)?;
-                let embedding = self.pipeline.embed_chip(&chip).map_err(Error::Vision)?;
+                let (embedding, points) = match self.embed_stored(&row.record, jpeg) {
+                    Ok(done) => done,
+                    Err(
+                        why @ (Error::Crop(_)
+                        | Error::Vision(
+                            vision::Error::StoredChipLayout { .. } | vision::Error::StoredCrop(_),
+                        )),
+                    ) => {
+                        tracing::warn!(
+                            client = %row.client,
+                            gallery = %row.gallery,
+                            user_id = %row.user_id,
+                            template = row.id,
+                            "template left as it is: {why}"
+                        );
+                        report.unusable_crop += 1;
+                        continue;
+                    }
+                    Err(other) => return Err(other),
+                };
+                if points != self.pipeline.crop_points() {
+                    report.from_other_layout += 1;
+                }
                 updated.push((
                     row,
                     TemplateRecord {
                         fingerprint: fingerprint.clone(),
                         embedding: embedding.0.to_vec(),
+                        // Recorded now: under the new fingerprint, a crop without
+                        // points would read as this model's chip.
+                        crop_points: Some(points.pixels()),
                         ..row.record.clone()
                     },
                 ));
@@ -90,6 +135,22 @@ impl Gallery {
         }
         Ok(report)
     }
+
+    /// A stored template's crop embedded with this model, and the face points it was
+    /// read with.
+    fn embed_stored(
+        &self,
+        record: &TemplateRecord,
+        jpeg: &[u8],
+    ) -> Result<(crate::vision::Embedding, vision::CropPoints), Error> {
+        let stored = crop::decode(jpeg)?;
+        let recorded =
+            crop::points_to_read(&self.pipeline, &record.fingerprint, record.crop_points)
+                .map_err(Error::Vision)?;
+        self.pipeline
+            .embed_stored_crop(&stored, recorded.as_ref())
+            .map_err(Error::Vision)
+    }
 }
 
 #[cfg(test)]
@@ -105,14 +166,19 @@ mod tests {
 
     fn pipeline() -> Arc<Pipeline> {
         static PIPELINE: OnceLock<Arc<Pipeline>> = OnceLock::new();
-        PIPELINE
-            .get_or_init(|| {
-                let config = crate::config::merge(None, "-", &HashMap::<String, String>::new())
-                    .expect("default config");
-                let runtime = Runtime::locate_and_load(config.runtime_library()).expect("LiteRT");
-                Arc::new(Pipeline::load(&runtime, config.pipeline_options()).expect("models"))
-            })
-            .clone()
+        PIPELINE.get_or_init(|| pipeline_with_padding(None)).clone()
+    }
+
+    /// The default pipeline, or with another dlib chip padding: another crop layout.
+    fn pipeline_with_padding(padding: Option<f32>) -> Arc<Pipeline> {
+        let config = crate::config::merge(None, "-", &HashMap::<String, String>::new())
+            .expect("default config");
+        let runtime = Runtime::locate_and_load(config.runtime_library()).expect("LiteRT");
+        let mut options = config.pipeline_options();
+        if let Some(p) = padding {
+            options.chip_padding = p;
+        }
+        Arc::new(Pipeline::load(&runtime, options).expect("models"))
     }
 
     fn photo(name: &str) -> Vec<u8> {
@@ -125,6 +191,10 @@ mod tests {
 
     /// Sync on (an outbox), default thresholds, crops kept.
     fn open(dir: &std::path::Path) -> Gallery {
+        open_with(dir, pipeline())
+    }
+
+    fn open_with(dir: &std::path::Path, pipeline: Arc<Pipeline>) -> Gallery {
         let config = crate::config::merge(None, "-", &HashMap::<String, String>::new()).unwrap();
         let settings = Settings {
             outbox: Some(OutboxSettings {
@@ -134,7 +204,7 @@ mod tests {
             ..Settings::from_config(&config)
         };
         let store = Arc::new(Store::open(dir, 4).unwrap());
-        Gallery::open(store, pipeline(), settings).unwrap()
+        Gallery::open(store, pipeline, settings).unwrap()
     }
 
     fn enroll(g: &Gallery, user_id: &str, picture: &str) {
@@ -201,7 +271,8 @@ mod tests {
                 updated: 1,
                 current: 1,
                 without_crop: 0,
-                changed_meanwhile: 0
+                changed_meanwhile: 0,
+                ..ReembedReport::default()
             }
         );
         // Same gallery, not reopened: the commit put the new template in the index.
@@ -233,5 +304,117 @@ mod tests {
         let g = open(dir.path());
         assert_eq!(g.indexed_templates(), 2);
         assert_eq!(identify(&g, "amy2.png").as_deref(), Some("amy"));
+    }
+
+    #[test]
+    fn a_crop_stored_before_points_were_recorded_keeps_its_reading_across_reembeds() {
+        // A store from before crop points: amy's crop is the shipped 150x150 dlib chip
+        // and records nothing. The door moves to another crop layout (dlib padding
+        // 0.35) and re-embeds, then re-embeds again with --force. Had the first run
+        // not recorded how it read the crop, the second would take it for the new
+        // model's own chip (the template now has the new fingerprint).
+        let dir = tempfile::tempdir().unwrap();
+        let g = open(dir.path());
+        g.accounts().add_client("kiosk", None).unwrap();
+        g.create_gallery("kiosk", "door").unwrap();
+        enroll(&g, "amy", "amy1.png");
+        let (id, amy) = g
+            .read_store(|r| r.templates_of("kiosk", "door", "amy"))
+            .unwrap()
+            .remove(0);
+        let legacy = TemplateRecord {
+            fingerprint: "old-model".into(),
+            crop_points: None,
+            ..amy.clone()
+        };
+        g.writes
+            .commit(|tx| {
+                tx.put_template("kiosk", "door", "amy", id, &legacy)?;
+                Ok(())
+            })
+            .unwrap();
+        drop(g);
+
+        let wider = pipeline_with_padding(Some(0.35));
+        assert_ne!(wider.crop_points(), pipeline().crop_points());
+        let g = open_with(dir.path(), wider.clone());
+        let stored = |g: &Gallery| {
+            g.read_store(|r| r.templates_of("kiosk", "door", "amy"))
+                .unwrap()
+                .remove(0)
+                .1
+        };
+        assert_eq!(g.reembed(false).unwrap().updated, 1);
+        let first = stored(&g);
+        assert_eq!(first.crop_points, Some(pipeline().crop_points().pixels()));
+        let direct = wider
+            .analyze_bytes(&photo("amy1.png"), crate::vision::FaceSelection::Largest)
+            .unwrap()
+            .remove(0)
+            .embedding;
+        let cosine = |a: &[f32], b: &[f32]| {
+            crate::index::dot_f32(
+                &crate::index::normalized(a).unwrap(),
+                &crate::index::normalized(b).unwrap(),
+            )
+        };
+        assert!(cosine(&first.embedding, &direct.0) > 0.99);
+        assert_eq!(g.reembed(true).unwrap().updated, 1);
+        let second = stored(&g);
+        assert_eq!(second.crop_points, first.crop_points);
+        assert!(cosine(&second.embedding, &first.embedding) > 0.9999);
+    }
+
+    #[test]
+    fn a_crop_this_model_cannot_read_is_left_and_counted_while_the_rest_move_on() {
+        // One template of an old store whose crop is of an unknown layout (112x112,
+        // no points), one whose JPEG is damaged, one good: the run does not stop at
+        // the first, and says what it left.
+        let dir = tempfile::tempdir().unwrap();
+        let g = open(dir.path());
+        g.accounts().add_client("kiosk", None).unwrap();
+        g.create_gallery("kiosk", "door").unwrap();
+        for (user, photo) in [
+            ("amy", "amy1.png"),
+            ("sheldon", "sheldon1.png"),
+            ("penny", "penny1.png"),
+        ] {
+            enroll(&g, user, photo);
+        }
+        let unknown = crop::encode(&image::RgbImage::new(112, 112)).unwrap();
+        for (user, crop_jpeg) in [("amy", unknown), ("sheldon", vec![0xFF, 0xD8, 0, 1])] {
+            let (id, t) = g
+                .read_store(|r| r.templates_of("kiosk", "door", user))
+                .unwrap()
+                .remove(0);
+            let old = TemplateRecord {
+                fingerprint: "old-model".into(),
+                crop_jpeg: Some(crop_jpeg),
+                crop_points: None,
+                ..t
+            };
+            g.writes
+                .commit(|tx| {
+                    tx.put_template("kiosk", "door", user, id, &old)?;
+                    Ok(())
+                })
+                .unwrap();
+        }
+        let report = g.reembed(true).unwrap();
+        assert_eq!(
+            (
+                report.updated,
+                report.unusable_crop,
+                report.from_other_layout
+            ),
+            (1, 2, 0),
+            "{report:?}"
+        );
+        let amy = g
+            .read_store(|r| r.templates_of("kiosk", "door", "amy"))
+            .unwrap()
+            .remove(0)
+            .1;
+        assert_eq!(amy.fingerprint, "old-model", "left as it was");
     }
 }

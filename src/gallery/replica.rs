@@ -117,6 +117,11 @@ impl Gallery {
                 },
                 None => None,
             };
+            let mut crop_points =
+                match crop::points_to_read(&self.pipeline, &op.model, t.crop_points) {
+                    Ok(points) => points,
+                    Err(e) => return Ok(Err(Refusal::BadTemplate(e.to_string()))),
+                };
             let embedding = if same_model {
                 match decode_embedding(&t.embedding) {
                     Ok(e) => e,
@@ -129,20 +134,28 @@ impl Gallery {
                         ours: ours.to_string(),
                     }));
                 };
-                let chip = match crop::decode(jpeg) {
-                    Ok(chip) => chip,
+                let stored = match crop::decode(jpeg) {
+                    Ok(stored) => stored,
                     Err(e) => return Ok(Err(Refusal::BadTemplate(e.to_string()))),
                 };
-                match self.pipeline.embed_chip(&chip) {
-                    Ok(e) => e.0.to_vec(),
+                match self
+                    .pipeline
+                    .embed_stored_crop(&stored, crop_points.as_ref())
+                {
+                    Ok((e, points)) => {
+                        crop_points = Some(points);
+                        e.0.to_vec()
+                    }
                     Err(busy @ crate::vision::Error::Busy(_)) => return Err(Error::Vision(busy)),
                     Err(e) => return Ok(Err(Refusal::BadTemplate(e.to_string()))),
                 }
             };
+            let crop_jpeg = crop_jpeg.filter(|_| self.settings.keep_crops);
             out.push(TemplateRecord {
                 fingerprint: ours.to_string(),
                 embedding,
-                crop_jpeg: crop_jpeg.filter(|_| self.settings.keep_crops),
+                crop_points: crop_jpeg.as_ref().and(crop_points).map(|p| p.pixels()),
+                crop_jpeg,
                 masked: t.masked,
                 created_at: self.writes.clock().now_secs(),
             });

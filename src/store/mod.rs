@@ -321,6 +321,7 @@ mod tests {
             fingerprint: "fp".into(),
             embedding: vec![fill; 128],
             crop_jpeg: Some(vec![7u8; crop]),
+            crop_points: None,
             masked: false,
             created_at: now(),
         }

@@ -98,15 +98,24 @@ pub struct TemplateRecord {
     pub embedding: Vec<f32>,
     /// The aligned face crop as JPEG, when crops are kept.
     pub crop_jpeg: Option<Vec<u8>>,
+    /// Where the crop shows the face (`vision::CropPoints`): dlib's mean-face right eye,
+    /// left eye and mouth centre in crop pixels. `None` for crops stored before it was
+    /// recorded, and always without a crop.
+    pub crop_points: Option<[[f32; 2]; 3]>,
     pub masked: bool,
     pub created_at: u64,
 }
 
 const TEMPLATE_LAYOUT: u8 = 1;
 
+/// Marks the crop points after the crop. Layout 1 readers stop at the crop, so records
+/// with points still read in binaries from before them (a downgrade loses nothing).
+const CROP_POINTS_TAG: u8 = 1;
+
 impl TemplateRecord {
     /// Layout 1: [1][fp len u8][fp][dims u16 LE][dims x f32 LE][masked u8]
-    /// [created_at u64 LE][crop len u32 LE][crop].
+    /// [created_at u64 LE][crop len u32 LE][crop], then, with a crop and its points,
+    /// [CROP_POINTS_TAG][6 x f32 LE].
     pub fn encode(&self) -> Vec<u8> {
         let fp = self.fingerprint.as_bytes();
         let fp = &fp[..fp.len().min(255)];
@@ -123,6 +132,12 @@ impl TemplateRecord {
         out.extend_from_slice(&self.created_at.to_le_bytes());
         out.extend_from_slice(&(crop.len() as u32).to_le_bytes());
         out.extend_from_slice(crop);
+        if let (false, Some(points)) = (crop.is_empty(), &self.crop_points) {
+            out.push(CROP_POINTS_TAG);
+            for v in points.iter().flatten() {
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+        }
         out
     }
 
@@ -174,11 +189,22 @@ impl TemplateRecord {
         let masked = r.take(1)?[0] != 0;
         let created_at = u64::from_le_bytes(r.array()?);
         let crop_len = u32::from_le_bytes(r.array()?) as usize;
-        let crop = if with_crop { r.take(crop_len)? } else { &[] };
+        let (crop, crop_points) = if with_crop {
+            let crop = r.take(crop_len)?;
+            let points = if crop.is_empty() {
+                None
+            } else {
+                r.crop_points()?
+            };
+            (crop, points)
+        } else {
+            (&[][..], None)
+        };
         Ok(TemplateRecord {
             fingerprint,
             embedding,
             crop_jpeg: (!crop.is_empty()).then(|| crop.to_vec()),
+            crop_points,
             masked,
             created_at,
         })
@@ -191,6 +217,22 @@ struct Cursor<'a> {
 }
 
 impl<'a> Cursor<'a> {
+    /// The crop points after a crop, if the record has them.
+    fn crop_points(&mut self) -> Result<Option<[[f32; 2]; 3]>, Error> {
+        if self.at == self.bytes.len() {
+            return Ok(None);
+        }
+        let tag = self.take(1)?[0];
+        if tag != CROP_POINTS_TAG {
+            return Err(Error::Corrupt(format!("template trailer {tag}")));
+        }
+        let mut v = [0f32; 6];
+        for x in &mut v {
+            *x = f32::from_le_bytes(self.array()?);
+        }
+        Ok(Some([[v[0], v[1]], [v[2], v[3]], [v[4], v[5]]]))
+    }
+
     /// The embedding: its dimension (u16) then that many little-endian f32.
     fn embedding(&mut self) -> Result<impl Iterator<Item = f32> + 'a, Error> {
         let dims = usize::from(u16::from_le_bytes(self.array()?));
@@ -234,6 +276,7 @@ mod tests {
             fingerprint: "abcd".into(),
             embedding: (0..128).map(|i| i as f32 / 7.0).collect(),
             crop_jpeg: Some(vec![0xFF, 0xD8, 1, 2, 3]),
+            crop_points: None,
             masked: true,
             created_at: 1_700_000_000,
         };
@@ -243,11 +286,55 @@ mod tests {
     }
 
     #[test]
+    fn crop_points_follow_the_crop_so_records_without_them_still_read() {
+        let without = TemplateRecord {
+            fingerprint: "abcd".into(),
+            embedding: vec![0.5; 128],
+            crop_jpeg: Some(vec![0xFF, 0xD8, 1, 2, 3]),
+            crop_points: None,
+            masked: false,
+            created_at: 1_700_000_000,
+        };
+        let with = TemplateRecord {
+            crop_points: Some([[51.25, 55.0], [98.5, 55.0], [74.75, 110.5]]),
+            ..without.clone()
+        };
+        let (old, new) = (without.encode(), with.encode());
+        assert_eq!(TemplateRecord::decode(&new).unwrap(), with);
+        assert_eq!(TemplateRecord::decode(&old).unwrap(), without);
+        // The points only append: a reader that stops at the crop (every binary from
+        // before them) reads the same record.
+        assert_eq!(&new[..old.len()], &old[..]);
+        assert_eq!(new.len(), old.len() + 1 + 24);
+        let listed = TemplateRecord::decode_without_crop(&new).unwrap();
+        assert_eq!((listed.crop_jpeg, listed.crop_points), (None, None));
+        // Points without a crop mean nothing and are not written.
+        let no_crop = TemplateRecord {
+            crop_jpeg: None,
+            ..with.clone()
+        };
+        assert_eq!(
+            TemplateRecord::decode(&no_crop.encode())
+                .unwrap()
+                .crop_points,
+            None
+        );
+        // A truncated trailer or a wrong tag is corruption, not a panic.
+        for n in old.len() + 1..new.len() {
+            assert!(TemplateRecord::decode(&new[..n]).is_err(), "{n}");
+        }
+        let mut wrong = new.clone();
+        wrong[old.len()] = 9;
+        assert!(TemplateRecord::decode(&wrong).is_err());
+    }
+
+    #[test]
     fn the_embedding_alone_is_read_for_its_fingerprint_only() {
         let t = TemplateRecord {
             fingerprint: "abcd".into(),
             embedding: (0..128).map(|i| i as f32 / 7.0).collect(),
             crop_jpeg: Some(vec![0xFF, 0xD8, 1, 2, 3]),
+            crop_points: None,
             masked: true,
             created_at: 1_700_000_000,
         };
@@ -272,6 +359,7 @@ mod tests {
             fingerprint: "f".into(),
             embedding: vec![1.0; 128],
             crop_jpeg: None,
+            crop_points: None,
             masked: false,
             created_at: 1,
         };

@@ -112,6 +112,15 @@ impl ChipLayout {
         })
     }
 
+    /// Where this layout's chips show dlib's mean-face right eye, left eye and mouth
+    /// centre: the template's points put through the layout as a face's keypoints would
+    /// be (what a stored crop records, src/vision/stored_crop.rs). `None` only for a
+    /// degenerate template.
+    pub(super) fn face_points(&self) -> Option<[Point; 3]> {
+        let to_chip = self.to_chip(&TEMPLATE)?;
+        Some(TEMPLATE.map(|p| to_chip.apply(p)))
+    }
+
     /// The transform from image to chip coordinates for these keypoints.
     fn to_chip(&self, src: &[Point; 3]) -> Option<Similarity> {
         match self.template {

@@ -22,6 +22,7 @@ mod open_set;
 mod pipeline;
 mod sharpness;
 mod similarity;
+mod stored_crop;
 mod warp;
 
 pub use admission::{AdmissionLimits, Busy, PoolStatus};
@@ -42,6 +43,7 @@ pub use pipeline::{
 };
 pub use sharpness::chip_sharpness;
 pub use similarity::{similarity, Calibration, CALIBRATION, DEFAULT_THRESHOLD};
+pub use stored_crop::CropPoints;
 
 /// An axis-aligned box in image pixels (origin top-left).
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -146,19 +148,22 @@ pub enum Error {
     Embedder(#[from] SpecError),
     #[error("model output malformed: {0}")]
     ModelOutput(String),
-    /// A stored crop is the chip of the embedder it was enrolled with; one of another
-    /// size cannot feed this embedder.
+    /// A stored crop without recorded face points ([`CropPoints`]) and not of the one
+    /// size whose layout is known.
     #[error(
-        "a stored face crop is {}x{}, this embedder takes {}x{} chips: crops are cut for \
-         the embedder they were enrolled with, so templates move by re-embedding only \
-         between embedders with the same crop (input size and template); enroll the \
-         faces again from photos for this one (docs/own-model.md)",
+        "a stored face crop is {}x{} and records no face position (crops stored before \
+         facegate recorded it are read as dlib's 150x150 chip, the only crop facegate's \
+         own embedders cut); this embedder takes {}x{} chips, so enroll these faces \
+         again from photos (docs/own-model.md)",
         found.0, found.1, expected.0, expected.1
     )]
     StoredChipLayout {
         found: (u32, u32),
         expected: (u32, u32),
     },
+    /// A stored crop's recorded face points cannot be used.
+    #[error("stored face crop: {0}")]
+    StoredCrop(String),
     /// No inference session within the queue's bounds (`[runtime] queue`,
     /// `queue_timeout_ms`): the caller may retry later.
     #[error(transparent)]

@@ -26,6 +26,7 @@ use super::mask::{input_side, mask_probability};
 use super::open_set::ScoreNormalisation;
 use super::sharpness::chip_sharpness;
 use super::similarity::Calibration;
+use super::stored_crop::{chip_from, recut, CropPoints};
 use super::warp::WarpScratch;
 use super::{decode_image, DecodeLimits, Detection, Error, Face, Quality};
 use crate::runtime::{Confined, CoreSplit, Model, Runtime};
@@ -166,6 +167,8 @@ pub struct Pipeline {
     options: PipelineOptions,
     detector: Detector,
     chip: ChipLayout,
+    /// Where `chip` shows a face, recorded with each stored crop.
+    crop_points: CropPoints,
     mask_side: u32,
     fingerprint: String,
     spec: EmbedderSpec,
@@ -218,6 +221,8 @@ impl Pipeline {
             height: spec.input_size[1],
             template,
         };
+        let crop_points = CropPoints::of_layout(&chip)
+            .ok_or_else(|| Error::ModelOutput("degenerate crop template".into()))?;
         let flip = options.flip_average && spec.flip_average;
         if spec.similarity.is_none() {
             tracing::warn!(
@@ -293,6 +298,7 @@ impl Pipeline {
         Ok(Pipeline {
             detector,
             chip,
+            crop_points,
             mask_side,
             fingerprint,
             spec,
@@ -624,30 +630,39 @@ impl Pipeline {
         })
     }
 
-    /// Embeds an aligned chip stored earlier (re-embedding after a model change). The
-    /// test-time chips are cut from the stored chip itself, so what they would show
-    /// beyond its edges is black: close to, not exactly, the embedding of the photo.
-    pub fn embed_chip(&self, chip: &RgbImage) -> Result<Embedding, Error> {
-        if chip.dimensions() != (self.chip.width, self.chip.height) {
-            return Err(Error::StoredChipLayout {
-                found: chip.dimensions(),
-                expected: (self.chip.width, self.chip.height),
-            });
-        }
-        let extra = self.extra_chips(
-            chip,
-            super::warp::Similarity::scale_translate(1.0, 0.0, 0.0),
-        );
+    /// Where this pipeline's aligned chips ([`crate::vision::Face::aligned`]) show the
+    /// face: stored with each crop so that another embedder can cut its chip from it.
+    pub fn crop_points(&self) -> CropPoints {
+        self.crop_points
+    }
+
+    /// Embeds a face crop stored earlier (re-embedding after a model change, another
+    /// device's template), which shows the face at `recorded` (`None`: a crop stored
+    /// before points were recorded, see src/vision/stored_crop.rs). A crop in this
+    /// embedder's layout is embedded as it is; any other is first cut to this
+    /// embedder's chip, black where the crop does not reach. The test-time chips are
+    /// cut from the crop too, so they are close to, not exactly, those of the photo.
+    /// Returns the points the crop was read with, to be recorded with it.
+    pub fn embed_stored_crop(
+        &self,
+        crop: &RgbImage,
+        recorded: Option<&CropPoints>,
+    ) -> Result<(Embedding, CropPoints), Error> {
+        let (how, to_chip, theirs) = recut(crop, recorded, &self.chip, &self.crop_points)?;
+        let chip = chip_from(crop, &how, &self.chip)
+            .ok_or_else(|| Error::StoredCrop("face points do not map onto a chip".into()))?;
+        let extra = self.extra_chips(crop, to_chip);
         self.with_session(|s| {
             embed_with(
                 &mut s.embedder,
-                chip,
+                &chip,
                 &extra,
                 self.flip,
                 Flip::Configured,
                 &self.spec,
             )
         })
+        .map(|embedding| (embedding, theirs))
     }
 
     /// Mask probability of a whole picture (for tight face crops the detector misses).

@@ -162,6 +162,7 @@ fn an_enrollment_at_one_daemon_is_identified_at_the_other_and_a_central_push_rea
             templates: vec![WireTemplate {
                 embedding: encode_embedding(&face.embedding.0),
                 crop: Some(base64::engine::general_purpose::STANDARD.encode(&crop)),
+                crop_points: None,
                 masked: false,
             }],
         },

@@ -40,6 +40,12 @@ pub struct LfwArgs {
     /// `recognition.flip_margin_cosine`; 2 or more: always flip-averaged on both sides.
     #[arg(long)]
     flip_margin_cosine: Option<f32>,
+    /// Enroll the first image of every pair as `facegate reembed` brings a template over
+    /// from the embedder of this config file: its aligned crop, stored as JPEG with its
+    /// face points, re-embedded by this config's embedder. The second image is a live
+    /// probe. What switching models costs against enrolling again from photos.
+    #[arg(long, value_name = "OLD_CONFIG")]
+    enrolled_by: Option<PathBuf>,
 }
 
 /// Where each side of a pair is read from.
@@ -125,7 +131,7 @@ pub fn run(config: &Config, args: &LfwArgs) -> anyhow::Result<ExitCode> {
     let pairs = parse_pairs(&text)?;
     // With --probe-images the second image of a pair is a different file from the first
     // image of the same name, so images are keyed by (side, name).
-    let probe_side = if args.probe_images.is_some() {
+    let probe_side = if args.probe_images.is_some() || args.enrolled_by.is_some() {
         Side::Probe
     } else {
         Side::Enrolled
@@ -137,6 +143,12 @@ pub fn run(config: &Config, args: &LfwArgs) -> anyhow::Result<ExitCode> {
         .into_iter()
         .collect();
     let pipeline = crate::cmd::load_pipeline(config)?;
+    let old_pipeline = match &args.enrolled_by {
+        Some(file) => Some(crate::cmd::load_pipeline(&crate::cmd::load_config(Some(
+            file,
+        ))?)?),
+        None => None,
+    };
     let margin = args
         .flip_margin_cosine
         .unwrap_or(config.recognition.flip_margin_cosine);
@@ -152,7 +164,10 @@ pub fn run(config: &Config, args: &LfwArgs) -> anyhow::Result<ExitCode> {
             (Side::Probe, Some(dir)) => dir,
             _ => &args.images,
         };
-        probe(&pipeline, dir, name)
+        match (side, &old_pipeline) {
+            (Side::Enrolled, Some(old)) => reembedded(old, &pipeline, dir, name),
+            _ => probe(&pipeline, dir, name),
+        }
     });
     let elapsed = start.elapsed();
     bar.finish_and_clear();
@@ -244,6 +259,7 @@ pub fn run(config: &Config, args: &LfwArgs) -> anyhow::Result<ExitCode> {
         "chip_padding": config.recognition.chip_padding,
         "alignment": config.recognition.alignment.name(),
         "fingerprint": pipeline.fingerprint(),
+        "enrolled_by": old_pipeline.as_ref().map(|p| p.fingerprint()),
     });
     crate::cmd::print_report(&report, args.json)
 }
@@ -289,6 +305,33 @@ fn probe(pipeline: &vision::Pipeline, dir: &Path, name: &str) -> Option<Probe> {
         template,
         single: single.into_inner()?,
         near,
+    })
+}
+
+/// The template `facegate reembed` makes with `pipeline` of the picture `old` enrolled:
+/// `old`'s aligned crop through the store's JPEG, cut to `pipeline`'s chip by the face
+/// points stored with it. Only `template` is read for an enrolled picture.
+fn reembedded(
+    old: &vision::Pipeline,
+    pipeline: &vision::Pipeline,
+    dir: &Path,
+    name: &str,
+) -> Option<Probe> {
+    let bytes = std::fs::read(dir.join(name)).ok()?;
+    let face = old
+        .analyze_bytes(&bytes, FaceSelection::NearestCenter)
+        .ok()?
+        .into_iter()
+        .next()?;
+    let jpeg = facegate::gallery::encode_crop(&face.aligned).ok()?;
+    let stored = facegate::gallery::decode_crop(&jpeg).ok()?;
+    let (template, _) = pipeline
+        .embed_stored_crop(&stored, Some(&old.crop_points()))
+        .ok()?;
+    Some(Probe {
+        single: template.clone(),
+        near: template.clone(),
+        template,
     })
 }
 

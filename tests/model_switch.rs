@@ -1,0 +1,211 @@
+//! An operator switches a door from the shipped embedder to one that cuts another chip
+//! (here the shipped network described with ArcFace's template, so both sides are real
+//! models on real photos): the templates enrolled before must come over by
+//! `facegate reembed` and by sync from devices still on the shipped model, each chip
+//! cut from the stored crop by the face points recorded with it, not enrolled again.
+//! Real LMDB store in a temp folder, the real LiteRT runtime.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use facegate::gallery::{
+    central_ops, wire_template, Applied, CentralUser, EnrollRequest, Gallery, Settings,
+};
+use facegate::store::Store;
+use facegate::vision::{Embedding, FaceSelection, Pipeline};
+
+#[path = "common/real_models.rs"]
+mod real_models;
+use real_models::{fixture, load_models_in, models_dir};
+
+const SHIPPED: &str = "dlib_face_recognition_int8.tflite";
+const CLIENT: &str = "kiosk";
+const GALLERY: &str = "door";
+
+/// Enrolled, then probed.
+const PEOPLE: [(&str, &str, &str); 2] = [
+    ("amy", "amy1.png", "amy2.png"),
+    ("sheldon", "sheldon1.png", "sheldon3.png"),
+];
+
+/// The shipped network with ArcFace's 112 template scaled to its 150x150 input: same
+/// input size, another crop, so a crop fed as it is would pass unnoticed.
+fn arcface_template_pipeline() -> (tempfile::TempDir, Pipeline) {
+    let dir = tempfile::tempdir().unwrap();
+    for f in [
+        "face_detection_short_range.tflite",
+        "mask_mnv2_128_int8.tflite",
+        SHIPPED,
+    ] {
+        std::fs::copy(models_dir().join(f), dir.path().join(f)).unwrap();
+    }
+    std::fs::write(
+        dir.path().join(format!("{SHIPPED}.toml")),
+        r#"
+input_size = [150, 150]
+input_layout = "nhwc_rgb"
+normalisation = { kind = "scale_offset", scale = [1.0, 1.0, 1.0], offset = [0.0, 0.0, 0.0] }
+crop = { kind = "arcface_112" }
+output_dim = 128
+flip_average = true
+"#,
+    )
+    .unwrap();
+    let pipeline = load_models_in(dir.path(), SHIPPED, None).unwrap();
+    (dir, pipeline)
+}
+
+fn shipped() -> Pipeline {
+    load_models_in(&models_dir(), SHIPPED, None).unwrap()
+}
+
+fn settings() -> Settings {
+    let env = std::collections::HashMap::<String, String>::new();
+    let config = facegate::config::merge(None, "-", &env).unwrap();
+    Settings {
+        keep_crops: true,
+        outbox: None,
+        ..Settings::from_config(&config)
+    }
+}
+
+fn open(dir: &Path, pipeline: Arc<Pipeline>) -> Gallery {
+    let store = Arc::new(Store::open(dir, 4).unwrap());
+    Gallery::open(store, pipeline, settings()).unwrap()
+}
+
+fn embedding(pipeline: &Pipeline, photo: &str) -> Embedding {
+    pipeline
+        .analyze_bytes(&fixture(photo), FaceSelection::Largest)
+        .unwrap()
+        .remove(0)
+        .embedding
+}
+
+/// Who the nearest template belongs to, and its cosine.
+fn nearest(g: &Gallery, pipeline: &Pipeline, photo: &str) -> (String, f32) {
+    let m = g
+        .search_index(CLIENT, GALLERY, &embedding(pipeline, photo).0, 1)
+        .unwrap()
+        .remove(0);
+    (m.user_id.to_string(), m.cosine)
+}
+
+/// Every stored template of `user`: its embedding and recorded crop points.
+fn stored(g: &Gallery, user: &str) -> Vec<(Embedding, Option<[[f32; 2]; 3]>)> {
+    g.read_store(|r| r.templates_of(CLIENT, GALLERY, user))
+        .unwrap()
+        .into_iter()
+        .map(|(_, t)| (Embedding::from_raw(&t.embedding).unwrap(), t.crop_points))
+        .collect()
+}
+
+#[test]
+fn reembed_after_a_switch_to_another_crop_cuts_the_new_chip_from_the_stored_crop() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = Arc::new(shipped());
+    let g = open(dir.path(), old.clone());
+    g.accounts().add_client(CLIENT, None).unwrap();
+    g.create_gallery(CLIENT, GALLERY).unwrap();
+    for (user, photo, _) in PEOPLE {
+        g.enroll(
+            CLIENT,
+            &EnrollRequest {
+                gallery: GALLERY,
+                user_id: user,
+                user_name: user,
+                image: &fixture(photo),
+                force: true,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            stored(&g, user)[0].1,
+            Some(old.crop_points().pixels()),
+            "enrollment records where its crop shows the face"
+        );
+    }
+    drop(g);
+
+    let (_models, new) = arcface_template_pipeline();
+    let new = Arc::new(new);
+    assert_ne!(new.fingerprint(), old.fingerprint());
+    let g = open(dir.path(), new.clone());
+    assert_eq!(g.indexed_templates(), 0, "the old space is not searched");
+    let report = g.reembed(false).unwrap();
+    assert_eq!(report.updated, PEOPLE.len());
+
+    for (user, enrolled, probe) in PEOPLE {
+        let (found, cosine) = nearest(&g, &new, probe);
+        assert_eq!(found, user, "{probe}: {cosine}");
+        let template = &stored(&g, user)[0];
+        // Read with the points it was stored with, which stay recorded.
+        assert_eq!(template.1, Some(old.crop_points().pixels()));
+        // As the new model enrolling the photo would have it, up to the crop's JPEG
+        // and what ArcFace's chip shows above dlib's (black: the crop ends there).
+        let direct = embedding(&new, enrolled);
+        let recut = template.0.cosine(&direct);
+        // What re-embedding gave before points were recorded: the crop fed as the new
+        // model's chip, the same size, so nothing noticed.
+        let crop = old
+            .analyze_bytes(&fixture(enrolled), FaceSelection::Largest)
+            .unwrap()
+            .remove(0)
+            .aligned;
+        let (as_is, _) = new
+            .embed_stored_crop(&crop, Some(&new.crop_points()))
+            .unwrap();
+        let as_is = as_is.cosine(&direct);
+        eprintln!("{user}: recut {recut}, crop as it is {as_is}");
+        assert!(recut > 0.99, "{user}: {recut}");
+        assert!(recut > as_is + 0.02, "{user}: {recut} against {as_is}");
+    }
+
+    // Forced again under the new model: the same embeddings (the recorded points, not
+    // the new model's layout, tell how the crop was cut).
+    let before: Vec<_> = PEOPLE
+        .iter()
+        .map(|(u, ..)| stored(&g, u)[0].0.clone())
+        .collect();
+    assert_eq!(g.reembed(true).unwrap().updated, PEOPLE.len());
+    for ((user, ..), was) in PEOPLE.iter().zip(before) {
+        assert!(stored(&g, user)[0].0.cosine(&was) > 0.9999, "{user}");
+    }
+}
+
+#[test]
+fn a_replica_on_another_crop_takes_a_shipped_devices_template_by_its_face_points() {
+    // What a device still on the shipped model publishes (`facegate push --photos`
+    // builds the same templates), applied by a door that switched.
+    let old = shipped();
+    let users: Vec<CentralUser> = PEOPLE
+        .iter()
+        .map(|(user, photo, _)| {
+            let face = old
+                .analyze_bytes(&fixture(photo), FaceSelection::Largest)
+                .unwrap()
+                .remove(0);
+            CentralUser {
+                user_id: user.to_string(),
+                user_name: user.to_string(),
+                templates: vec![wire_template(&face, old.crop_points()).unwrap()],
+            }
+        })
+        .collect();
+    let ops = central_ops(CLIENT, GALLERY, "central", old.fingerprint(), users);
+
+    let dir = tempfile::tempdir().unwrap();
+    let (_models, new) = arcface_template_pipeline();
+    let new = Arc::new(new);
+    let g = open(dir.path(), new.clone());
+    g.accounts().add_client(CLIENT, None).unwrap();
+    for op in &ops {
+        assert_eq!(g.apply_op(op).unwrap(), Applied::Applied, "{op:?}");
+    }
+    for (user, enrolled, probe) in PEOPLE {
+        assert_eq!(nearest(&g, &new, probe).0, user);
+        let template = &stored(&g, user)[0];
+        assert_eq!(template.1, Some(old.crop_points().pixels()));
+        assert!(template.0.cosine(&embedding(&new, enrolled)) > 0.95);
+    }
+}
