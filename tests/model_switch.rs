@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use facegate::gallery::{
-    central_ops, wire_template, Applied, CentralUser, EnrollRequest, Gallery, Settings,
+    central_ops, wire_template, Applied, CentralUser, EnrollRequest, Gallery, OpKind, Settings,
 };
 use facegate::store::Store;
 use facegate::vision::{Embedding, FaceSelection, Pipeline};
@@ -107,6 +107,7 @@ fn reembed_after_a_switch_to_another_crop_cuts_the_new_chip_from_the_stored_crop
     let g = open(dir.path(), old.clone());
     g.accounts().add_client(CLIENT, None).unwrap();
     g.create_gallery(CLIENT, GALLERY).unwrap();
+    let mut enrolled_points = Vec::new();
     for (user, photo, _) in PEOPLE {
         g.enroll(
             CLIENT,
@@ -119,11 +120,33 @@ fn reembed_after_a_switch_to_another_crop_cuts_the_new_chip_from_the_stored_crop
             },
         )
         .unwrap();
-        assert_eq!(
-            stored(&g, user)[0].1,
-            Some(old.crop_points().pixels()),
-            "enrollment records where its crop shows the face"
+        let (enrolled, points) = stored(&g, user).remove(0);
+        let points = points.expect("enrollment records where its crop shows the face");
+        // The chip with a margin on each side: the face sits further in by whole
+        // pixels, and the shipped model re-embeds it as it enrolled it.
+        let chip = old.crop_points().pixels();
+        let margin = [points[0][0] - chip[0][0], points[0][1] - chip[0][1]];
+        assert!(
+            margin.iter().all(|m| *m >= 30.0 && m.fract() == 0.0),
+            "{margin:?}"
         );
+        let crop = g
+            .read_store(|r| r.templates_of(CLIENT, GALLERY, user))
+            .unwrap()
+            .remove(0)
+            .1
+            .crop_jpeg
+            .unwrap();
+        let crop = facegate::gallery::decode_crop(&crop).unwrap();
+        assert!(crop.width() >= 150 + 60 && crop.height() >= 150 + 60);
+        let points = facegate::vision::CropPoints::checked(points).unwrap();
+        let (again, _) = old.embed_stored_crop(&crop, Some(&points)).unwrap();
+        assert!(
+            again.cosine(&enrolled) > 0.995,
+            "{user}: {}",
+            again.cosine(&enrolled)
+        );
+        enrolled_points.push(points.pixels());
     }
     drop(g);
 
@@ -135,12 +158,12 @@ fn reembed_after_a_switch_to_another_crop_cuts_the_new_chip_from_the_stored_crop
     let report = g.reembed(false).unwrap();
     assert_eq!(report.updated, PEOPLE.len());
 
-    for (user, enrolled, probe) in PEOPLE {
+    for ((user, enrolled, probe), points) in PEOPLE.into_iter().zip(enrolled_points) {
         let (found, cosine) = nearest(&g, &new, probe);
         assert_eq!(found, user, "{probe}: {cosine}");
         let template = &stored(&g, user)[0];
         // Read with the points it was stored with, which stay recorded.
-        assert_eq!(template.1, Some(old.crop_points().pixels()));
+        assert_eq!(template.1, Some(points));
         // As the new model enrolling the photo would have it, up to the crop's JPEG
         // and what ArcFace's chip shows above dlib's (black: the crop ends there).
         let direct = embedding(&new, enrolled);
@@ -182,7 +205,7 @@ fn a_replica_on_another_crop_takes_a_shipped_devices_template_by_its_face_points
         .iter()
         .map(|(user, photo, _)| {
             let face = old
-                .analyze_bytes(&fixture(photo), FaceSelection::Largest)
+                .analyze_bytes_to_store(&fixture(photo), FaceSelection::Largest)
                 .unwrap()
                 .remove(0);
             CentralUser {
@@ -205,7 +228,16 @@ fn a_replica_on_another_crop_takes_a_shipped_devices_template_by_its_face_points
     for (user, enrolled, probe) in PEOPLE {
         assert_eq!(nearest(&g, &new, probe).0, user);
         let template = &stored(&g, user)[0];
-        assert_eq!(template.1, Some(old.crop_points().pixels()));
-        assert!(template.0.cosine(&embedding(&new, enrolled)) > 0.95);
+        // Stored with the points it came with.
+        let sent = ops.iter().find_map(|op| match &op.kind {
+            OpKind::UpsertUser {
+                user_id, templates, ..
+            } if user_id == user => templates[0].crop_points,
+            _ => None,
+        });
+        assert!(sent.is_some());
+        assert_eq!(template.1, sent);
+        let cosine = template.0.cosine(&embedding(&new, enrolled));
+        assert!(cosine > 0.99, "{user}: {cosine}");
     }
 }

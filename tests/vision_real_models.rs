@@ -155,6 +155,22 @@ fn a_stored_aligned_crop_re_embeds_to_the_same_embedding() {
         .embed_stored_crop(&face.aligned, Some(&p.crop_points()))
         .unwrap();
     assert!(again.cosine(&face.embedding) > 0.9999);
+    // The crop enrollment stores: the chip with a margin, cut back out by a
+    // whole-pixel shift.
+    for photo in ["sheldon1.png", "single_640x480.jpg", "group_640x480.jpg"] {
+        let face = p
+            .analyze_bytes_to_store(&fixture(photo), FaceSelection::Largest)
+            .unwrap()
+            .remove(0);
+        let stored = face.stored_crop.as_ref().unwrap();
+        assert!(stored.image.width() > 150 && stored.image.height() > 150);
+        let (again, read_as) = p
+            .embed_stored_crop(&stored.image, Some(&stored.points))
+            .unwrap();
+        assert_eq!(read_as, stored.points);
+        eprintln!("{photo}: {}", again.cosine(&face.embedding));
+        assert!(again.cosine(&face.embedding) > 0.9999, "{photo}");
+    }
 }
 
 fn decode_error(bytes: &[u8]) -> DecodeError {

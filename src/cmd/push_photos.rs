@@ -75,7 +75,9 @@ pub fn read(config: &Config, pipeline: &Pipeline, dir: &Path) -> anyhow::Result<
             }
             let faces = std::fs::read(&photo)
                 .map_err(anyhow::Error::from)
-                .and_then(|bytes| Ok(pipeline.analyze_bytes(&bytes, FaceSelection::Largest)?));
+                .and_then(|bytes| {
+                    Ok(pipeline.analyze_bytes_to_store(&bytes, FaceSelection::Largest)?)
+                });
             let problem = match faces.as_deref() {
                 Err(e) => Some(format!("{e:#}")),
                 Ok([]) => Some("no face found".to_string()),

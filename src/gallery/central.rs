@@ -9,15 +9,15 @@ use super::{crop, encode_embedding, Error, Op, OpKind, StateUser, WireTemplate};
 use crate::store::now_ms;
 use crate::vision::{CropPoints, Face};
 
-/// A template for the wire: the face's embedding and its aligned crop with where the
-/// crop shows the face (`Pipeline::crop_points` of the pipeline that found `face`), so
-/// that a device with another model can re-embed.
-pub fn wire_template(face: &Face, crop_points: CropPoints) -> Result<WireTemplate, Error> {
-    let jpeg = crop::encode(&face.aligned)?;
+/// A template for the wire: the face's embedding and its crop with where the crop shows
+/// the face (`chip_points`: `Pipeline::crop_points` of the pipeline that found `face`,
+/// for a face without a stored crop), so that a device with another model can re-embed.
+pub fn wire_template(face: &Face, chip_points: CropPoints) -> Result<WireTemplate, Error> {
+    let (jpeg, points) = crop::of_face(face, chip_points)?;
     Ok(WireTemplate {
         embedding: encode_embedding(&face.embedding.0),
         crop: Some(b64().encode(jpeg)),
-        crop_points: Some(crop_points.pixels()),
+        crop_points: Some(points.pixels()),
         masked: face.masked,
     })
 }

@@ -6,7 +6,7 @@ use image::codecs::jpeg::JpegEncoder;
 use image::RgbImage;
 
 use super::Error;
-use crate::vision::{CropPoints, Pipeline};
+use crate::vision::{CropPoints, Face, Pipeline};
 
 const QUALITY: u8 = 90;
 
@@ -22,6 +22,16 @@ pub fn decode(jpeg: &[u8]) -> Result<RgbImage, Error> {
     image::load_from_memory_with_format(jpeg, image::ImageFormat::Jpeg)
         .map(|i| i.to_rgb8())
         .map_err(|e| Error::Crop(e.to_string()))
+}
+
+/// The crop to store for `face` as JPEG, and where it shows the face: its stored crop
+/// when the pipeline cut one (`Pipeline::analyze_bytes_to_store`), else its aligned chip,
+/// whose points are `chip_points` (`Pipeline::crop_points`).
+pub fn of_face(face: &Face, chip_points: CropPoints) -> Result<(Vec<u8>, CropPoints), Error> {
+    match &face.stored_crop {
+        Some(c) => Ok((encode(&c.image)?, c.points)),
+        None => Ok((encode(&face.aligned)?, chip_points)),
+    }
 }
 
 /// The face points to read a stored crop with: those recorded with it; for a crop

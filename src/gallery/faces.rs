@@ -70,20 +70,25 @@ pub struct CompareOutcome {
 }
 
 impl Gallery {
-    fn faces(
+    /// The faces of a picture to enroll from, each with the crop to store when crops
+    /// are kept.
+    fn faces_to_enroll(
         &self,
         bytes: &[u8],
         role: ImageRole,
         selection: FaceSelection,
     ) -> Result<Vec<Face>, Error> {
         // Decoded once a model session is admitted (see `Pipeline::analyze_bytes`).
-        self.pipeline
-            .analyze_bytes(bytes, selection)
-            .map_err(|e| Error::image(role, e))
+        let faces = if self.settings.keep_crops {
+            self.pipeline.analyze_bytes_to_store(bytes, selection)
+        } else {
+            self.pipeline.analyze_bytes(bytes, selection)
+        };
+        faces.map_err(|e| Error::image(role, e))
     }
 
     fn largest_face(&self, bytes: &[u8], role: ImageRole) -> Result<Face, Error> {
-        self.faces(bytes, role, FaceSelection::Largest)?
+        self.faces_to_enroll(bytes, role, FaceSelection::Largest)?
             .into_iter()
             .next()
             .ok_or(Error::NoFace(role))
@@ -141,7 +146,7 @@ impl Gallery {
         minimum_similarity: Option<f32>,
     ) -> Result<KtpOutcome, Error> {
         self.require_gallery(client, req.gallery)?;
-        let faces = self.faces(req.image, ImageRole::Image, FaceSelection::All)?;
+        let faces = self.faces_to_enroll(req.image, ImageRole::Image, FaceSelection::All)?;
         let (live, card) = match faces.as_slice() {
             [live, card, ..] => (live, card),
             _ => return Err(Error::NoFace(ImageRole::Image)),
@@ -190,17 +195,16 @@ impl Gallery {
         user_name: &str,
         face: &Face,
     ) -> Result<EnrollOutcome, Error> {
-        let crop_jpeg = if self.settings.keep_crops {
-            Some(crop::encode(&face.aligned)?)
+        let (crop_jpeg, crop_points) = if self.settings.keep_crops {
+            let (jpeg, points) = crop::of_face(face, self.pipeline.crop_points())?;
+            (Some(jpeg), Some(points.pixels()))
         } else {
-            None
+            (None, None)
         };
         let record = TemplateRecord {
             fingerprint: self.pipeline.fingerprint().to_string(),
             embedding: face.embedding.0.to_vec(),
-            crop_points: crop_jpeg
-                .as_ref()
-                .map(|_| self.pipeline.crop_points().pixels()),
+            crop_points,
             crop_jpeg,
             masked: face.masked,
             created_at: self.writes.clock().now_secs(),

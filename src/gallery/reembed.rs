@@ -96,7 +96,7 @@ impl Gallery {
                     }
                     Err(other) => return Err(other),
                 };
-                if points != self.pipeline.crop_points() {
+                if !points.same_layout(&self.pipeline.crop_points()) {
                     report.from_other_layout += 1;
                 }
                 updated.push((
@@ -322,8 +322,15 @@ mod tests {
             .read_store(|r| r.templates_of("kiosk", "door", "amy"))
             .unwrap()
             .remove(0);
+        // What enrollment stored then: the bare chip.
+        let chip = pipeline()
+            .analyze_bytes(&photo("amy1.png"), crate::vision::FaceSelection::Largest)
+            .unwrap()
+            .remove(0)
+            .aligned;
         let legacy = TemplateRecord {
             fingerprint: "old-model".into(),
+            crop_jpeg: Some(crop::encode(&chip).unwrap()),
             crop_points: None,
             ..amy.clone()
         };

@@ -117,8 +117,14 @@ impl ChipLayout {
     /// be (what a stored crop records, src/vision/stored_crop.rs). `None` only for a
     /// degenerate template.
     pub(super) fn face_points(&self) -> Option<[Point; 3]> {
-        let to_chip = self.to_chip(&TEMPLATE)?;
-        Some(TEMPLATE.map(|p| to_chip.apply(p)))
+        let frame = self.face_frame()?;
+        Some(TEMPLATE.map(|p| frame.apply(p)))
+    }
+
+    /// Where this layout's chips put dlib's mean-face unit square: the transform from
+    /// its coordinates to chip pixels.
+    pub(super) fn face_frame(&self) -> Option<Similarity> {
+        self.to_chip(&TEMPLATE)
     }
 
     /// The transform from image to chip coordinates for these keypoints.

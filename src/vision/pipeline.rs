@@ -26,7 +26,7 @@ use super::mask::{input_side, mask_probability};
 use super::open_set::ScoreNormalisation;
 use super::sharpness::chip_sharpness;
 use super::similarity::Calibration;
-use super::stored_crop::{chip_from, recut, CropPoints};
+use super::stored_crop::{chip_from, recut, stored_crop, CropPoints};
 use super::warp::WarpScratch;
 use super::{decode_image, DecodeLimits, Detection, Error, Face, Quality};
 use crate::runtime::{Confined, CoreSplit, Model, Runtime};
@@ -387,7 +387,24 @@ impl Pipeline {
     ) -> Result<Vec<Face>, Error> {
         self.with_session(|s| {
             let image = self.decode(bytes)?;
-            Ok(self.analyze_in(s, &image, selection, Flip::Configured)?.0)
+            Ok(self
+                .analyze_in(s, &image, selection, Flip::Configured, false)?
+                .0)
+        })
+    }
+
+    /// As [`Pipeline::analyze_bytes`], each face with the crop to store with its
+    /// template ([`Face::stored_crop`]): for enrolling.
+    pub fn analyze_bytes_to_store(
+        &self,
+        bytes: &[u8],
+        selection: FaceSelection,
+    ) -> Result<Vec<Face>, Error> {
+        self.with_session(|s| {
+            let image = self.decode(bytes)?;
+            Ok(self
+                .analyze_in(s, &image, selection, Flip::Configured, true)?
+                .0)
         })
     }
 
@@ -402,7 +419,7 @@ impl Pipeline {
         self.with_session(|s| {
             let image = self.decode(bytes)?;
             let flip = Flip::WhenNear(near);
-            Ok(self.analyze_in(s, &image, selection, flip)?.0)
+            Ok(self.analyze_in(s, &image, selection, flip, false)?.0)
         })
     }
 
@@ -425,7 +442,7 @@ impl Pipeline {
             .iter()
             .enumerate()
             .map(|(i, image)| {
-                self.analyze_in(&mut session, image, selection, Flip::Configured)
+                self.analyze_in(&mut session, image, selection, Flip::Configured, false)
                     .map(|(faces, _)| faces)
                     .map_err(|e| (i, e))
             })
@@ -442,7 +459,7 @@ impl Pipeline {
         image: &RgbImage,
         selection: FaceSelection,
     ) -> Result<(Vec<Face>, StageTimings), Error> {
-        self.with_session(|s| self.analyze_in(s, image, selection, Flip::Configured))
+        self.with_session(|s| self.analyze_in(s, image, selection, Flip::Configured, false))
     }
 
     fn analyze_in(
@@ -451,6 +468,7 @@ impl Pipeline {
         image: &RgbImage,
         selection: FaceSelection,
         flip: Flip<'_>,
+        with_stored_crop: bool,
     ) -> Result<(Vec<Face>, StageTimings), Error> {
         let mut t = StageTimings::default();
         let start = Instant::now();
@@ -461,7 +479,10 @@ impl Pipeline {
         let chosen = select(detections, selection, image);
         let mut faces = Vec::with_capacity(chosen.len());
         for detection in chosen {
-            if let Some(face) = self.analyze_one(s, image, detection, flip, &mut t)? {
+            if let Some(mut face) = self.analyze_one(s, image, detection, flip, &mut t)? {
+                if with_stored_crop {
+                    face.stored_crop = stored_crop(image, &face.aligned, &face.to_chip, &self.chip);
+                }
                 faces.push(face);
             }
         }
@@ -533,6 +554,8 @@ impl Pipeline {
             masked: mask_probability >= self.options.mask_threshold,
             embedding,
             aligned,
+            to_chip,
+            stored_crop: None,
         }))
     }
 

@@ -13,7 +13,7 @@ use std::borrow::Cow;
 use image::RgbImage;
 
 use super::align::{cut, ChipLayout};
-use super::warp::Similarity;
+use super::warp::{warp, Similarity};
 use super::{Error, Point, ALIGNED_SIZE};
 
 /// Where a stored crop shows dlib's mean-face right eye, left eye and mouth centre, in
@@ -50,6 +50,15 @@ impl CropPoints {
         Ok(CropPoints([re, le, mouth]))
     }
 
+    /// Whether a crop at these points holds `chip`'s layout at the same scale and angle,
+    /// shifted by whole pixels (a crop with a margin, cut for the same template).
+    pub fn same_layout(&self, chip: &CropPoints) -> bool {
+        Similarity::fit(&self.0, &chip.0)
+            .as_ref()
+            .and_then(whole_pixel_shift)
+            .is_some()
+    }
+
     pub fn pixels(&self) -> [[f32; 2]; 3] {
         self.0.map(|p| [p.x, p.y])
     }
@@ -72,10 +81,80 @@ impl CropPoints {
     }
 }
 
+/// How far beyond dlib's mean-face unit square every stored crop reaches, in units of
+/// that square: what the templates an operator may switch to need. The shipped chip
+/// (padding 0.25) ends 0.25 beyond it; ArcFace's 112 template reaches 0.54 above it,
+/// the FaceNet example's keypoint square 0.54 above and 0.45 beside it.
+const REACH: f32 = 0.6;
+
+/// Longest side of a stored crop: the margin is left out beyond it. An embedder with a
+/// chip of several hundred pixels already shows the face in more detail than needed,
+/// and a user's templates must stay well inside one sync message (1 MiB).
+const MAX_SIDE: f32 = 512.0;
+
+/// The crop kept with a template: the embedder's chip with a margin on each side (the
+/// same pixels where the chip is; what the chip cut off around it), and where it shows
+/// the face.
+#[derive(Clone, Debug)]
+pub struct StoredCrop {
+    pub image: RgbImage,
+    pub points: CropPoints,
+}
+
+/// The crop to store for a face cut from `image` by `to_chip` into `layout`'s chip
+/// `chip`: the chip extended by whole pixels on each side until it covers [`REACH`]
+/// beyond the mean face's square. The chip's own pixels are copied in, so re-embedding
+/// with the same model cuts exactly the chip back out (a whole-pixel shift); the margin
+/// is cut from `image` with the same transform. `None` for a degenerate layout.
+pub(super) fn stored_crop(
+    image: &RgbImage,
+    chip: &RgbImage,
+    to_chip: &Similarity,
+    layout: &ChipLayout,
+) -> Option<StoredCrop> {
+    let frame = layout.face_frame()?;
+    let reach = [
+        (-REACH, -REACH),
+        (1.0 + REACH, -REACH),
+        (-REACH, 1.0 + REACH),
+        (1.0 + REACH, 1.0 + REACH),
+    ]
+    .map(|(x, y)| frame.apply(Point { x, y }));
+    let (w, h) = (layout.width as f32, layout.height as f32);
+    let fold =
+        |init: f32, f: fn(f32, f32) -> f32, c: fn(&Point) -> f32| reach.iter().map(c).fold(init, f);
+    let (left, top) = (fold(0.0, f32::min, |p| p.x), fold(0.0, f32::min, |p| p.y));
+    let (right, bottom) = (fold(w, f32::max, |p| p.x), fold(h, f32::max, |p| p.y));
+    let (ml, mt) = ((-left).ceil(), (-top).ceil());
+    let (cw, ch) = (right.ceil() + ml, bottom.ceil() + mt);
+    let (ml, mt, cw, ch) = if cw.max(ch) <= MAX_SIDE {
+        (ml, mt, cw, ch)
+    } else {
+        (0.0, 0.0, w, h)
+    };
+    let to_crop = Similarity {
+        tx: to_chip.tx + ml,
+        ty: to_chip.ty + mt,
+        ..*to_chip
+    };
+    let mut crop = warp(image, &to_crop.inverse()?, cw as u32, ch as u32);
+    image::imageops::replace(&mut crop, chip, ml as i64, mt as i64);
+    let points = CropPoints::of_layout(layout)?.0.map(|p| Point {
+        x: p.x + ml,
+        y: p.y + mt,
+    });
+    Some(StoredCrop {
+        image: crop,
+        points: CropPoints(points),
+    })
+}
+
 /// How a stored crop becomes `layout`'s chip.
 pub(super) enum Recut {
     /// The crop is that chip already.
     AsStored,
+    /// The chip is the crop's pixels from this corner on (a crop this layout stored).
+    Within { left: u32, top: u32 },
     /// Cut with this transform from crop to chip coordinates.
     Warp(Similarity),
 }
@@ -97,18 +176,36 @@ pub(super) fn recut(
     };
     let to_chip = Similarity::fit(&theirs.0, &ours.0)
         .ok_or_else(|| Error::StoredCrop("face points coincide".into()))?;
-    // A third of a millipixel over the chip: what f32 text round trips leave of the same
-    // points, far below what would change one chip pixel.
-    let identity = (to_chip.a - 1.0).abs() < 1e-5
-        && to_chip.b.abs() < 1e-5
-        && to_chip.tx.abs() < 1e-3
-        && to_chip.ty.abs() < 1e-3;
-    let how = if identity && found == expected {
-        Recut::AsStored
-    } else {
-        Recut::Warp(to_chip)
+    let how = match whole_pixel_shift(&to_chip) {
+        Some((0, 0)) if found == expected => Recut::AsStored,
+        Some((dx, dy))
+            if dx <= 0
+                && dy <= 0
+                && i64::from(expected.0) - dx <= i64::from(found.0)
+                && i64::from(expected.1) - dy <= i64::from(found.1) =>
+        {
+            Recut::Within {
+                left: (-dx) as u32,
+                top: (-dy) as u32,
+            }
+        }
+        _ => Recut::Warp(to_chip),
     };
     Ok((how, to_chip, theirs))
+}
+
+/// `(dx, dy)` when `t` moves by whole pixels and does nothing else, within a
+/// millipixel over the chip: what f32 arithmetic and text round trips leave of the
+/// same points, far below what would change one chip pixel. Resampling such a shift
+/// would round some pixels differently (the int8 embedder turns that into a cosine
+/// of 0.9998); copying them gives the chip exactly.
+fn whole_pixel_shift(t: &Similarity) -> Option<(i64, i64)> {
+    let whole = |v: f32| ((v - v.round()).abs() < 1e-3).then_some(v.round() as i64);
+    if (t.a - 1.0).abs() < 1e-5 && t.b.abs() < 1e-5 {
+        Some((whole(t.tx)?, whole(t.ty)?))
+    } else {
+        None
+    }
 }
 
 /// The chip [`recut`] describes.
@@ -119,6 +216,9 @@ pub(super) fn chip_from<'a>(
 ) -> Option<Cow<'a, RgbImage>> {
     match how {
         Recut::AsStored => Some(Cow::Borrowed(crop)),
+        Recut::Within { left, top } => Some(Cow::Owned(
+            image::imageops::crop_imm(crop, *left, *top, layout.width, layout.height).to_image(),
+        )),
         Recut::Warp(to_chip) => cut(crop, to_chip, layout).map(Cow::Owned),
     }
 }
@@ -146,6 +246,27 @@ mod tests {
         // Unrecorded 150x150 crops are dlib chips.
         let (how, _, _) = recut(&crop, None, &layout, &ours).unwrap();
         assert!(matches!(how, Recut::AsStored));
+    }
+
+    #[test]
+    fn a_crop_with_a_margin_gives_back_its_chip_by_copying_pixels() {
+        let layout = ChipLayout::default();
+        let ours = CropPoints::of_layout(&layout).unwrap();
+        let moved = |d: f32| {
+            CropPoints(ours.0.map(|p| Point {
+                x: p.x + d,
+                y: p.y + d,
+            }))
+        };
+        let crop = RgbImage::new(220, 220);
+        let (how, _, _) = recut(&crop, Some(&moved(35.0)), &layout, &ours).unwrap();
+        assert!(matches!(how, Recut::Within { left: 35, top: 35 }));
+        // A chip that would reach past the crop's edge is warped (black there), and
+        // so is a shift by a fraction of a pixel.
+        for d in [80.0, 35.5] {
+            let (how, _, _) = recut(&crop, Some(&moved(d)), &layout, &ours).unwrap();
+            assert!(matches!(how, Recut::Warp(_)), "{d}");
+        }
     }
 
     #[test]

@@ -184,6 +184,14 @@ pub fn run(config: &Config, args: &LfwArgs) -> anyhow::Result<ExitCode> {
             Side::Probe => format!("probe:{n}"),
         })
         .collect();
+    let stored: Vec<(usize, usize)> = embeddings
+        .iter()
+        .filter_map(|p| p.as_ref()?.stored_bytes)
+        .collect();
+    let mean_bytes = |f: fn(&(usize, usize)) -> usize| {
+        (!stored.is_empty())
+            .then(|| stored.iter().map(f).sum::<usize>() as f64 / stored.len() as f64)
+    };
     let mirrored_pairs = std::cell::Cell::new(0usize);
     let scored: Vec<ScoredPair> = pairs
         .iter()
@@ -260,6 +268,8 @@ pub fn run(config: &Config, args: &LfwArgs) -> anyhow::Result<ExitCode> {
         "alignment": config.recognition.alignment.name(),
         "fingerprint": pipeline.fingerprint(),
         "enrolled_by": old_pipeline.as_ref().map(|p| p.fingerprint()),
+        "stored_crop_jpeg_bytes_mean": mean_bytes(|b| b.0),
+        "bare_chip_jpeg_bytes_mean": mean_bytes(|b| b.1),
     });
     crate::cmd::print_report(&report, args.json)
 }
@@ -282,6 +292,9 @@ struct Probe {
     template: Embedding,
     single: Embedding,
     near: Embedding,
+    /// With --enrolled-by: the JPEG bytes of the stored crop, and of the bare chip
+    /// (what was stored before crops had a margin).
+    stored_bytes: Option<(usize, usize)>,
 }
 
 fn probe(pipeline: &vision::Pipeline, dir: &Path, name: &str) -> Option<Probe> {
@@ -305,11 +318,12 @@ fn probe(pipeline: &vision::Pipeline, dir: &Path, name: &str) -> Option<Probe> {
         template,
         single: single.into_inner()?,
         near,
+        stored_bytes: None,
     })
 }
 
 /// The template `facegate reembed` makes with `pipeline` of the picture `old` enrolled:
-/// `old`'s aligned crop through the store's JPEG, cut to `pipeline`'s chip by the face
+/// the crop `old` stores, through the store's JPEG, cut to `pipeline`'s chip by the face
 /// points stored with it. Only `template` is read for an enrolled picture.
 fn reembedded(
     old: &vision::Pipeline,
@@ -319,19 +333,26 @@ fn reembedded(
 ) -> Option<Probe> {
     let bytes = std::fs::read(dir.join(name)).ok()?;
     let face = old
-        .analyze_bytes(&bytes, FaceSelection::NearestCenter)
+        .analyze_bytes_to_store(&bytes, FaceSelection::NearestCenter)
         .ok()?
         .into_iter()
         .next()?;
-    let jpeg = facegate::gallery::encode_crop(&face.aligned).ok()?;
+    let (jpeg, points) = facegate::gallery::crop_of_face(&face, old.crop_points()).ok()?;
     let stored = facegate::gallery::decode_crop(&jpeg).ok()?;
-    let (template, _) = pipeline
-        .embed_stored_crop(&stored, Some(&old.crop_points()))
-        .ok()?;
+    let (template, _) = pipeline.embed_stored_crop(&stored, Some(&points)).ok()?;
+    let (chip_jpeg, _) = facegate::gallery::crop_of_face(
+        &vision::Face {
+            stored_crop: None,
+            ..face
+        },
+        old.crop_points(),
+    )
+    .ok()?;
     Some(Probe {
         single: template.clone(),
         near: template.clone(),
         template,
+        stored_bytes: Some((jpeg.len(), chip_jpeg.len())),
     })
 }
 
