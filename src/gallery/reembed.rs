@@ -221,6 +221,43 @@ mod tests {
         .unwrap();
     }
 
+    /// A gallery on the store at `dir` with the client `kiosk`, the gallery `door` and
+    /// `people` (user id, photo) enrolled.
+    fn door(dir: &std::path::Path, people: &[(&str, &str)]) -> Gallery {
+        let g = open(dir);
+        g.accounts().add_client("kiosk", None).unwrap();
+        g.create_gallery("kiosk", "door").unwrap();
+        for (user, picture) in people {
+            enroll(&g, user, picture);
+        }
+        g
+    }
+
+    /// `user`'s first stored template.
+    fn template(g: &Gallery, user: &str) -> TemplateRecord {
+        g.read_store(|r| r.templates_of("kiosk", "door", user))
+            .unwrap()
+            .remove(0)
+            .1
+    }
+
+    /// Replaces `user`'s first template by what `change` makes of it, out of the index,
+    /// as an older model or store left it.
+    fn rewrite(g: &Gallery, user: &str, change: impl FnOnce(TemplateRecord) -> TemplateRecord) {
+        let (id, t) = g
+            .read_store(|r| r.templates_of("kiosk", "door", user))
+            .unwrap()
+            .remove(0);
+        let old = change(t);
+        g.writes
+            .commit(|tx| {
+                tx.put_template("kiosk", "door", user, id, &old)?;
+                tx.index_remove_template("kiosk", "door", id);
+                Ok(())
+            })
+            .unwrap();
+    }
+
     fn identify(g: &Gallery, picture: &str) -> Option<String> {
         g.identify("kiosk", "door", &photo(picture))
             .unwrap()
@@ -230,33 +267,23 @@ mod tests {
     #[test]
     fn reembedded_templates_are_what_identify_finds_in_the_running_gallery() {
         let dir = tempfile::tempdir().unwrap();
-        let g = open(dir.path());
-        g.accounts().add_client("kiosk", None).unwrap();
-        g.create_gallery("kiosk", "door").unwrap();
-        enroll(&g, "amy", "amy1.png");
-        enroll(&g, "sheldon", "sheldon1.png");
+        let g = door(
+            dir.path(),
+            &[("amy", "amy1.png"), ("sheldon", "sheldon1.png")],
+        );
         assert_eq!(identify(&g, "amy2.png").as_deref(), Some("amy"));
         // Amy's template as an older model left it: another fingerprint, and a vector
         // of that old space (here: Sheldon's, the hard case: it points at someone else).
-        let sheldon = g
-            .read_store(|r| r.templates_of("kiosk", "door", "sheldon"))
-            .unwrap();
+        let sheldon = template(&g, "sheldon");
         let (amy_id, amy) = g
             .read_store(|r| r.templates_of("kiosk", "door", "amy"))
             .unwrap()
             .remove(0);
-        let old = TemplateRecord {
+        rewrite(&g, "amy", |t| TemplateRecord {
             fingerprint: "old-model".into(),
-            embedding: sheldon[0].1.embedding.clone(),
-            ..amy.clone()
-        };
-        g.writes
-            .commit(|tx| {
-                tx.put_template("kiosk", "door", "amy", amy_id, &old)?;
-                tx.index_remove_template("kiosk", "door", amy_id);
-                Ok(())
-            })
-            .unwrap();
+            embedding: sheldon.embedding.clone(),
+            ..t
+        });
         drop(g);
         // Reopened, as after a model change: the old template is not searchable.
         let g = open(dir.path());
@@ -314,45 +341,26 @@ mod tests {
         // not recorded how it read the crop, the second would take it for the new
         // model's own chip (the template now has the new fingerprint).
         let dir = tempfile::tempdir().unwrap();
-        let g = open(dir.path());
-        g.accounts().add_client("kiosk", None).unwrap();
-        g.create_gallery("kiosk", "door").unwrap();
-        enroll(&g, "amy", "amy1.png");
-        let (id, amy) = g
-            .read_store(|r| r.templates_of("kiosk", "door", "amy"))
-            .unwrap()
-            .remove(0);
+        let g = door(dir.path(), &[("amy", "amy1.png")]);
         // What enrollment stored then: the bare chip.
         let chip = pipeline()
             .analyze_bytes(&photo("amy1.png"), crate::vision::FaceSelection::Largest)
             .unwrap()
             .remove(0)
             .aligned;
-        let legacy = TemplateRecord {
+        rewrite(&g, "amy", |t| TemplateRecord {
             fingerprint: "old-model".into(),
             crop_jpeg: Some(crop::encode(&chip).unwrap()),
             crop_points: None,
-            ..amy.clone()
-        };
-        g.writes
-            .commit(|tx| {
-                tx.put_template("kiosk", "door", "amy", id, &legacy)?;
-                Ok(())
-            })
-            .unwrap();
+            ..t
+        });
         drop(g);
 
         let wider = pipeline_with_padding(Some(0.35));
         assert_ne!(wider.crop_points(), pipeline().crop_points());
         let g = open_with(dir.path(), wider.clone());
-        let stored = |g: &Gallery| {
-            g.read_store(|r| r.templates_of("kiosk", "door", "amy"))
-                .unwrap()
-                .remove(0)
-                .1
-        };
         assert_eq!(g.reembed(false).unwrap().updated, 1);
-        let first = stored(&g);
+        let first = template(&g, "amy");
         assert_eq!(first.crop_points, Some(pipeline().crop_points().pixels()));
         let direct = wider
             .analyze_bytes(&photo("amy1.png"), crate::vision::FaceSelection::Largest)
@@ -367,7 +375,7 @@ mod tests {
         };
         assert!(cosine(&first.embedding, &direct.0) > 0.99);
         assert_eq!(g.reembed(true).unwrap().updated, 1);
-        let second = stored(&g);
+        let second = template(&g, "amy");
         assert_eq!(second.crop_points, first.crop_points);
         assert!(cosine(&second.embedding, &first.embedding) > 0.9999);
     }
@@ -378,34 +386,20 @@ mod tests {
         // no points), one whose JPEG is damaged, one good: the run does not stop at
         // the first, and says what it left.
         let dir = tempfile::tempdir().unwrap();
-        let g = open(dir.path());
-        g.accounts().add_client("kiosk", None).unwrap();
-        g.create_gallery("kiosk", "door").unwrap();
-        for (user, photo) in [
+        let people = [
             ("amy", "amy1.png"),
             ("sheldon", "sheldon1.png"),
             ("penny", "penny1.png"),
-        ] {
-            enroll(&g, user, photo);
-        }
+        ];
+        let g = door(dir.path(), &people);
         let unknown = crop::encode(&image::RgbImage::new(112, 112)).unwrap();
         for (user, crop_jpeg) in [("amy", unknown), ("sheldon", vec![0xFF, 0xD8, 0, 1])] {
-            let (id, t) = g
-                .read_store(|r| r.templates_of("kiosk", "door", user))
-                .unwrap()
-                .remove(0);
-            let old = TemplateRecord {
+            rewrite(&g, user, |t| TemplateRecord {
                 fingerprint: "old-model".into(),
                 crop_jpeg: Some(crop_jpeg),
                 crop_points: None,
                 ..t
-            };
-            g.writes
-                .commit(|tx| {
-                    tx.put_template("kiosk", "door", user, id, &old)?;
-                    Ok(())
-                })
-                .unwrap();
+            });
         }
         let report = g.reembed(true).unwrap();
         assert_eq!(
@@ -417,11 +411,10 @@ mod tests {
             (1, 2, 0),
             "{report:?}"
         );
-        let amy = g
-            .read_store(|r| r.templates_of("kiosk", "door", "amy"))
-            .unwrap()
-            .remove(0)
-            .1;
-        assert_eq!(amy.fingerprint, "old-model", "left as it was");
+        assert_eq!(
+            template(&g, "amy").fingerprint,
+            "old-model",
+            "left as it was"
+        );
     }
 }

@@ -385,12 +385,7 @@ impl Pipeline {
         bytes: &[u8],
         selection: FaceSelection,
     ) -> Result<Vec<Face>, Error> {
-        self.with_session(|s| {
-            let image = self.decode(bytes)?;
-            Ok(self
-                .analyze_in(s, &image, selection, Flip::Configured, false)?
-                .0)
-        })
+        self.decode_and_analyze(bytes, selection, Flip::Configured, false)
     }
 
     /// As [`Pipeline::analyze_bytes`], each face with the crop to store with its
@@ -400,12 +395,7 @@ impl Pipeline {
         bytes: &[u8],
         selection: FaceSelection,
     ) -> Result<Vec<Face>, Error> {
-        self.with_session(|s| {
-            let image = self.decode(bytes)?;
-            Ok(self
-                .analyze_in(s, &image, selection, Flip::Configured, true)?
-                .0)
-        })
+        self.decode_and_analyze(bytes, selection, Flip::Configured, true)
     }
 
     /// As [`Pipeline::analyze_bytes`], the mirrored chip embedded only when `near`
@@ -416,10 +406,22 @@ impl Pipeline {
         selection: FaceSelection,
         near: &dyn Fn(&Embedding) -> bool,
     ) -> Result<Vec<Face>, Error> {
+        self.decode_and_analyze(bytes, selection, Flip::WhenNear(near), false)
+    }
+
+    /// Decodes `bytes` once a session is admitted, then analyses the selected faces.
+    fn decode_and_analyze(
+        &self,
+        bytes: &[u8],
+        selection: FaceSelection,
+        flip: Flip<'_>,
+        with_stored_crop: bool,
+    ) -> Result<Vec<Face>, Error> {
         self.with_session(|s| {
             let image = self.decode(bytes)?;
-            let flip = Flip::WhenNear(near);
-            Ok(self.analyze_in(s, &image, selection, flip, false)?.0)
+            Ok(self
+                .analyze_in(s, &image, selection, flip, with_stored_crop)?
+                .0)
         })
     }
 
