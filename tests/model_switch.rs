@@ -6,6 +6,8 @@
 //! Real LMDB store in a temp folder, the real LiteRT runtime.
 
 use std::path::Path;
+
+use base64::Engine;
 use std::sync::Arc;
 
 use facegate::gallery::{
@@ -239,5 +241,44 @@ fn a_replica_on_another_crop_takes_a_shipped_devices_template_by_its_face_points
         assert_eq!(template.1, sent);
         let cosine = template.0.cosine(&embedding(&new, enrolled));
         assert!(cosine > 0.99, "{user}: {cosine}");
+    }
+}
+
+#[test]
+fn a_replica_refuses_a_template_whose_crop_or_points_cannot_be_used() {
+    // A broken or hostile sender: face points with the eyes a pixel apart, and a crop
+    // whose JPEG header declares 4000 px (a few KB that would decode to 48 MB). Each
+    // is refused for good (reported back), nothing is stored, the daemon goes on.
+    let old = shipped();
+    let face = old
+        .analyze_bytes_to_store(&fixture("amy1.png"), FaceSelection::Largest)
+        .unwrap()
+        .remove(0);
+    let template = wire_template(&face, old.crop_points()).unwrap();
+    let mut close_eyes = template.clone();
+    close_eyes.crop_points = Some([[80.0, 80.0], [81.0, 80.0], [80.5, 140.0]]);
+    let mut huge = template.clone();
+    let mut jpeg = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new(&mut jpeg)
+        .encode_image(&image::RgbImage::new(4000, 8))
+        .unwrap();
+    huge.crop = Some(base64::engine::general_purpose::STANDARD.encode(&jpeg));
+    huge.crop_points = None;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (_models, new) = arcface_template_pipeline();
+    let g = open(dir.path(), Arc::new(new));
+    g.accounts().add_client(CLIENT, None).unwrap();
+    for (user, t) in [("eyes", close_eyes), ("huge", huge), ("amy", template)] {
+        let users = vec![CentralUser {
+            user_id: user.into(),
+            user_name: user.into(),
+            templates: vec![t],
+        }];
+        let ops = central_ops(CLIENT, GALLERY, "central", old.fingerprint(), users);
+        let applied: Vec<Applied> = ops.iter().map(|op| g.apply_op(op).unwrap()).collect();
+        let refused = applied.iter().any(|a| matches!(a, Applied::Refused(_)));
+        assert_eq!(refused, user != "amy", "{user}: {applied:?}");
+        assert_eq!(stored(&g, user).is_empty(), user != "amy", "{user}");
     }
 }

@@ -6,7 +6,7 @@ use image::codecs::jpeg::JpegEncoder;
 use image::RgbImage;
 
 use super::Error;
-use crate::vision::{CropPoints, Face, Pipeline};
+use crate::vision::{decode_image, CropPoints, DecodeLimits, Face, Pipeline};
 
 const QUALITY: u8 = 90;
 
@@ -18,10 +18,18 @@ pub fn encode(chip: &RgbImage) -> Result<Vec<u8>, Error> {
     Ok(out)
 }
 
+/// What a stored or received crop may be: this side's crops are at most 512 px a side
+/// (src/vision/stored_crop.rs); one from another device's model may be larger, but a
+/// header claiming more than 1024 px a side is refused before any pixel is decoded (a
+/// small JPEG can declare 20000x20000 and take gigabytes).
+const CROP_LIMITS: DecodeLimits = DecodeLimits {
+    max_side: 1024,
+    max_pixels: 1024 * 1024,
+    max_decode_bytes: 32 * 1024 * 1024,
+};
+
 pub fn decode(jpeg: &[u8]) -> Result<RgbImage, Error> {
-    image::load_from_memory_with_format(jpeg, image::ImageFormat::Jpeg)
-        .map(|i| i.to_rgb8())
-        .map_err(|e| Error::Crop(e.to_string()))
+    decode_image(jpeg, &CROP_LIMITS).map_err(|e| Error::Crop(e.to_string()))
 }
 
 /// The crop to store for `face` as JPEG, and where it shows the face: its stored crop
@@ -48,5 +56,21 @@ pub(crate) fn points_to_read(
         Some(points) => CropPoints::checked(points).map(Some),
         None if fingerprint == pipeline.fingerprint() => Ok(Some(pipeline.crop_points())),
         None => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_crop_declaring_a_huge_picture_is_refused_before_decoding() {
+        // 1100 px a side: a few KB of JPEG, refused by its header.
+        let big = encode(&RgbImage::new(1100, 40)).unwrap();
+        let err = decode(&big).unwrap_err();
+        assert!(err.to_string().contains("too large"), "{err}");
+        let ok = encode(&RgbImage::new(220, 220)).unwrap();
+        assert_eq!(decode(&ok).unwrap().dimensions(), (220, 220));
+        assert!(decode(b"not a jpeg").is_err());
     }
 }
