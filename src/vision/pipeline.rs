@@ -483,7 +483,13 @@ impl Pipeline {
         for detection in chosen {
             if let Some(mut face) = self.analyze_one(s, image, detection, flip, &mut t)? {
                 if with_stored_crop {
-                    face.stored_crop = stored_crop(image, &face.aligned, &face.to_chip, &self.chip);
+                    face.stored_crop = stored_crop(
+                        image,
+                        &face.aligned,
+                        &face.to_chip,
+                        &self.chip,
+                        &mut s.scratch,
+                    );
                 }
                 faces.push(face);
             }

@@ -13,7 +13,7 @@ use std::borrow::Cow;
 use image::RgbImage;
 
 use super::align::{cut, ChipLayout};
-use super::warp::{warp, Similarity};
+use super::warp::{warp_into, Similarity, WarpScratch};
 use super::{Error, Point, ALIGNED_SIZE};
 
 /// Where a stored crop shows dlib's mean-face right eye, left eye and mouth centre, in
@@ -111,6 +111,7 @@ pub(super) fn stored_crop(
     chip: &RgbImage,
     to_chip: &Similarity,
     layout: &ChipLayout,
+    scratch: &mut WarpScratch,
 ) -> Option<StoredCrop> {
     let frame = layout.face_frame()?;
     let reach = [
@@ -137,8 +138,16 @@ pub(super) fn stored_crop(
         ty: to_chip.ty + mt,
         ..*to_chip
     };
-    let mut crop = warp(image, &to_crop.inverse()?, cw as u32, ch as u32);
-    image::imageops::replace(&mut crop, chip, ml as i64, mt as i64);
+    let (cw, ch) = (cw as usize, ch as usize);
+    let mut pixels = vec![0u8; cw * ch * 3];
+    warp_into(image, &to_crop.inverse()?, cw, ch, scratch, &mut pixels);
+    // The chip's rows over their place (margins are whole pixels, the chip inside).
+    let row = chip.width() as usize * 3;
+    for (y, chip_row) in chip.as_raw().chunks_exact(row).enumerate() {
+        let at = ((y + mt as usize) * cw + ml as usize) * 3;
+        pixels.get_mut(at..at + row)?.copy_from_slice(chip_row);
+    }
+    let crop = RgbImage::from_raw(cw as u32, ch as u32, pixels)?;
     let points = CropPoints::of_layout(layout)?.0.map(|p| Point {
         x: p.x + ml,
         y: p.y + mt,
