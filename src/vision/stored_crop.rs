@@ -183,6 +183,20 @@ pub(super) fn recut(
         Some(p) => *p,
         None => CropPoints::unrecorded(found).ok_or(Error::StoredChipLayout { found, expected })?,
     };
+    // A face whose eyes or mouth lie off the crop would embed black: not a template.
+    let (w, h) = (found.0 as f32, found.1 as f32);
+    if theirs
+        .0
+        .iter()
+        .any(|p| !(0.0..=w).contains(&p.x) || !(0.0..=h).contains(&p.y))
+    {
+        return Err(Error::StoredCrop(format!(
+            "face points {:?} lie outside the {}x{} crop",
+            theirs.pixels(),
+            found.0,
+            found.1
+        )));
+    }
     let to_chip = Similarity::fit(&theirs.0, &ours.0)
         .ok_or_else(|| Error::StoredCrop("face points coincide".into()))?;
     let how = match whole_pixel_shift(&to_chip) {
@@ -311,6 +325,22 @@ mod tests {
                     expected: (112, 112)
                 }
             ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn face_points_off_the_crop_are_refused() {
+        let layout = ChipLayout::default();
+        let ours = CropPoints::of_layout(&layout).unwrap();
+        let off = CropPoints(ours.0.map(|p| Point {
+            x: p.x + 5000.0,
+            y: p.y,
+        }));
+        let crop = RgbImage::new(220, 220);
+        let err = recut(&crop, Some(&off), &layout, &ours).err().unwrap();
+        assert!(
+            err.to_string().contains("outside the 220x220 crop"),
             "{err}"
         );
     }
