@@ -6,6 +6,7 @@ mod support;
 
 mod hardening;
 mod hit_counts;
+mod model_switch;
 
 use std::net::SocketAddr;
 use std::os::unix::net::UnixDatagram;
