@@ -18,9 +18,10 @@ use facegate::vision::{Embedding, FaceSelection, Pipeline};
 
 #[path = "common/real_models.rs"]
 mod real_models;
-use real_models::{fixture, load_models_in, models_dir};
+use real_models::{
+    arcface_template_models, fixture, load_models_in, models_dir, SHIPPED_EMBEDDER as SHIPPED,
+};
 
-const SHIPPED: &str = "dlib_face_recognition_int8.tflite";
 const CLIENT: &str = "kiosk";
 const GALLERY: &str = "door";
 
@@ -30,29 +31,9 @@ const PEOPLE: [(&str, &str, &str); 2] = [
     ("sheldon", "sheldon1.png", "sheldon3.png"),
 ];
 
-/// The shipped network with ArcFace's 112 template scaled to its 150x150 input: same
-/// input size, another crop, so a crop fed as it is would pass unnoticed.
+/// The shipped network with ArcFace's template (its models folder, kept alive).
 fn arcface_template_pipeline() -> (tempfile::TempDir, Pipeline) {
-    let dir = tempfile::tempdir().unwrap();
-    for f in [
-        "face_detection_short_range.tflite",
-        "mask_mnv2_128_int8.tflite",
-        SHIPPED,
-    ] {
-        std::fs::copy(models_dir().join(f), dir.path().join(f)).unwrap();
-    }
-    std::fs::write(
-        dir.path().join(format!("{SHIPPED}.toml")),
-        r#"
-input_size = [150, 150]
-input_layout = "nhwc_rgb"
-normalisation = { kind = "scale_offset", scale = [1.0, 1.0, 1.0], offset = [0.0, 0.0, 0.0] }
-crop = { kind = "arcface_112" }
-output_dim = 128
-flip_average = true
-"#,
-    )
-    .unwrap();
+    let dir = arcface_template_models();
     let pipeline = load_models_in(dir.path(), SHIPPED, None).unwrap();
     (dir, pipeline)
 }

@@ -22,6 +22,8 @@ mod broker;
 mod device;
 #[path = "common/models.rs"]
 mod models;
+#[path = "common/real_models.rs"]
+mod real_models;
 use broker::{free_port, start_broker};
 use models::pipeline;
 
@@ -193,8 +195,27 @@ impl Device {
         device
     }
 
+    /// [`Device::open`] with its own `pipeline` (a door on another model).
+    fn open_on(
+        net: &Net,
+        name: &str,
+        port: u16,
+        pipeline: Arc<facegate::vision::Pipeline>,
+    ) -> Device {
+        let dir = tempfile::tempdir().unwrap();
+        let id = net.id(name);
+        let clock = Arc::new(facegate::gallery::SystemClock);
+        let gallery = device::open_gallery_on(dir.path(), &id, clock, pipeline);
+        let mut device = Device::linked(gallery, &id, port, &net.prefix);
+        device._dir = Some(dir);
+        device
+    }
+
     fn open_at(id: &str, port: u16, path: &Path, prefix: &str) -> Device {
-        let gallery = device::open_gallery(path, id);
+        Device::linked(device::open_gallery(path, id), id, port, prefix)
+    }
+
+    fn linked(gallery: Arc<Gallery>, id: &str, port: u16, prefix: &str) -> Device {
         let options = SyncOptions {
             host: "127.0.0.1".into(),
             port,
@@ -386,6 +407,68 @@ async fn an_enrollment_at_one_device_is_identified_at_the_other_and_not_echoed()
     assert_eq!(b.metrics().applied, 2);
     assert_eq!(b.outbox(), 0);
     assert_eq!(a.metrics().applied, 0);
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_door_on_another_crop_identifies_whom_a_shipped_model_door_enrolled() {
+    // A fleet mid-switch: door-a still on the shipped model, door-b on an embedder that
+    // cuts another chip from the same 150x150 input. Amy enrolled at door-a reaches
+    // door-b through the broker with her crop and its face points, and door-b cuts its
+    // own chip from them.
+    let net = Net::start();
+    let models = real_models::arcface_template_models();
+    let own = Arc::new(
+        real_models::load_models_in(models.path(), real_models::SHIPPED_EMBEDDER, None).unwrap(),
+    );
+    assert_ne!(own.fingerprint(), pipeline().fingerprint());
+    let a = Device::open(&net, "door-a", net.port);
+    let b = Device::open_on(&net, "door-b", net.port, own.clone());
+    wait_for("both connected", || {
+        a.metrics().subscribed && b.metrics().subscribed
+    })
+    .await;
+
+    a.gallery.create_gallery(CLIENT, GALLERY).unwrap();
+    a.gallery
+        .enroll(
+            CLIENT,
+            &facegate::gallery::EnrollRequest {
+                gallery: GALLERY,
+                user_id: "amy",
+                user_name: "Amy",
+                image: &fixture("amy1.png"),
+                force: true,
+            },
+        )
+        .unwrap();
+    wait_for("amy at door-b", || b.contents().contains_key("amy")).await;
+    let points = |d: &Device| {
+        d.gallery
+            .read_store(|r| r.templates_of(CLIENT, GALLERY, "amy"))
+            .unwrap()[0]
+            .1
+            .crop_points
+    };
+    assert!(points(&a).is_some());
+    assert_eq!(
+        points(&b),
+        points(&a),
+        "stored with the points it came with"
+    );
+    let probe = own
+        .analyze_bytes(&fixture("amy2.png"), FaceSelection::Largest)
+        .unwrap()
+        .remove(0)
+        .embedding;
+    let found = b
+        .gallery
+        .search_index(CLIENT, GALLERY, &probe.0, 1)
+        .unwrap()
+        .remove(0);
+    assert_eq!(&*found.user_id, "amy");
+    assert!(found.cosine > 0.95, "{}", found.cosine);
     a.stop().await;
     b.stop().await;
 }

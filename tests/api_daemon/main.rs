@@ -4,6 +4,9 @@
 #[path = "../api_http/support.rs"]
 mod support;
 
+#[path = "../common/real_models.rs"]
+mod real_models;
+
 mod hardening;
 mod hit_counts;
 mod model_switch;

@@ -4,37 +4,16 @@
 
 use super::*;
 
-/// A models folder: the shipped files, the shipped embedder described with ArcFace's
-/// 112 template (another crop, the same 150x150 input), and a config pointing at it.
-fn own_model_config(dir: &Path) -> std::path::PathBuf {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("models-tflite");
-    let models = dir.join("models");
-    std::fs::create_dir_all(&models).unwrap();
-    for f in [
-        "face_detection_short_range.tflite",
-        "mask_mnv2_128_int8.tflite",
-        "dlib_face_recognition_int8.tflite",
-    ] {
-        std::fs::copy(repo.join(f), models.join(f)).unwrap();
-    }
-    std::fs::write(
-        models.join("dlib_face_recognition_int8.tflite.toml"),
-        r#"
-input_size = [150, 150]
-input_layout = "nhwc_rgb"
-normalisation = { kind = "scale_offset", scale = [1.0, 1.0, 1.0], offset = [0.0, 0.0, 0.0] }
-crop = { kind = "arcface_112" }
-output_dim = 128
-flip_average = true
-"#,
-    )
-    .unwrap();
+/// A config pointing at the shipped embedder described with ArcFace's template
+/// (`real_models::arcface_template_models`, kept alive by the caller).
+fn own_model_config(models: &Path, dir: &Path) -> std::path::PathBuf {
     let config = dir.join("own.toml");
     std::fs::write(
         &config,
         format!(
-            "[models]\ndir = \"{}\"\nembedder = \"dlib_face_recognition_int8.tflite\"\n",
-            models.display()
+            "[models]\ndir = \"{}\"\nembedder = \"{}\"\n",
+            models.display(),
+            real_models::SHIPPED_EMBEDDER
         ),
     )
     .unwrap();
@@ -64,24 +43,18 @@ fn after_a_switch_to_an_embedder_with_another_crop_reembed_brings_everyone_along
     assert!(daemon.terminate().success());
 
     let own = tempfile::tempdir().unwrap();
-    let config = own_model_config(own.path());
+    let models = real_models::arcface_template_models();
+    let config = own_model_config(models.path(), own.path());
     let config = config.to_str().unwrap();
-    let out = facegate(data.path(), &["--config", config, "reembed"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    // One line on stdout, the report; the progress bar goes to stderr.
+    let report = admin(data.path(), &["--config", config, "reembed"]);
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        report.contains("re-embedded 4 template(s) (4 cut from crops of another layout)"),
+        "{report}"
     );
     assert!(
-        stdout.contains("re-embedded 4 template(s) (4 cut from crops of another layout)"),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains("0 with a crop this model cannot read"),
-        "{stdout}"
+        report.contains("0 with a crop this model cannot read"),
+        "{report}"
     );
 
     let daemon = Daemon::start_with(data.path(), &["--config", config]);

@@ -58,3 +58,34 @@ fn read_fixture(folder: &str, name: &str) -> Vec<u8> {
         .join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
+
+/// A models folder with the shipped detector, mask classifier and embedder, the embedder
+/// described with ArcFace's 112 template (a sidecar) instead of dlib's chip: another
+/// crop at the same 150x150 input, so a crop cut for the shipped model and fed as it is
+/// would pass unnoticed. For the model-switch tests.
+pub fn arcface_template_models() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for f in [
+        "face_detection_short_range.tflite",
+        "mask_mnv2_128_int8.tflite",
+        SHIPPED_EMBEDDER,
+    ] {
+        std::fs::copy(models_dir().join(f), dir.path().join(f)).unwrap();
+    }
+    std::fs::write(
+        dir.path().join(format!("{SHIPPED_EMBEDDER}.toml")),
+        r#"
+input_size = [150, 150]
+input_layout = "nhwc_rgb"
+normalisation = { kind = "scale_offset", scale = [1.0, 1.0, 1.0], offset = [0.0, 0.0, 0.0] }
+crop = { kind = "arcface_112" }
+output_dim = 128
+flip_average = true
+"#,
+    )
+    .unwrap();
+    dir
+}
+
+/// The shipped embedder's file name.
+pub const SHIPPED_EMBEDDER: &str = "dlib_face_recognition_int8.tflite";

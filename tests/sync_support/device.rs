@@ -51,11 +51,19 @@ pub fn open_gallery_with_clock(
     origin: &str,
     clock: Arc<dyn facegate::gallery::Clock>,
 ) -> Arc<Gallery> {
+    open_gallery_on(path, origin, clock, crate::models::pipeline())
+}
+
+/// [`open_gallery_with_clock`] on `pipeline` (a device on another model).
+pub fn open_gallery_on(
+    path: &std::path::Path,
+    origin: &str,
+    clock: Arc<dyn facegate::gallery::Clock>,
+    pipeline: Arc<facegate::vision::Pipeline>,
+) -> Arc<Gallery> {
     let store = Arc::new(Store::open(path, 4).unwrap());
     let settings = settings(origin, 100_000, true);
-    let gallery = Arc::new(
-        Gallery::open_with_clock(store, crate::models::pipeline(), settings, clock).unwrap(),
-    );
+    let gallery = Arc::new(Gallery::open_with_clock(store, pipeline, settings, clock).unwrap());
     if gallery.accounts().list_clients().unwrap().is_empty() {
         gallery.accounts().add_client(CLIENT, None).unwrap();
     }
