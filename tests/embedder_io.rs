@@ -64,6 +64,19 @@ fn refusal(file: &str, sidecar: &str) -> String {
     load(file, sidecar).unwrap_err().to_string()
 }
 
+/// The error that refuses the models in `dir` with `embedder` (and `mask`) at load.
+fn refusal_in(dir: &Path, embedder: &str, mask: Option<&str>) -> String {
+    load_models_in(dir, embedder, mask).unwrap_err().to_string()
+}
+
+/// Asserts that the three photos' embeddings differ (cosine < 0.95 for each pair), so
+/// that a comparison with them can fail.
+fn assert_tells_the_photos_apart(e: &[Embedding]) {
+    for (i, j) in [(0, 1), (0, 2), (1, 2)] {
+        assert!(e[i].cosine(&e[j]) < 0.95, "{i} {j}: {}", e[i].cosine(&e[j]));
+    }
+}
+
 /// Colour photos (most face fixtures are grey, where a channel mix-up cannot show).
 const PHOTOS: [&str; 3] = [
     "tests/fixtures/vision/single_640x480.jpg",
@@ -101,9 +114,7 @@ fn agreement(a: &[Embedding], b: &[Embedding]) -> f32 {
 fn the_reference_network_tells_the_three_photos_apart() {
     // Otherwise the comparisons below could not fail.
     let e = reference();
-    for (i, j) in [(0, 1), (0, 2), (1, 2)] {
-        assert!(e[i].cosine(&e[j]) < 0.95, "{i} {j}: {}", e[i].cosine(&e[j]));
-    }
+    assert_tells_the_photos_apart(&e);
 }
 
 #[test]
@@ -176,9 +187,7 @@ fn a_layout_that_does_not_fit_the_file_is_refused_at_load_with_both_shapes() {
 fn a_quantized_mask_model_is_refused_at_load_naming_its_input_type() {
     // An operator's full-integer file as the mask classifier: refused before serving.
     let dir = models_dir("io_uint8.tflite", &description("nhwc_rgb", ""));
-    let err = load_models_in(dir.path(), "io_uint8.tflite", Some("io_uint8.tflite"))
-        .unwrap_err()
-        .to_string();
+    let err = refusal_in(dir.path(), "io_uint8.tflite", Some("io_uint8.tflite"));
     assert!(err.contains("io_uint8.tflite"), "{err}");
     assert!(err.contains("mask classifier"), "{err}");
 }
@@ -194,9 +203,7 @@ fn a_file_that_is_not_tflite_is_refused_as_such() {
         description("nhwc_rgb", ""),
     )
     .unwrap();
-    let err = load_models_in(dir.path(), "mine.onnx.tflite", None)
-        .unwrap_err()
-        .to_string();
+    let err = refusal_in(dir.path(), "mine.onnx.tflite", None);
     assert!(err.contains("mine.onnx.tflite"), "{err}");
     assert!(err.contains("not a TensorFlow Lite file"), "{err}");
 }
@@ -209,9 +216,7 @@ fn a_chip_that_is_not_square_is_cut_and_embedded() {
     let file = "io_nhwc_f32_40x48.tflite";
     let narrow = description("nhwc_rgb", "").replace("[48, 48]", "[40, 48]");
     let e = embeddings(&load(file, &narrow).unwrap());
-    for (i, j) in [(0, 1), (0, 2), (1, 2)] {
-        assert!(e[i].cosine(&e[j]) < 0.95, "{i} {j}: {}", e[i].cosine(&e[j]));
-    }
+    assert_tells_the_photos_apart(&e);
     let swapped = description("nhwc_rgb", "").replace("[48, 48]", "[48, 40]");
     let err = refusal(file, &swapped);
     assert!(

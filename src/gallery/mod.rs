@@ -43,7 +43,7 @@ pub use accounts::{
 };
 pub use central::{central_ops, wire_template, CentralUser};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use crop::{decode as decode_crop, of_face as crop_of_face};
+pub use crop::{decode as decode_crop, encode as encode_crop, of_face as crop_of_face};
 pub use door::OpenCommand;
 pub use error::{check_id, Error, ImageRole, QuotaKind};
 pub use export::{

@@ -129,6 +129,7 @@ impl Runtime {
         Ok(Model {
             name: name.to_string(),
             session,
+            quantize_scratch: Vec::new(),
         })
     }
 }
@@ -137,6 +138,9 @@ impl Runtime {
 pub struct Model {
     name: String,
     session: ffi::Session,
+    /// The real values of a quantized input before quantization, kept between runs:
+    /// an embedder chip is ~70k values, allocated anew on every run otherwise.
+    quantize_scratch: Vec<f32>,
 }
 
 impl Model {
@@ -186,6 +190,7 @@ impl Model {
             None => QuantizingInput::Float(tensor.f32s_mut()),
             Some((scale, zero_point, signed)) => QuantizingInput::Bytes {
                 bytes: tensor.bytes_mut(),
+                values: &mut self.quantize_scratch,
                 inv_scale: 1.0 / scale,
                 zero: zero_point as f32,
                 signed,

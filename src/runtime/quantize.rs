@@ -9,6 +9,8 @@ pub enum QuantizingInput<'a> {
     Float(&'a mut [f32]),
     Bytes {
         bytes: &'a mut [u8],
+        /// Where the real values are written first (resized to the input's length).
+        values: &'a mut Vec<f32>,
         inv_scale: f32,
         zero: f32,
         signed: bool,
@@ -35,13 +37,15 @@ impl QuantizingInput<'_> {
             QuantizingInput::Float(values) => write(values),
             QuantizingInput::Bytes {
                 bytes,
+                values,
                 inv_scale,
                 zero,
                 signed,
             } => {
-                let mut values = vec![0.0f32; bytes.len()];
-                write(&mut values);
-                for (byte, &value) in bytes.iter_mut().zip(&values) {
+                values.clear();
+                values.resize(bytes.len(), 0.0);
+                write(values);
+                for (byte, &value) in bytes.iter_mut().zip(values.iter()) {
                     *byte = quantize(value, *inv_scale, *zero, *signed);
                 }
             }
@@ -65,8 +69,10 @@ mod tests {
     #[test]
     fn values_are_quantized_half_to_even_and_saturated() {
         let mut bytes = [0u8; 6];
+        let mut values = Vec::new();
         let mut input = QuantizingInput::Bytes {
             bytes: &mut bytes,
+            values: &mut values,
             inv_scale: 2.0,
             zero: -1.0,
             signed: true,
@@ -75,8 +81,10 @@ mod tests {
         // 0.5 -> 0, 1.5 -> 2, -0.5 -> -0 (ties to even), then the zero point; saturation.
         assert_eq!(bytes.map(|b| b as i8), [-1, 1, -1, 127, -128, 0]);
         let mut bytes = [0u8; 2];
+        let mut values = Vec::new();
         let mut input = QuantizingInput::Bytes {
             bytes: &mut bytes,
+            values: &mut values,
             inv_scale: 1.0,
             zero: 128.0,
             signed: false,

@@ -44,7 +44,6 @@ pub use pipeline::{
 pub use sharpness::chip_sharpness;
 pub use similarity::{similarity, Calibration, CALIBRATION, DEFAULT_THRESHOLD};
 pub use stored_crop::{CropPoints, StoredCrop};
-pub use warp::Similarity;
 
 /// An axis-aligned box in image pixels (origin top-left).
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -133,9 +132,6 @@ pub struct Face {
     /// The aligned chip the embedder saw (RGB, the embedder's input size).
     #[serde(skip)]
     pub aligned: image::RgbImage,
-    /// The transform from picture to `aligned` coordinates.
-    #[serde(skip)]
-    pub to_chip: warp::Similarity,
     /// The crop to keep with the face's template, so that a model change can re-embed
     /// without the photo: `aligned` with a margin (src/vision/stored_crop.rs). Only from
     /// [`Pipeline::analyze_bytes_to_store`].

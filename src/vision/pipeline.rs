@@ -481,18 +481,8 @@ impl Pipeline {
         let chosen = select(detections, selection, image);
         let mut faces = Vec::with_capacity(chosen.len());
         for detection in chosen {
-            if let Some(mut face) = self.analyze_one(s, image, detection, flip, &mut t)? {
-                if with_stored_crop {
-                    face.stored_crop = stored_crop(
-                        image,
-                        &face.aligned,
-                        &face.to_chip,
-                        &self.chip,
-                        &mut s.scratch,
-                    );
-                }
-                faces.push(face);
-            }
+            let face = self.analyze_one(s, image, detection, flip, with_stored_crop, &mut t)?;
+            faces.extend(face);
         }
         Ok((faces, t))
     }
@@ -507,16 +497,19 @@ impl Pipeline {
     ) -> Result<Option<Face>, Error> {
         self.with_session(|s| {
             let mut t = StageTimings::default();
-            self.analyze_one(s, image, detection, Flip::Configured, &mut t)
+            self.analyze_one(s, image, detection, Flip::Configured, false, &mut t)
         })
     }
 
+    /// One face's analysis; `with_stored_crop` also cuts the crop to store with its
+    /// template ([`Pipeline::analyze_bytes_to_store`]).
     fn analyze_one(
         &self,
         s: &mut Session,
         image: &RgbImage,
         detection: Detection,
         flip: Flip<'_>,
+        with_stored_crop: bool,
         t: &mut StageTimings,
     ) -> Result<Option<Face>, Error> {
         let start = Instant::now();
@@ -555,6 +548,11 @@ impl Pipeline {
             &self.spec,
         )?;
         t.embed += start.elapsed();
+        let stored_crop = if with_stored_crop {
+            stored_crop(image, &aligned, &to_chip, &self.chip, &mut s.scratch)
+        } else {
+            None
+        };
         Ok(Some(Face {
             detection,
             quality,
@@ -562,8 +560,7 @@ impl Pipeline {
             masked: mask_probability >= self.options.mask_threshold,
             embedding,
             aligned,
-            to_chip,
-            stored_crop: None,
+            stored_crop,
         }))
     }
 

@@ -340,14 +340,7 @@ fn reembedded(
     let (jpeg, points) = facegate::gallery::crop_of_face(&face, old.crop_points()).ok()?;
     let stored = facegate::gallery::decode_crop(&jpeg).ok()?;
     let (template, _) = pipeline.embed_stored_crop(&stored, Some(&points)).ok()?;
-    let (chip_jpeg, _) = facegate::gallery::crop_of_face(
-        &vision::Face {
-            stored_crop: None,
-            ..face
-        },
-        old.crop_points(),
-    )
-    .ok()?;
+    let chip_jpeg = facegate::gallery::encode_crop(&face.aligned).ok()?;
     Some(Probe {
         single: template.clone(),
         near: template.clone(),
