@@ -140,3 +140,52 @@ fn client_add_with_scope_kiosk_prints_a_kiosk_token_alone_on_its_last_line() {
         .status
         .success());
 }
+
+#[test]
+fn eval_identify_names_each_image_without_a_template_and_counts_its_probe_as_a_miss() {
+    let dir = tempfile::tempdir().unwrap();
+    let put = |person: &str, n: u32, bytes: &[u8]| {
+        let folder = dir.path().join(person);
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(folder.join(format!("{person}_{n:04}.jpg")), bytes).unwrap();
+    };
+    let fixture = |name: &str| std::fs::read(format!("tests/fixtures/vision/{name}")).unwrap();
+    put("Amy", 1, &fixture("amy1.png"));
+    put("Amy", 2, &fixture("amy2.png"));
+    put("Sheldon", 1, &fixture("sheldon1.png"));
+    put("Sheldon", 2, &fixture("sheldon3.png"));
+    put("Penny", 1, &fixture("penny1.png"));
+    // An operator's folder as it is found: a file that is no image, a JPEG cut short, and
+    // a photo without a face.
+    put("Broken", 1, b"not an image");
+    let photo = fixture("single_640x480.jpg");
+    put("Broken", 2, &photo[..photo.len() / 3]);
+    put("Wall", 1, &fixture("white.png"));
+
+    let out = facegate()
+        .args(["eval", "identify", "--json", "--images"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["failed_images"],
+        serde_json::json!([
+            "Broken/Broken_0001.jpg",
+            "Broken/Broken_0002.jpg",
+            "Wall/Wall_0001.jpg"
+        ])
+    );
+    assert_eq!(v["images_without_face"], 3);
+    // Amy and Sheldon are found; Broken's probe has no template and counts as a miss.
+    assert_eq!(v["probes"], 3);
+    assert!(
+        (v["rank1"].as_f64().unwrap() - 2.0 / 3.0).abs() < 1e-9,
+        "{v}"
+    );
+    for why in ["not recognized", "truncated", "no face found"] {
+        assert!(stderr.contains(why), "stderr lacks {why:?}: {stderr}");
+    }
+}

@@ -59,6 +59,14 @@ pub struct Sample {
     pub file: PathBuf,
 }
 
+impl Sample {
+    /// `<Name>/<file>`, as LFW names an image.
+    pub fn name(&self) -> String {
+        let file = self.file.file_name().unwrap_or_default().to_string_lossy();
+        format!("{}/{file}", self.person)
+    }
+}
+
 /// The protocol's roles, as indices into the sample list.
 #[derive(Debug, PartialEq)]
 pub struct Protocol {
@@ -288,8 +296,17 @@ pub fn run(config: &Config, args: &IdentifyArgs) -> anyhow::Result<ExitCode> {
         Some(e) => e,
         None => {
             let bar = crate::cmd::progress::bar(samples.len() as u64, "embedding");
-            let e = super::parallel_map(&samples, threads, &bar, |s| embed(&pipeline, &s.file));
+            let results =
+                super::parallel_map(&samples, threads, &bar, |s| embed(&pipeline, &s.file));
             bar.finish_and_clear();
+            // Why an image gave no template, so an operator's own folder can be mended; the
+            // protocol goes on without it (an enrolled person's probes then count as misses).
+            for (sample, result) in samples.iter().zip(&results) {
+                if let Err(why) = result {
+                    eprintln!("no template from {}: {why}", sample.file.display());
+                }
+            }
+            let e: Vec<Option<Embedding>> = results.into_iter().map(Result::ok).collect();
             if let Some(file) = &args.embeddings_cache {
                 write_cache(file, pipeline.fingerprint(), &samples, &e)?;
             }
@@ -297,7 +314,12 @@ pub fn run(config: &Config, args: &IdentifyArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let embed_secs = start.elapsed().as_secs_f64();
-    let no_face = embeddings.iter().filter(|e| e.is_none()).count();
+    let failed_images: Vec<String> = samples
+        .iter()
+        .zip(&embeddings)
+        .filter(|(_, e)| e.is_none())
+        .map(|(s, _)| s.name())
+        .collect();
 
     // Closed set: enrolled + all distractors.
     let closed = gallery_index(
@@ -388,7 +410,8 @@ pub fn run(config: &Config, args: &IdentifyArgs) -> anyhow::Result<ExitCode> {
         "enrolled_people": roles.enrolled.len(),
         "distractors": roles.distractors.len(),
         "images": samples.len(),
-        "images_without_face": no_face,
+        "images_without_face": failed_images.len(),
+        "failed_images": failed_images,
         "rank1_index_vs_exhaustive_disagreements": index_disagrees,
         "split_seeds": SPLIT_SEEDS,
         "embed_images_per_second": samples.len() as f64 / embed_secs,
@@ -441,12 +464,17 @@ fn write_cache(
     std::fs::write(file, body.to_string()).with_context(|| file.display().to_string())
 }
 
-fn embed(pipeline: &Pipeline, file: &Path) -> Option<Embedding> {
-    let bytes = std::fs::read(file).ok()?;
+/// The template of the face nearest the image's centre, or why there is none.
+fn embed(pipeline: &Pipeline, file: &Path) -> Result<Embedding, String> {
+    let bytes = std::fs::read(file).map_err(|e| format!("unreadable: {e}"))?;
     let faces = pipeline
         .analyze_bytes(&bytes, FaceSelection::NearestCenter)
-        .ok()?;
-    faces.into_iter().next().map(|f| f.embedding)
+        .map_err(|e| e.to_string())?;
+    faces
+        .into_iter()
+        .next()
+        .map(|f| f.embedding)
+        .ok_or_else(|| "no face found".to_string())
 }
 
 #[cfg(test)]
