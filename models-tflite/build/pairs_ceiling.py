@@ -11,6 +11,8 @@ protocol of `facegate eval lfw` (tta_score.py's functions; a pair without a face
     # 3. score either, plain, with pair-score normalisation against an impostor cohort, and
     #    fused with the other:
     python pairs_ceiling.py score LFW_DIR acc.json [native.json]
+    # 4. learned linear maps (WCCN) before the cosine, fitted on the other file's people:
+    python pairs_ceiling.py projection LFW_DIR acc.json
 
 The cohort for a pairs file is every image of the people that file does not use (for
 pairsDevTrain, the people of pairsDevTest, and the other way round), so no test person is
@@ -139,6 +141,52 @@ def score(lfw, path, other=None):
                   f"TAR @ FAR 1e-3 {100 * tar_at_far(s, same):.2f} %")
 
 
+def within_class_scatter(emb, people_out):
+    """Mean and within-person scatter of the unit embeddings of every person not in
+    `people_out` who has two or more images, each person weighted equally (LFW's long tail:
+    a few people have dozens of images)."""
+    by_person = {}
+    for k, v in emb.items():
+        if k.split("/")[0] not in people_out:
+            by_person.setdefault(k.split("/")[0], []).append(v)
+    every = np.stack([v for vs in by_person.values() for v in vs])
+    scatter, weight = np.zeros((every.shape[1],) * 2), 0.0
+    for vs in by_person.values():
+        if len(vs) >= 2:
+            d = np.stack(vs) - np.mean(vs, axis=0)
+            scatter += d.T @ d / len(vs)
+            weight += 1.0
+    return every.mean(0), scatter / weight, len(every)
+
+
+def projection(lfw, path):
+    """Learned linear maps before the cosine (WCCN: the within-person scatter raised to
+    -alpha, shrunk towards its mean variance), fitted on the other pairs file's people."""
+    emb = load(path)
+    for pf in PAIR_FILES:
+        ps = pairs(os.path.join(lfw, pf))
+        people = {f.split("/")[0] for p in ps for f in p[:2]}
+        mean, sw, n = within_class_scatter(emb, people)
+        print(f"{pf} ({len(ps)} pairs; fitted on {n} images of other people)")
+        for centre in (False, True):
+            for alpha, shrink in ((0.0, 0.0), (0.1, 0.0), (0.25, 0.0), (0.25, 0.5), (0.5, 0.0),
+                                  (0.5, 0.5)):
+                d = sw.shape[0]
+                ev, vec = np.linalg.eigh((1 - shrink) * sw + shrink * np.trace(sw) / d * np.eye(d))
+                proj = vec * ev ** -alpha
+                mapped = {k: (v - mean * centre) @ proj for k, v in emb.items()}
+                mapped = {k: v / np.linalg.norm(v) for k, v in mapped.items()}
+
+                def cos(a, b, e=mapped):
+                    return e[a] @ e[b] if a in e and b in e else np.nan
+
+                s, same, fold = pair_scores(ps, cos)
+                m, sd = k_fold(s, same, fold)
+                label = f"{'centred, ' if centre else ''}alpha {alpha}, shrink {shrink}"
+                print(f"  {label:40} 10-fold {100 * m:.2f} % ± {100 * sd:.2f}, "
+                      f"TAR @ FAR 1e-3 {100 * tar_at_far(s, same):.2f} %")
+
+
 if __name__ == "__main__":
     cmd, *args = sys.argv[1:]
-    {"native": native, "score": score}[cmd](*args)
+    {"native": native, "score": score, "projection": projection}[cmd](*args)
