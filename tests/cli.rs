@@ -1,5 +1,6 @@
 //! The binary's behaviour at its edges: runtime missing, bad configuration, JSON output.
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn facegate() -> Command {
@@ -188,4 +189,94 @@ fn eval_identify_names_each_image_without_a_template_and_counts_its_probe_as_a_m
     for why in ["not recognized", "truncated", "no face found"] {
         assert!(stderr.contains(why), "stderr lacks {why:?}: {stderr}");
     }
+}
+
+/// An LFW-layout folder (`<Name>/<Name>_<NNNN>.jpg`) of fixture photos and a pairs file
+/// over it: two people's two photos as same pairs, each against a third as different.
+fn small_lfw(dir: &Path) -> (PathBuf, PathBuf) {
+    let images = dir.join("images");
+    for (person, n, file) in [
+        ("Amy", 1, "amy1.png"),
+        ("Amy", 2, "amy2.png"),
+        ("Sheldon", 1, "sheldon1.png"),
+        ("Sheldon", 2, "sheldon3.png"),
+        ("Penny", 1, "penny1.png"),
+    ] {
+        std::fs::create_dir_all(images.join(person)).unwrap();
+        std::fs::copy(
+            format!("tests/fixtures/vision/{file}"),
+            images.join(person).join(format!("{person}_{n:04}.jpg")),
+        )
+        .unwrap();
+    }
+    let pairs = dir.join("pairs.txt");
+    std::fs::write(
+        &pairs,
+        "2\nAmy\t1\t2\nSheldon\t1\t2\nAmy\t1\tPenny\t1\nSheldon\t2\tPenny\t1\n",
+    )
+    .unwrap();
+    (images, pairs)
+}
+
+#[test]
+fn calibrate_leaves_the_bundled_manifest_alone_unless_forced() {
+    let dir = tempfile::tempdir().unwrap();
+    let models = dir.path().join("models");
+    std::fs::create_dir(&models).unwrap();
+    for f in [
+        "MANIFEST.toml",
+        "face_detection_short_range.tflite",
+        "mask_mnv2_128_int8.tflite",
+        "dlib_face_recognition_int8.tflite",
+    ] {
+        std::fs::copy(Path::new("models-tflite").join(f), models.join(f)).unwrap();
+    }
+    let manifest = std::fs::read_to_string(models.join("MANIFEST.toml")).unwrap();
+    let (images, pairs) = small_lfw(dir.path());
+    let calibrate = |extra: &[&str]| {
+        facegate()
+            .env("FACEGATE_MODELS_DIR", &models)
+            .env("FACEGATE_DATA_DIR", dir.path().join("data"))
+            .args(["calibrate", "--images"])
+            .arg(&images)
+            .arg("--pairs")
+            .arg(&pairs)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+
+    // An integrator tuning the shipped model to their own people: every door of the
+    // fleet shares this description, and its calibration is in the template fingerprint.
+    let refused = calibrate(&[]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(stderr.contains("MANIFEST.toml"), "{stderr}");
+    assert!(stderr.contains("verify_threshold"), "{stderr}");
+    assert!(stderr.contains("--force"), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(models.join("MANIFEST.toml")).unwrap(),
+        manifest
+    );
+
+    let dry = calibrate(&["--dry-run"]);
+    assert!(
+        dry.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dry.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&dry.stdout).unwrap();
+    assert_eq!(v["written_to"], serde_json::Value::Null);
+    assert_eq!(v["pairs"], 4);
+
+    let forced = calibrate(&["--force"]);
+    assert!(
+        forced.status.success(),
+        "{}",
+        String::from_utf8_lossy(&forced.stderr)
+    );
+    let written = std::fs::read_to_string(models.join("MANIFEST.toml")).unwrap();
+    assert_ne!(written, manifest);
+    assert!(written.contains("fitted_on = \"pairs.txt: "), "{written}");
+    assert!(!models.join("MANIFEST.toml.tmp").exists());
 }

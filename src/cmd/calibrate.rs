@@ -7,6 +7,13 @@
 //! the best-accuracy threshold on all pairs; `zero_cosine` (similarity 0) lies four times
 //! the distance from the impostors' mean cosine to the threshold below that mean, so
 //! an average impostor scores 0.6 for any embedder (the shipped dlib calibration: 0.5).
+//!
+//! The calibration is part of the template fingerprint, so a new one leaves every
+//! template stored under the old one out of search until `facegate reembed`, and makes a
+//! door differ from the doors of its fleet. Calibrate therefore writes only when that
+//! cannot surprise anyone: the description is an operator's sidecar, no template in the
+//! data folder carries the fingerprint it would change and the daemon is not running on
+//! it; otherwise it says what would happen and asks for `--force`.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -15,6 +22,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use clap::Args;
 use facegate::config::Config;
+use facegate::store::{DataLock, LockError, Store};
 use facegate::vision::{EmbedderSpec, SimilarityCalibration, SpecSource};
 use serde_json::json;
 
@@ -32,6 +40,10 @@ pub struct CalibrateArgs {
     /// Compute and print, but do not write the description.
     #[arg(long)]
     dry_run: bool,
+    /// Write even when the new calibration changes the fingerprint of stored templates
+    /// or of the bundled models' MANIFEST.toml (then run `facegate reembed`).
+    #[arg(long)]
+    force: bool,
     /// Threads (default: runtime.workers).
     #[arg(long)]
     threads: Option<usize>,
@@ -119,12 +131,40 @@ pub fn run(config: &Config, args: &CalibrateArgs) -> anyhow::Result<ExitCode> {
     };
     let models_dir = config.pipeline_options().models_dir;
     let file = &config.models.embedder;
-    let (_, source) = EmbedderSpec::find(&models_dir, file)?;
+    let (spec, source) = EmbedderSpec::find(&models_dir, file)?;
+    let recalibrated = EmbedderSpec {
+        similarity: Some(calibration.clone()),
+        ..spec.clone()
+    };
+    let changes_fingerprint = recalibrated.fingerprint_text() != spec.fingerprint_text();
     let written = if args.dry_run {
         None
     } else {
+        if changes_fingerprint && !args.force {
+            let hazards = hazards(config, &source, pipeline.fingerprint())?;
+            if !hazards.is_empty() {
+                bail!(
+                    "not written: the new calibration (threshold_cosine {}, zero_cosine {}) \
+                     changes the template fingerprint of {file}, and {}. To move the \
+                     operating point of a model in use, set recognition.verify_threshold \
+                     and identify_threshold instead (docs/accuracy.md). To write it anyway, pass --force, then stop the daemon and \
+                     run `facegate reembed` (and give every door of the fleet the same \
+                     description).",
+                    calibration.threshold_cosine,
+                    calibration.zero_cosine,
+                    hazards.join("; ")
+                );
+            }
+        }
         Some(write(&source, file, &calibration)?)
     };
+    if written.is_some() && changes_fingerprint {
+        eprintln!(
+            "{file}: new template fingerprint; templates stored under {} are not searched \
+             until `facegate reembed`",
+            pipeline.fingerprint()
+        );
+    }
     println!(
         "{}",
         json!({
@@ -141,6 +181,50 @@ pub fn run(config: &Config, args: &CalibrateArgs) -> anyhow::Result<ExitCode> {
         })
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// What a new fingerprint would break: the bundled models' manifest shared by a fleet,
+/// templates stored under `fingerprint`, a daemon serving the data folder.
+fn hazards(config: &Config, source: &SpecSource, fingerprint: &str) -> anyhow::Result<Vec<String>> {
+    let mut out = Vec::new();
+    if let SpecSource::Manifest(path) = source {
+        out.push(format!(
+            "its description is in {}, which describes the bundled models every door \
+             of a fleet shares",
+            path.display()
+        ));
+    }
+    let data = &config.store.data_dir;
+    if !data.join("data.mdb").exists() {
+        return Ok(out);
+    }
+    match DataLock::acquire(data) {
+        Err(LockError::Busy { .. }) => out.push(format!(
+            "`facegate serve` is running on {}: its templates would not be searched after \
+             its next start",
+            data.display()
+        )),
+        Err(e) => return Err(e.into()),
+        Ok(_lock) => {
+            let store = Store::open(data, config.store.map_size_mb)
+                .with_context(|| format!("data folder {}", data.display()))?;
+            let mut stored = 0usize;
+            store.read(|r| {
+                r.for_each_template_without_crop(|row| {
+                    stored += usize::from(row.record.fingerprint == fingerprint);
+                    Ok(())
+                })
+            })?;
+            if stored > 0 {
+                out.push(format!(
+                    "{stored} template(s) in {} carry the current fingerprint: they would \
+                     not be searched until `facegate reembed`",
+                    data.display()
+                ));
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn round5(v: f32) -> f32 {
@@ -168,9 +252,19 @@ fn write(
     if check.and_then(|s| s.similarity).as_ref() != Some(calibration) {
         bail!("the edited description does not read back the calibration");
     }
+    // Durable before it replaces the description: a power cut on an SD card must leave
+    // the old file or the new one, never an empty one the daemon cannot start with.
     let tmp = path.with_extension("toml.tmp");
-    std::fs::write(&tmp, updated).with_context(|| tmp.display().to_string())?;
+    let mut out = std::fs::File::create(&tmp).with_context(|| tmp.display().to_string())?;
+    std::io::Write::write_all(&mut out, updated.as_bytes())
+        .and_then(|()| out.sync_all())
+        .with_context(|| tmp.display().to_string())?;
     std::fs::rename(&tmp, &path).with_context(|| path.display().to_string())?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .with_context(|| dir.display().to_string())?;
+    }
     Ok(path)
 }
 

@@ -10,6 +10,7 @@ mod real_models;
 mod hardening;
 mod hit_counts;
 mod model_switch;
+mod recalibration;
 
 use std::net::SocketAddr;
 use std::os::unix::net::UnixDatagram;
