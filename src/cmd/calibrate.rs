@@ -16,6 +16,7 @@
 //! it; otherwise it says what would happen and asks for `--force`.
 
 use std::collections::BTreeSet;
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -252,19 +253,9 @@ fn write(
     if check.and_then(|s| s.similarity).as_ref() != Some(calibration) {
         bail!("the edited description does not read back the calibration");
     }
-    // Durable before it replaces the description: a power cut on an SD card must leave
-    // the old file or the new one, never an empty one the daemon cannot start with.
-    let tmp = path.with_extension("toml.tmp");
-    let mut out = std::fs::File::create(&tmp).with_context(|| tmp.display().to_string())?;
-    std::io::Write::write_all(&mut out, updated.as_bytes())
-        .and_then(|()| out.sync_all())
-        .with_context(|| tmp.display().to_string())?;
-    std::fs::rename(&tmp, &path).with_context(|| path.display().to_string())?;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .with_context(|| dir.display().to_string())?;
-    }
+    // Durable before it replaces the description: a power cut must leave the old file or
+    // the new one, never an empty one the daemon cannot start with.
+    super::files::replace_durably(&path, |out| Ok(out.write_all(updated.as_bytes())?))?;
     Ok(path)
 }
 

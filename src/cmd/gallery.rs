@@ -2,7 +2,7 @@
 //! operations (docs/sync.md), to move it between devices, push it to a fleet
 //! (`facegate push`) or compare two devices.
 
-use std::io::{BufReader, BufWriter};
+use std::io::BufReader;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -11,14 +11,14 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use facegate::config::Config;
 use facegate::gallery::{read_export, write_export, Applied, Gallery, Settings};
-use facegate::store::Store;
+use facegate::store::{DataLock, Store};
 
 #[derive(Subcommand, Debug)]
 pub enum GalleryCommand {
     /// Write a gallery (users, embeddings, crops, names) to a file.
     Export(ExportArgs),
     /// Apply an export file to this device's store (as operations from elsewhere:
-    /// idempotent, never over newer data, not republished).
+    /// idempotent, never over newer data, not republished), with the daemon stopped.
     Import(ImportArgs),
 }
 
@@ -51,6 +51,15 @@ fn open(config: &Config) -> anyhow::Result<Gallery> {
 }
 
 pub fn run(config: &Config, command: &GalleryCommand) -> anyhow::Result<ExitCode> {
+    // An import writes behind a running daemon's index: it would answer "applied" and the
+    // daemon would not find the imported users until its next start. An export only reads
+    // and may run beside the daemon.
+    let _lock = match command {
+        GalleryCommand::Import(_) => {
+            Some(DataLock::acquire(&config.store.data_dir).context("facegate gallery import")?)
+        }
+        GalleryCommand::Export(_) => None,
+    };
     let gallery = open(config)?;
     match command {
         GalleryCommand::Export(a) => {
@@ -60,9 +69,7 @@ pub fn run(config: &Config, command: &GalleryCommand) -> anyhow::Result<ExitCode
                 config.sync.device_id.clone()
             };
             let (header, ops) = gallery.export_ops(&a.client, &a.gallery, &origin)?;
-            let file = std::fs::File::create(&a.file)
-                .with_context(|| format!("cannot create {}", a.file.display()))?;
-            write_export(&mut BufWriter::new(file), &header, &ops)?;
+            super::files::replace_durably(&a.file, |out| Ok(write_export(out, &header, &ops)?))?;
             println!("exported {} user(s) to {}", header.users, a.file.display());
         }
         GalleryCommand::Import(a) => {

@@ -8,6 +8,7 @@ mod client;
 mod compare;
 mod config_cmd;
 mod eval;
+mod files;
 mod gallery;
 mod progress;
 mod push;

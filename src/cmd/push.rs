@@ -11,7 +11,7 @@
 //! - `facegate push --serve-snapshots --from FILE...`: answers the devices' snapshot
 //!   requests from export files until SIGTERM or Ctrl-C.
 
-use std::io::{BufReader, BufWriter};
+use std::io::BufReader;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -110,9 +110,7 @@ pub fn run(config: &Config, args: &PushArgs) -> anyhow::Result<ExitCode> {
             };
             let ops = central_ops(client, gallery, &options.device_id, &model, photos.users);
             if let Some(path) = &args.export_to {
-                let file = std::fs::File::create(path)
-                    .with_context(|| format!("cannot create {}", path.display()))?;
-                write_export(&mut BufWriter::new(file), &header, &ops)?;
+                super::files::replace_durably(path, |out| Ok(write_export(out, &header, &ops)?))?;
                 eprintln!("wrote {}", path.display());
             }
             (header, ops)

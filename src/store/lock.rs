@@ -1,8 +1,8 @@
 //! The data folder's lock: `facegate serve` holds an exclusive `flock` on
 //! `<data_dir>/facegate.lock` while it runs, and commands that must not run beside it
-//! (`reembed`, which rewrites templates behind the daemon's index) take the same lock
-//! or refuse. The kernel drops the lock when the process ends, even on kill -9, so a
-//! crash never leaves a stale lock behind. Admin commands (`client ...`) do not take
+//! (`reembed` and `gallery import`, which write templates behind the daemon's index)
+//! take the same lock or refuse. The kernel drops the lock when the process ends, even
+//! on kill -9, so a crash never leaves a stale lock behind. Admin commands (`client ...`) do not take
 //! it: LMDB serialises their writes with the daemon's.
 
 use std::fs::{File, OpenOptions};

@@ -9,6 +9,7 @@ mod real_models;
 
 mod hardening;
 mod hit_counts;
+mod import;
 mod model_switch;
 mod recalibration;
 
