@@ -9,7 +9,7 @@ use facegate::vision::{self, FaceSelection, Pipeline};
 
 #[path = "common/real_models.rs"]
 mod real_models;
-use real_models::load_models_in;
+use real_models::{load_models_in, SHIPPED_AS_SIDECAR as DLIB_LIKE};
 
 const DLIB: &str = "dlib_face_recognition_int8.tflite";
 /// Another shipped network (mask classifier: 128x128 input, 2 outputs), used as an
@@ -39,16 +39,6 @@ fn models_dir(source: &str, file: &str, sidecar: Option<&str>) -> tempfile::Temp
 fn load(dir: &Path, embedder: &str) -> Result<Pipeline, vision::Error> {
     load_models_in(dir, embedder, None)
 }
-
-const DLIB_LIKE: &str = r#"
-input_size = [150, 150]
-input_layout = "nhwc_rgb"
-normalisation = { kind = "scale_offset", scale = [1.0, 1.0, 1.0], offset = [0.0, 0.0, 0.0] }
-crop = { kind = "dlib_chip", padding = 0.25 }
-output_dim = 128
-flip_average = true
-similarity = { threshold_cosine = 0.917, zero_cosine = 0.5 }
-"#;
 
 #[test]
 fn a_model_whose_input_size_differs_from_its_description_is_refused_at_load() {

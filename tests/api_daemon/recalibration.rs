@@ -6,18 +6,14 @@
 
 use super::*;
 
-/// The shipped network as an operator's file with a sidecar of its own (dlib's chip and
-/// calibration, as MANIFEST.toml describes the shipped file).
+/// The shipped network as an operator's file with a sidecar of its own.
 const OWN_EMBEDDER: &str = "mine.tflite";
-const OWN_DESCRIPTION: &str = r#"# my embedder
-input_size = [150, 150]
-input_layout = "nhwc_rgb"
-normalisation = { kind = "scale_offset", scale = [1.0, 1.0, 1.0], offset = [0.0, 0.0, 0.0] }
-crop = { kind = "dlib_chip", padding = 0.25 }
-output_dim = 128
-flip_average = true
-similarity = { threshold_cosine = 0.917, zero_cosine = 0.5 }
-"#;
+
+/// Its sidecar: dlib's chip and calibration, as MANIFEST.toml describes the shipped file,
+/// under a comment of the operator's that calibrate must keep.
+fn own_description() -> String {
+    format!("# my embedder{}", real_models::SHIPPED_AS_SIDECAR)
+}
 
 const PEOPLE: [&str; 4] = ["amy", "raj", "penny", "howard"];
 
@@ -43,7 +39,11 @@ impl Own {
             models.join(OWN_EMBEDDER),
         )
         .unwrap();
-        std::fs::write(models.join(format!("{OWN_EMBEDDER}.toml")), OWN_DESCRIPTION).unwrap();
+        std::fs::write(
+            models.join(format!("{OWN_EMBEDDER}.toml")),
+            own_description(),
+        )
+        .unwrap();
         std::fs::write(
             dir.path().join("own.toml"),
             format!(
@@ -125,7 +125,7 @@ fn recalibrating_an_embedder_in_use_asks_for_force_and_reembed_brings_everyone_b
     let stderr = String::from_utf8_lossy(&running.stderr);
     assert!(!running.status.success(), "{stderr}");
     assert!(stderr.contains("`facegate serve` is running"), "{stderr}");
-    assert_eq!(own.sidecar(), OWN_DESCRIPTION);
+    assert_eq!(own.sidecar(), own_description());
     assert!(daemon.terminate().success());
 
     // Stopped: it counts what the new fingerprint would take out of search.
@@ -134,7 +134,7 @@ fn recalibrating_an_embedder_in_use_asks_for_force_and_reembed_brings_everyone_b
     assert!(!stopped.status.success(), "{stderr}");
     assert!(stderr.contains("4 template(s)"), "{stderr}");
     assert!(stderr.contains("facegate reembed"), "{stderr}");
-    assert_eq!(own.sidecar(), OWN_DESCRIPTION);
+    assert_eq!(own.sidecar(), own_description());
 
     let forced = own.calibrate(data.path(), &["--force"]);
     assert!(

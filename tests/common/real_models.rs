@@ -89,3 +89,15 @@ flip_average = true
 
 /// The shipped embedder's file name.
 pub const SHIPPED_EMBEDDER: &str = "dlib_face_recognition_int8.tflite";
+
+/// The shipped embedder's description (as MANIFEST.toml gives it) in sidecar form, for
+/// a copy of the shipped file played as an operator's own.
+pub const SHIPPED_AS_SIDECAR: &str = r#"
+input_size = [150, 150]
+input_layout = "nhwc_rgb"
+normalisation = { kind = "scale_offset", scale = [1.0, 1.0, 1.0], offset = [0.0, 0.0, 0.0] }
+crop = { kind = "dlib_chip", padding = 0.25 }
+output_dim = 128
+flip_average = true
+similarity = { threshold_cosine = 0.917, zero_cosine = 0.5 }
+"#;
