@@ -47,7 +47,7 @@ fn best_score(p: &Pipeline, probe: &Embedding, gallery: &[&Embedding]) -> f32 {
     let mut ranked: Vec<f32> = gallery.iter().map(|g| probe.cosine(g)).collect();
     ranked.sort_by(|a, b| b.total_cmp(a));
     ranked.truncate(p.identify_candidates(1));
-    p.identify_scores(&ranked)[0]
+    p.identify_scores(&ranked, gallery.len())[0]
 }
 
 /// Leave-one-out over eight people: each person in turn is a stranger (first photo)
@@ -94,13 +94,67 @@ fn strangers_fall_below_known_people_at_least_as_often_with_the_gallery_cohort()
 }
 
 #[test]
-fn a_gallery_smaller_than_the_cohort_scores_like_no_normalisation() {
+fn a_gallery_smaller_than_the_cohort_scores_like_gallery_size() {
     let plain = pipeline(ScoreNormalisation::None);
     let cohort = pipeline(ScoreNormalisation::GalleryCohort { cohort: 20 });
+    let sized = pipeline(ScoreNormalisation::GallerySize);
     let probe = embedding(&plain, "amy2.png");
     let gallery = [embedding(&plain, "amy1.png"), embedding(&plain, "raj1.png")];
     let gallery: Vec<&Embedding> = gallery.iter().collect();
     let s = best_score(&cohort, &probe, &gallery);
-    assert_eq!(s, best_score(&plain, &probe, &gallery));
+    assert_eq!(s, best_score(&sized, &probe, &gallery));
+    assert!(s < best_score(&plain, &probe, &gallery));
     assert!(s >= 0.75, "amy is recognised: {s}");
+}
+
+/// The door of a few people (leave-one-out over eight, a cohort of four so that the
+/// seven-user gallery has one): its runners-up are random people far below any best
+/// match, which is where the lead alone let strangers in. No normalisation may accept a
+/// stranger that plain similarity refuses, and every known person is still found.
+#[test]
+fn at_a_small_door_no_normalisation_lets_in_a_stranger_that_plain_similarity_refuses() {
+    let plain = pipeline(ScoreNormalisation::None);
+    let normalised = [
+        pipeline(ScoreNormalisation::GalleryCohort { cohort: 4 }),
+        pipeline(ScoreNormalisation::GallerySize),
+    ];
+    let first: Vec<Embedding> = PEOPLE
+        .iter()
+        .map(|n| embedding(&plain, &format!("{n}1.png")))
+        .collect();
+    for stranger in 0..PEOPLE.len() {
+        let gallery: Vec<&Embedding> = (0..PEOPLE.len())
+            .filter(|&i| i != stranger)
+            .map(|i| &first[i])
+            .collect();
+        let plain_score = best_score(&plain, &first[stranger], &gallery);
+        for p in &normalised {
+            let s = best_score(p, &first[stranger], &gallery);
+            assert!(
+                s <= plain_score,
+                "{}: {} scores {s} against plain {plain_score}",
+                p.score_normalisation_name(),
+                PEOPLE[stranger]
+            );
+            for known in (0..PEOPLE.len()).filter(|&i| i != stranger) {
+                let probe = embedding(&plain, &format!("{}2.png", PEOPLE[known]));
+                let ranked_first = gallery
+                    .iter()
+                    .map(|g| probe.cosine(g))
+                    .fold(f32::MIN, f32::max);
+                assert_eq!(
+                    ranked_first,
+                    probe.cosine(&first[known]),
+                    "{}",
+                    PEOPLE[known]
+                );
+                assert!(
+                    best_score(p, &probe, &gallery) >= 0.75,
+                    "{}: {} is not found",
+                    p.score_normalisation_name(),
+                    PEOPLE[known]
+                );
+            }
+        }
+    }
 }

@@ -99,8 +99,8 @@ pub struct RecognitionConfig {
     pub flip_margin_cosine: f32,
     pub min_face_px: f32,
     /// Open-set scoring of identify matches: "none" (calibrated similarity of the
-    /// cosine) or "gallery_cohort" (against the search's runner-up users; see
-    /// src/vision/open_set.rs and docs/accuracy.md).
+    /// cosine), "gallery_size" (lowered with the gallery's size) or "gallery_cohort"
+    /// (also against the search's runner-up users); src/vision/open_set.rs.
     pub identify_score_normalisation: IdentifyScoreNormalisation,
     /// Runner-up users that make the cohort of "gallery_cohort".
     pub identify_cohort_size: usize,
@@ -112,6 +112,7 @@ pub struct RecognitionConfig {
 pub enum IdentifyScoreNormalisation {
     None,
     GalleryCohort,
+    GallerySize,
 }
 
 impl Default for RecognitionConfig {
@@ -600,6 +601,7 @@ impl Config {
                 IdentifyScoreNormalisation::GalleryCohort => ScoreNormalisation::GalleryCohort {
                     cohort: r.identify_cohort_size,
                 },
+                IdentifyScoreNormalisation::GallerySize => ScoreNormalisation::GallerySize,
             },
             decode_limits: DecodeLimits {
                 max_side: self.images.max_side,

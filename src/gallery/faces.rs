@@ -411,7 +411,8 @@ impl Gallery {
             _ => self.search_index(client, gallery, &face.embedding.0, candidates)?,
         };
         let cosines: Vec<f32> = found.iter().map(|m| m.cosine).collect();
-        let scores = self.pipeline.identify_scores(&cosines);
+        let users = self.index().users(client, gallery);
+        let scores = self.pipeline.identify_scores(&cosines, users);
         let found: Vec<_> = scores
             .into_iter()
             .zip(found)

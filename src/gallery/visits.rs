@@ -153,7 +153,7 @@ impl Gallery {
         let cosines: Vec<f32> = found.iter().map(|m| m.cosine).collect();
         let similarity = self
             .pipeline
-            .identify_scores(&cosines)
+            .identify_scores(&cosines, self.index().users(client, gallery))
             .first()
             .copied()
             .unwrap_or(0.0);

@@ -167,6 +167,11 @@ impl GalleryIndex {
         self.ids.len()
     }
 
+    /// Users with at least one template.
+    pub fn users(&self) -> usize {
+        self.user_refs.len()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.ids.is_empty()
     }

@@ -133,6 +133,13 @@ impl Index {
         Ok(g.search(query, k, exact)?.matches)
     }
 
+    /// Users with a searchable template in a gallery (what a stranger's best match is
+    /// the best of: the open-set score of src/vision/open_set.rs depends on it).
+    pub fn users(&self, client: &str, gallery: &str) -> usize {
+        self.get(client, gallery)
+            .map_or(0, |g| g.read().unwrap_or_else(|e| e.into_inner()).users())
+    }
+
     /// Gives back the spare room of every gallery's arrays (after building at start).
     pub fn shrink_to_fit(&self) {
         let map = self.galleries.read().unwrap_or_else(|e| e.into_inner());

@@ -329,12 +329,13 @@ impl Pipeline {
 
     /// The scores identify compares with its threshold (0..1), one per user of
     /// `ranked`: each user's best cosine to the probe, best first, as the index answers
-    /// a search for [`Pipeline::identify_candidates`] users. identify-face, the camera
-    /// recogniser and `eval identify` all score through here.
-    pub fn identify_scores(&self, ranked: &[f32]) -> Vec<f32> {
+    /// a search for [`Pipeline::identify_candidates`] users, in a gallery of `users`
+    /// users. identify-face, the camera recogniser and `eval identify` all score through
+    /// here.
+    pub fn identify_scores(&self, ranked: &[f32], users: usize) -> Vec<f32> {
         self.options
             .score_normalisation
-            .scores(&self.calibration(), ranked)
+            .scores(&self.calibration(), ranked, users)
     }
 
     /// How many users an identify search must return so that its first `listed` can be

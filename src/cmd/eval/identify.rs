@@ -262,7 +262,8 @@ fn answer(
         )
         .ok()?;
     let cosines: Vec<f32> = found.iter().map(|m| m.cosine).collect();
-    let score = *pipeline.identify_scores(&cosines).first()?;
+    let users = index.users("eval", "gallery");
+    let score = *pipeline.identify_scores(&cosines, users).first()?;
     Some(Answer {
         person: found.into_iter().next()?.user_id.to_string(),
         score,
@@ -388,6 +389,13 @@ pub fn run(config: &Config, args: &IdentifyArgs) -> anyhow::Result<ExitCode> {
         let alarms = open.non_mated.iter().flatten().filter(|&&s| s >= at);
         far_at_configured.push(alarms.count() as f64 / open.non_mated.len().max(1) as f64);
     }
+    let by_size = by_gallery_size(
+        &pipeline,
+        &samples,
+        &embeddings,
+        &roles,
+        config.recognition.identify_threshold,
+    )?;
     let (dir, dir_std) = mean_std(&dirs);
     let (threshold, threshold_std) = mean_std(&thresholds);
     let report = json!({
@@ -403,6 +411,7 @@ pub fn run(config: &Config, args: &IdentifyArgs) -> anyhow::Result<ExitCode> {
             "dir": mean_std(&dir_at_configured).0,
             "false_alarm_rate": mean_std(&far_at_configured).0,
         },
+        "at_identify_threshold_by_gallery_size": by_size,
         "probes": probes,
         "gallery": roles.enrolled.len() + roles.distractors.len(),
         "open_set_gallery": open_gallery,
@@ -425,6 +434,65 @@ pub fn run(config: &Config, args: &IdentifyArgs) -> anyhow::Result<ExitCode> {
         "fingerprint": pipeline.fingerprint(),
     });
     crate::cmd::print_report(&report, args.json)
+}
+
+/// Gallery sizes (users) of the sweep: a door's few people to a building's thousand.
+pub const GALLERY_SIZES: [usize; 7] = [1, 10, 11, 30, 100, 300, 1000];
+
+/// What the configured identify threshold does as a gallery grows: per size (up to the
+/// number of enrolled people), mean over the split seeds of galleries of that many
+/// enrolled people (their first images), probed by their other images and by every
+/// distractor as a stranger. A fixed threshold's false alarms grow with the gallery;
+/// this is what `identify_score_normalisation` must hold down.
+fn by_gallery_size(
+    pipeline: &Pipeline,
+    samples: &[Sample],
+    embeddings: &[Option<Embedding>],
+    roles: &Protocol,
+    at: f32,
+) -> anyhow::Result<Vec<serde_json::Value>> {
+    let mut out = Vec::new();
+    for users in GALLERY_SIZES
+        .into_iter()
+        .filter(|&n| n <= roles.enrolled.len())
+    {
+        let (mut dirs, mut alarms) = (Vec::new(), Vec::new());
+        for seed in SPLIT_SEEDS {
+            let chosen: Vec<usize> = shuffled(&roles.enrolled, seed)[..users].to_vec();
+            let people: std::collections::HashSet<&str> =
+                chosen.iter().map(|&i| samples[i].person.as_str()).collect();
+            let index = gallery_index(samples, embeddings, chosen.iter().copied())?;
+            let mated: Vec<usize> = roles
+                .mated
+                .iter()
+                .copied()
+                .filter(|&p| people.contains(samples[p].person.as_str()))
+                .collect();
+            let found = mated
+                .iter()
+                .filter(|&&p| {
+                    answer(pipeline, &index, embeddings, &embeddings[p])
+                        .is_some_and(|a| a.person == samples[p].person && a.score >= at)
+                })
+                .count();
+            let let_in = roles
+                .distractors
+                .iter()
+                .filter(|&&p| {
+                    answer(pipeline, &index, embeddings, &embeddings[p])
+                        .is_some_and(|a| a.score >= at)
+                })
+                .count();
+            dirs.push(found as f64 / mated.len().max(1) as f64);
+            alarms.push(let_in as f64 / roles.distractors.len().max(1) as f64);
+        }
+        out.push(json!({
+            "users": users,
+            "dir": mean_std(&dirs).0,
+            "false_alarm_rate": mean_std(&alarms).0,
+        }));
+    }
+    Ok(out)
 }
 
 /// The cache file: a JSON object {fingerprint, files, embeddings}.
