@@ -218,10 +218,10 @@ fn small_lfw(dir: &Path) -> (PathBuf, PathBuf) {
     (images, pairs)
 }
 
-#[test]
-fn calibrate_leaves_the_bundled_manifest_alone_unless_forced() {
-    let dir = tempfile::tempdir().unwrap();
-    let models = dir.path().join("models");
+/// A copy of the bundled models folder (what the default config loads) in `dir`, so
+/// that a command that writes descriptions can never touch the repository's.
+fn bundled_models_copy(dir: &Path) -> PathBuf {
+    let models = dir.join("models");
     std::fs::create_dir(&models).unwrap();
     for f in [
         "MANIFEST.toml",
@@ -231,6 +231,89 @@ fn calibrate_leaves_the_bundled_manifest_alone_unless_forced() {
     ] {
         std::fs::copy(Path::new("models-tflite").join(f), models.join(f)).unwrap();
     }
+    models
+}
+
+#[test]
+fn eval_lfw_refuses_a_missing_folder_and_names_missing_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let (images, pairs) = small_lfw(dir.path());
+    let out = facegate()
+        .args([
+            "eval",
+            "lfw",
+            "--json",
+            "--images",
+            "/nonexistent/lfw",
+            "--pairs",
+        ])
+        .arg(&pairs)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("/nonexistent/lfw: no such folder"),
+        "{stderr}"
+    );
+
+    std::fs::remove_file(images.join("Penny/Penny_0001.jpg")).unwrap();
+    let out = facegate()
+        .args(["eval", "lfw", "--json", "--images"])
+        .arg(&images)
+        .arg("--pairs")
+        .arg(&pairs)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("Penny_0001.jpg: missing"), "{stderr}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["missing_images"], 1);
+    assert_eq!(
+        v["failed_images"],
+        serde_json::json!(["Penny/Penny_0001.jpg"])
+    );
+    // Two folds of one pair of each kind, none of them empty.
+    assert_eq!(v["folds"], 2);
+}
+
+#[test]
+fn calibrate_refuses_a_fit_that_cannot_tell_the_same_person_from_two() {
+    let dir = tempfile::tempdir().unwrap();
+    let models = bundled_models_copy(dir.path());
+    let manifest = std::fs::read_to_string(models.join("MANIFEST.toml")).unwrap();
+    let (images, _) = small_lfw(dir.path());
+    // Mislabelled: the "different" pairs are the very pairs of the "same" block, so no
+    // threshold can tell the kinds apart (50 % at best).
+    let swapped = dir.path().join("mislabelled.txt");
+    std::fs::write(
+        &swapped,
+        "2\nAmy\t1\t2\nSheldon\t1\t2\nAmy\t1\tAmy\t2\nSheldon\t1\tSheldon\t2\n",
+    )
+    .unwrap();
+    let out = facegate()
+        .env("FACEGATE_MODELS_DIR", &models)
+        .env("FACEGATE_DATA_DIR", dir.path().join("data"))
+        .args(["calibrate", "--force", "--images"])
+        .arg(&images)
+        .arg("--pairs")
+        .arg(&swapped)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("cannot tell the same person"), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(models.join("MANIFEST.toml")).unwrap(),
+        manifest
+    );
+}
+
+#[test]
+fn calibrate_leaves_the_bundled_manifest_alone_unless_forced() {
+    let dir = tempfile::tempdir().unwrap();
+    let models = bundled_models_copy(dir.path());
     let manifest = std::fs::read_to_string(models.join("MANIFEST.toml")).unwrap();
     let (images, pairs) = small_lfw(dir.path());
     let calibrate = |extra: &[&str]| {

@@ -50,6 +50,9 @@ pub struct CalibrateArgs {
     threads: Option<usize>,
 }
 
+/// Below this accuracy at its own best threshold a fit is refused: chance is 0.5.
+const MIN_FIT_ACCURACY: f64 = 0.75;
+
 /// How far below the impostor mean the zero point lies, in units of (threshold - mean).
 const ZERO_SPAN: f32 = 4.0;
 
@@ -81,12 +84,21 @@ pub fn run(config: &Config, args: &CalibrateArgs) -> anyhow::Result<ExitCode> {
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
+    super::eval::lfw::require_folder(&args.images, "--images")?;
     let pipeline = super::load_pipeline(config)?;
     let threads = args.threads.unwrap_or(config.runtime.workers);
     let bar = super::progress::bar(names.len() as u64, "embedding");
     let embeddings =
         super::eval::parallel_map(&names, threads, &bar, |n| embed(&pipeline, &args.images, n));
     bar.finish_and_clear();
+    super::eval::lfw::tell_failures(
+        &pipeline,
+        names
+            .iter()
+            .zip(&embeddings)
+            .filter(|(_, e)| e.is_none())
+            .map(|(n, _)| (args.images.as_path(), n.as_str())),
+    );
     let find = |name: &str| {
         names
             .binary_search_by(|n| n.as_str().cmp(name))
@@ -107,6 +119,18 @@ pub fn run(config: &Config, args: &CalibrateArgs) -> anyhow::Result<ExitCode> {
     let Some((threshold, zero, accuracy)) = fit(&scored) else {
         bail!("no faces found in enough pairs to calibrate");
     };
+    // A fit that cannot tell the kinds apart would still give numbers, and every
+    // similarity the API reports would then mean nothing.
+    if accuracy < MIN_FIT_ACCURACY && !args.dry_run {
+        bail!(
+            "not written: at its best threshold the fit classifies only {:.1} % of the {} \
+             pairs right (pairs without a face count as wrong), so it cannot tell the same \
+             person from two people; check the pairs file's labels and the images \
+             (--dry-run prints the fit anyway)",
+            accuracy * 100.0,
+            scored.len()
+        );
+    }
     // The same 10-fold figure as `eval lfw` on this file (its thresholds are chosen on
     // the other folds, so it is not the calibration's own, optimistic accuracy).
     let folds = scored.iter().map(|p| p.fold).max().map_or(0, |m| m + 1);

@@ -6,7 +6,7 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use clap::Args;
 use facegate::config::Config;
 use facegate::gallery::{Gallery, Settings};
@@ -20,10 +20,23 @@ pub struct ReembedArgs {
 }
 
 pub fn run(config: &Config, args: &ReembedArgs) -> anyhow::Result<ExitCode> {
-    let _lock = DataLock::acquire(&config.store.data_dir).context("facegate reembed")?;
-    let store = Store::open(&config.store.data_dir, config.store.map_size_mb)
-        .with_context(|| format!("data folder {}", config.store.data_dir.display()))?;
+    // The templates it leaves (no crop, a crop this model cannot read) are named in the
+    // log, on stderr.
+    facegate::telemetry::init(&config.logging)?;
+    let data = &config.store.data_dir;
+    // A mistyped folder would otherwise get a new, empty store and a report of success.
+    if !data.join("data.mdb").is_file() {
+        bail!(
+            "no facegate store in {} (no data.mdb): nothing to re-embed; check \
+             store.data_dir / FACEGATE_DATA_DIR",
+            data.display()
+        );
+    }
+    // The model first: a model that does not load leaves the store untouched.
     let pipeline = Arc::new(super::load_pipeline(config)?);
+    let _lock = DataLock::acquire(data).context("facegate reembed")?;
+    let store = Store::open(data, config.store.map_size_mb)
+        .with_context(|| format!("data folder {}", data.display()))?;
     // Through a gallery: its one write path keeps the store and the index consistent.
     let gallery = Gallery::open(Arc::new(store), pipeline, Settings::from_config(config))?;
     let bar = super::progress::bar(0, "re-embedding");

@@ -130,6 +130,22 @@ fn reembed_refuses_while_a_daemon_serves_the_same_data_folder() {
 }
 
 #[test]
+fn reembed_on_a_folder_without_a_store_refuses_and_writes_nothing() {
+    // A mistyped FACEGATE_DATA_DIR, or a folder of photos.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("amy1.png"), fixture("amy1.png")).unwrap();
+    let out = facegate(dir.path(), &["reembed"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("no facegate store"), "{stderr}");
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["amy1.png"]);
+}
+
+#[test]
 fn a_relative_data_dir_is_found_from_the_config_files_folder() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("facegate.toml");

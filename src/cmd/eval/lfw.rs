@@ -64,8 +64,12 @@ pub struct Pair {
 }
 
 /// Parses a pairs file. `FOLDS N`: FOLDS blocks of N same then N different lines.
-/// `N`: N same then N different lines, split into ten folds of N/10 of each kind.
+/// `N`: N same then N different lines, split into ten folds of N/10 of each kind (N
+/// folds of one pair of each kind when N is below ten: a fold without pairs would score
+/// as 0 % and pull the mean down).
 pub fn parse_pairs(text: &str) -> anyhow::Result<Vec<Pair>> {
+    // A byte-order mark, as Windows editors write it, is not part of the header.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut lines = text.lines().filter(|l| !l.trim().is_empty());
     let header: Vec<usize> = lines
         .next()
@@ -77,9 +81,15 @@ pub fn parse_pairs(text: &str) -> anyhow::Result<Vec<Pair>> {
     let body: Vec<Vec<&str>> = lines.map(|l| l.split_whitespace().collect()).collect();
     let (folds, per_kind, blocked) = match header.as_slice() {
         [folds, n] => (*folds, *n, true),
-        [n] => (10, *n, false),
+        [n] => (10.min(*n), *n, false),
         _ => bail!("pairs header must be `FOLDS N` or `N`"),
     };
+    if folds < 2 || per_kind == 0 {
+        bail!(
+            "pairs header {header:?}: k-fold accuracy needs at least two folds and a pair of \
+             each kind in every fold (each fold's threshold is chosen on the others)"
+        );
+    }
     let expected = if blocked {
         folds * per_kind * 2
     } else {
@@ -142,6 +152,10 @@ pub fn run(config: &Config, args: &LfwArgs) -> anyhow::Result<ExitCode> {
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
+    require_folder(&args.images, "--images")?;
+    if let Some(dir) = &args.probe_images {
+        require_folder(dir, "--probe-images")?;
+    }
     let pipeline = crate::cmd::load_pipeline(config)?;
     let old_pipeline = match &args.enrolled_by {
         Some(file) => Some(crate::cmd::load_pipeline(&crate::cmd::load_config(Some(
@@ -159,11 +173,12 @@ pub fn run(config: &Config, args: &LfwArgs) -> anyhow::Result<ExitCode> {
     let threads = args.threads.unwrap_or(config.runtime.workers);
     let bar = crate::cmd::progress::bar(images.len() as u64, "embedding");
     let start = Instant::now();
+    let dir_of = |side: &Side| match (side, &args.probe_images) {
+        (Side::Probe, Some(dir)) => dir.as_path(),
+        _ => args.images.as_path(),
+    };
     let embeddings = super::parallel_map(&images, threads, &bar, |(side, name)| {
-        let dir = match (side, &args.probe_images) {
-            (Side::Probe, Some(dir)) => dir,
-            _ => &args.images,
-        };
+        let dir = dir_of(side);
         match (side, &old_pipeline) {
             (Side::Enrolled, Some(old)) => reembedded(old, &pipeline, dir, name),
             _ => probe(&pipeline, dir, name),
@@ -184,6 +199,13 @@ pub fn run(config: &Config, args: &LfwArgs) -> anyhow::Result<ExitCode> {
             Side::Probe => format!("probe:{n}"),
         })
         .collect();
+    let missing_images = tell_failures(
+        &pipeline,
+        by_name
+            .iter()
+            .filter(|(_, e)| e.is_none())
+            .map(|((side, n), _)| (dir_of(side), *n)),
+    );
     let stored: Vec<(usize, usize)> = embeddings
         .iter()
         .filter_map(|p| p.as_ref()?.stored_bytes)
@@ -243,6 +265,7 @@ pub fn run(config: &Config, args: &LfwArgs) -> anyhow::Result<ExitCode> {
         "tar_at_far_1e-3": tar,
         "threshold_cosine_at_far_1e-3": far_t,
         "detection_failures": failed_images.len(),
+        "missing_images": missing_images,
         "failed_images": failed_images,
         "failed_pairs": failed_pairs,
         "best_threshold_cosine_all_pairs": best_cosine,
@@ -272,6 +295,50 @@ pub fn run(config: &Config, args: &LfwArgs) -> anyhow::Result<ExitCode> {
         "bare_chip_jpeg_bytes_mean": mean_bytes(|b| b.1),
     });
     crate::cmd::print_report(&report, args.json)
+}
+
+/// Refuses a picture folder that is not there (every pair would count as a detection
+/// failure, and the report would look like a model that finds no face).
+pub(crate) fn require_folder(dir: &Path, flag: &str) -> anyhow::Result<()> {
+    if dir.is_dir() {
+        Ok(())
+    } else {
+        bail!("{flag} {}: no such folder", dir.display())
+    }
+}
+
+/// Why a picture gave no embedding: missing, unreadable, not an image, or no face.
+fn why_no_embedding(pipeline: &vision::Pipeline, dir: &Path, name: &str) -> String {
+    match std::fs::read(dir.join(name)) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => MISSING.to_string(),
+        Err(e) => format!("unreadable: {e}"),
+        Ok(bytes) => match pipeline.analyze_bytes(&bytes, FaceSelection::NearestCenter) {
+            Err(e) => e.to_string(),
+            Ok(faces) if faces.is_empty() => "no face found".to_string(),
+            Ok(_) => "no embedding".to_string(),
+        },
+    }
+}
+
+const MISSING: &str = "missing";
+
+/// Names on stderr the pictures (folder, name) that gave no embedding, with the reason
+/// (the first 20 of them); returns how many are missing from their folder.
+pub(crate) fn tell_failures<'a>(
+    pipeline: &vision::Pipeline,
+    failed: impl Iterator<Item = (&'a Path, &'a str)>,
+) -> usize {
+    let mut missing = 0;
+    for (n, (dir, name)) in failed.enumerate() {
+        let why = why_no_embedding(pipeline, dir, name);
+        missing += usize::from(why == MISSING);
+        if n < 20 {
+            eprintln!("no embedding for {}: {why}", dir.join(name).display());
+        } else if n == 20 {
+            eprintln!("(more images without an embedding: see the report)");
+        }
+    }
+    missing
 }
 
 /// One picture's embedding as a template (flip-averaged as configured): what
@@ -372,6 +439,27 @@ mod tests {
                 pairs.iter().filter(|p| p.fold == fold && !p.same).count(),
                 2
             );
+        }
+    }
+
+    #[test]
+    fn fewer_than_ten_pairs_of_a_kind_make_one_fold_per_pair_of_each_kind() {
+        let text = "\u{feff}3\nA 1 2\nC 1 2\nE 1 2\nA 1 B 1\nC 1 D 1\nE 1 F 1\n";
+        let pairs = parse_pairs(text).unwrap();
+        for fold in 0..3 {
+            assert_eq!(pairs.iter().filter(|p| p.fold == fold && p.same).count(), 1);
+            assert_eq!(
+                pairs.iter().filter(|p| p.fold == fold && !p.same).count(),
+                1
+            );
+        }
+    }
+
+    #[test]
+    fn a_header_without_two_folds_of_pairs_is_refused() {
+        for text in ["0\n", "1 2\nA 1 2\nA 2 3\nA 1 B 1\nA 2 B 2\n", "0 5\n"] {
+            let err = parse_pairs(text).unwrap_err().to_string();
+            assert!(err.contains("at least two folds"), "{text:?}: {err}");
         }
     }
 

@@ -48,6 +48,8 @@ pub fn best_threshold(pairs: &[&ScoredPair]) -> f32 {
 /// Per fold: the threshold chosen on the other folds, and this fold's accuracy with it.
 pub fn k_fold(pairs: &[ScoredPair], folds: usize) -> Vec<(f32, f64)> {
     (0..folds)
+        // A fold without pairs has no accuracy (it is not 0 %).
+        .filter(|&k| pairs.iter().any(|p| p.fold == k))
         .map(|k| {
             let train: Vec<&ScoredPair> = pairs.iter().filter(|p| p.fold != k).collect();
             let test: Vec<&ScoredPair> = pairs.iter().filter(|p| p.fold == k).collect();
