@@ -363,3 +363,45 @@ fn calibrate_leaves_the_bundled_manifest_alone_unless_forced() {
     assert!(written.contains("fitted_on = \"pairs.txt: "), "{written}");
     assert!(!models.join("MANIFEST.toml.tmp").exists());
 }
+
+#[test]
+fn config_check_reads_the_embedders_description_as_serve_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let models = bundled_models_copy(dir.path());
+    std::fs::copy(
+        models.join("dlib_face_recognition_int8.tflite"),
+        models.join("mine.tflite"),
+    )
+    .unwrap();
+    let config = dir.path().join("mine.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[models]\ndir = \"{}\"\nembedder = \"mine.tflite\"\n",
+            models.display()
+        ),
+    )
+    .unwrap();
+    let check = || {
+        facegate()
+            .arg("--config")
+            .arg(&config)
+            .args(["config", "check"])
+            .output()
+            .unwrap()
+    };
+    // No description at all, then one that does not parse: serve refuses both.
+    let out = check();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(69), "{stderr}");
+    assert!(stderr.contains("mine.tflite: no description"), "{stderr}");
+    std::fs::write(
+        models.join("mine.tflite.toml"),
+        "input_size = [150, 150]\nthreshold = nan\n",
+    )
+    .unwrap();
+    let out = check();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(69), "{stderr}");
+    assert!(stderr.contains("mine.tflite.toml"), "{stderr}");
+}

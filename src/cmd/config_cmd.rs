@@ -22,11 +22,12 @@ pub fn run(command: &ConfigCommand, file: Option<&Path>) -> anyhow::Result<ExitC
         ConfigCommand::Check => {
             let merged = super::load_config(file)?;
             let models = config::resolve_models_dir(&merged.models.dir);
-            for file in [
-                merged.models.detector.file_name(),
-                &merged.models.embedder,
-                &merged.models.mask,
+            for (key, file) in [
+                ("models.detector", merged.models.detector.file_name()),
+                ("models.embedder", merged.models.embedder.as_str()),
+                ("models.mask", merged.models.mask.as_str()),
             ] {
+                anyhow::ensure!(!file.is_empty(), "{key} is empty: name a model file");
                 let path = models.join(file);
                 anyhow::ensure!(
                     path.is_file(),
@@ -34,6 +35,11 @@ pub fn run(command: &ConfigCommand, file: Option<&Path>) -> anyhow::Result<ExitC
                     path.display()
                 );
             }
+            // The embedder's description (sidecar or manifest entry) as `serve` reads it, so
+            // that a description serve would refuse is not reported "ok" here. The file's
+            // shapes are checked against it when the model loads.
+            facegate::vision::EmbedderSpec::find(&models, &merged.models.embedder)
+                .map_err(facegate::vision::Error::from)?;
             // The [sync] section: URL, device id, TLS files (read and checked now).
             facegate::sync::SyncOptions::from_config(&merged).context("[sync]")?;
             facegate::door::DoorOptions::from_config(&merged).context("[door]")?;
