@@ -18,7 +18,7 @@ use crate::runtime::{Model, TensorInfo};
 
 /// How the aligned chip's bytes become the network's input values.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum InputNormalisation {
     /// `value = byte * scale[c] + offset[c]` per channel (in the layout's channel order).
     ScaleOffset { scale: [f32; 3], offset: [f32; 3] },
@@ -72,7 +72,7 @@ impl InputLayout {
 
 /// Where the chip is cut from the picture, from the detector's keypoints.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum CropTemplate {
     /// dlib's `get_face_chip_details` layout with `padding` (dlib's default 0.25): both
     /// eyes and the mouth centre fitted to dlib's mean face.
@@ -114,6 +114,7 @@ pub struct EmbedderSpec {
 
 /// [`Calibration`] with where it came from, as stored in a description.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SimilarityCalibration {
     /// Cosine at which the similarity is 0.75 (the default operating point).
     pub threshold_cosine: f32,
@@ -150,6 +151,25 @@ pub enum SpecError {
 }
 
 /// An uncalibrated description's mapping: similarity = cosine on 0..1.
+/// serde refuses unknown keys of the kinds that have fields, but lets any key through
+/// beside a kind without fields (`crop = { kind = "arcface_112", padding = 0.5 }` would
+/// load, and the operator would believe the padding is used).
+fn fieldless_kinds_have_no_fields(description: &toml::Value) -> Result<(), String> {
+    for (key, fieldless) in [
+        ("crop", &["arcface_112", "arcface112"][..]),
+        ("normalisation", &["per_image_standardisation"][..]),
+    ] {
+        let Some(table) = description.get(key).and_then(|v| v.as_table()) else {
+            continue;
+        };
+        let kind = table.get("kind").and_then(|k| k.as_str()).unwrap_or_default();
+        if let Some(extra) = table.keys().find(|k| *k != "kind" && fieldless.contains(&kind)) {
+            return Err(format!("{key}: unknown field `{extra}` for kind \"{kind}\""));
+        }
+    }
+    Ok(())
+}
+
 const IDENTITY: Calibration = Calibration {
     threshold_cosine: super::similarity::DEFAULT_THRESHOLD,
     zero_cosine: 0.0,
@@ -212,6 +232,8 @@ impl EmbedderSpec {
     }
 
     pub fn parse(text: &str) -> Result<EmbedderSpec, String> {
+        let table: toml::Value = toml::from_str(text).map_err(|e| e.to_string())?;
+        fieldless_kinds_have_no_fields(&table)?;
         let spec: EmbedderSpec = toml::from_str(text).map_err(|e| e.to_string())?;
         spec.validate()?;
         Ok(spec)
@@ -229,6 +251,7 @@ impl EmbedderSpec {
         let Some(table) = entry.and_then(|e| e.get("embedder")) else {
             return Ok(None);
         };
+        fieldless_kinds_have_no_fields(table).map_err(|e| format!("{file}: {e}"))?;
         let spec: EmbedderSpec = table
             .clone()
             .try_into()
@@ -425,6 +448,34 @@ flip_average = true
         let c = spec.calibration();
         assert!((c.similarity(0.6) - 0.6).abs() < 1e-6);
         assert!((c.similarity(0.9) - 0.9).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_key_that_does_not_belong_to_its_table_is_refused() {
+        for (from, to) in [
+            (
+                "{ kind = \"keypoint_square\", scale = 3.2, shift_up = 0.2 }",
+                "{ kind = \"keypoint_square\", scale = 3.2, shift_up = 0.2, padding = 0.25 }",
+            ),
+            (
+                "{ kind = \"keypoint_square\", scale = 3.2, shift_up = 0.2 }",
+                "{ kind = \"arcface_112\", padding = 0.5 }",
+            ),
+            (
+                "{ kind = \"per_image_standardisation\" }",
+                "{ kind = \"per_image_standardisation\", scale = [1.0, 1.0, 1.0] }",
+            ),
+            (
+                "flip_average = true\n",
+                "flip_average = true\nsimilarity = { threshold_cosine = 0.6, zero_cosine = 0.0, \
+                 identify_threshold = 0.9 }\n",
+            ),
+        ] {
+            let text = FACENET.replace(from, to);
+            assert_ne!(text, FACENET, "{from}");
+            let err = EmbedderSpec::parse(&text).unwrap_err();
+            assert!(err.contains("unknown field"), "{to}: {err}");
+        }
     }
 
     #[test]
