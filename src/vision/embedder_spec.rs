@@ -162,9 +162,17 @@ fn fieldless_kinds_have_no_fields(description: &toml::Value) -> Result<(), Strin
         let Some(table) = description.get(key).and_then(|v| v.as_table()) else {
             continue;
         };
-        let kind = table.get("kind").and_then(|k| k.as_str()).unwrap_or_default();
-        if let Some(extra) = table.keys().find(|k| *k != "kind" && fieldless.contains(&kind)) {
-            return Err(format!("{key}: unknown field `{extra}` for kind \"{kind}\""));
+        let kind = table
+            .get("kind")
+            .and_then(|k| k.as_str())
+            .unwrap_or_default();
+        if let Some(extra) = table
+            .keys()
+            .find(|k| *k != "kind" && fieldless.contains(&kind))
+        {
+            return Err(format!(
+                "{key}: unknown field `{extra}` for kind \"{kind}\""
+            ));
         }
     }
     Ok(())
