@@ -172,9 +172,9 @@ pub fn run(config: &Config, args: &CalibrateArgs) -> anyhow::Result<ExitCode> {
                     "not written: the new calibration (threshold_cosine {}, zero_cosine {}) \
                      changes the template fingerprint of {file}, and {}. To move the \
                      operating point of a model in use, set recognition.verify_threshold \
-                     and identify_threshold instead (docs/accuracy.md). To write it anyway, pass --force, then stop the daemon and \
-                     run `facegate reembed` (and give every door of the fleet the same \
-                     description).",
+                     and identify_threshold instead (docs/accuracy.md). To write it \
+                     anyway, pass --force, then stop the daemon and run `facegate \
+                     reembed` (and give every door of the fleet the same description).",
                     calibration.threshold_cosine,
                     calibration.zero_cosine,
                     hazards.join("; ")

@@ -94,9 +94,11 @@ pub fn list_folder(dir: &Path) -> anyhow::Result<Vec<Sample>> {
             .unwrap_or_default();
         let mut files: Vec<PathBuf> = std::fs::read_dir(&person_dir)?
             .filter_map(|e| e.ok().map(|e| e.path()))
+            // Cameras and Windows write `.JPG`.
             .filter(|p| {
-                p.extension()
-                    .is_some_and(|x| matches!(x.to_str(), Some("jpg" | "jpeg" | "png")))
+                p.extension().and_then(|x| x.to_str()).is_some_and(|x| {
+                    matches!(x.to_ascii_lowercase().as_str(), "jpg" | "jpeg" | "png")
+                })
             })
             .collect();
         files.sort();
@@ -554,6 +556,25 @@ mod tests {
             person: person.into(),
             file: PathBuf::from(format!("{person}/{person}_{n:04}.jpg")),
         }
+    }
+
+    #[test]
+    fn a_folder_lists_pictures_whatever_the_case_of_their_extension() {
+        let dir = tempfile::tempdir().unwrap();
+        let amy = dir.path().join("Amy");
+        std::fs::create_dir(&amy).unwrap();
+        for f in ["Amy_0001.JPG", "Amy_0002.jpeg", "Amy_0003.Png", "notes.txt"] {
+            std::fs::write(amy.join(f), b"").unwrap();
+        }
+        let names: Vec<String> = list_folder(dir.path())
+            .unwrap()
+            .iter()
+            .map(Sample::name)
+            .collect();
+        assert_eq!(
+            names,
+            ["Amy/Amy_0001.JPG", "Amy/Amy_0002.jpeg", "Amy/Amy_0003.Png"]
+        );
     }
 
     #[test]
