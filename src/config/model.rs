@@ -99,7 +99,7 @@ pub struct RecognitionConfig {
     pub flip_margin_cosine: f32,
     pub min_face_px: f32,
     /// Open-set scoring of identify matches: "none" (calibrated similarity of the
-    /// cosine), "gallery_size" (lowered with the gallery's size) or "gallery_cohort"
+    /// cosine), "gallery_size" (lowered with the gallery's size; the default) or "gallery_cohort"
     /// (also against the search's runner-up users); src/vision/open_set.rs.
     pub identify_score_normalisation: IdentifyScoreNormalisation,
     /// Runner-up users that make the cohort of "gallery_cohort".
@@ -131,7 +131,7 @@ impl Default for RecognitionConfig {
             test_time_chips: Vec::new(),
             flip_margin_cosine: 0.02,
             min_face_px: 80.0,
-            identify_score_normalisation: IdentifyScoreNormalisation::None,
+            identify_score_normalisation: IdentifyScoreNormalisation::GallerySize,
             identify_cohort_size: 10,
         }
     }

@@ -41,11 +41,12 @@ use super::Calibration;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum ScoreNormalisation {
     /// The calibrated similarity of the match's cosine.
-    #[default]
     None,
     /// Against the `cohort` runner-up users of the same search (module doc).
     GalleryCohort { cohort: usize },
-    /// Lowered with the logarithm of the gallery's number of users (module doc).
+    /// Lowered with the logarithm of the gallery's number of users (module doc); the
+    /// default: a fixed threshold's false alarms grow with the gallery.
+    #[default]
     GallerySize,
 }
 

@@ -97,7 +97,7 @@ impl Default for PipelineOptions {
             flip_average: true,
             test_time_chips: Vec::new(),
             decode_limits: DecodeLimits::default(),
-            score_normalisation: ScoreNormalisation::None,
+            score_normalisation: ScoreNormalisation::GallerySize,
         }
     }
 }
