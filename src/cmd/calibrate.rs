@@ -46,7 +46,7 @@ pub struct CalibrateArgs {
     #[arg(long)]
     force: bool,
     /// Threads (default: runtime.workers).
-    #[arg(long)]
+    #[arg(long, value_parser = super::eval::thread_count)]
     threads: Option<usize>,
 }
 

@@ -39,7 +39,7 @@ pub struct IdentifyArgs {
     #[arg(long)]
     json: bool,
     /// Threads (default: runtime.workers).
-    #[arg(long)]
+    #[arg(long, value_parser = super::thread_count)]
     threads: Option<usize>,
     /// Keep the embeddings in this file and reuse them when the embedder fingerprint and
     /// the image list match (compares scoring options without embedding again).

@@ -25,20 +25,20 @@ pub struct LfwArgs {
     #[arg(long)]
     json: bool,
     /// Threads (default: runtime.workers).
-    #[arg(long)]
+    #[arg(long, value_parser = super::thread_count)]
     threads: Option<usize>,
     /// Read the second image of every pair from this folder instead (same layout as
     /// --images), e.g. masked copies: verifies masked probes against unmasked enrollments.
     #[arg(long)]
     probe_images: Option<PathBuf>,
     /// Also report FAR/FRR at this cosine (e.g. a threshold chosen on another pairs file).
-    #[arg(long)]
+    #[arg(long, value_parser = super::finite_number)]
     at_cosine: Option<f32>,
     /// Score each pair as verify does (issue 13): the first image's flip-averaged
     /// template against the second's single embedding, or its flip-averaged one when
     /// that cosine is within this margin of the verify threshold's. Default:
     /// `recognition.flip_margin_cosine`; 2 or more: always flip-averaged on both sides.
-    #[arg(long)]
+    #[arg(long, value_parser = super::finite_number)]
     flip_margin_cosine: Option<f32>,
     /// Enroll the first image of every pair as `facegate reembed` brings a template over
     /// from the embedder of this config file: its aligned crop, stored as JPEG with its

@@ -19,7 +19,7 @@ pub struct MaskArgs {
     unmasked: PathBuf,
     #[arg(long)]
     json: bool,
-    #[arg(long)]
+    #[arg(long, value_parser = super::thread_count)]
     threads: Option<usize>,
 }
 

@@ -61,3 +61,34 @@ pub fn parallel_map<T: Sync, R: Send>(
     }
     results.into_iter().flatten().collect()
 }
+
+/// `--threads N` of the eval commands and calibrate: 0 threads would embed nothing.
+pub fn thread_count(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A cosine or margin on the command line: a number, not NaN or infinite.
+pub fn finite_number(text: &str) -> Result<f32, String> {
+    match text.parse::<f32>() {
+        Ok(v) if v.is_finite() => Ok(v),
+        Ok(_) => Err("a finite number".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn thread_counts_and_cosines_on_the_command_line_must_make_sense() {
+        assert_eq!(super::thread_count("2"), Ok(2));
+        assert!(super::thread_count("0").is_err());
+        assert_eq!(super::finite_number("0.9"), Ok(0.9));
+        for bad in ["nan", "inf", "-inf", "x"] {
+            assert!(super::finite_number(bad).is_err(), "{bad}");
+        }
+    }
+}
