@@ -404,4 +404,10 @@ fn config_check_reads_the_embedders_description_as_serve_does() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(69), "{stderr}");
     assert!(stderr.contains("mine.tflite.toml"), "{stderr}");
+    // A model file that is not there: the same code as serve's.
+    std::fs::remove_file(models.join("mine.tflite")).unwrap();
+    let out = check();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(69), "{stderr}");
+    assert!(stderr.contains("mine.tflite"), "{stderr}");
 }

@@ -29,11 +29,14 @@ pub fn run(command: &ConfigCommand, file: Option<&Path>) -> anyhow::Result<ExitC
             ] {
                 anyhow::ensure!(!file.is_empty(), "{key} is empty: name a model file");
                 let path = models.join(file);
-                anyhow::ensure!(
-                    path.is_file(),
-                    "model file {} does not exist",
-                    path.display()
-                );
+                // The error serve gives for it (exit 69), not a generic one.
+                if !path.is_file() {
+                    return Err(facegate::runtime::Error::ModelFile {
+                        path,
+                        source: std::io::ErrorKind::NotFound.into(),
+                    }
+                    .into());
+                }
             }
             // The embedder's description (sidecar or manifest entry) as `serve` reads it, so
             // that a description serve would refuse is not reported "ok" here. The file's

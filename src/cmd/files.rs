@@ -14,10 +14,22 @@ pub fn replace_durably(
     path: &Path,
     fill: impl FnOnce(&mut BufWriter<&File>) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
+    // A symlinked file is replaced where it lives (the link stays), and keeps its mode
+    // and, where this user may set it, its owner.
+    let target = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let path = target.as_path();
+    let old = std::fs::metadata(path).ok();
     let tmp = sibling_tmp(path);
     let result = (|| {
         let file =
             File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+        if let Some(old) = &old {
+            use std::os::unix::fs::MetadataExt;
+            file.set_permissions(old.permissions())
+                .with_context(|| tmp.display().to_string())?;
+            // Only root may give a file away; anyone else keeps their own file.
+            let _ = std::os::unix::fs::fchown(&file, Some(old.uid()), Some(old.gid()));
+        }
         let mut out = BufWriter::new(&file);
         fill(&mut out)?;
         out.flush()
@@ -66,5 +78,24 @@ mod tests {
         replace_durably(&path, |out| Ok(out.write_all(b"new")?)).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "new");
         assert!(!dir.path().join("backup.fgx.tmp").exists());
+    }
+
+    #[test]
+    fn a_symlinked_file_is_replaced_where_it_lives_and_keeps_its_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real.toml");
+        std::fs::write(&real, "old").unwrap();
+        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let link = dir.path().join("mine.tflite.toml");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        replace_durably(&link, |out| Ok(out.write_all(b"new")?)).unwrap();
+        assert!(std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(std::fs::read_to_string(&real).unwrap(), "new");
+        let mode = std::fs::metadata(&real).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o640);
     }
 }
