@@ -297,5 +297,12 @@ mod tests {
             &env(&[])
         )
         .is_err());
+        for text in [
+            "[recognition]\nflip_margin_cosine = nan\n",
+            "[recognition]\nmin_face_px = nan\n",
+            "[recognition]\nmin_face_px = -1.0\n",
+        ] {
+            assert!(merge(Some(text), "f", &env(&[])).is_err(), "{text}");
+        }
     }
 }

@@ -481,6 +481,13 @@ impl Config {
                 "recognition.mask_margin must be 0..2 and chip_padding 0..1".into(),
             ));
         }
+        // `>=` is false for NaN, which every range check above refuses too.
+        let non_negative = |v: f32| v >= 0.0 && v.is_finite();
+        if !non_negative(r.flip_margin_cosine) || !non_negative(r.min_face_px) {
+            return Err(Error::Invalid(
+                "recognition.flip_margin_cosine and min_face_px must be finite and >= 0".into(),
+            ));
+        }
         if r.alignment == Alignment::FaceMesh && self.models.landmarks.trim().is_empty() {
             return Err(Error::Invalid(
                 "recognition.alignment = \"face_mesh\" needs models.landmarks (a face landmark \
