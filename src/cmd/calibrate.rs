@@ -27,7 +27,7 @@ use facegate::store::{DataLock, LockError, Store};
 use facegate::vision::{EmbedderSpec, SimilarityCalibration, SpecSource};
 use serde_json::json;
 
-use super::eval::lfw::{embed, parse_pairs};
+use super::eval::lfw::{parse_pairs, tell_failures, template};
 use super::eval::metrics::{self, ScoredPair};
 
 #[derive(Args, Debug)]
@@ -88,17 +88,16 @@ pub fn run(config: &Config, args: &CalibrateArgs) -> anyhow::Result<ExitCode> {
     let pipeline = super::load_pipeline(config)?;
     let threads = args.threads.unwrap_or(config.runtime.workers);
     let bar = super::progress::bar(names.len() as u64, "embedding");
-    let embeddings =
-        super::eval::parallel_map(&names, threads, &bar, |n| embed(&pipeline, &args.images, n));
+    let results = super::eval::parallel_map(&names, threads, &bar, |n| {
+        template(&pipeline, &args.images.join(n))
+    });
     bar.finish_and_clear();
-    super::eval::lfw::tell_failures(
-        &pipeline,
-        names
-            .iter()
-            .zip(&embeddings)
-            .filter(|(_, e)| e.is_none())
-            .map(|(n, _)| (args.images.as_path(), n.as_str())),
-    );
+    tell_failures(names.iter().zip(&results).filter_map(|(n, r)| {
+        r.as_ref()
+            .err()
+            .map(|why| (args.images.join(n), why.clone()))
+    }));
+    let embeddings: Vec<Option<_>> = results.into_iter().map(Result::ok).collect();
     let find = |name: &str| {
         names
             .binary_search_by(|n| n.as_str().cmp(name))

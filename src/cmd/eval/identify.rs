@@ -25,7 +25,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use facegate::config::Config;
 use facegate::index::Index;
-use facegate::vision::{Embedding, FaceSelection, Pipeline};
+use facegate::vision::{Embedding, Pipeline};
 use serde_json::json;
 
 use super::metrics::mean_std;
@@ -295,27 +295,27 @@ pub fn run(config: &Config, args: &IdentifyArgs) -> anyhow::Result<ExitCode> {
         .embeddings_cache
         .as_deref()
         .and_then(|f| read_cache(f, pipeline.fingerprint(), &samples));
-    let embeddings: Vec<Option<Embedding>> = match cached {
-        Some(e) => e,
-        None => {
-            let bar = crate::cmd::progress::bar(samples.len() as u64, "embedding");
-            let results =
-                super::parallel_map(&samples, threads, &bar, |s| embed(&pipeline, &s.file));
-            bar.finish_and_clear();
-            // Why an image gave no template, so an operator's own folder can be mended; the
-            // protocol goes on without it (an enrolled person's probes then count as misses).
-            for (sample, result) in samples.iter().zip(&results) {
-                if let Err(why) = result {
-                    eprintln!("no template from {}: {why}", sample.file.display());
+    let embeddings: Vec<Option<Embedding>> =
+        match cached {
+            Some(e) => e,
+            None => {
+                let bar = crate::cmd::progress::bar(samples.len() as u64, "embedding");
+                let results = super::parallel_map(&samples, threads, &bar, |s| {
+                    super::lfw::template(&pipeline, &s.file)
+                });
+                bar.finish_and_clear();
+                // Why an image gave no template, so an operator's own folder can be mended; the
+                // protocol goes on without it (an enrolled person's probes then count as misses).
+                super::lfw::tell_failures(samples.iter().zip(&results).filter_map(|(s, r)| {
+                    r.as_ref().err().map(|why| (s.file.clone(), why.clone()))
+                }));
+                let e: Vec<Option<Embedding>> = results.into_iter().map(Result::ok).collect();
+                if let Some(file) = &args.embeddings_cache {
+                    write_cache(file, pipeline.fingerprint(), &samples, &e)?;
                 }
+                e
             }
-            let e: Vec<Option<Embedding>> = results.into_iter().map(Result::ok).collect();
-            if let Some(file) = &args.embeddings_cache {
-                write_cache(file, pipeline.fingerprint(), &samples, &e)?;
-            }
-            e
-        }
-    };
+        };
     let embed_secs = start.elapsed().as_secs_f64();
     let failed_images: Vec<String> = samples
         .iter()
@@ -532,19 +532,6 @@ fn write_cache(
         .collect();
     let body = json!({"fingerprint": fingerprint, "files": files, "embeddings": rows});
     std::fs::write(file, body.to_string()).with_context(|| file.display().to_string())
-}
-
-/// The template of the face nearest the image's centre, or why there is none.
-fn embed(pipeline: &Pipeline, file: &Path) -> Result<Embedding, String> {
-    let bytes = std::fs::read(file).map_err(|e| format!("unreadable: {e}"))?;
-    let faces = pipeline
-        .analyze_bytes(&bytes, FaceSelection::NearestCenter)
-        .map_err(|e| e.to_string())?;
-    faces
-        .into_iter()
-        .next()
-        .map(|f| f.embedding)
-        .ok_or_else(|| "no face found".to_string())
 }
 
 #[cfg(test)]

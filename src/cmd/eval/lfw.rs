@@ -199,13 +199,16 @@ pub fn run(config: &Config, args: &LfwArgs) -> anyhow::Result<ExitCode> {
             Side::Probe => format!("probe:{n}"),
         })
         .collect();
-    let missing_images = tell_failures(
-        &pipeline,
-        by_name
-            .iter()
-            .filter(|(_, e)| e.is_none())
-            .map(|((side, n), _)| (dir_of(side), *n)),
-    );
+    // Probes keep no reason, so the few that failed are read once more for it.
+    let missing_images = tell_failures(by_name.iter().filter(|(_, e)| e.is_none()).map(
+        |((side, n), _)| {
+            let file = dir_of(side).join(n);
+            let why = template(&pipeline, &file)
+                .err()
+                .unwrap_or_else(|| "no embedding".into());
+            (file, why)
+        },
+    ));
     let stored: Vec<(usize, usize)> = embeddings
         .iter()
         .filter_map(|p| p.as_ref()?.stored_bytes)
@@ -307,50 +310,38 @@ pub(crate) fn require_folder(dir: &Path, flag: &str) -> anyhow::Result<()> {
     }
 }
 
-/// Why a picture gave no embedding: missing, unreadable, not an image, or no face.
-fn why_no_embedding(pipeline: &vision::Pipeline, dir: &Path, name: &str) -> String {
-    match std::fs::read(dir.join(name)) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => MISSING.to_string(),
-        Err(e) => format!("unreadable: {e}"),
-        Ok(bytes) => match pipeline.analyze_bytes(&bytes, FaceSelection::NearestCenter) {
-            Err(e) => e.to_string(),
-            Ok(faces) if faces.is_empty() => "no face found".to_string(),
-            Ok(_) => "no embedding".to_string(),
-        },
-    }
+/// The template (flip-averaged as configured) of the face nearest the picture's centre,
+/// what `eval identify` and `calibrate` compare; or why there is none: missing,
+/// unreadable, not an image, no face.
+pub(crate) fn template(pipeline: &vision::Pipeline, file: &Path) -> Result<Embedding, String> {
+    let bytes = std::fs::read(file).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => MISSING.to_string(),
+        _ => format!("unreadable: {e}"),
+    })?;
+    pipeline
+        .analyze_bytes(&bytes, FaceSelection::NearestCenter)
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .next()
+        .map(|f| f.embedding)
+        .ok_or_else(|| "no face found".to_string())
 }
 
 const MISSING: &str = "missing";
 
-/// Names on stderr the pictures (folder, name) that gave no embedding, with the reason
-/// (the first 20 of them); returns how many are missing from their folder.
-pub(crate) fn tell_failures<'a>(
-    pipeline: &vision::Pipeline,
-    failed: impl Iterator<Item = (&'a Path, &'a str)>,
-) -> usize {
+/// Names on stderr the pictures that gave no embedding, with the reason (the first 20
+/// of them); returns how many are missing from their folder.
+pub(crate) fn tell_failures(failed: impl Iterator<Item = (PathBuf, String)>) -> usize {
     let mut missing = 0;
-    for (n, (dir, name)) in failed.enumerate() {
-        let why = why_no_embedding(pipeline, dir, name);
+    for (n, (file, why)) in failed.enumerate() {
         missing += usize::from(why == MISSING);
         if n < 20 {
-            eprintln!("no embedding for {}: {why}", dir.join(name).display());
+            eprintln!("no embedding for {}: {why}", file.display());
         } else if n == 20 {
             eprintln!("(more images without an embedding: see the report)");
         }
     }
     missing
-}
-
-/// One picture's embedding as a template (flip-averaged as configured): what
-/// `eval identify` and `calibrate` compare.
-pub(crate) fn embed(pipeline: &vision::Pipeline, dir: &Path, name: &str) -> Option<Embedding> {
-    let bytes = std::fs::read(dir.join(name)).ok()?;
-    pipeline
-        .analyze_bytes(&bytes, FaceSelection::NearestCenter)
-        .ok()?
-        .into_iter()
-        .next()
-        .map(|f| f.embedding)
 }
 
 /// One picture's embeddings: as a template (flip-averaged as configured), and as a
