@@ -191,6 +191,99 @@ fn eval_identify_names_each_image_without_a_template_and_counts_its_probe_as_a_m
     }
 }
 
+#[test]
+fn eval_identify_gives_its_report_when_the_embeddings_cache_cannot_be_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let (images, _) = small_lfw(dir.path());
+    let run = |cache: &Path| {
+        facegate()
+            .args(["eval", "identify", "--json", "--images"])
+            .arg(&images)
+            .arg("--embeddings-cache")
+            .arg(cache)
+            .output()
+            .unwrap()
+    };
+    // The cache's path is a folder: found only when the embeddings are done.
+    let out = run(dir.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("--embeddings-cache not written"),
+        "{stderr}"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["probes"], 2, "{v}");
+    // A folder that does not exist: refused before minutes of embedding.
+    let out = run(&dir.path().join("no-such-folder/cache.json"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("does not exist"), "{stderr}");
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn a_mistyped_data_folder_is_named_and_never_created_by_a_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |data: &Path, args: &[&str]| {
+        facegate()
+            .args(args)
+            .env("FACEGATE_DATA_DIR", data)
+            .env("FACEGATE_LOG", "error")
+            .output()
+            .unwrap()
+    };
+    let out_file = dir.path().join("g.json");
+    let export = [
+        "gallery",
+        "export",
+        "--client",
+        "door",
+        "--gallery",
+        "staff",
+    ];
+    let mut export_to = export.map(String::from).to_vec();
+    export_to.push(out_file.display().to_string());
+    let export_to: Vec<&str> = export_to.iter().map(String::as_str).collect();
+
+    // An export from a folder that is not there: said so, and nothing is created.
+    let missing = dir.path().join("typo");
+    let out = run(&missing, &export_to);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("no facegate store"), "{stderr}");
+    assert!(!missing.exists() && !out_file.exists());
+
+    // A store without that gallery: the CLI names client, gallery and folder.
+    let data = dir.path().join("data");
+    assert!(run(&data, &["client", "add", "door"]).status.success());
+    let out = run(&data, &export_to);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("client door has no gallery staff"),
+        "{stderr}"
+    );
+
+    // A file given as the data folder: one clear sentence, the OS error not twice.
+    let file = dir.path().join("file");
+    std::fs::write(&file, "x").unwrap();
+    for args in [
+        &export_to[..],
+        &["gallery", "import", "x.json"],
+        &["client", "list"],
+    ] {
+        let out = run(&file, args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(
+            stderr.contains("is a file, not a folder"),
+            "{args:?}: {stderr}"
+        );
+        assert!(!stderr.contains("os error"), "{args:?}: {stderr}");
+    }
+}
+
 /// An LFW-layout folder (`<Name>/<Name>_<NNNN>.jpg`) of fixture photos and a pairs file
 /// over it: two people's two photos as same pairs, each against a third as different.
 fn small_lfw(dir: &Path) -> (PathBuf, PathBuf) {
@@ -351,6 +444,10 @@ fn calibrate_leaves_the_bundled_manifest_alone_unless_forced() {
     let v: serde_json::Value = serde_json::from_slice(&dry.stdout).unwrap();
     assert_eq!(v["written_to"], serde_json::Value::Null);
     assert_eq!(v["pairs"], 4);
+    // Three people cannot show how a stranger's best match grows with the gallery: the
+    // description keeps the default rule, and the operator is told.
+    assert_eq!(v["size_shift_per_ln_user"], serde_json::Value::Null);
+    assert!(String::from_utf8_lossy(&dry.stderr).contains("size_shift_per_ln_user not fitted"));
 
     let forced = calibrate(&["--force"]);
     assert!(

@@ -58,7 +58,21 @@ pub fn run(config: &Config, command: &GalleryCommand) -> anyhow::Result<ExitCode
         GalleryCommand::Import(_) => {
             Some(DataLock::acquire(&config.store.data_dir).context("facegate gallery import")?)
         }
-        GalleryCommand::Export(_) => None,
+        GalleryCommand::Export(_) => {
+            // A read: a mistyped folder must not be created (empty) and exported from.
+            let data = &config.store.data_dir;
+            if data.exists() && !data.is_dir() {
+                return Err(facegate::store::Error::NotAFolder(data.clone()).into());
+            }
+            if !data.join("data.mdb").exists() {
+                anyhow::bail!(
+                    "no facegate store in {} (no data.mdb): nothing to export; check \
+                     store.data_dir / FACEGATE_DATA_DIR",
+                    data.display()
+                );
+            }
+            None
+        }
     };
     let gallery = open(config)?;
     match command {
@@ -68,7 +82,15 @@ pub fn run(config: &Config, command: &GalleryCommand) -> anyhow::Result<ExitCode
             } else {
                 config.sync.device_id.clone()
             };
-            let (header, ops) = gallery.export_ops(&a.client, &a.gallery, &origin)?;
+            let (header, ops) = match gallery.export_ops(&a.client, &a.gallery, &origin) {
+                Err(facegate::gallery::Error::GalleryNotFound) => anyhow::bail!(
+                    "client {} has no gallery {} in {}",
+                    a.client,
+                    a.gallery,
+                    config.store.data_dir.display()
+                ),
+                other => other?,
+            };
             super::files::replace_durably(&a.file, |out| Ok(write_export(out, &header, &ops)?))?;
             println!("exported {} user(s) to {}", header.users, a.file.display());
         }

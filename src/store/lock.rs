@@ -14,11 +14,17 @@ pub const LOCK_FILE: &str = "facegate.lock";
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
-    #[error("{path}: {source}")]
+    // The cause is in the message, not a `source`: a report that prints the chain
+    // would print it twice.
+    #[error("{path}: {cause}")]
     Open {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
+    #[error(
+        "the data folder {0} is a file, not a folder; check store.data_dir / FACEGATE_DATA_DIR"
+    )]
+    NotAFolder(PathBuf),
     #[error(
         "the data folder {folder} is in use by another facegate process (a running `facegate serve`?); stop it first"
     )]
@@ -35,10 +41,13 @@ impl DataLock {
     /// Takes the lock of `dir` (created if missing), or says who has it.
     pub fn acquire(dir: &Path) -> Result<DataLock, LockError> {
         let path = dir.join(LOCK_FILE);
-        let open_err = |source| LockError::Open {
+        let open_err = |cause| LockError::Open {
             path: path.clone(),
-            source,
+            cause,
         };
+        if dir.exists() && !dir.is_dir() {
+            return Err(LockError::NotAFolder(dir.to_path_buf()));
+        }
         std::fs::create_dir_all(dir).map_err(open_err)?;
         let file = OpenOptions::new()
             .create(true)
@@ -68,5 +77,13 @@ mod tests {
         assert!(matches!(second, Err(LockError::Busy { .. })), "{second:?}");
         drop(first);
         DataLock::acquire(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn a_file_given_as_the_data_folder_is_named_as_such() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let e = DataLock::acquire(file.path()).unwrap_err();
+        assert!(matches!(e, LockError::NotAFolder(_)), "{e:?}");
+        assert!(e.to_string().contains("is a file, not a folder"), "{e}");
     }
 }

@@ -36,11 +36,17 @@ pub use txn::{EntityVersion, Reader, TemplateRow};
 pub enum Error {
     #[error("LMDB: {0}")]
     Lmdb(#[from] heed::Error),
-    #[error("cannot create data folder {path}: {source}")]
+    // The cause is in the message, not a `source`: a report that prints the chain
+    // would print it twice.
+    #[error("cannot create data folder {path}: {cause}")]
     Folder {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
+    #[error(
+        "the data folder {0} is a file, not a folder; check store.data_dir / FACEGATE_DATA_DIR"
+    )]
+    NotAFolder(PathBuf),
     #[error("database schema version {found} is newer than this build supports ({supported})")]
     NewerSchema { found: u32, supported: u32 },
     #[error("stored record is corrupt: {0}")]
@@ -113,9 +119,12 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Opens (creating if needed) the environment in `dir` and migrates its schema.
     pub fn open(dir: &Path, initial_map_mb: usize) -> Result<Store, Error> {
-        std::fs::create_dir_all(dir).map_err(|source| Error::Folder {
+        if dir.exists() && !dir.is_dir() {
+            return Err(Error::NotAFolder(dir.to_path_buf()));
+        }
+        std::fs::create_dir_all(dir).map_err(|cause| Error::Folder {
             path: dir.to_path_buf(),
-            source,
+            cause,
         })?;
         let page = 4096;
         let map = (initial_map_mb.max(1) * 1024 * 1024).div_ceil(page) * page;

@@ -123,6 +123,11 @@ pub struct SimilarityCalibration {
     /// What the threshold was fitted on (pairs file, accuracy there).
     #[serde(default)]
     pub fitted_on: String,
+    /// How far a stranger's best match rises (cosine) each time the gallery grows
+    /// e-fold: identify's `gallery_size` scoring (src/vision/open_set.rs). Absent: the
+    /// rule fitted for dlib's network ([`Calibration::with_default_size_shift`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_shift_per_ln_user: Option<f32>,
 }
 
 /// Where a description was read from.
@@ -178,10 +183,24 @@ fn fieldless_kinds_have_no_fields(description: &toml::Value) -> Result<(), Strin
     Ok(())
 }
 
-const IDENTITY: Calibration = Calibration {
-    threshold_cosine: super::similarity::DEFAULT_THRESHOLD,
-    zero_cosine: 0.0,
-};
+const IDENTITY: Calibration =
+    Calibration::with_default_size_shift(super::similarity::DEFAULT_THRESHOLD, 0.0);
+
+/// Checks serde cannot make: fixed-size arrays take a longer TOML array's first values
+/// (`input_size = [160, 160, 3]` read as 160x160, the 3 silently dropped).
+fn arrays_have_their_length(description: &toml::Value) -> Result<(), String> {
+    let length = |key: &str| description.get(key)?.as_array().map(Vec::len);
+    match length("input_size") {
+        Some(n) if n != 2 => Err(format!(
+            "input_size needs 2 values [width, height], got {n}"
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Largest `size_shift_per_ln_user` a description may hold: 0.2 cosine per e-fold
+/// would lower a match by 1.4 at 1,000 users, i.e. refuse everybody.
+const MAX_SIZE_SHIFT: f32 = 0.2;
 
 impl EmbedderSpec {
     /// The description of the shipped dlib embedders (also in MANIFEST.toml); the
@@ -202,6 +221,7 @@ impl EmbedderSpec {
                 threshold_cosine: super::similarity::CALIBRATION.threshold_cosine,
                 zero_cosine: super::similarity::CALIBRATION.zero_cosine,
                 fitted_on: "LFW pairsDevTrain.txt".into(),
+                size_shift_per_ln_user: None,
             }),
         }
     }
@@ -242,6 +262,7 @@ impl EmbedderSpec {
     pub fn parse(text: &str) -> Result<EmbedderSpec, String> {
         let table: toml::Value = toml::from_str(text).map_err(|e| e.to_string())?;
         fieldless_kinds_have_no_fields(&table)?;
+        arrays_have_their_length(&table)?;
         let spec: EmbedderSpec = toml::from_str(text).map_err(|e| e.to_string())?;
         spec.validate()?;
         Ok(spec)
@@ -259,7 +280,9 @@ impl EmbedderSpec {
         let Some(table) = entry.and_then(|e| e.get("embedder")) else {
             return Ok(None);
         };
-        fieldless_kinds_have_no_fields(table).map_err(|e| format!("{file}: {e}"))?;
+        fieldless_kinds_have_no_fields(table)
+            .and_then(|()| arrays_have_their_length(table))
+            .map_err(|e| format!("{file}: {e}"))?;
         let spec: EmbedderSpec = table
             .clone()
             .try_into()
@@ -302,6 +325,13 @@ impl EmbedderSpec {
                     "similarity needs -1 <= zero_cosine < threshold_cosine < 1, got {} and {}",
                     c.zero_cosine, c.threshold_cosine
                 ));
+            }
+            if let Some(shift) = c.size_shift_per_ln_user {
+                if !(0.0..=MAX_SIZE_SHIFT).contains(&shift) {
+                    return Err(format!(
+                        "similarity size_shift_per_ln_user {shift} is outside 0..{MAX_SIZE_SHIFT}"
+                    ));
+                }
             }
         }
         Ok(())
@@ -357,9 +387,14 @@ impl EmbedderSpec {
 
     /// The calibration to use: the description's, or similarity = cosine if absent.
     pub fn calibration(&self) -> Calibration {
-        self.similarity.as_ref().map_or(IDENTITY, |c| Calibration {
-            threshold_cosine: c.threshold_cosine,
-            zero_cosine: c.zero_cosine,
+        self.similarity.as_ref().map_or(IDENTITY, |c| {
+            let default = Calibration::with_default_size_shift(c.threshold_cosine, c.zero_cosine);
+            Calibration {
+                size_shift_per_ln_user: c
+                    .size_shift_per_ln_user
+                    .unwrap_or(default.size_shift_per_ln_user),
+                ..default
+            }
         })
     }
 
@@ -368,10 +403,14 @@ impl EmbedderSpec {
     /// first release appear only when set, so that a description that does not use
     /// them keeps its fingerprint and the templates stored with it stay valid.
     pub fn fingerprint_text(&self) -> String {
-        let mut similarity = self.similarity.clone();
-        if let Some(c) = similarity.as_mut() {
-            c.fitted_on.clear();
-        }
+        let similarity = self
+            .similarity
+            .as_ref()
+            .map(|c| fingerprint::SimilarityCalibration {
+                threshold_cosine: c.threshold_cosine,
+                zero_cosine: c.zero_cosine,
+                fitted_on: "",
+            });
         let mut text = format!(
             "{:?}",
             fingerprint::EmbedderSpec {
@@ -386,6 +425,13 @@ impl EmbedderSpec {
         );
         if let Some(output) = &self.output {
             text.push_str(&format!(" output={output:?}"));
+        }
+        if let Some(shift) = self
+            .similarity
+            .as_ref()
+            .and_then(|c| c.size_shift_per_ln_user)
+        {
+            text.push_str(&format!(" size_shift_per_ln_user={shift:?}"));
         }
         text
     }
@@ -403,7 +449,17 @@ mod fingerprint {
         pub crop: &'a super::CropTemplate,
         pub output_dim: &'a usize,
         pub flip_average: &'a bool,
-        pub similarity: &'a Option<super::SimilarityCalibration>,
+        pub similarity: &'a Option<SimilarityCalibration>,
+    }
+
+    /// The calibration's fields of the first release, with its type name: the derived
+    /// `Debug` prints both.
+    #[allow(dead_code)]
+    #[derive(Debug)]
+    pub(super) struct SimilarityCalibration {
+        pub threshold_cosine: f32,
+        pub zero_cosine: f32,
+        pub fitted_on: &'static str,
     }
 }
 
@@ -538,6 +594,47 @@ flip_average = true
             ..spec.clone()
         };
         assert_ne!(named.fingerprint_text(), spec.fingerprint_text());
+        let mut sized = spec.clone();
+        if let Some(c) = sized.similarity.as_mut() {
+            c.size_shift_per_ln_user = Some(0.04);
+        }
+        assert_ne!(sized.fingerprint_text(), spec.fingerprint_text());
+        assert!((sized.calibration().size_shift_per_ln_user - 0.04).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_description_without_a_size_shift_gets_the_default_rule_of_its_span() {
+        let spec = EmbedderSpec::parse(&format!(
+            "{FACENET}similarity = {{ threshold_cosine = 0.5, zero_cosine = -0.5 }}"
+        ))
+        .unwrap();
+        let c = spec.calibration();
+        assert!(
+            (c.size_shift_per_ln_user - super::super::open_set::SIZE_SHIFT_PER_LN_USER).abs()
+                < 1e-6
+        );
+        assert_eq!(
+            EmbedderSpec::dlib().calibration(),
+            super::super::CALIBRATION
+        );
+    }
+
+    #[test]
+    fn an_input_size_or_size_shift_that_cannot_be_meant_is_refused() {
+        let three = FACENET.replace("[160, 160]", "[160, 160, 3]");
+        let e = EmbedderSpec::parse(&three).unwrap_err();
+        assert!(e.contains("input_size needs 2 values"), "{e}");
+        let manifest = format!("[[model]]\nfile = \"b.tflite\"\n[model.embedder]\n{three}");
+        let e = EmbedderSpec::from_manifest(&manifest, "b.tflite").unwrap_err();
+        assert!(e.contains("input_size needs 2 values"), "{e}");
+        for bad in ["-0.01", "0.5", "nan"] {
+            let text = format!(
+                "{FACENET}similarity = {{ threshold_cosine = 0.5, zero_cosine = -0.5, \
+                 size_shift_per_ln_user = {bad} }}"
+            );
+            let e = EmbedderSpec::parse(&text).unwrap_err();
+            assert!(e.contains("size_shift_per_ln_user"), "{bad}: {e}");
+        }
     }
 
     #[test]

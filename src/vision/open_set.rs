@@ -22,11 +22,14 @@
 //!
 //! `gallery_size`: a stranger's best match is the best of N impostor scores, so it
 //! rises with the gallery's N users (for dlib's network by about 0.005 cosine each time N
-//! grows e-fold). The match's cosine is lowered by `SIZE_SHIFT_PER_LN_USER` x ln(N) of
-//! the calibration's span (threshold - zero cosine) before the calibration maps it: a
-//! one-user gallery scores as verify, and 0.75 keeps 0.5-1.3 % false alarms from 1 to
-//! 2,129 users on lfw-dev, where a fixed threshold goes from 0.6 % to 97 %. One shift per
-//! search, so the ranking never changes.
+//! grows e-fold). The match's cosine is lowered by the calibration's
+//! `size_shift_per_ln_user` x ln(N) before the calibration maps it: a one-user gallery
+//! scores as verify, and 0.75 keeps 0.5-1.3 % false alarms from 1 to 2,129 users on
+//! lfw-dev, where a fixed threshold goes from 0.6 % to 97 %. One shift per search, so
+//! the ranking never changes. How fast the best of N impostors rises depends on the
+//! network: `facegate calibrate` fits the shift for any embedder and writes it into its
+//! description; without one, a description gets `SIZE_SHIFT_PER_LN_USER` of its span
+//! (threshold - zero cosine), the rule fitted for dlib's network.
 //!
 //! `gallery_cohort` is the lower of the two: the lead alone is fitted to a gallery of
 //! ~2,000, and in a gallery of tens of users, whose runners-up are random people far
@@ -59,6 +62,8 @@ pub const LEAD_AT_THRESHOLD: f32 = 0.029;
 /// the calibration's span from zero to threshold cosine (0.005 cosine for the shipped
 /// dlib calibration, 0.917 - 0.5). Fitted on lfw-dev (docs/accuracy.md, "Open-set
 /// scores by gallery size"): 0.75 stays near 1 % false alarms at 1 to 2,129 users.
+/// The default for a description without its own `size_shift_per_ln_user` (which
+/// `facegate calibrate` fits for any embedder).
 pub const SIZE_SHIFT_PER_LN_USER: f32 = 0.012;
 
 impl ScoreNormalisation {
@@ -83,8 +88,7 @@ impl ScoreNormalisation {
     /// as the index answers), in the same order, in a gallery of `users` users.
     pub fn scores(&self, calibration: &Calibration, ranked: &[f32], users: usize) -> Vec<f32> {
         let plain = |c: f32| calibration.similarity(c);
-        let span = calibration.threshold_cosine - calibration.zero_cosine;
-        let shift = SIZE_SHIFT_PER_LN_USER * span * (users.max(1) as f32).ln();
+        let shift = calibration.size_shift_per_ln_user * (users.max(1) as f32).ln();
         let sized = |c: f32| plain(c - shift);
         match *self {
             ScoreNormalisation::None => ranked.iter().map(|&c| plain(c)).collect(),
@@ -178,8 +182,19 @@ mod tests {
             .collect();
         assert!(by_size.windows(2).all(|w| w[0] > w[1]), "{by_size:?}");
         // For the shipped calibration: 0.005 cosine per e-fold growth of the gallery.
-        let shift = SIZE_SHIFT_PER_LN_USER * (0.917 - 0.5);
+        let shift = CALIBRATION.size_shift_per_ln_user;
         assert!((shift - 0.005).abs() < 1e-4, "{shift}");
+        // A fitted shift replaces the default: a steeper one asks more of the match.
+        let steep = Calibration {
+            size_shift_per_ln_user: 0.04,
+            ..CALIBRATION
+        };
+        let at_100 = |c: &Calibration| SIZE.scores(c, &ranked, 100)[0];
+        assert!(at_100(&steep) < at_100(&CALIBRATION));
+        assert_eq!(
+            at_100(&steep),
+            CALIBRATION.similarity(0.93 - 0.04 * 100f32.ln())
+        );
     }
 
     #[test]

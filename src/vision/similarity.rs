@@ -9,6 +9,8 @@
 //! LFW development pairs (pairsDevTrain, best accuracy); docs/accuracy.md gives its
 //! false accept / false reject rates on pairsDevTest and the command that measures them.
 
+use super::open_set::SIZE_SHIFT_PER_LN_USER;
+
 /// The API's default verify threshold; by construction it means `threshold_cosine`.
 pub const DEFAULT_THRESHOLD: f32 = 0.75;
 
@@ -18,15 +20,26 @@ pub struct Calibration {
     pub threshold_cosine: f32,
     /// Cosine at and below which the similarity is 0.
     pub zero_cosine: f32,
+    /// How much a stranger's best match rises, in cosine, each time the gallery grows
+    /// e-fold; identify's `gallery_size` scoring lowers a match by it
+    /// (src/vision/open_set.rs).
+    pub size_shift_per_ln_user: f32,
 }
 
 /// Calibration of the shipped embedder (dlib ResNet, int8; see models-tflite/MANIFEST.toml).
-pub const CALIBRATION: Calibration = Calibration {
-    threshold_cosine: 0.917,
-    zero_cosine: 0.5,
-};
+pub const CALIBRATION: Calibration = Calibration::with_default_size_shift(0.917, 0.5);
 
 impl Calibration {
+    /// A calibration whose size shift is [`SIZE_SHIFT_PER_LN_USER`] of its span, the rule
+    /// fitted for dlib's network; descriptions without a fitted shift get it.
+    pub const fn with_default_size_shift(threshold_cosine: f32, zero_cosine: f32) -> Calibration {
+        Calibration {
+            threshold_cosine,
+            zero_cosine,
+            size_shift_per_ln_user: SIZE_SHIFT_PER_LN_USER * (threshold_cosine - zero_cosine),
+        }
+    }
+
     pub fn similarity(&self, cosine: f32) -> f32 {
         let c = cosine.clamp(-1.0, 1.0);
         let t = self.threshold_cosine;

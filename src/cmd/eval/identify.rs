@@ -287,6 +287,16 @@ fn rank_of(probe: &Embedding, person: &str, gallery: &[(String, &Embedding)]) ->
 
 pub fn run(config: &Config, args: &IdentifyArgs) -> anyhow::Result<ExitCode> {
     let samples = list_folder(&args.images)?;
+    if let Some(file) = &args.embeddings_cache {
+        let folder = file.parent().filter(|p| !p.as_os_str().is_empty());
+        if let Some(folder) = folder.filter(|f| !f.is_dir()) {
+            anyhow::bail!(
+                "--embeddings-cache {}: folder {} does not exist",
+                file.display(),
+                folder.display()
+            );
+        }
+    }
     let roles = protocol(&samples);
     let pipeline = crate::cmd::load_pipeline(config)?;
     let threads = args.threads.unwrap_or(config.runtime.workers);
@@ -311,7 +321,11 @@ pub fn run(config: &Config, args: &IdentifyArgs) -> anyhow::Result<ExitCode> {
                 }));
                 let e: Vec<Option<Embedding>> = results.into_iter().map(Result::ok).collect();
                 if let Some(file) = &args.embeddings_cache {
-                    write_cache(file, pipeline.fingerprint(), &samples, &e)?;
+                    // Minutes of embedding are worth more than the cache: say why it was
+                    // not written and still give the report.
+                    if let Err(why) = write_cache(file, pipeline.fingerprint(), &samples, &e) {
+                        eprintln!("--embeddings-cache not written: {why:#}");
+                    }
                 }
                 e
             }

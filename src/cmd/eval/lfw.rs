@@ -70,15 +70,23 @@ pub struct Pair {
 pub fn parse_pairs(text: &str) -> anyhow::Result<Vec<Pair>> {
     // A byte-order mark, as Windows editors write it, is not part of the header.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    // Numbered as an editor shows them (from 1, blank lines counted), then skipped.
+    let mut lines = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| (i + 1, l))
+        .filter(|(_, l)| !l.trim().is_empty());
     let header: Vec<usize> = lines
         .next()
         .context("empty pairs file")?
+        .1
         .split_whitespace()
         .map(str::parse)
         .collect::<Result<_, _>>()
         .context("pairs header")?;
-    let body: Vec<Vec<&str>> = lines.map(|l| l.split_whitespace().collect()).collect();
+    let body: Vec<(usize, Vec<&str>)> = lines
+        .map(|(n, l)| (n, l.split_whitespace().collect()))
+        .collect();
     let (folds, per_kind, blocked) = match header.as_slice() {
         [folds, n] => (*folds, *n, true),
         [n] => (10.min(*n), *n, false),
@@ -101,12 +109,14 @@ pub fn parse_pairs(text: &str) -> anyhow::Result<Vec<Pair>> {
             body.len()
         );
     }
-    let file = |name: &str, n: &str| -> anyhow::Result<String> {
-        let n: u32 = n.parse().with_context(|| format!("image number {n}"))?;
-        Ok(format!("{name}/{name}_{n:04}.jpg"))
-    };
     let mut out = Vec::with_capacity(body.len());
-    for (i, f) in body.iter().enumerate() {
+    for (i, (line, f)) in body.iter().enumerate() {
+        let file = |name: &str, n: &str| -> anyhow::Result<String> {
+            let n: u32 = n
+                .parse()
+                .with_context(|| format!("pairs line {line}: image number {n:?}"))?;
+            Ok(format!("{name}/{name}_{n:04}.jpg"))
+        };
         let (same, fold) = if blocked {
             let block = i / (2 * per_kind);
             (i % (2 * per_kind) < per_kind, block)
@@ -128,7 +138,14 @@ pub fn parse_pairs(text: &str) -> anyhow::Result<Vec<Pair>> {
                 same,
                 fold,
             },
-            _ => bail!("pair line {} does not fit its position: {:?}", i + 2, f),
+            _ => bail!(
+                "pairs line {line} does not fit its position: {f:?} (expected {})",
+                if same {
+                    "a same-person pair `name i j`"
+                } else {
+                    "a different-people pair `name1 i name2 j`"
+                }
+            ),
         };
         out.push(pair);
     }
@@ -462,6 +479,27 @@ mod tests {
         assert_eq!(
             pairs.iter().map(|p| (p.same, p.fold)).collect::<Vec<_>>(),
             vec![(true, 0), (false, 0), (true, 1), (false, 1)]
+        );
+    }
+
+    #[test]
+    fn a_bad_line_is_named_by_its_number_in_the_file_blank_lines_counted() {
+        let text = "2\n\nA 1 2\nC 1 2\n\nA 1 B x\nC 1 D 1\n";
+        let err = parse_pairs(text).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("pairs line 6: image number \"x\""),
+            "{err:#}"
+        );
+        let err = parse_pairs("2\n\nA 1 2\nC 1 2\n\nA 1 B 2\n").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("3 pair lines, its header promises 4"),
+            "{err}"
+        );
+        let err = parse_pairs("2\n\nA 1 2\nA 1 B 2\nC 1 2\nC 1 D 1\n").unwrap_err();
+        assert!(
+            err.to_string().contains("pairs line 4 does not fit"),
+            "{err}"
         );
     }
 

@@ -1,6 +1,6 @@
 //! `facegate eval lfw`, `facegate eval identify` and `facegate eval mask`.
 
-mod identify;
+pub(crate) mod identify;
 pub(crate) mod lfw;
 mod mask;
 pub(crate) mod metrics;

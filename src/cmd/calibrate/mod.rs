@@ -6,7 +6,9 @@
 //! The fit: `threshold_cosine` (similarity 0.75, the API's default operating point) is
 //! the best-accuracy threshold on all pairs; `zero_cosine` (similarity 0) lies four times
 //! the distance from the impostors' mean cosine to the threshold below that mean, so
-//! an average impostor scores 0.6 for any embedder (the shipped dlib calibration: 0.5).
+//! an average impostor scores 0.6 for any embedder (the shipped dlib calibration: 0.5);
+//! `size_shift_per_ln_user` (how identify's `gallery_size` scoring lowers a match in a
+//! larger gallery) is fitted on the same images ([`size_shift`]).
 //!
 //! The calibration is part of the template fingerprint, so a new one leaves every
 //! template stored under the old one out of search until `facegate reembed`, and makes a
@@ -24,11 +26,13 @@ use anyhow::{bail, Context};
 use clap::Args;
 use facegate::config::Config;
 use facegate::store::{DataLock, LockError, Store};
-use facegate::vision::{EmbedderSpec, SimilarityCalibration, SpecSource};
+use facegate::vision::{EmbedderSpec, Embedding, SimilarityCalibration, SpecSource};
 use serde_json::json;
 
 use super::eval::lfw::{parse_pairs, tell_failures, template};
 use super::eval::metrics::{self, ScoredPair};
+
+mod size_shift;
 
 #[derive(Args, Debug)]
 pub struct CalibrateArgs {
@@ -138,6 +142,14 @@ pub fn run(config: &Config, args: &CalibrateArgs) -> anyhow::Result<ExitCode> {
         .map(|f| f.1)
         .collect();
     let (accuracy_10fold, accuracy_10fold_std) = metrics::mean_std(&fold_accs);
+    let size_shift = size_shift::fit(&by_person(&names, &embeddings), threshold);
+    if size_shift.is_none() {
+        eprintln!(
+            "size_shift_per_ln_user not fitted: the pairs' images show fewer than 20 people \
+             with a face; identify's gallery_size scoring uses the default rule \
+             (docs/own-model.md)"
+        );
+    }
     let pairs_name = args
         .pairs
         .file_name()
@@ -152,6 +164,7 @@ pub fn run(config: &Config, args: &CalibrateArgs) -> anyhow::Result<ExitCode> {
             scored.len(),
             config.recognition.flip_average
         ),
+        size_shift_per_ln_user: size_shift.as_ref().map(|f| round5(f.per_ln_user)),
     };
     let models_dir = config.pipeline_options().models_dir;
     let file = &config.models.embedder;
@@ -200,6 +213,8 @@ pub fn run(config: &Config, args: &CalibrateArgs) -> anyhow::Result<ExitCode> {
             "accuracy_std": accuracy_10fold_std,
             "pairs": scored.len(),
             "failed_pairs": scored.iter().filter(|p| p.score.is_none()).count(),
+            "size_shift_per_ln_user": calibration.size_shift_per_ln_user,
+            "size_shift_fit": size_shift,
             "fitted_on": calibration.fitted_on,
             "written_to": written.map(|p| p.display().to_string()),
         })
@@ -251,6 +266,22 @@ fn hazards(config: &Config, source: &SpecSource, fingerprint: &str) -> anyhow::R
     Ok(out)
 }
 
+/// The templates of `names` (`<Person>/<file>`, sorted) grouped by person, each
+/// person's first image first; images without a template are left out.
+fn by_person<'a>(names: &[String], embeddings: &'a [Option<Embedding>]) -> Vec<Vec<&'a Embedding>> {
+    let mut people: Vec<(String, Vec<&Embedding>)> = Vec::new();
+    for (name, embedding) in names.iter().zip(embeddings) {
+        let person = name.split('/').next().unwrap_or_default();
+        if people.last().map(|(p, _)| p.as_str()) != Some(person) {
+            people.push((person.to_string(), Vec::new()));
+        }
+        if let (Some(e), Some((_, list))) = (embedding, people.last_mut()) {
+            list.push(e);
+        }
+    }
+    people.into_iter().map(|(_, list)| list).collect()
+}
+
 fn round5(v: f32) -> f32 {
     (v * 1e5).round() / 1e5
 }
@@ -290,18 +321,8 @@ pub fn with_calibration(
     calibration: &SimilarityCalibration,
 ) -> anyhow::Result<String> {
     let mut doc: toml_edit::DocumentMut = text.parse().context("description TOML")?;
-    let mut inline = toml_edit::InlineTable::new();
-    inline.insert(
-        "threshold_cosine",
-        f64::from(calibration.threshold_cosine).into(),
-    );
-    inline.insert("zero_cosine", f64::from(calibration.zero_cosine).into());
-    inline.insert("fitted_on", calibration.fitted_on.as_str().into());
-    let value = toml_edit::value(inline);
-    match manifest_file {
-        None => {
-            doc["similarity"] = value;
-        }
+    let description: &mut toml_edit::Table = match manifest_file {
+        None => doc.as_table_mut(),
         Some(file) => {
             let models = doc
                 .get_mut("model")
@@ -311,14 +332,75 @@ pub fn with_calibration(
                 .iter_mut()
                 .find(|m| m.get("file").and_then(|f| f.as_str()) == Some(file))
                 .with_context(|| format!("MANIFEST.toml has no entry for {file}"))?;
-            let embedder = entry
+            entry
                 .get_mut("embedder")
                 .and_then(|e| e.as_table_mut())
-                .with_context(|| format!("{file} has no [model.embedder] table"))?;
-            embedder["similarity"] = value;
+                .with_context(|| format!("{file} has no [model.embedder] table"))?
+        }
+    };
+    set_calibration(description, calibration);
+    Ok(doc.to_string())
+}
+
+/// Sets the `similarity` keys of `description`. An operator's `[similarity]` table or
+/// inline table is edited key by key, so that its comments and layout stay; a
+/// `size_shift_per_ln_user` left from an earlier fit goes when this fit has none.
+fn set_calibration(description: &mut toml_edit::Table, calibration: &SimilarityCalibration) {
+    // As the f32 prints (0.42451), not as its f64 widening does (0.42451000213623047).
+    let number = |v: f32| toml_edit::Value::from(v.to_string().parse::<f64>().unwrap_or(v.into()));
+    let values: [(&str, Option<toml_edit::Value>); 4] = [
+        (
+            "threshold_cosine",
+            Some(number(calibration.threshold_cosine)),
+        ),
+        ("zero_cosine", Some(number(calibration.zero_cosine))),
+        ("fitted_on", Some(calibration.fitted_on.as_str().into())),
+        (
+            "size_shift_per_ln_user",
+            calibration.size_shift_per_ln_user.map(number),
+        ),
+    ];
+    let existing = description
+        .get_mut("similarity")
+        .filter(|item| item.is_table())
+        .and_then(|item| item.as_table_like_mut());
+    if let Some(table) = existing {
+        for (key, value) in values {
+            match value {
+                Some(v) => match table.get_mut(key).and_then(|item| item.as_value_mut()) {
+                    // Keep the comments around the old value.
+                    Some(old) => {
+                        let decor = old.decor().clone();
+                        *old = v;
+                        *old.decor_mut() = decor;
+                    }
+                    None => {
+                        table.insert(key, toml_edit::value(v));
+                    }
+                },
+                None => {
+                    table.remove(key);
+                }
+            }
+        }
+        return;
+    }
+    // An inline table holds no comments; the one after it belongs to its value.
+    let decor = description
+        .get("similarity")
+        .and_then(|item| item.as_value())
+        .map(|v| v.decor().clone());
+    let mut inline = toml_edit::InlineTable::new();
+    for (key, value) in values {
+        if let Some(v) = value {
+            inline.insert(key, v);
         }
     }
-    Ok(doc.to_string())
+    let mut value = toml_edit::Value::from(inline);
+    if let Some(decor) = decor {
+        *value.decor_mut() = decor;
+    }
+    description.insert("similarity", toml_edit::Item::Value(value));
 }
 
 #[cfg(test)]
@@ -343,10 +425,7 @@ mod tests {
         assert_eq!(acc, 1.0);
         assert!(t > 0.496 && t < 0.7, "{t}");
         let mean = pairs[50..].iter().filter_map(|p| p.score).sum::<f32>() / 50.0;
-        let c = facegate::vision::Calibration {
-            threshold_cosine: t,
-            zero_cosine: zero,
-        };
+        let c = facegate::vision::Calibration::with_default_size_shift(t, zero);
         assert!((c.similarity(mean) - 0.6).abs() < 1e-3);
         assert!((c.similarity(t) - 0.75).abs() < 1e-6);
     }
@@ -358,6 +437,7 @@ mod tests {
             threshold_cosine: 0.5,
             zero_cosine: 0.1,
             fitted_on: "x".into(),
+            size_shift_per_ln_user: Some(0.03),
         };
         let out = with_calibration(text, Some("b.tflite"), &c).unwrap();
         assert!(out.starts_with("# head\n"));
@@ -365,7 +445,39 @@ mod tests {
         let doc: toml::Value = toml::from_str(&out).unwrap();
         let b = &doc["model"][1]["embedder"]["similarity"];
         assert_eq!(b["threshold_cosine"].as_float(), Some(0.5));
+        assert_eq!(b["size_shift_per_ln_user"].as_float(), Some(0.03));
         assert!(doc["model"][0].get("embedder").is_none());
         assert!(with_calibration(text, Some("a.tflite"), &c).is_err());
+    }
+
+    #[test]
+    fn an_operators_similarity_table_keeps_its_comments_and_loses_a_stale_shift() {
+        let text = "output_dim = 512\n\n# Fitted at the gate, 2026-11.\n[similarity]\n\
+                    # our site's pairs\nthreshold_cosine = 0.6 # first try\nzero_cosine = 0.1\n\
+                    size_shift_per_ln_user = 0.02\n";
+        let c = SimilarityCalibration {
+            threshold_cosine: 0.55,
+            zero_cosine: -0.2,
+            fitted_on: "pairs.txt".into(),
+            size_shift_per_ln_user: None,
+        };
+        let out = with_calibration(text, None, &c).unwrap();
+        for kept in [
+            "# Fitted at the gate, 2026-11.",
+            "# our site's pairs",
+            "# first try",
+        ] {
+            assert!(out.contains(kept), "{kept:?} lost: {out}");
+        }
+        let doc: toml::Value = toml::from_str(&out).unwrap();
+        assert_eq!(doc["similarity"]["threshold_cosine"].as_float(), Some(0.55));
+        assert_eq!(doc["similarity"]["fitted_on"].as_str(), Some("pairs.txt"));
+        assert!(
+            doc["similarity"].get("size_shift_per_ln_user").is_none(),
+            "{out}"
+        );
+        let inline = "similarity = { threshold_cosine = 0.6, zero_cosine = 0.1 } # mine\n";
+        let out = with_calibration(inline, None, &c).unwrap();
+        assert!(out.contains("# mine"), "{out}");
     }
 }
