@@ -11,7 +11,7 @@ fn main() -> ExitCode {
     match cmd::run(cli) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("facegate: {error:#}");
+            eprintln!("facegate: {}", cmd::report(&error));
             ExitCode::from(cmd::exit_code(&error))
         }
     }

@@ -404,6 +404,41 @@ fn calibrate_refuses_a_fit_that_cannot_tell_the_same_person_from_two() {
 }
 
 #[test]
+fn calibrate_refuses_a_read_only_description_before_embedding_anything() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let models = bundled_models_copy(dir.path());
+    let (images, pairs) = small_lfw(dir.path());
+    let manifest = models.join("MANIFEST.toml");
+    std::fs::set_permissions(&manifest, std::fs::Permissions::from_mode(0o444)).unwrap();
+    let before = std::fs::read_to_string(&manifest).unwrap();
+    let run = |extra: &[&str]| {
+        facegate()
+            .env("FACEGATE_MODELS_DIR", &models)
+            .env("FACEGATE_DATA_DIR", dir.path().join("data"))
+            .args(["calibrate", "--images"])
+            .arg(&images)
+            .arg("--pairs")
+            .arg(&pairs)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    // --force overrides the fleet's hazards, not the operator's read-only mode.
+    let out = run(&["--force"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("is read-only"), "{stderr}");
+    assert!(
+        !stderr.contains("no face"),
+        "refused before any embedding: {stderr}"
+    );
+    assert_eq!(std::fs::read_to_string(&manifest).unwrap(), before);
+    // Printing the fit is still allowed.
+    assert!(run(&["--dry-run"]).status.success());
+}
+
+#[test]
 fn calibrate_leaves_the_bundled_manifest_alone_unless_forced() {
     let dir = tempfile::tempdir().unwrap();
     let models = bundled_models_copy(dir.path());
@@ -501,6 +536,38 @@ fn config_check_reads_the_embedders_description_as_serve_does() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(69), "{stderr}");
     assert!(stderr.contains("mine.tflite.toml"), "{stderr}");
+    // A description that parses but does not fit the file (dlib's network is 150x150,
+    // 128-d): serve refuses it at load, and so does check.
+    std::fs::write(
+        models.join("mine.tflite.toml"),
+        "input_size = [160, 160]\ninput_layout = \"nhwc_rgb\"\n\
+         normalisation = { kind = \"per_image_standardisation\" }\n\
+         crop = { kind = \"keypoint_square\", scale = 3.2, shift_up = 0.2 }\n\
+         output_dim = 128\nflip_average = true\n",
+    )
+    .unwrap();
+    let out = check();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(69), "{stderr}");
+    assert!(
+        stderr.contains("does not match its description"),
+        "{stderr}"
+    );
+    // A data folder that is a file.
+    let file = dir.path().join("file");
+    std::fs::write(&file, "x").unwrap();
+    let fine = dir.path().join("fine.toml");
+    std::fs::write(&fine, format!("[models]\ndir = \"{}\"\n", models.display())).unwrap();
+    let out = facegate()
+        .arg("--config")
+        .arg(&fine)
+        .args(["config", "check"])
+        .env("FACEGATE_DATA_DIR", &file)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("is a file, not a folder"), "{stderr}");
     // A model file that is not there: the same code as serve's.
     std::fs::remove_file(models.join("mine.tflite")).unwrap();
     let out = check();

@@ -8,12 +8,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use clap::Args;
 use facegate::config::Config;
 use facegate::gallery::{Error as GalleryError, Gallery, PrecomputedFace, Quota, Settings};
 use facegate::index::{dot_f32, normalized, GalleryIndex};
-use facegate::store::Store;
 use serde_json::json;
 
 #[derive(Args, Debug)]
@@ -204,8 +202,7 @@ fn fill_store(config: &Config, args: &IndexArgs) -> anyhow::Result<ExitCode> {
     let pipeline = Arc::new(super::load_pipeline(config)?);
     let fingerprint = pipeline.fingerprint().to_string();
     let dir = &config.store.data_dir;
-    let store = Store::open(dir, config.store.map_size_mb)
-        .with_context(|| format!("data folder {}", dir.display()))?;
+    let store = super::open_store(dir, config.store.map_size_mb)?;
     let settings = Settings {
         quota: Quota::default(),
         outbox: None,

@@ -9,7 +9,6 @@ use anyhow::Context;
 use clap::Subcommand;
 use facegate::config::Config;
 use facegate::gallery::{Accounts, Scope, Settings};
-use facegate::store::Store;
 
 #[derive(Subcommand, Debug)]
 pub enum ClientCommand {
@@ -35,10 +34,10 @@ pub enum ClientCommand {
 }
 
 pub fn run(config: &Config, command: &ClientCommand) -> anyhow::Result<ExitCode> {
-    let store = Arc::new(
-        Store::open(&config.store.data_dir, config.store.map_size_mb)
-            .with_context(|| format!("data folder {}", config.store.data_dir.display()))?,
-    );
+    let store = Arc::new(super::open_store(
+        &config.store.data_dir,
+        config.store.map_size_mb,
+    )?);
     let accounts = Accounts::new(store, Settings::from_config(config).quota);
     match command {
         ClientCommand::Add {

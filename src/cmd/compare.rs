@@ -99,6 +99,15 @@ fn largest_face(pipeline: &Pipeline, path: &Path) -> anyhow::Result<Face> {
 
 pub fn compare(config: &Config, args: &CompareArgs) -> anyhow::Result<ExitCode> {
     let pipeline = super::load_pipeline(config)?;
+    // serve logs this at start; a one-shot command has no log to read.
+    if pipeline.embedder_spec().similarity.is_none() {
+        eprintln!(
+            "warning: {} has no calibration in its description: similarity is the raw \
+             cosine and `verified` compares it with 0.75 (run `facegate calibrate`, \
+             docs/own-model.md)",
+            config.models.embedder
+        );
+    }
     let a = largest_face(&pipeline, &args.a)?;
     let b = largest_face(&pipeline, &args.b)?;
     let cosine = a.embedding.cosine(&b.embedding);

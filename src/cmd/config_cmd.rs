@@ -38,11 +38,16 @@ pub fn run(command: &ConfigCommand, file: Option<&Path>) -> anyhow::Result<ExitC
                     .into());
                 }
             }
-            // The embedder's description (sidecar or manifest entry) as `serve` reads it, so
-            // that a description serve would refuse is not reported "ok" here. The file's
-            // shapes are checked against it when the model loads.
+            // The models as `serve` loads them: the embedder's description (sidecar or
+            // manifest entry) and every file's shapes against it, so that a model serve
+            // would refuse is not reported "ok" here.
             facegate::vision::EmbedderSpec::find(&models, &merged.models.embedder)
                 .map_err(facegate::vision::Error::from)?;
+            super::load_pipeline(&merged)?;
+            let data = &merged.store.data_dir;
+            if data.exists() && !data.is_dir() {
+                return Err(facegate::store::Error::NotAFolder(data.clone()).into());
+            }
             // The [sync] section: URL, device id, TLS files (read and checked now).
             facegate::sync::SyncOptions::from_config(&merged).context("[sync]")?;
             facegate::door::DoorOptions::from_config(&merged).context("[door]")?;

@@ -11,7 +11,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use facegate::config::Config;
 use facegate::gallery::{read_export, write_export, Applied, Gallery, Settings};
-use facegate::store::{DataLock, Store};
+use facegate::store::DataLock;
 
 #[derive(Subcommand, Debug)]
 pub enum GalleryCommand {
@@ -38,10 +38,10 @@ pub struct ImportArgs {
 }
 
 fn open(config: &Config) -> anyhow::Result<Gallery> {
-    let store = Arc::new(
-        Store::open(&config.store.data_dir, config.store.map_size_mb)
-            .with_context(|| format!("data folder {}", config.store.data_dir.display()))?,
-    );
+    let store = Arc::new(super::open_store(
+        &config.store.data_dir,
+        config.store.map_size_mb,
+    )?);
     let pipeline = Arc::new(super::load_pipeline(config)?);
     Ok(Gallery::open(
         store,
@@ -60,17 +60,7 @@ pub fn run(config: &Config, command: &GalleryCommand) -> anyhow::Result<ExitCode
         }
         GalleryCommand::Export(_) => {
             // A read: a mistyped folder must not be created (empty) and exported from.
-            let data = &config.store.data_dir;
-            if data.exists() && !data.is_dir() {
-                return Err(facegate::store::Error::NotAFolder(data.clone()).into());
-            }
-            if !data.join("data.mdb").exists() {
-                anyhow::bail!(
-                    "no facegate store in {} (no data.mdb): nothing to export; check \
-                     store.data_dir / FACEGATE_DATA_DIR",
-                    data.display()
-                );
-            }
+            super::require_store(&config.store.data_dir, "export")?;
             None
         }
     };

@@ -24,6 +24,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use facegate::config::{self, Config};
 use facegate::runtime::Runtime;
+use facegate::store::Store;
 use facegate::vision::Pipeline;
 
 /// `facegate --version`: the version and the optional cargo features built in (release
@@ -109,9 +110,53 @@ pub fn load_config(file: Option<&std::path::Path>) -> anyhow::Result<Config> {
 }
 
 /// Loads the LiteRT library and the models the configuration names.
+/// Refuses a data folder without a store, for commands that only make sense on one
+/// (a mistyped folder would otherwise get a new, empty store and a report of success).
+pub fn require_store(dir: &std::path::Path, nothing_to: &str) -> anyhow::Result<()> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(facegate::store::Error::NotAFolder(dir.to_path_buf()).into());
+    }
+    if !dir.join("data.mdb").is_file() {
+        anyhow::bail!(
+            "no facegate store in {} (no data.mdb): nothing to {nothing_to}; check \
+             store.data_dir / FACEGATE_DATA_DIR",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// Opens the store in `dir`, its errors prefixed with the folder (except the one that
+/// names it already).
+pub fn open_store(dir: &std::path::Path, map_size_mb: usize) -> anyhow::Result<Store> {
+    Store::open(dir, map_size_mb).map_err(|e| match e {
+        e @ facegate::store::Error::NotAFolder(_) => e.into(),
+        e => anyhow::Error::from(e).context(format!("data folder {}", dir.display())),
+    })
+}
+
 pub fn load_pipeline(config: &Config) -> anyhow::Result<Pipeline> {
     let runtime = Runtime::locate_and_load(config.runtime_library())?;
     Ok(Pipeline::load(&runtime, config.pipeline_options())?)
+}
+
+/// The error and its causes, joined with ": " as `{:#}` does, but without a cause that
+/// its parent's message already ends with (errors that show their `source` in their own
+/// message, as the library's do, would otherwise print it twice).
+pub fn report(error: &anyhow::Error) -> String {
+    let mut out = String::new();
+    let mut last = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if !last.ends_with(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+        last = text;
+    }
+    out
 }
 
 /// Exit codes: 64 (EX_USAGE) for configuration errors (`[sync]` included), 69 (EX_UNAVAILABLE) when the
@@ -145,4 +190,25 @@ pub(crate) fn print_report(
         println!("{}", serde_json::to_string_pretty(report)?);
     }
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_cause_its_parent_already_shows_is_reported_once() {
+        let io = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let shown = facegate::runtime::Error::ModelFile {
+            path: "m.tflite".into(),
+            source: io,
+        };
+        let error = anyhow::Error::from(shown).context("loading");
+        let text = super::report(&error);
+        assert_eq!(text.matches("not found").count(), 1, "{text}");
+        assert!(
+            text.starts_with("loading: cannot read model m.tflite: "),
+            "{text}"
+        );
+        let plain = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(super::report(&plain), "outer: inner");
+    }
 }

@@ -6,11 +6,11 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::Args;
 use facegate::config::Config;
 use facegate::gallery::{Gallery, Settings};
-use facegate::store::{DataLock, Store};
+use facegate::store::DataLock;
 
 #[derive(Args, Debug)]
 pub struct ReembedArgs {
@@ -24,19 +24,11 @@ pub fn run(config: &Config, args: &ReembedArgs) -> anyhow::Result<ExitCode> {
     // log, on stderr.
     facegate::telemetry::init(&config.logging)?;
     let data = &config.store.data_dir;
-    // A mistyped folder would otherwise get a new, empty store and a report of success.
-    if !data.join("data.mdb").is_file() {
-        bail!(
-            "no facegate store in {} (no data.mdb): nothing to re-embed; check \
-             store.data_dir / FACEGATE_DATA_DIR",
-            data.display()
-        );
-    }
+    super::require_store(data, "re-embed")?;
     // The model first: a model that does not load leaves the store untouched.
     let pipeline = Arc::new(super::load_pipeline(config)?);
     let _lock = DataLock::acquire(data).context("facegate reembed")?;
-    let store = Store::open(data, config.store.map_size_mb)
-        .with_context(|| format!("data folder {}", data.display()))?;
+    let store = super::open_store(data, config.store.map_size_mb)?;
     // Through a gallery: its one write path keeps the store and the index consistent.
     let gallery = Gallery::open(Arc::new(store), pipeline, Settings::from_config(config))?;
     let bar = super::progress::bar(0, "re-embedding");

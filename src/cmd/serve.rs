@@ -13,7 +13,6 @@ use facegate::api::{self, ApiState, KioskHooks, ServerOptions};
 use facegate::camera::{Camera, CameraOptions};
 use facegate::config::Config;
 use facegate::gallery::{Gallery, Settings};
-use facegate::store::Store;
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {}
@@ -24,10 +23,10 @@ pub fn run(config: &Config, _args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let _lock =
         facegate::store::DataLock::acquire(&config.store.data_dir).context("facegate serve")?;
     tracing::info!(data_dir = %config.store.data_dir.display(), "data folder");
-    let store = Arc::new(
-        Store::open(&config.store.data_dir, config.store.map_size_mb)
-            .with_context(|| format!("data folder {}", config.store.data_dir.display()))?,
-    );
+    let store = Arc::new(super::open_store(
+        &config.store.data_dir,
+        config.store.map_size_mb,
+    )?);
     let sync_options = facegate::sync::SyncOptions::from_config(config).context("[sync]")?;
     let pipeline = Arc::new(super::load_pipeline(config)?);
     let gallery = Arc::new(Gallery::open(

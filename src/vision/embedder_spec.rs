@@ -200,7 +200,7 @@ fn arrays_have_their_length(description: &toml::Value) -> Result<(), String> {
 
 /// Largest `size_shift_per_ln_user` a description may hold: 0.2 cosine per e-fold
 /// would lower a match by 1.4 at 1,000 users, i.e. refuse everybody.
-const MAX_SIZE_SHIFT: f32 = 0.2;
+pub const MAX_SIZE_SHIFT: f32 = 0.2;
 
 impl EmbedderSpec {
     /// The description of the shipped dlib embedders (also in MANIFEST.toml); the

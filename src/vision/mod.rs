@@ -32,7 +32,7 @@ pub use detect::DetectorKind;
 pub use embed::{Embedding, EMBEDDING_DIM};
 pub use embedder_spec::{
     CropTemplate, EmbedderSpec, InputLayout, InputNormalisation, SimilarityCalibration, SpecError,
-    SpecSource,
+    SpecSource, MAX_SIZE_SHIFT,
 };
 pub use flip::{near_threshold, ranking_near};
 pub use jitter::{ChipJitter, MAX_CHIPS as MAX_TEST_TIME_CHIPS};

@@ -19,13 +19,13 @@
 
 use std::collections::BTreeSet;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::Args;
 use facegate::config::Config;
-use facegate::store::{DataLock, LockError, Store};
+use facegate::store::{DataLock, LockError};
 use facegate::vision::{EmbedderSpec, Embedding, SimilarityCalibration, SpecSource};
 use serde_json::json;
 
@@ -89,6 +89,14 @@ pub fn run(config: &Config, args: &CalibrateArgs) -> anyhow::Result<ExitCode> {
         .into_iter()
         .collect();
     super::eval::lfw::require_folder(&args.images, "--images")?;
+    let models_dir = config.pipeline_options().models_dir;
+    let file = &config.models.embedder;
+    let (spec, source) = EmbedderSpec::find(&models_dir, file)?;
+    if !args.dry_run {
+        // Before minutes of embedding: an operator who made the description read-only
+        // meant it not to change.
+        require_writable(&source)?;
+    }
     let pipeline = super::load_pipeline(config)?;
     let threads = args.threads.unwrap_or(config.runtime.workers);
     let bar = super::progress::bar(names.len() as u64, "embedding");
@@ -143,11 +151,19 @@ pub fn run(config: &Config, args: &CalibrateArgs) -> anyhow::Result<ExitCode> {
         .collect();
     let (accuracy_10fold, accuracy_10fold_std) = metrics::mean_std(&fold_accs);
     let size_shift = size_shift::fit(&by_person(&names, &embeddings), threshold);
-    if size_shift.is_none() {
+    let described_shift = spec
+        .similarity
+        .as_ref()
+        .and_then(|c| c.size_shift_per_ln_user);
+    if let Err(why) = &size_shift {
         eprintln!(
-            "size_shift_per_ln_user not fitted: the pairs' images show fewer than 20 people \
-             with a face; identify's gallery_size scoring uses the default rule \
-             (docs/own-model.md)"
+            "size_shift_per_ln_user not fitted: {why}; {}",
+            match described_shift {
+                Some(kept) => format!("the description's {kept} is kept"),
+                None => "identify's gallery_size scoring uses the default rule \
+                         (docs/own-model.md)"
+                    .to_string(),
+            }
         );
     }
     let pairs_name = args
@@ -164,11 +180,11 @@ pub fn run(config: &Config, args: &CalibrateArgs) -> anyhow::Result<ExitCode> {
             scored.len(),
             config.recognition.flip_average
         ),
-        size_shift_per_ln_user: size_shift.as_ref().map(|f| round5(f.per_ln_user)),
+        size_shift_per_ln_user: match &size_shift {
+            Ok(fit) => Some(round5(fit.per_ln_user)),
+            Err(_) => described_shift,
+        },
     };
-    let models_dir = config.pipeline_options().models_dir;
-    let file = &config.models.embedder;
-    let (spec, source) = EmbedderSpec::find(&models_dir, file)?;
     let recalibrated = EmbedderSpec {
         similarity: Some(calibration.clone()),
         ..spec.clone()
@@ -181,14 +197,14 @@ pub fn run(config: &Config, args: &CalibrateArgs) -> anyhow::Result<ExitCode> {
             let hazards = hazards(config, &source, pipeline.fingerprint())?;
             if !hazards.is_empty() {
                 bail!(
-                    "not written: the new calibration (threshold_cosine {}, zero_cosine {}) \
-                     changes the template fingerprint of {file}, and {}. To move the \
-                     operating point of a model in use, set recognition.verify_threshold \
-                     and identify_threshold instead (docs/accuracy.md). To write it \
-                     anyway, pass --force, then stop the daemon and run `facegate \
-                     reembed` (and give every door of the fleet the same description).",
-                    calibration.threshold_cosine,
-                    calibration.zero_cosine,
+                    "not written: the new calibration ({}) changes the template \
+                     fingerprint of {file}, and {}. To move the operating point of a model \
+                     in use, set recognition.verify_threshold and identify_threshold \
+                     instead (docs/accuracy.md; `eval identify` shows identify's false \
+                     alarms by gallery size at your threshold). To write it anyway, pass \
+                     --force, then stop the daemon and run `facegate reembed` (and give \
+                     every door of the fleet the same description).",
+                    changes(spec.similarity.as_ref(), &calibration).join(", "),
                     hazards.join("; ")
                 );
             }
@@ -214,12 +230,64 @@ pub fn run(config: &Config, args: &CalibrateArgs) -> anyhow::Result<ExitCode> {
             "pairs": scored.len(),
             "failed_pairs": scored.iter().filter(|p| p.score.is_none()).count(),
             "size_shift_per_ln_user": calibration.size_shift_per_ln_user,
-            "size_shift_fit": size_shift,
+            "size_shift_fit": size_shift.as_ref().ok(),
+            "size_shift_not_fitted": size_shift.as_ref().err().map(ToString::to_string),
             "fitted_on": calibration.fitted_on,
             "written_to": written.map(|p| p.display().to_string()),
         })
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The keys whose values a new calibration changes, as "key old -> new".
+fn changes(old: Option<&SimilarityCalibration>, new: &SimilarityCalibration) -> Vec<String> {
+    let show = |v: Option<f32>| v.map_or("absent".to_string(), |v| v.to_string());
+    [
+        (
+            "threshold_cosine",
+            old.map(|c| c.threshold_cosine),
+            Some(new.threshold_cosine),
+        ),
+        (
+            "zero_cosine",
+            old.map(|c| c.zero_cosine),
+            Some(new.zero_cosine),
+        ),
+        (
+            "size_shift_per_ln_user",
+            old.and_then(|c| c.size_shift_per_ln_user),
+            new.size_shift_per_ln_user,
+        ),
+    ]
+    .into_iter()
+    .filter(|(_, a, b)| a != b)
+    .map(|(key, a, b)| format!("{key} {} -> {}", show(a), show(b)))
+    .collect()
+}
+
+/// Refuses a description calibrate could not replace: a read-only file, or a folder
+/// where the replacement cannot be created.
+fn require_writable(source: &SpecSource) -> anyhow::Result<()> {
+    let (SpecSource::Sidecar(path) | SpecSource::Manifest(path)) = source;
+    let target = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
+    let meta = std::fs::metadata(&target).with_context(|| target.display().to_string())?;
+    if meta.permissions().readonly() {
+        bail!(
+            "{} is read-only: make it writable for calibrate to write the calibration, or \
+             pass --dry-run to only print it",
+            target.display()
+        );
+    }
+    let folder = target.parent().unwrap_or(Path::new("."));
+    if rustix::fs::access(folder, rustix::fs::Access::WRITE_OK).is_err() {
+        bail!(
+            "cannot write in {} (the calibration replaces {} there): pass --dry-run to only \
+             print it",
+            folder.display(),
+            target.display()
+        );
+    }
+    Ok(())
 }
 
 /// What a new fingerprint would break: the bundled models' manifest shared by a fleet,
@@ -245,8 +313,7 @@ fn hazards(config: &Config, source: &SpecSource, fingerprint: &str) -> anyhow::R
         )),
         Err(e) => return Err(e.into()),
         Ok(_lock) => {
-            let store = Store::open(data, config.store.map_size_mb)
-                .with_context(|| format!("data folder {}", data.display()))?;
+            let store = super::open_store(data, config.store.map_size_mb)?;
             let mut stored = 0usize;
             store.read(|r| {
                 r.for_each_template_without_crop(|row| {
@@ -269,17 +336,17 @@ fn hazards(config: &Config, source: &SpecSource, fingerprint: &str) -> anyhow::R
 /// The templates of `names` (`<Person>/<file>`, sorted) grouped by person, each
 /// person's first image first; images without a template are left out.
 fn by_person<'a>(names: &[String], embeddings: &'a [Option<Embedding>]) -> Vec<Vec<&'a Embedding>> {
-    let mut people: Vec<(String, Vec<&Embedding>)> = Vec::new();
-    for (name, embedding) in names.iter().zip(embeddings) {
-        let person = name.split('/').next().unwrap_or_default();
-        if people.last().map(|(p, _)| p.as_str()) != Some(person) {
-            people.push((person.to_string(), Vec::new()));
-        }
-        if let (Some(e), Some((_, list))) = (embedding, people.last_mut()) {
-            list.push(e);
-        }
-    }
-    people.into_iter().map(|(_, list)| list).collect()
+    let person = |name: &String| name.split('/').next().unwrap_or_default().to_string();
+    let people: Vec<String> = names.iter().map(person).collect();
+    super::eval::identify::indices_by_person(people.iter().map(String::as_str))
+        .into_values()
+        .map(|images| {
+            images
+                .iter()
+                .filter_map(|&i| embeddings[i].as_ref())
+                .collect()
+        })
+        .collect()
 }
 
 fn round5(v: f32) -> f32 {
@@ -342,8 +409,30 @@ pub fn with_calibration(
     Ok(doc.to_string())
 }
 
-/// Sets the `similarity` keys of `description`. An operator's `[similarity]` table or
-/// inline table is edited key by key, so that its comments and layout stay; a
+/// Sets or removes (`None`) each key of `table`, keeping the comments around a value
+/// it replaces.
+fn set_keys(table: &mut dyn toml_edit::TableLike, values: [(&str, Option<toml_edit::Value>); 4]) {
+    for (key, value) in values {
+        match value {
+            Some(v) => match table.get_mut(key).and_then(|item| item.as_value_mut()) {
+                Some(old) => {
+                    let decor = old.decor().clone();
+                    *old = v;
+                    *old.decor_mut() = decor;
+                }
+                None => {
+                    table.insert(key, toml_edit::value(v));
+                }
+            },
+            None => {
+                table.remove(key);
+            }
+        }
+    }
+}
+
+/// Sets the `similarity` keys of `description`. An operator's `[similarity]` table,
+/// dotted keys or inline table are edited key by key, so that its comments and layout stay; a
 /// `size_shift_per_ln_user` left from an earlier fit goes when this fit has none.
 fn set_calibration(description: &mut toml_edit::Table, calibration: &SimilarityCalibration) {
     // As the f32 prints (0.42451), not as its f64 widening does (0.42451000213623047).
@@ -360,32 +449,22 @@ fn set_calibration(description: &mut toml_edit::Table, calibration: &SimilarityC
             calibration.size_shift_per_ln_user.map(number),
         ),
     ];
-    let existing = description
+    if let Some(item) = description
         .get_mut("similarity")
-        .filter(|item| item.is_table())
-        .and_then(|item| item.as_table_like_mut());
-    if let Some(table) = existing {
-        for (key, value) in values {
-            match value {
-                Some(v) => match table.get_mut(key).and_then(|item| item.as_value_mut()) {
-                    // Keep the comments around the old value.
-                    Some(old) => {
-                        let decor = old.decor().clone();
-                        *old = v;
-                        *old.decor_mut() = decor;
-                    }
-                    None => {
-                        table.insert(key, toml_edit::value(v));
-                    }
-                },
-                None => {
-                    table.remove(key);
-                }
-            }
+        .filter(|item| item.is_table_like())
+    {
+        if let Some(table) = item.as_table_like_mut() {
+            set_keys(table, values);
+        }
+        // Keys added to an inline table take its last value's spacing; reformat its
+        // inside (it holds no comments: the one after it belongs to the line).
+        if let Some(inline) = item.as_inline_table_mut() {
+            inline.fmt();
         }
         return;
     }
-    // An inline table holds no comments; the one after it belongs to its value.
+    // A `similarity` that is not a table (a mistake calibrate mends): keep the
+    // comment after it.
     let decor = description
         .get("similarity")
         .and_then(|item| item.as_value())
@@ -451,6 +530,52 @@ mod tests {
     }
 
     #[test]
+    fn people_are_grouped_with_their_first_image_first_and_failed_images_left_out() {
+        let names: Vec<String> = [
+            "A/A_0001.jpg",
+            "A/A_0002.jpg",
+            "B/B_0001.jpg",
+            "B/B_0002.jpg",
+        ]
+        .map(String::from)
+        .to_vec();
+        let e = |v: f32| Some(Embedding::from_raw(&[v, 1.0]).unwrap());
+        // B's first image gave no template: its second becomes B's gallery template.
+        let embeddings = vec![e(1.0), e(2.0), None, e(4.0)];
+        let people = by_person(&names, &embeddings);
+        assert_eq!(people.len(), 2);
+        assert_eq!(
+            people[0],
+            vec![
+                embeddings[0].as_ref().unwrap(),
+                embeddings[1].as_ref().unwrap()
+            ]
+        );
+        assert_eq!(people[1], vec![embeddings[3].as_ref().unwrap()]);
+    }
+
+    #[test]
+    fn a_refusal_names_the_keys_the_new_calibration_changes() {
+        let old = SimilarityCalibration {
+            threshold_cosine: 0.5,
+            zero_cosine: 0.1,
+            fitted_on: "a".into(),
+            size_shift_per_ln_user: None,
+        };
+        let new = SimilarityCalibration {
+            fitted_on: "b".into(),
+            size_shift_per_ln_user: Some(0.04),
+            ..old.clone()
+        };
+        assert_eq!(
+            changes(Some(&old), &new),
+            ["size_shift_per_ln_user absent -> 0.04"]
+        );
+        assert_eq!(changes(Some(&old), &old), Vec::<String>::new());
+        assert_eq!(changes(None, &old).len(), 2);
+    }
+
+    #[test]
     fn an_operators_similarity_table_keeps_its_comments_and_loses_a_stale_shift() {
         let text = "output_dim = 512\n\n# Fitted at the gate, 2026-11.\n[similarity]\n\
                     # our site's pairs\nthreshold_cosine = 0.6 # first try\nzero_cosine = 0.1\n\
@@ -477,7 +602,25 @@ mod tests {
             "{out}"
         );
         let inline = "similarity = { threshold_cosine = 0.6, zero_cosine = 0.1 } # mine\n";
-        let out = with_calibration(inline, None, &c).unwrap();
+        let shifted = SimilarityCalibration {
+            size_shift_per_ln_user: Some(0.04),
+            ..c.clone()
+        };
+        let out = with_calibration(inline, None, &shifted).unwrap();
         assert!(out.contains("# mine"), "{out}");
+        assert!(
+            !out.contains(" ,"),
+            "an added key is spaced as the others: {out}"
+        );
+        let doc: toml::Value = toml::from_str(&out).unwrap();
+        assert_eq!(
+            doc["similarity"]["size_shift_per_ln_user"].as_float(),
+            Some(0.04)
+        );
+        let dotted = "similarity.threshold_cosine = 0.6 # tried\nsimilarity.zero_cosine = 0.1\n";
+        let out = with_calibration(dotted, None, &shifted).unwrap();
+        assert!(out.contains("# tried"), "{out}");
+        let doc: toml::Value = toml::from_str(&out).unwrap();
+        assert_eq!(doc["similarity"]["zero_cosine"].as_float(), Some(-0.2));
     }
 }

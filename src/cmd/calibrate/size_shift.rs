@@ -18,17 +18,22 @@
 //! the answer. On lfw-dev's pairsDevTrain images it gives 0.0058 for the shipped dlib
 //! embedder, whose hand-fitted rule is 0.0050 (docs/accuracy.md).
 
-use facegate::vision::Embedding;
+use facegate::vision::{Embedding, MAX_SIZE_SHIFT};
 use serde::Serialize;
 
 use crate::cmd::eval::identify::{shuffled, SPLIT_SEEDS};
+use crate::cmd::eval::metrics::threshold_at_rate;
 
 /// Gallery sizes the shift is measured at, as far as the people allow.
 const GALLERY_SIZES: [usize; 6] = [10, 30, 100, 300, 1000, 3000];
 
-/// The quantile of the strangers' best matches is read at no fewer than this many
-/// strangers above it, so that a handful of scores does not set the slope.
+/// A gallery size is used only if this many strangers are expected above the one-user
+/// rate's quantile: fewer would let a handful of scores set the slope. (Reading a
+/// looser quantile instead biases the shift down, to 0 with a few dozen people.)
 const MIN_STRANGERS_ABOVE: f64 = 5.0;
+
+/// Gallery sizes needed for a slope.
+const MIN_SIZES: usize = 2;
 
 /// The fitted shift with what it was measured on.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -43,22 +48,32 @@ pub struct SizeShiftFit {
     pub people: usize,
 }
 
-/// `people`: each person's templates, the first one their gallery template. `None` with
-/// fewer than twenty people (a gallery of ten would leave too few strangers).
-pub fn fit(people: &[Vec<&Embedding>], threshold: f32) -> Option<SizeShiftFit> {
+/// Why no shift was fitted, for the operator.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum NotFitted {
+    #[error(
+        "{people} people with a face in the pairs' images, {impostor_pairs} of whose \
+         impostor pairs reach the threshold, are too few: the fit needs galleries of 10 \
+         and 30 of them (at most half) with {MIN_STRANGERS_ABOVE} strangers expected above \
+         the threshold; a pairs file of a few hundred people has that"
+    )]
+    TooFewPeople {
+        people: usize,
+        impostor_pairs: usize,
+    },
+    #[error("the fitted {0:.4} is outside 0..{MAX_SIZE_SHIFT}: the pairs' images are not a sample of strangers")]
+    OutOfRange(f32),
+}
+
+/// `people`: each person's templates, the first one their gallery template.
+pub fn fit(people: &[Vec<&Embedding>], threshold: f32) -> Result<SizeShiftFit, NotFitted> {
     let people: Vec<&Vec<&Embedding>> = people.iter().filter(|p| !p.is_empty()).collect();
     let images: Vec<(usize, &Embedding)> = people
         .iter()
         .enumerate()
         .flat_map(|(owner, templates)| templates.iter().map(move |e| (owner, *e)))
         .collect();
-    let sizes: Vec<usize> = GALLERY_SIZES
-        .into_iter()
-        .filter(|&n| n <= people.len() / 2)
-        .collect();
-    if sizes.is_empty() {
-        return None;
-    }
+    // `people` holds no empty list, so every person has a first template.
     let cosine = |image: &Embedding, person: usize| image.cosine(people[person][0]);
     let (mut above, mut pairs) = (0usize, 0usize);
     for &(owner, image) in &images {
@@ -70,15 +85,19 @@ pub fn fit(people: &[Vec<&Embedding>], threshold: f32) -> Option<SizeShiftFit> {
     let one_user_false_alarms = above as f64 / pairs.max(1) as f64;
     let everybody: Vec<usize> = (0..people.len()).collect();
     let mut steps = Vec::new();
-    for users in sizes {
+    for users in GALLERY_SIZES {
+        if users > people.len() / 2 {
+            break;
+        }
         let mut shifts = Vec::new();
         for seed in SPLIT_SEEDS {
             let mut in_gallery = vec![false; people.len()];
-            let gallery: Vec<usize> = shuffled(&everybody, seed)[..users].to_vec();
-            for &p in &gallery {
+            // users <= people / 2, so the slice is in range.
+            let gallery = &shuffled(&everybody, seed)[..users];
+            for &p in gallery {
                 in_gallery[p] = true;
             }
-            let mut best: Vec<f32> = images
+            let best: Vec<f32> = images
                 .iter()
                 .filter(|(owner, _)| !in_gallery[*owner])
                 .map(|(_, image)| {
@@ -88,21 +107,32 @@ pub fn fit(people: &[Vec<&Embedding>], threshold: f32) -> Option<SizeShiftFit> {
                         .fold(f32::MIN, f32::max)
                 })
                 .collect();
-            let strangers = best.len() as f64;
-            let rate = one_user_false_alarms.max(MIN_STRANGERS_ABOVE / strangers);
-            best.sort_by(|a, b| b.total_cmp(a));
-            // The score with a share `rate` of the strangers above it.
-            let at = ((rate * strangers) as usize).min(best.len() - 1);
-            shifts.push(best[at] - threshold);
+            if one_user_false_alarms * (best.len() as f64) < MIN_STRANGERS_ABOVE {
+                break;
+            }
+            let strangers = best.len();
+            shifts.push(threshold_at_rate(best, strangers, one_user_false_alarms) - threshold);
         }
-        steps.push((users, shifts.iter().sum::<f32>() / shifts.len() as f32));
+        if shifts.len() == SPLIT_SEEDS.len() {
+            steps.push((users, shifts.iter().sum::<f32>() / shifts.len() as f32));
+        }
+    }
+    if steps.len() < MIN_SIZES {
+        return Err(NotFitted::TooFewPeople {
+            people: people.len(),
+            impostor_pairs: above,
+        });
     }
     let (num, den) = steps.iter().fold((0.0f64, 0.0f64), |(n, d), &(users, s)| {
         let ln = (users as f64).ln();
         (n + ln * f64::from(s), d + ln * ln)
     });
-    Some(SizeShiftFit {
-        per_ln_user: (num / den).max(0.0) as f32,
+    let per_ln_user = (num / den) as f32;
+    if !(0.0..=MAX_SIZE_SHIFT).contains(&per_ln_user) {
+        return Err(NotFitted::OutOfRange(per_ln_user));
+    }
+    Ok(SizeShiftFit {
+        per_ln_user,
         one_user_false_alarms,
         steps,
         people: people.len(),
@@ -116,16 +146,10 @@ mod tests {
     /// `n` people in `dim` dimensions, `per_person` images each: a random direction per
     /// person plus independent noise of `spread`, normalised (SplitMix64, Box-Muller).
     fn people(n: usize, per_person: usize, dim: usize, spread: f32) -> Vec<Vec<Embedding>> {
-        let mut state = 7u64;
-        let mut uniform = || {
-            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-        };
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
         let mut normal = move || {
-            let (u, v) = (uniform().max(1e-12), uniform());
+            let (u, v): (f64, f64) = (rng.gen_range(1e-12..1.0), rng.gen());
             ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
         };
         (0..n)
@@ -191,16 +215,35 @@ mod tests {
     }
 
     #[test]
-    fn too_few_people_give_no_fit() {
-        let all = people(19, 2, 16, 0.3);
+    fn too_few_people_or_strangers_above_the_threshold_give_no_fit_rather_than_zero() {
+        // 59 people: one gallery size (10) only.
+        let all = people(59, 2, 24, 0.5);
         let refs: Vec<Vec<&Embedding>> = all.iter().map(|p| p.iter().collect()).collect();
-        assert_eq!(fit(&refs, 0.5), None);
+        let e = fit(&refs, 0.3).unwrap_err();
+        assert!(
+            matches!(e, NotFitted::TooFewPeople { people: 59, .. }),
+            "{e:?}"
+        );
         let mut with_empty = refs.clone();
         with_empty.push(Vec::new());
-        assert_eq!(
-            fit(&with_empty, 0.5),
-            None,
-            "a person without a template does not count"
+        let e = fit(&with_empty, 0.3).unwrap_err();
+        assert!(
+            matches!(e, NotFitted::TooFewPeople { people: 59, .. }),
+            "a person without a template does not count: {e:?}"
+        );
+        // Enough people, but a threshold no stranger reaches: no rate to read a shift at.
+        let all = people(300, 2, 24, 0.5);
+        let refs: Vec<Vec<&Embedding>> = all.iter().map(|p| p.iter().collect()).collect();
+        let e = fit(&refs, 0.999).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                NotFitted::TooFewPeople {
+                    impostor_pairs: 0,
+                    ..
+                }
+            ),
+            "{e:?}"
         );
     }
 }

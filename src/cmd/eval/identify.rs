@@ -113,12 +113,20 @@ pub fn list_folder(dir: &Path) -> anyhow::Result<Vec<Sample>> {
     Ok(out)
 }
 
+/// The indices of each person's items, in their order, people by name.
+pub fn indices_by_person<'a>(
+    people: impl IntoIterator<Item = &'a str>,
+) -> BTreeMap<&'a str, Vec<usize>> {
+    let mut by_person: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, person) in people.into_iter().enumerate() {
+        by_person.entry(person).or_default().push(i);
+    }
+    by_person
+}
+
 /// Splits samples (grouped by person, first image first) into the protocol's roles.
 pub fn protocol(samples: &[Sample]) -> Protocol {
-    let mut by_person: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-    for (i, s) in samples.iter().enumerate() {
-        by_person.entry(&s.person).or_default().push(i);
-    }
+    let by_person = indices_by_person(samples.iter().map(|s| s.person.as_str()));
     let mut p = Protocol {
         enrolled: Vec::new(),
         mated: Vec::new(),
@@ -173,14 +181,8 @@ pub struct OpenSet {
 /// The lowest threshold with at most `rate` of the non-mated probes at or above it, and
 /// the detection and identification rate there.
 pub fn dir_at_far(open: &OpenSet, rate: f64) -> (f32, f64) {
-    let mut scores: Vec<f32> = open.non_mated.iter().flatten().copied().collect();
-    scores.sort_by(|a, b| b.total_cmp(a));
-    let allowed = (rate * open.non_mated.len() as f64).floor() as usize;
-    // Accepting only scores strictly above the (allowed+1)-th highest keeps the rate.
-    let threshold = scores
-        .get(allowed)
-        .map(|s| s.next_up_approx())
-        .unwrap_or(f32::MIN);
+    let scores: Vec<f32> = open.non_mated.iter().flatten().copied().collect();
+    let threshold = super::metrics::threshold_at_rate(scores, open.non_mated.len(), rate);
     let hits = open
         .mated_correct
         .iter()
@@ -190,28 +192,6 @@ pub fn dir_at_far(open: &OpenSet, rate: f64) -> (f32, f64) {
         threshold,
         hits as f64 / open.mated_correct.len().max(1) as f64,
     )
-}
-
-trait NextUp {
-    fn next_up_approx(self) -> f32;
-}
-
-impl NextUp for f32 {
-    /// The next representable float above `self` (scores are finite).
-    fn next_up_approx(self) -> f32 {
-        if self.is_nan() || self == f32::INFINITY {
-            return self;
-        }
-        let bits = self.to_bits();
-        let next = if self == 0.0 {
-            1
-        } else if self > 0.0 {
-            bits + 1
-        } else {
-            bits - 1
-        };
-        f32::from_bits(next)
-    }
 }
 
 /// Builds a gallery in a fresh index: the given samples that have an embedding.

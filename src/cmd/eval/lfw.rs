@@ -76,14 +76,18 @@ pub fn parse_pairs(text: &str) -> anyhow::Result<Vec<Pair>> {
         .enumerate()
         .map(|(i, l)| (i + 1, l))
         .filter(|(_, l)| !l.trim().is_empty());
-    let header: Vec<usize> = lines
-        .next()
-        .context("empty pairs file")?
-        .1
+    let (_, first) = lines.next().context("empty pairs file")?;
+    let header: Vec<usize> = first
         .split_whitespace()
         .map(str::parse)
         .collect::<Result<_, _>>()
-        .context("pairs header")?;
+        .with_context(|| {
+            format!(
+                "pairs file: its first line must be the count of pairs of each kind, `N` \
+                 (N same-person lines, then N different-people lines) or `FOLDS N` (LFW's \
+                 pairs.txt), found {first:?}"
+            )
+        })?;
     let body: Vec<(usize, Vec<&str>)> = lines
         .map(|(n, l)| (n, l.split_whitespace().collect()))
         .collect();
@@ -322,6 +326,8 @@ pub fn run(config: &Config, args: &LfwArgs) -> anyhow::Result<ExitCode> {
 pub(crate) fn require_folder(dir: &Path, flag: &str) -> anyhow::Result<()> {
     if dir.is_dir() {
         Ok(())
+    } else if dir.exists() {
+        bail!("{flag} {}: a file, not a folder of images", dir.display())
     } else {
         bail!("{flag} {}: no such folder", dir.display())
     }

@@ -24,6 +24,15 @@ pub fn accuracy(pairs: &[&ScoredPair], threshold: f32) -> f64 {
     pairs.iter().filter(|p| correct(p, threshold)).count() as f64 / pairs.len() as f64
 }
 
+/// The lowest threshold at which at most `rate` of `out_of` items pass (score at or
+/// above it); `scores` are the items' scores (an item without one never passes).
+pub fn threshold_at_rate(mut scores: Vec<f32>, out_of: usize, rate: f64) -> f32 {
+    scores.sort_by(|a, b| b.total_cmp(a));
+    let allowed = (rate * out_of as f64).floor() as usize;
+    // Accepting only scores strictly above the (allowed+1)-th highest keeps the rate.
+    scores.get(allowed).map_or(f32::MIN, |s| s.next_up())
+}
+
 /// The threshold with the best accuracy on `pairs` (midpoint between neighbouring
 /// scores, so it does not sit on a sample).
 pub fn best_threshold(pairs: &[&ScoredPair]) -> f32 {
