@@ -117,6 +117,14 @@ impl Fields {
     /// An id field (`facegallery_id`, `user_id`): a text field that also fits the
     /// store's keys, at most `MAX_ID_BYTES` bytes of UTF-8 (else 400).
     pub fn id(&self, name: &str, missing: Status) -> Result<String, Status> {
+        // A number is its decimal text only when JSON carried it exactly: beyond 64 bits
+        // or written as 1e2 / 1.0 it arrives as a float, whose text ("1e+20") two
+        // different ids would share.
+        if let Some(Value::Number(n)) = self.present(name) {
+            if !(n.is_i64() || n.is_u64()) {
+                return Err(Status::MALFORMED);
+            }
+        }
         let id = self.text(name, missing)?;
         if id.len() > crate::gallery::MAX_ID_BYTES {
             return Err(Status::MALFORMED);
@@ -192,9 +200,14 @@ const URL_SAFE: GeneralPurpose = GeneralPurpose::new(&alphabet::URL_SAFE, LENIEN
 /// prefix, padding, line breaks or spaces; standard or URL-safe alphabet.
 pub fn decode_base64(text: &str) -> Option<Vec<u8>> {
     let text = text.trim();
-    let payload = match text.strip_prefix("data:") {
-        Some(rest) => rest.split_once(',')?.1,
-        None => text,
+    // URL schemes are case-insensitive: "DATA:IMAGE/JPEG;BASE64," too.
+    let is_data_url = text
+        .get(..5)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("data:"));
+    let payload = if is_data_url {
+        text.split_once(',')?.1
+    } else {
+        text
     };
     // Base64 is ASCII, so bytes are enough. Most clients send one unbroken line: it is
     // decoded where it lies; only a payload with line breaks or spaces is copied without
@@ -269,6 +282,10 @@ mod tests {
         assert_eq!(decode_base64(&url), expect);
         assert_eq!(decode_base64("not base64 at all!"), None);
         assert_eq!(decode_base64("data:image/png;base64,"), None);
+        assert_eq!(
+            decode_base64(&format!("DATA:IMAGE/PNG;BASE64,{std}")),
+            Some(bytes.clone())
+        );
         assert_eq!(decode_base64("===="), None);
         let spaced: String = std.chars().flat_map(|c| [c, ' ']).collect();
         assert_eq!(decode_base64(&spaced), expect);
@@ -288,6 +305,24 @@ mod tests {
             f.text("user_id", Status::USER_ID_MISSING),
             Err(Status::USER_ID_MISSING)
         );
+    }
+
+    #[test]
+    fn a_numeric_id_is_taken_only_when_it_is_an_exact_integer() {
+        let id = |json: &str| {
+            Fields::parse(format!("{{\"user_id\":{json}}}").as_bytes(), None)
+                .unwrap()
+                .id("user_id", Status::MALFORMED)
+        };
+        assert_eq!(id("3175092505900001"), Ok("3175092505900001".into()));
+        assert_eq!(
+            id("18446744073709551615"),
+            Ok("18446744073709551615".into())
+        );
+        assert_eq!(id("-12"), Ok("-12".into()));
+        for lossy in ["99999999999999999998", "1e2", "100.0", "-0", "1.5"] {
+            assert_eq!(id(lossy), Err(Status::MALFORMED), "{lossy}");
+        }
     }
 
     #[test]

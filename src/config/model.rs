@@ -83,6 +83,7 @@ impl Default for ModelsConfig {
 pub struct RecognitionConfig {
     pub min_detector_score: f32,
     pub detector_zoom_out: f32,
+    pub far_face_retry_below: f32,
     pub verify_threshold: f32,
     pub identify_threshold: f32,
     pub ktp_minimum_similarity: f32,
@@ -120,6 +121,7 @@ impl Default for RecognitionConfig {
         RecognitionConfig {
             min_detector_score: 0.5,
             detector_zoom_out: 1.6,
+            far_face_retry_below: crate::vision::FAR_RETRY_BELOW,
             verify_threshold: 0.75,
             identify_threshold: 0.75,
             ktp_minimum_similarity: 0.75,
@@ -471,6 +473,7 @@ impl Config {
             r.ktp_minimum_similarity,
         )?;
         unit("recognition.mask_threshold", r.mask_threshold)?;
+        unit("recognition.far_face_retry_below", r.far_face_retry_below)?;
         if !(0.0..=4.0).contains(&r.detector_zoom_out) {
             return Err(Error::Invalid(
                 "recognition.detector_zoom_out must be 0..4 (<= 1: no retry)".into(),
@@ -598,6 +601,7 @@ impl Config {
             },
             min_detector_score: r.min_detector_score,
             detector_zoom_out: r.detector_zoom_out,
+            far_face_retry_below: r.far_face_retry_below,
             mask_threshold: r.mask_threshold,
             mask_margin: r.mask_margin,
             chip_padding: r.chip_padding,

@@ -271,21 +271,57 @@ const ONES_GUARD: [u8; 64] = {
 };
 
 fn with_ones_before_eoi(bytes: &[u8]) -> Result<Vec<u8>, DecodeError> {
-    // Some encoders pad after EOI with zeros or a newline.
-    let end = bytes
-        .iter()
-        .rposition(|&b| b != 0 && b != b'\n' && b != b'\r')
-        .map_or(0, |i| i + 1);
-    if !bytes[..end].ends_with(&[0xFF, 0xD9]) {
-        return Err(DecodeError::Corrupt(
-            "JPEG ends without its EOI marker".into(),
-        ));
-    }
+    // Whatever follows the image's EOI (padding, a phone's motion-photo video, a second
+    // picture) is not the image's business.
+    let end = jpeg_end(bytes)
+        .ok_or_else(|| DecodeError::Corrupt("JPEG ends without its EOI marker".into()))?;
     let mut out = Vec::with_capacity(end + ONES_GUARD.len());
     out.extend_from_slice(&bytes[..end - 2]);
     out.extend_from_slice(&ONES_GUARD);
     out.extend_from_slice(&[0xFF, 0xD9]);
     Ok(out)
+}
+
+/// Where the image's EOI marker ends: segments are skipped by their lengths (so an
+/// EXIF thumbnail's EOI is not taken), entropy-coded data up to the next marker that is
+/// neither a stuffed `FF 00` nor a restart marker. `None`: the data ends first.
+fn jpeg_end(bytes: &[u8]) -> Option<usize> {
+    let mut at = 2;
+    loop {
+        // Fill bytes (FF FF ...) may precede a marker.
+        while bytes.get(at..at + 2)? == [0xFF, 0xFF] {
+            at += 1;
+        }
+        if *bytes.get(at)? != 0xFF {
+            return None;
+        }
+        let marker = *bytes.get(at + 1)?;
+        match marker {
+            0xD9 => return Some(at + 2),
+            0x01 | 0xD0..=0xD8 => {
+                at += 2;
+                continue;
+            }
+            _ => {}
+        }
+        let length = usize::from(u16::from_be_bytes([
+            *bytes.get(at + 2)?,
+            *bytes.get(at + 3)?,
+        ]));
+        at = at.checked_add(2 + length)?;
+        if marker == 0xDA {
+            loop {
+                let ff = at + bytes.get(at..)?.iter().position(|&b| b == 0xFF)?;
+                match *bytes.get(ff + 1)? {
+                    0x00 | 0xD0..=0xD7 | 0xFF => at = ff + 1,
+                    _ => {
+                        at = ff;
+                        break;
+                    }
+                }
+            }
+        }
+    }
 }
 
 fn check_size(width: u32, height: u32, limits: &DecodeLimits) -> Result<(), DecodeError> {
@@ -488,6 +524,25 @@ mod tests {
                 "-{missing}: {err:?}"
             );
         }
+    }
+
+    #[test]
+    fn bytes_after_the_end_of_a_jpeg_do_not_make_it_broken() {
+        let jpeg = tiny_jpeg();
+        let expected = decode_image(&jpeg, &DecodeLimits::default()).unwrap();
+        // A phone's motion photo (a video after the picture, itself holding FF D9), a
+        // second picture, text.
+        let mut video = vec![0u8, 0, 0, 0x18, b'f', b't', b'y', b'p'];
+        video.extend((0..5000u32).map(|i| (i * 7919 % 251) as u8));
+        video.extend([0xFF, 0xD9, 0x12]);
+        for tail in [video, jpeg.clone(), b"GARBAGE".to_vec()] {
+            let mut with_tail = jpeg.clone();
+            with_tail.extend(&tail);
+            let got = decode_image(&with_tail, &DecodeLimits::default()).unwrap();
+            assert_eq!(got.as_raw(), expected.as_raw());
+        }
+        // The end marker found by walking the segments, not the last FF D9 in the file.
+        assert_eq!(jpeg_end(&jpeg), Some(jpeg.len()));
     }
 
     #[test]

@@ -71,6 +71,49 @@ impl Default for DetectorParams {
     }
 }
 
+/// The second detector for faces too small for the first: BlazeFace short range sees a
+/// 1280x720 frame at 128x128, where a face 150 px wide (a person 1.5 m from a 720p
+/// door camera) is 15 px and not found, or found with misplaced eyes. Full range (192x192,
+/// trained for faces up to ~5 m) finds them. It runs only when the first detector found
+/// nothing, or its best face scores below `below` and is small in the frame (a tight
+/// portrait, which short range scores lower but places well, does not pay the full-range
+/// run: ~3x a short-range run), and its faces are taken when its best face scores higher.
+pub struct FarRetry {
+    pub detector: Detector,
+    pub below: f32,
+}
+
+/// Score below which identify, enroll and the camera also try the full-range detector
+/// (`recognition.far_face_retry_below`).
+pub const FAR_RETRY_BELOW: f32 = 0.75;
+
+/// A face whose box is at least this share of the frame's longer side is large enough
+/// for short range (it reads the frame at 128 px: such a face is 38 px or more there).
+const SMALL_FACE: f32 = 0.3;
+
+impl FarRetry {
+    /// `near` (the first detector's faces) or, when they are unsure, the far detector's
+    /// if its best face scores higher.
+    pub fn refine(
+        &self,
+        near: Vec<Detection>,
+        model: &mut Model,
+        image: &RgbImage,
+        scratch: &mut WarpScratch,
+    ) -> Result<Vec<Detection>, Error> {
+        let best = |faces: &[Detection]| faces.iter().map(|f| f.score).fold(0.0, f32::max);
+        let longer_side = image.width().max(image.height()) as f32;
+        let sure = near.iter().any(|f| {
+            f.score >= self.below || f.bbox.width.max(f.bbox.height) >= SMALL_FACE * longer_side
+        });
+        if sure {
+            return Ok(near);
+        }
+        let far = self.detector.detect_zoomed(model, image, 1.0, scratch)?;
+        Ok(if best(&far) > best(&near) { far } else { near })
+    }
+}
+
 /// Anchor centres in normalised input coordinates.
 pub fn anchors(kind: DetectorKind) -> Vec<Point> {
     let size = kind.input_size();

@@ -28,7 +28,7 @@ mod warp;
 pub use admission::{AdmissionLimits, Busy, PoolStatus};
 pub use align::frontalness;
 pub use decode::{decode_image, DecodeError, DecodeLimits, DEFAULT_MAX_DECODE_BYTES};
-pub use detect::DetectorKind;
+pub use detect::{DetectorKind, FAR_RETRY_BELOW};
 pub use embed::{Embedding, EMBEDDING_DIM};
 pub use embedder_spec::{
     CropTemplate, EmbedderSpec, InputLayout, InputNormalisation, SimilarityCalibration, SpecError,

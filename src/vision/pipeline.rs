@@ -16,7 +16,9 @@ use sha2::{Digest, Sha256};
 
 use super::admission::{AdmissionLimits, Lease, PoolStatus, SessionPool};
 use super::align::{align, align_with_transform, frontalness, ChipLayout};
-use super::detect::{Detector, DetectorKind, DetectorParams, ZOOM_OUT_RETRY};
+use super::detect::{
+    Detector, DetectorKind, DetectorParams, FarRetry, FAR_RETRY_BELOW, ZOOM_OUT_RETRY,
+};
 use super::embed::{embed, embed_sum, Embedding};
 use super::embedder_spec::{CropTemplate, EmbedderSpec, SpecError, SpecSource};
 use super::flip::{embed_with, Flip};
@@ -59,6 +61,9 @@ pub struct PipelineOptions {
     /// When no face is found, detect again with the picture shrunk into a black border of
     /// this many times its longer side (finds faces that fill the frame); <= 1: off.
     pub detector_zoom_out: f32,
+    /// With the short-range detector: also run the full-range one when the best face
+    /// scores below this (nothing found scores 0); 0: never ([`FarRetry`]).
+    pub far_face_retry_below: f32,
     /// `Face::masked` is `mask_probability >= mask_threshold`.
     pub mask_threshold: f32,
     /// Extra margin around the detector box for the mask crop (0.3 = 30 % larger).
@@ -91,6 +96,7 @@ impl Default for PipelineOptions {
             admission: AdmissionLimits::default(),
             min_detector_score: 0.5,
             detector_zoom_out: ZOOM_OUT_RETRY,
+            far_face_retry_below: FAR_RETRY_BELOW,
             mask_threshold: 0.5,
             mask_margin: 0.5,
             chip_padding: 0.25,
@@ -136,6 +142,8 @@ pub struct StageTimings {
 
 struct Session {
     detector: Model,
+    /// The full-range detector of [`Pipeline::far`], when there is one.
+    far_detector: Option<Model>,
     embedder: Model,
     mask: Model,
     /// The face mesh, with `Alignment::FaceMesh` only.
@@ -166,6 +174,7 @@ pub struct Appearance {
 pub struct Pipeline {
     options: PipelineOptions,
     detector: Detector,
+    far: Option<FarRetry>,
     chip: ChipLayout,
     /// Where `chip` shows a face, recorded with each stored crop.
     crop_points: CropPoints,
@@ -203,6 +212,7 @@ impl Pipeline {
                 .map_err(|source| Error::Runtime(crate::runtime::Error::ModelFile { path, source }))
         };
         let detector_bytes = read(options.detector.file_name())?;
+        let far_bytes = far_detector_bytes(&options);
         let embedder_bytes = read(&options.embedder_file)?;
         let mask_bytes = read(&options.mask_file)?;
         let landmarks_bytes = match options.alignment {
@@ -246,6 +256,14 @@ impl Pipeline {
                     detector_bytes.clone(),
                     threads,
                 )?,
+                far_detector: match &far_bytes {
+                    Some(bytes) => Some(runtime.model_from_bytes(
+                        DetectorKind::FullRange.file_name(),
+                        bytes.clone(),
+                        threads,
+                    )?),
+                    None => None,
+                },
                 embedder: runtime.model_from_bytes(
                     &options.embedder_file,
                     embedder_bytes.clone(),
@@ -287,16 +305,19 @@ impl Pipeline {
             check_mesh_model(model)?;
         }
         let mask_side = input_side(&sessions[0].mask)?;
-        let detector = Detector::new(
-            options.detector,
-            DetectorParams {
-                min_score: options.min_detector_score,
-                zoom_out_retry: options.detector_zoom_out,
-                ..DetectorParams::default()
-            },
-        );
+        let params = DetectorParams {
+            min_score: options.min_detector_score,
+            zoom_out_retry: options.detector_zoom_out,
+            ..DetectorParams::default()
+        };
+        let detector = Detector::new(options.detector, params);
+        let far = far_bytes.map(|_| FarRetry {
+            detector: Detector::new(DetectorKind::FullRange, params),
+            below: options.far_face_retry_below,
+        });
         Ok(Pipeline {
             detector,
+            far,
             chip,
             crop_points,
             mask_side,
@@ -376,7 +397,18 @@ impl Pipeline {
 
     /// Faces in `image`, largest first, without recognition.
     pub fn detect(&self, image: &RgbImage) -> Result<Vec<Detection>, Error> {
-        self.with_session(|s| self.detector.detect(&mut s.detector, image, &mut s.scratch))
+        self.with_session(|s| self.detect_in(s, image))
+    }
+
+    /// The detector, then the far-face retry where it applies.
+    fn detect_in(&self, s: &mut Session, image: &RgbImage) -> Result<Vec<Detection>, Error> {
+        let near = self
+            .detector
+            .detect(&mut s.detector, image, &mut s.scratch)?;
+        match (&self.far, s.far_detector.as_mut()) {
+            (Some(far), Some(model)) => far.refine(near, model, image, &mut s.scratch),
+            _ => Ok(near),
+        }
     }
 
     /// Decodes, detects and analyses the selected faces (largest first). The picture is
@@ -475,9 +507,7 @@ impl Pipeline {
     ) -> Result<(Vec<Face>, StageTimings), Error> {
         let mut t = StageTimings::default();
         let start = Instant::now();
-        let detections = self
-            .detector
-            .detect(&mut s.detector, image, &mut s.scratch)?;
+        let detections = self.detect_in(s, image)?;
         t.detect = start.elapsed();
         let chosen = select(detections, selection, image);
         let mut faces = Vec::with_capacity(chosen.len());
@@ -745,11 +775,8 @@ impl Pipeline {
                 let frame = &std::hint::black_box(self.decode(jpeg_or_png)?);
                 t.decode = start.elapsed();
                 let start = Instant::now();
-                std::hint::black_box(self.detector.detect(
-                    &mut s.detector,
-                    frame,
-                    &mut s.scratch,
-                )?);
+                // The far-face retry included, where it runs.
+                std::hint::black_box(self.detect_in(s, frame)?);
                 t.detect = start.elapsed();
                 let start = Instant::now();
                 let mesh = self.mesh(s, frame, detection)?;
@@ -867,6 +894,28 @@ fn select(
 /// valid); any other description, or a changed calibration, is hashed in. So is the
 /// face mesh (`mesh`: its file's bytes) when it aligns the faces; keypoint alignment
 /// adds nothing, for the same reason. Test-time chips are hashed in when there are any.
+/// The full-range detector's bytes for the far-face retry: with the short-range
+/// detector and a retry score above 0. A models folder without the file (an operator's
+/// own, made before the retry existed) runs without it, with a warning.
+fn far_detector_bytes(options: &PipelineOptions) -> Option<Vec<u8>> {
+    if options.detector != DetectorKind::ShortRange || options.far_face_retry_below <= 0.0 {
+        return None;
+    }
+    let path = options.models_dir.join(DetectorKind::FullRange.file_name());
+    match std::fs::read(&path) {
+        Ok(bytes) => Some(bytes),
+        Err(e) => {
+            tracing::warn!(
+                path = %path.display(),
+                error = %e,
+                "no full-range detector: faces smaller than about a fifth of the frame \
+                 are not found (recognition.far_face_retry_below)"
+            );
+            None
+        }
+    }
+}
+
 fn fingerprint(
     embedder: &[u8],
     chip: &ChipLayout,

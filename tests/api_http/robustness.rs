@@ -100,3 +100,57 @@ fn read_response_or_close(s: &mut std::net::TcpStream) -> Vec<u8> {
     let _ = s.read_to_end(&mut out);
     out
 }
+
+#[test]
+fn a_user_id_number_beyond_an_exact_integer_is_refused_not_rounded_into_another_persons() {
+    let server = TestServer::start();
+    let c = server.client("kiosk");
+    c.create_gallery("door");
+    let enroll = |user_id: serde_json::Value, file: &str| {
+        c.post(
+            "facegallery/enroll-face",
+            json!({"user_id": user_id, "user_name": "n", "facegallery_id": "door", "image": photo(file)}),
+        )
+    };
+    // A NIK-like number is its decimal text.
+    let nik: u64 = 3_175_092_505_900_001;
+    assert_eq!(enroll(json!(nik), "amy1.png").status(), 200);
+    let r = c.post(
+        "facegallery/verify-face",
+        json!({"user_id": nik.to_string(), "facegallery_id": "door", "image": photo("amy2.png")}),
+    );
+    assert_eq!(r.status(), 200, "{:?}", r.raw);
+    // Twenty digits arrive as a float: "1e+20" would be the id of every such number.
+    let r = http(
+        server.addr,
+        "POST",
+        "/face-api/facegallery/enroll-face",
+        &[("Accesstoken", &c.token)],
+        format!(
+            "{{\"user_id\":99999999999999999998,\"user_name\":\"n\",\"facegallery_id\":\"door\",\"image\":\"{}\"}}",
+            photo("sheldon1.png")
+        )
+        .as_bytes(),
+    );
+    assert_eq!(r.status(), 400);
+    for lossy in [json!(1e2), json!(1.5)] {
+        assert_eq!(
+            enroll(lossy.clone(), "sheldon1.png").status(),
+            400,
+            "{lossy}"
+        );
+    }
+}
+
+#[test]
+fn a_phone_jpeg_with_data_after_its_end_marker_is_a_picture() {
+    let server = TestServer::start();
+    let c = server.client("kiosk");
+    c.create_gallery("door");
+    c.enroll("door", "amy", "Amy", &photo("amy1.png"));
+    // A motion photo: the video follows the picture in the same file.
+    let mut file = jpeg(&load("amy2.png"));
+    file.extend((0..50_000u32).map(|i| (i * 7919 % 251) as u8));
+    let r = c.identify("door", &b64(&file));
+    assert_eq!(r.status(), 200, "{:?}", r.raw);
+}

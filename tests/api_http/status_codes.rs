@@ -208,6 +208,22 @@ fn a_body_over_the_limit_is_498_in_the_body_and_413_on_the_status_line() {
         json!({"facegallery_id": "door", "image": "A".repeat(60 * 1024)}),
     );
     assert_eq!(r.status(), 416);
+    // A declared length over the limit, with `Expect: 100-continue` and no body sent
+    // yet: answered 498 without waiting for the body (which would end in 408).
+    let mut stream = std::net::TcpStream::connect(server.addr).unwrap();
+    std::io::Write::write_all(
+        &mut stream,
+        format!(
+            "POST /face-api/facegallery/identify-face HTTP/1.1\r\nHost: x\r\n\
+             Accesstoken: {}\r\nContent-Length: 8000000\r\nExpect: 100-continue\r\n\
+             Connection: close\r\n\r\n",
+            c.token
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let r = read_response(&mut stream);
+    assert_eq!((r.http, r.status()), (413, 498), "{:?}", r.raw);
 }
 
 #[test]
