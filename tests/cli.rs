@@ -311,6 +311,27 @@ fn small_lfw(dir: &Path) -> (PathBuf, PathBuf) {
     (images, pairs)
 }
 
+/// `facegate calibrate` on `images` and `pairs` with the models in `models` and a data
+/// folder in `dir`.
+fn calibrate(
+    dir: &Path,
+    models: &Path,
+    images: &Path,
+    pairs: &Path,
+    extra: &[&str],
+) -> std::process::Output {
+    facegate()
+        .env("FACEGATE_MODELS_DIR", models)
+        .env("FACEGATE_DATA_DIR", dir.join("data"))
+        .args(["calibrate", "--images"])
+        .arg(images)
+        .arg("--pairs")
+        .arg(pairs)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
 /// A copy of the bundled models folder (what the default config loads) in `dir`, so
 /// that a command that writes descriptions can never touch the repository's.
 fn bundled_models_copy(dir: &Path) -> PathBuf {
@@ -412,18 +433,7 @@ fn calibrate_refuses_a_read_only_description_before_embedding_anything() {
     let manifest = models.join("MANIFEST.toml");
     std::fs::set_permissions(&manifest, std::fs::Permissions::from_mode(0o444)).unwrap();
     let before = std::fs::read_to_string(&manifest).unwrap();
-    let run = |extra: &[&str]| {
-        facegate()
-            .env("FACEGATE_MODELS_DIR", &models)
-            .env("FACEGATE_DATA_DIR", dir.path().join("data"))
-            .args(["calibrate", "--images"])
-            .arg(&images)
-            .arg("--pairs")
-            .arg(&pairs)
-            .args(extra)
-            .output()
-            .unwrap()
-    };
+    let run = |extra: &[&str]| calibrate(dir.path(), &models, &images, &pairs, extra);
     // --force overrides the fleet's hazards, not the operator's read-only mode.
     let out = run(&["--force"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -444,18 +454,7 @@ fn calibrate_leaves_the_bundled_manifest_alone_unless_forced() {
     let models = bundled_models_copy(dir.path());
     let manifest = std::fs::read_to_string(models.join("MANIFEST.toml")).unwrap();
     let (images, pairs) = small_lfw(dir.path());
-    let calibrate = |extra: &[&str]| {
-        facegate()
-            .env("FACEGATE_MODELS_DIR", &models)
-            .env("FACEGATE_DATA_DIR", dir.path().join("data"))
-            .args(["calibrate", "--images"])
-            .arg(&images)
-            .arg("--pairs")
-            .arg(&pairs)
-            .args(extra)
-            .output()
-            .unwrap()
-    };
+    let calibrate = |extra: &[&str]| calibrate(dir.path(), &models, &images, &pairs, extra);
 
     // An integrator tuning the shipped model to their own people: every door of the
     // fleet shares this description, and its calibration is in the template fingerprint.

@@ -109,7 +109,6 @@ pub fn load_config(file: Option<&std::path::Path>) -> anyhow::Result<Config> {
     config::load(file, &config::ProcessEnv).context("configuration")
 }
 
-/// Loads the LiteRT library and the models the configuration names.
 /// Refuses a data folder without a store, for commands that only make sense on one
 /// (a mistyped folder would otherwise get a new, empty store and a report of success).
 pub fn require_store(dir: &std::path::Path, nothing_to: &str) -> anyhow::Result<()> {
@@ -135,6 +134,7 @@ pub fn open_store(dir: &std::path::Path, map_size_mb: usize) -> anyhow::Result<S
     })
 }
 
+/// Loads the LiteRT library and the models the configuration names.
 pub fn load_pipeline(config: &Config) -> anyhow::Result<Pipeline> {
     let runtime = Runtime::locate_and_load(config.runtime_library())?;
     Ok(Pipeline::load(&runtime, config.pipeline_options())?)
@@ -148,7 +148,8 @@ pub fn report(error: &anyhow::Error) -> String {
     let mut last = String::new();
     for cause in error.chain() {
         let text = cause.to_string();
-        if !last.ends_with(&text) {
+        // Only a cause the parent shows as its own ": cause" ending is a repeat.
+        if last != text && !last.ends_with(&format!(": {text}")) {
             if !out.is_empty() {
                 out.push_str(": ");
             }
@@ -210,5 +211,8 @@ mod tests {
         );
         let plain = anyhow::anyhow!("inner").context("outer");
         assert_eq!(super::report(&plain), "outer: inner");
+        // A short cause that merely ends the parent's text is still shown.
+        let short = anyhow::anyhow!("1").context("threads 1");
+        assert_eq!(super::report(&short), "threads 1: 1");
     }
 }

@@ -109,9 +109,10 @@ impl Visit {
 }
 
 impl Gallery {
-    /// Faces in a frame, largest first, without recognition.
+    /// Faces in a camera frame, largest first, without recognition (no far-face
+    /// retry: see [`crate::vision::Pipeline::detect_near`]).
     pub fn detect_faces(&self, frame: &RgbImage) -> Result<Vec<Detection>, Error> {
-        self.pipeline.detect(frame).map_err(Error::Vision)
+        self.pipeline.detect_near(frame).map_err(Error::Vision)
     }
 
     /// The appearance embedding of `detection` (found by [`Gallery::detect_faces`] in

@@ -541,7 +541,7 @@ mod tests {
             let got = decode_image(&with_tail, &DecodeLimits::default()).unwrap();
             assert_eq!(got.as_raw(), expected.as_raw());
         }
-        // The end marker found by walking the segments, not the last FF D9 in the file.
+        // Walking the segments of the picture alone ends at its last byte.
         assert_eq!(jpeg_end(&jpeg), Some(jpeg.len()));
     }
 

@@ -92,6 +92,15 @@ pub const FAR_RETRY_BELOW: f32 = 0.75;
 const SMALL_FACE: f32 = 0.3;
 
 impl FarRetry {
+    /// Whether `near` (faces in a `width` x `height` picture) calls for the far
+    /// detector: nothing found, or every face unsure and small.
+    pub fn needed(&self, near: &[Detection], width: u32, height: u32) -> bool {
+        let longer_side = width.max(height) as f32;
+        !near.iter().any(|f| {
+            f.score >= self.below || f.bbox.width.max(f.bbox.height) >= SMALL_FACE * longer_side
+        })
+    }
+
     /// `near` (the first detector's faces) or, when they are unsure, the far detector's
     /// if its best face scores higher.
     pub fn refine(
@@ -102,11 +111,7 @@ impl FarRetry {
         scratch: &mut WarpScratch,
     ) -> Result<Vec<Detection>, Error> {
         let best = |faces: &[Detection]| faces.iter().map(|f| f.score).fold(0.0, f32::max);
-        let longer_side = image.width().max(image.height()) as f32;
-        let sure = near.iter().any(|f| {
-            f.score >= self.below || f.bbox.width.max(f.bbox.height) >= SMALL_FACE * longer_side
-        });
-        if sure {
+        if !self.needed(&near, image.width(), image.height()) {
             return Ok(near);
         }
         let far = self.detector.detect_zoomed(model, image, 1.0, scratch)?;
@@ -417,6 +422,30 @@ mod tests {
                 left_ear: p,
             },
         }
+    }
+
+    #[test]
+    fn the_far_detector_runs_only_for_nothing_or_small_unsure_faces() {
+        let retry = FarRetry {
+            detector: Detector::new(DetectorKind::FullRange, DetectorParams::default()),
+            below: 0.75,
+        };
+        // 10 px faces in a 100 px picture are small; in a 30 px one they are not.
+        assert!(retry.needed(&[], 640, 480), "nothing found");
+        assert!(retry.needed(&[det(0.0, 0.6), det(50.0, 0.7)], 100, 80));
+        assert!(
+            !retry.needed(&[det(0.0, 0.6), det(50.0, 0.8)], 100, 80),
+            "one sure face"
+        );
+        assert!(
+            !retry.needed(&[det(0.0, 0.6)], 30, 30),
+            "a large unsure face (portrait)"
+        );
+        let never = FarRetry {
+            below: 0.0,
+            ..retry
+        };
+        assert!(!never.needed(&[det(0.0, 0.1)], 100, 80));
     }
 
     #[test]

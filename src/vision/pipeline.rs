@@ -61,8 +61,9 @@ pub struct PipelineOptions {
     /// When no face is found, detect again with the picture shrunk into a black border of
     /// this many times its longer side (finds faces that fill the frame); <= 1: off.
     pub detector_zoom_out: f32,
-    /// With the short-range detector: also run the full-range one when the best face
-    /// scores below this (nothing found scores 0); 0: never ([`FarRetry`]).
+    /// With the short-range detector: also run the full-range one when nothing is found,
+    /// or every face scores below this and is small in the frame; 0: never
+    /// ([`FarRetry`]).
     pub far_face_retry_below: f32,
     /// `Face::masked` is `mask_probability >= mask_threshold`.
     pub mask_threshold: f32,
@@ -398,6 +399,14 @@ impl Pipeline {
     /// Faces in `image`, largest first, without recognition.
     pub fn detect(&self, image: &RgbImage) -> Result<Vec<Detection>, Error> {
         self.with_session(|s| self.detect_in(s, image))
+    }
+
+    /// [`Pipeline::detect`] without the far-face retry, for a camera loop: its frames
+    /// are mostly empty (the retry would triple the detection cost of each) and its
+    /// faces must be `camera.min_face_px` wide to be recognised, large enough for the
+    /// short-range detector at the camera's frame size.
+    pub fn detect_near(&self, image: &RgbImage) -> Result<Vec<Detection>, Error> {
+        self.with_session(|s| self.detector.detect(&mut s.detector, image, &mut s.scratch))
     }
 
     /// The detector, then the far-face retry where it applies.
@@ -889,11 +898,6 @@ fn select(
     }
 }
 
-/// The shipped dlib description adds nothing to its file bytes, chip and flip, so its
-/// fingerprint stays what it was before descriptions existed (stored templates stay
-/// valid); any other description, or a changed calibration, is hashed in. So is the
-/// face mesh (`mesh`: its file's bytes) when it aligns the faces; keypoint alignment
-/// adds nothing, for the same reason. Test-time chips are hashed in when there are any.
 /// The full-range detector's bytes for the far-face retry: with the short-range
 /// detector and a retry score above 0. A models folder without the file (an operator's
 /// own, made before the retry existed) runs without it, with a warning.
@@ -916,6 +920,11 @@ fn far_detector_bytes(options: &PipelineOptions) -> Option<Vec<u8>> {
     }
 }
 
+/// The shipped dlib description adds nothing to its file bytes, chip and flip, so its
+/// fingerprint stays what it was before descriptions existed (stored templates stay
+/// valid); any other description, or a changed calibration, is hashed in. So is the
+/// face mesh (`mesh`: its file's bytes) when it aligns the faces; keypoint alignment
+/// adds nothing, for the same reason. Test-time chips are hashed in when there are any.
 fn fingerprint(
     embedder: &[u8],
     chip: &ChipLayout,

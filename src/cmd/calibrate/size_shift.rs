@@ -144,7 +144,8 @@ mod tests {
     use super::*;
 
     /// `n` people in `dim` dimensions, `per_person` images each: a random direction per
-    /// person plus independent noise of `spread`, normalised (SplitMix64, Box-Muller).
+    /// person plus independent noise of `spread`, normalised (a seeded `StdRng`,
+    /// Box-Muller).
     fn people(n: usize, per_person: usize, dim: usize, spread: f32) -> Vec<Vec<Embedding>> {
         use rand::{Rng, SeedableRng};
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
