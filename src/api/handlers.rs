@@ -43,11 +43,8 @@ pub(super) async fn run(
     // slow uplink learns it at once instead of after uploading megabytes, and one that
     // sent `Expect: 100-continue` never uploads them (hyper sends 100 only when the body
     // is first read).
-    let declared = headers
-        .get(axum::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limits.body_limit_bytes as u64) {
+    // hyper parsed Content-Length already: it is the body's lower size bound.
+    if http_body::Body::size_hint(&body).lower() > limits.body_limit_bytes as u64 {
         return Err(Status::BODY_TOO_LARGE.into());
     }
     let body = read_body(body, limits.body_limit_bytes, limits.limits.body_timeout)

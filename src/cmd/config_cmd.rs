@@ -41,8 +41,6 @@ pub fn run(command: &ConfigCommand, file: Option<&Path>) -> anyhow::Result<ExitC
             // The models as `serve` loads them: the embedder's description (sidecar or
             // manifest entry) and every file's shapes against it, so that a model serve
             // would refuse is not reported "ok" here.
-            facegate::vision::EmbedderSpec::find(&models, &merged.models.embedder)
-                .map_err(facegate::vision::Error::from)?;
             super::load_pipeline(&merged)?;
             let data = &merged.store.data_dir;
             if data.exists() && !data.is_dir() {

@@ -8,6 +8,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
+/// The file [`replace_durably`] replaces for `path`: a symlink's target, else `path`.
+pub fn replaced_file(path: &Path) -> std::path::PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
 /// Writes `path` through `fill`, replacing any file there only once the new one is
 /// complete and on disk.
 pub fn replace_durably(
@@ -16,7 +21,7 @@ pub fn replace_durably(
 ) -> anyhow::Result<()> {
     // A symlinked file is replaced where it lives (the link stays), and keeps its mode
     // and, where this user may set it, its owner.
-    let target = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let target = replaced_file(path);
     let path = target.as_path();
     let old = std::fs::metadata(path).ok();
     let tmp = sibling_tmp(path);

@@ -186,7 +186,13 @@ fn fieldless_kinds_have_no_fields(description: &toml::Value) -> Result<(), Strin
 const IDENTITY: Calibration =
     Calibration::with_default_size_shift(super::similarity::DEFAULT_THRESHOLD, 0.0);
 
-/// Checks serde cannot make: fixed-size arrays take a longer TOML array's first values
+/// The raw description's checks that its typed parse cannot make.
+fn checks_serde_cannot_make(description: &toml::Value) -> Result<(), String> {
+    fieldless_kinds_have_no_fields(description)?;
+    arrays_have_their_length(description)
+}
+
+/// Fixed-size arrays take a longer TOML array's first values
 /// (`input_size = [160, 160, 3]` read as 160x160, the 3 silently dropped).
 fn arrays_have_their_length(description: &toml::Value) -> Result<(), String> {
     let length = |key: &str| description.get(key)?.as_array().map(Vec::len);
@@ -261,8 +267,7 @@ impl EmbedderSpec {
 
     pub fn parse(text: &str) -> Result<EmbedderSpec, String> {
         let table: toml::Value = toml::from_str(text).map_err(|e| e.to_string())?;
-        fieldless_kinds_have_no_fields(&table)?;
-        arrays_have_their_length(&table)?;
+        checks_serde_cannot_make(&table)?;
         let spec: EmbedderSpec = toml::from_str(text).map_err(|e| e.to_string())?;
         spec.validate()?;
         Ok(spec)
@@ -280,9 +285,7 @@ impl EmbedderSpec {
         let Some(table) = entry.and_then(|e| e.get("embedder")) else {
             return Ok(None);
         };
-        fieldless_kinds_have_no_fields(table)
-            .and_then(|()| arrays_have_their_length(table))
-            .map_err(|e| format!("{file}: {e}"))?;
+        checks_serde_cannot_make(table).map_err(|e| format!("{file}: {e}"))?;
         let spec: EmbedderSpec = table
             .clone()
             .try_into()

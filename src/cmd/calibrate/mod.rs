@@ -269,7 +269,7 @@ fn changes(old: Option<&SimilarityCalibration>, new: &SimilarityCalibration) -> 
 /// where the replacement cannot be created.
 fn require_writable(source: &SpecSource) -> anyhow::Result<()> {
     let (SpecSource::Sidecar(path) | SpecSource::Manifest(path)) = source;
-    let target = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
+    let target = super::files::replaced_file(path);
     let meta = std::fs::metadata(&target).with_context(|| target.display().to_string())?;
     if meta.permissions().readonly() {
         bail!(
